@@ -1,0 +1,114 @@
+"""Engine set-up and schema migrations for the catalog.
+
+SQLite is the embedded default. Three settings make it fit for the job:
+
+* ``journal_mode=WAL`` so readers do not block the writer;
+* ``secure_delete=ON`` so deleted rows are overwritten, not left in free pages
+  (invariant 5: erased means unrecoverable);
+* every session transaction starts with ``BEGIN IMMEDIATE``: the write lock is taken up front,
+  so two processes (two ``ingest`` runs on one folder) serialise instead of failing with
+  "database is locked" when a read transaction tries to become a write.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.orm import Session, sessionmaker
+
+__all__ = [
+    "current_revision",
+    "head_revision",
+    "make_engine",
+    "make_sessionmaker",
+    "purge_free_space",
+    "upgrade",
+]
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def make_engine(url: str) -> Engine:
+    """Create the catalog engine, with the SQLite settings described above."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 60})
+        event.listen(engine, "connect", _sqlite_on_connect)
+        event.listen(engine, "begin", _sqlite_on_begin)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN itself (pysqlite would defer it).
+    dbapi_connection.isolation_level = None
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA secure_delete=ON")
+    cur.execute("PRAGMA busy_timeout=60000")
+    cur.close()
+
+
+def _sqlite_on_begin(conn: Any) -> None:
+    if conn.get_execution_options().get("disgorge_writer"):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("BEGIN")
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    """Sessions for catalog work; on SQLite each starts with BEGIN IMMEDIATE.
+
+    Plain connections of ``engine`` (migrations, checks) begin deferred, so a check made
+    while a session is open never waits on that session's own lock.
+    """
+    return sessionmaker(bind=engine.execution_options(disgorge_writer=True), expire_on_commit=False)
+
+
+def _alembic_config(engine: Engine) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` (the latest by default)."""
+    command.upgrade(_alembic_config(engine), revision)
+
+
+def head_revision(engine: Engine) -> str | None:
+    return ScriptDirectory.from_config(_alembic_config(engine)).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def purge_free_space(engine: Engine) -> None:
+    """Physically remove deleted data: checkpoint and truncate the WAL, then VACUUM.
+
+    With ``secure_delete`` the pages are already zeroed; this also removes the old page
+    images that the WAL still holds. The erasure engine calls it after destroying keys.
+    """
+    if engine.dialect.name != "sqlite":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM"))
+        return
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        cur.execute("VACUUM")
+        cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        cur.close()
+    finally:
+        raw.close()

@@ -1,0 +1,191 @@
+"""SQLAlchemy 2 models of the catalog.
+
+The schema follows the concepts of DESIGN.md. Two rules shape it:
+
+* nothing personal in clear: subjects are known by a keyed pseudonymous ``ref``; every
+  value that could name or show a person (original file path, consent evidence) is a
+  ``*_enc`` column sealed under the subject's data key;
+* history, not flags: consent is a list of dated decisions, and the audit log is an
+  append-only hash chain.
+
+Changes to these models need an Alembic revision in ``catalog/migrations/versions``;
+``tests/test_migrations.py`` fails when the two drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = [
+    "Asset",
+    "AssetSubject",
+    "AuditEvent",
+    "AuditHead",
+    "Base",
+    "ConsentRecord",
+    "Meta",
+    "PolicyVersion",
+    "Source",
+    "Subject",
+    "UTCDateTime",
+]
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite would drop the zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the catalog; use disgorge._time")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Meta(Base):
+    """Workspace-wide values: id, KEK check value, wrapped secrets, public key."""
+
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Subject(Base):
+    """A data subject, known only by ``ref`` = HMAC-SHA256(workspace secret, external id)."""
+
+    __tablename__ = "subjects"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ref: Mapped[str] = mapped_column(String(40), unique=True)
+    #: the subject's data-encryption key wrapped by the KEK; NULL once crypto-shredded
+    dek_wrapped: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Source(Base):
+    """Where data came from: an app, a scrape, a transfer."""
+
+    __tablename__ = "sources"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(32), default="app")
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    policies: Mapped[list[PolicyVersion]] = relationship(
+        back_populates="source", order_by="PolicyVersion.effective_from"
+    )
+
+
+class PolicyVersion(Base):
+    """One version of a source's privacy policy: what it allowed, and when it was in force."""
+
+    __tablename__ = "policy_versions"
+    __table_args__ = (UniqueConstraint("source_id", "version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"))
+    version: Mapped[str] = mapped_column(String(64))
+    text_sha256: Mapped[str] = mapped_column(String(64))
+    effective_from: Mapped[datetime] = mapped_column(UTCDateTime)
+    effective_to: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    allowed_purposes: Mapped[list[str]] = mapped_column(JSON)
+    source: Mapped[Source] = relationship(back_populates="policies")
+
+
+class Asset(Base):
+    """A raw item (a photo), stored encrypted under its owner's data key."""
+
+    __tablename__ = "assets"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    size: Mapped[int] = mapped_column(Integer)
+    media_type: Mapped[str] = mapped_column(String(64))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), index=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("subjects.id"), index=True)
+    blob_key: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    #: path inside the ingested folder/archive, sealed under the owner's key
+    origin_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    captured_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    ingested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    source: Mapped[Source] = relationship()
+    owner: Mapped[Subject] = relationship()
+
+
+class AssetSubject(Base):
+    """Who an asset shows: its owner (role ``owner``) and anyone else depicted."""
+
+    __tablename__ = "asset_subjects"
+    asset_id: Mapped[str] = mapped_column(ForeignKey("assets.id"), primary_key=True)
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    __table_args__ = (Index("ix_asset_subjects_subject", "subject_id"),)
+
+
+class ConsentRecord(Base):
+    """One dated consent decision of a subject for a purpose (optionally for one asset)."""
+
+    __tablename__ = "consent_records"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id"))
+    asset_id: Mapped[str | None] = mapped_column(ForeignKey("assets.id"), nullable=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    decision: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    policy_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    evidence_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    #: sha256 of the record's identity, so importing a file twice adds nothing
+    row_key: Mapped[str] = mapped_column(String(64), unique=True)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (Index("ix_consent_subject_purpose_at", "subject_id", "purpose", "at"),)
+
+
+class AuditEvent(Base):
+    """An append-only, hash-chained event. Holds ids and counts, never personal data."""
+
+    __tablename__ = "audit_events"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    payload: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """The chain's head (one row). Updating it serialises writers on every backend."""
+
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))

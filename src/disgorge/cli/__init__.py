@@ -1,0 +1,64 @@
+"""The ``disgorge`` command line: a thin layer over :class:`disgorge.Workspace`.
+
+Exit codes: 0 success; 1 an error (message on stderr) or a failed check; 2 a usage
+error; 3 an ingest that finished but refused some files.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from .._version import __version__
+from ._common import fail
+from .audit_cmds import audit_app
+from .catalog_cmds import asset_app, source_app, subject_app
+from .demo_cmd import demo
+from .ingest_cmds import consent_app, ingest
+from .workspace_cmds import gc, init, keygen, migrate, status
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="disgorge",
+    help="Know what every photo fed, and take it back.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"disgorge {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version."
+    ),
+) -> None:
+    """Know what every photo fed, and take it back."""
+
+
+app.command()(init)
+app.command()(status)
+app.command()(ingest)
+app.command()(gc)
+app.command()(migrate)
+app.command()(keygen)
+app.command()(demo)
+app.add_typer(source_app, name="source")
+app.add_typer(consent_app, name="consent")
+app.add_typer(subject_app, name="subject")
+app.add_typer(asset_app, name="asset")
+app.add_typer(audit_app, name="audit")
+
+
+def main() -> None:
+    app()
+
+
+__all__ += ["fail"]

@@ -1,0 +1,109 @@
+"""ingest and consent import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ..ingest import IngestReport
+from ._common import AtOpt, JsonOpt, WorkspaceOpt, console, err, open_workspace, print_json
+
+consent_app = typer.Typer(help="Consent history.", no_args_is_help=True)
+
+#: exit code of an ingest that finished but refused some files
+EXIT_REJECTED = 3
+
+
+def ingest(
+    path: Annotated[Path, typer.Argument(help="A folder, .zip or .tar(.gz) of photos.")],
+    source: Annotated[str, typer.Option("--source", "-s", help="Name of a registered source.")],
+    manifest: Annotated[
+        Path | None, typer.Option(help="CSV/JSONL: path, subject[, depicted][, captured_at].")
+    ] = None,
+    subject_from: Annotated[
+        str | None, typer.Option(help="'dirname': the subject is the photo's folder name (LFW layout).")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="Decoder processes (default: one per core).")] = None,
+    workspace: WorkspaceOpt = None,
+    at: AtOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Ingest photos: safe decode, sha256, encrypt under the owner's key, register, audit.
+
+    Exit code 0 when every file was stored or already present, 3 when some files were
+    refused (each is listed with its reason), 1 on an error that stopped the ingest.
+    """
+    with open_workspace(workspace) as ws:
+        progress = Progress(
+            TextColumn("ingest"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+            disable=not err.is_terminal,
+        )
+        with progress:
+            task = progress.add_task("ingest", total=None)
+
+            def advance(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            report = ws.ingest(
+                path,
+                source=source,
+                manifest=manifest,
+                subject_from=subject_from,
+                at=at,
+                workers=workers,
+                progress=advance,
+            )
+    if json_out:
+        print_json(report.to_dict())
+    else:
+        _print_report(report)
+    if report.rejected:
+        raise typer.Exit(EXIT_REJECTED)
+
+
+def _print_report(report: IngestReport) -> None:
+    d = report.to_dict()
+    table = Table(
+        show_header=False, box=None, title=f"ingest into source {report.source}", title_justify="left"
+    )
+    table.add_row("files seen", str(d["files"]))
+    table.add_row("stored", str(d["ingested"]))
+    table.add_row("already present", str(d["duplicates"]))
+    table.add_row("refused", str(len(d["rejected"])))
+    table.add_row("new subjects", str(d["subjects_created"]))
+    table.add_row("bytes", f"{d['bytes'] / 1e6:.1f} MB")
+    table.add_row("time", f"{d['seconds']:.2f} s ({d['photos_per_second']} photos/s)")
+    console.print(table)
+    shown = report.rejected[:50]
+    for r in shown:
+        console.print(f"  [yellow]refused[/] {r.path}: {r.reason}", markup=True, highlight=False)
+    if len(report.rejected) > len(shown):
+        console.print(f"  ... and {len(report.rejected) - len(shown)} more (--json lists all)")
+
+
+@consent_app.command("import")
+def consent_import(
+    file: Annotated[Path, typer.Argument(help="CSV or JSON Lines: subject, purpose, decision, at[, ...].")],
+    workspace: WorkspaceOpt = None,
+    at: AtOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Import consent history. The whole file is checked first: one bad row imports nothing."""
+    with open_workspace(workspace) as ws:
+        report = ws.import_consent(file, at=at)
+    if json_out:
+        print_json(report.to_dict())
+        return
+    console.print(
+        f"imported {report.imported} consent record(s) from {report.file} "
+        f"({report.already_present} already present, {report.subjects_created} new subject(s))"
+    )

@@ -1,0 +1,95 @@
+"""init, status, migrate, gc, keygen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ..errors import DisgorgeError
+from ..vault import encode_key, new_key
+from ..workspace import Workspace
+from ._common import AtOpt, JsonOpt, WorkspaceOpt, console, fail, open_workspace, print_json
+
+
+def init(
+    directory: Annotated[
+        Path, typer.Argument(help="Folder to hold the workspace (created if missing).")
+    ] = Path("."),
+    kek_env: Annotated[
+        str | None,
+        typer.Option(
+            help="Read the key-encryption key from this environment variable instead of a key file."
+        ),
+    ] = None,
+    at: AtOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Create a workspace: catalog, encrypted blob store, KEK and signing key."""
+    try:
+        ws = Workspace.init(directory, kek_env=kek_env, at=at)
+    except DisgorgeError as exc:
+        raise fail(str(exc)) from None
+    with ws:
+        info = ws.status()
+    if json_out:
+        print_json(info)
+        return
+    console.print(f"Created workspace [bold]{info['workspace']}[/]")
+    console.print(f"  catalog  {info['catalog']}")
+    console.print(f"  blobs    {info['store']}")
+    console.print(f"  KEK      {info['kek']}")
+    console.print(f"  signing  {ws.config.home / 'signing.pub'}")
+
+
+def status(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
+    """Show what the workspace holds."""
+    with open_workspace(workspace) as ws:
+        info = ws.status()
+    if json_out:
+        print_json(info)
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in info.items():
+        table.add_row(key.replace("_", " "), str(value))
+    console.print(table)
+
+
+def migrate(workspace: WorkspaceOpt = None) -> None:
+    """Upgrade the catalog schema to this version of disgorge."""
+    from ..config import Config, find_workspace
+    from ..vault import EnvKek, FileKek
+
+    try:
+        config = Config.load(find_workspace(workspace))
+        kek = EnvKek(config.kek_env) if config.kek_source == "env" else FileKek(config.resolved_kek_path())
+        with Workspace(config, kek) as ws:
+            revision = ws.migrate()
+    except DisgorgeError as exc:
+        raise fail(str(exc)) from None
+    console.print(f"catalog schema at {revision}")
+
+
+def gc(
+    workspace: WorkspaceOpt = None,
+    grace: Annotated[
+        float, typer.Option(help="Only remove files older than this many seconds (protects running ingests).")
+    ] = 900,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, remove nothing.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove blobs left behind by an interrupted ingest."""
+    with open_workspace(workspace) as ws:
+        report = ws.gc(grace_seconds=grace, dry_run=dry_run)
+    if json_out:
+        print_json(report.to_dict())
+        return
+    verb = "would remove" if dry_run else "removed"
+    console.print(f"{verb} {report.orphan_blobs} orphan blob(s) and {report.temporaries} temporary file(s)")
+
+
+def keygen() -> None:
+    """Print a new random key-encryption key (base64), for `init --kek-env`."""
+    print(encode_key(new_key()))

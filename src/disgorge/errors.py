@@ -1,0 +1,71 @@
+"""The one exception tree of disgorge.
+
+Every error a user can cause or meet derives from :class:`DisgorgeError`, so the CLI and
+the server catch one type at their boundary and turn it into a one-line message (CLI,
+exit code 1) or one JSON error shape (server). Messages name the ids involved and what
+to do next; they never carry personal data (external subject ids, photo bytes, paths
+inside a subject's folder)::
+
+    DisgorgeError
+    ├── WorkspaceError        no workspace, already initialised, schema out of date
+    ├── KeyError_             wrong or missing key-encryption key
+    ├── NotFound              unknown subject, asset, source, policy version
+    ├── InvalidInput          a malformed row, date, purpose, manifest or archive member
+    ├── IntegrityError        a blob or audit event that was altered
+    └── KeyDestroyed          the subject's data key was destroyed (crypto-shredded)
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DisgorgeError",
+    "IntegrityError",
+    "InvalidInput",
+    "KekError",
+    "KeyDestroyed",
+    "NotFound",
+    "WorkspaceError",
+]
+
+
+class DisgorgeError(Exception):
+    """Root of every error disgorge raises on purpose."""
+
+    #: HTTP status the server maps this error to.
+    status: int = 400
+
+
+class WorkspaceError(DisgorgeError):
+    """The workspace is missing, already exists, or its schema is not current."""
+
+    status = 409
+
+
+class KekError(DisgorgeError):
+    """The key-encryption key is missing or does not belong to this workspace."""
+
+    status = 403
+
+
+class NotFound(DisgorgeError):
+    """An id (subject ref, asset sha256, source name) that the catalog does not hold."""
+
+    status = 404
+
+
+class InvalidInput(DisgorgeError):
+    """Input that cannot be used as given: the message says which file/row and why."""
+
+    status = 422
+
+
+class IntegrityError(DisgorgeError):
+    """Stored data does not match what was written: tampering or corruption."""
+
+    status = 409
+
+
+class KeyDestroyed(DisgorgeError):
+    """The data-encryption key of a subject was destroyed, so its data is gone for good."""
+
+    status = 410

@@ -1,0 +1,185 @@
+"""Walking what is ingested: a folder, a ``.zip`` or a ``.tar(.gz|.bz2|.xz)``.
+
+Nothing is ever extracted to disk: archive members are read into memory one at a time,
+so a hostile name (``../../etc/passwd``, an absolute path, a link) can only be refused,
+never written. Each member yields a :class:`Member` with a normalised relative path and
+a way to read its bytes, or a refusal with its reason.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+import tarfile
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InvalidInput
+
+__all__ = ["Member", "walk"]
+
+
+@dataclass
+class Member:
+    """One file to ingest: its path relative to the root, and how to read it."""
+
+    path: str
+    size: int
+    read: Callable[[], bytes] | None
+    #: why the member is refused before reading (unsafe path, link, too large)
+    refused: str | None = None
+
+
+def _safe_relpath(name: str) -> str | None:
+    """The normalised relative path, or None if it escapes the root or is absolute."""
+    name = name.replace("\\", "/")
+    if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        return None
+    norm = posixpath.normpath(name)
+    if norm == "." or norm.startswith("../") or norm == ".." or "/../" in f"/{norm}/":
+        return None
+    return norm
+
+
+def walk(path: Path, *, max_bytes: int) -> Iterator[Member]:
+    """Yield the members of a folder, zip or tar archive, in a stable order.
+
+    Archives stay open while the generator runs: read each member's bytes before
+    advancing the generator past the end.
+    """
+    if path.is_dir():
+        yield from _walk_folder(path, max_bytes)
+        return
+    if not path.exists():
+        raise InvalidInput(f"{path}: no such file or folder")
+    name = path.name.lower()
+    if name.endswith(".zip"):
+        yield from _walk_zip(path, max_bytes)
+    elif name.endswith((".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz")):
+        yield from _walk_tar(path, max_bytes)
+    else:
+        raise InvalidInput(f"{path.name}: not a folder, .zip or .tar(.gz) archive")
+
+
+def _reader(path: Path, max_bytes: int) -> Callable[[], bytes]:
+    def read() -> bytes:
+        with open(path, "rb") as fh:
+            data = fh.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise InvalidInput(f"larger than the {max_bytes}-byte limit")
+        return data
+
+    return read
+
+
+def _walk_folder(root: Path, max_bytes: int) -> Iterator[Member]:
+    real_root = root.resolve()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        here = Path(dirpath)
+        for dirname in list(dirnames):
+            if (here / dirname).is_symlink():
+                dirnames.remove(dirname)
+                rel = (here / dirname).relative_to(root).as_posix()
+                yield Member(rel, 0, None, "symlinked folder not followed")
+        for filename in sorted(filenames):
+            full = here / filename
+            rel = full.relative_to(root).as_posix()
+            try:
+                st = full.lstat()
+                if stat.S_ISLNK(st.st_mode):
+                    target = full.resolve()
+                    if not target.is_relative_to(real_root):
+                        yield Member(rel, 0, None, "symlink points outside the ingest root")
+                        continue
+                    st = target.stat()
+                    full = target
+                if not stat.S_ISREG(st.st_mode):
+                    yield Member(rel, 0, None, "not a regular file")
+                    continue
+            except OSError as exc:
+                yield Member(rel, 0, None, f"cannot read ({exc.strerror})")
+                continue
+            if st.st_size > max_bytes:
+                yield Member(rel, st.st_size, None, f"larger than the {max_bytes}-byte limit")
+                continue
+            yield Member(rel, st.st_size, _reader(full, max_bytes))
+
+
+def _walk_zip(path: Path, max_bytes: int) -> Iterator[Member]:
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise InvalidInput(f"{path.name}: not a readable zip archive ({exc})") from None
+    with zf:
+        for info in sorted(zf.infolist(), key=lambda i: i.filename):
+            if info.is_dir():
+                continue
+            rel = _safe_relpath(info.filename)
+            shown = rel or info.filename
+            if rel is None:
+                yield Member(shown, 0, None, "unsafe path in archive (absolute or '..')")
+                continue
+            if stat.S_ISLNK(info.external_attr >> 16):
+                yield Member(shown, 0, None, "link in archive not followed")
+                continue
+            if info.file_size > max_bytes:
+                yield Member(shown, info.file_size, None, f"larger than the {max_bytes}-byte limit")
+                continue
+
+            def read(info: zipfile.ZipInfo = info) -> bytes:
+                try:
+                    with zf.open(info) as fh:
+                        data = fh.read(max_bytes + 1)
+                except (zipfile.BadZipFile, OSError, EOFError) as exc:
+                    raise InvalidInput(f"corrupt archive member ({exc})") from None
+                if len(data) > max_bytes:
+                    raise InvalidInput(f"larger than the {max_bytes}-byte limit")
+                return data
+
+            yield Member(rel, info.file_size, read)
+
+
+def _walk_tar(path: Path, max_bytes: int) -> Iterator[Member]:
+    try:
+        tf = tarfile.open(path)  # noqa: SIM115 - closed by the with-block below
+    except (tarfile.TarError, OSError) as exc:
+        raise InvalidInput(f"{path.name}: not a readable tar archive ({exc})") from None
+    with tf:
+        # Archive order, not sorted: a compressed tar can only be read forwards cheaply.
+        while True:
+            try:
+                info = tf.next()
+            except (tarfile.TarError, OSError, EOFError) as exc:
+                raise InvalidInput(f"{path.name}: corrupt tar archive ({exc})") from None
+            if info is None:
+                break
+            if info.isdir():
+                continue
+            rel = _safe_relpath(info.name)
+            shown = rel or info.name
+            if rel is None:
+                yield Member(shown, 0, None, "unsafe path in archive (absolute or '..')")
+                continue
+            if info.issym() or info.islnk():
+                yield Member(shown, 0, None, "link in archive not followed")
+                continue
+            if not info.isfile():
+                yield Member(shown, 0, None, "not a regular file")
+                continue
+            if info.size > max_bytes:
+                yield Member(shown, info.size, None, f"larger than the {max_bytes}-byte limit")
+                continue
+
+            def read(info: tarfile.TarInfo = info) -> bytes:
+                try:
+                    fh = tf.extractfile(info)
+                    data = fh.read(max_bytes + 1) if fh else b""
+                except (tarfile.TarError, OSError, EOFError) as exc:
+                    raise InvalidInput(f"corrupt archive member ({exc})") from None
+                return data
+
+            yield Member(rel, info.size, read)

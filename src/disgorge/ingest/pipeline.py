@@ -1,0 +1,371 @@
+"""The ingest pipeline: walk, decode in a process pool, seal, register.
+
+Order of work for each batch, chosen so that a SIGKILL at any moment is harmless:
+
+1. read the files and decode them in worker processes (:mod:`.decode`);
+2. create any new subjects (and their data keys) in one committed transaction;
+3. seal each new photo under its owner's key and write its blob (rename into place);
+4. in one transaction: re-check which sha256s exist (another ingest may have won),
+   insert the asset rows, their subject links and their audit events; commit;
+5. delete the blobs of photos that lost the race in step 4.
+
+A kill before 4 commits leaves only sealed blobs the catalog does not know, which
+``disgorge gc`` removes; it never leaves a catalog row without its blob.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from .. import audit
+from ..catalog.models import Asset, AssetSubject, Source, Subject
+from ..errors import DisgorgeError, InvalidInput, NotFound
+from ..subjects import get_or_create_subject
+from ..vault import Vault
+from .decode import DEFAULT_MAX_PIXELS, Probe, probe_many
+from .manifest import ManifestEntry, read_manifest
+from .members import Member, walk
+
+__all__ = ["IngestOptions", "IngestReport", "Rejection", "run_ingest"]
+
+SUBJECT_FROM = ("dirname",)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    path: str
+    reason: str
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did. ``to_dict`` is the ``--json`` summary."""
+
+    source: str
+    files: int = 0
+    ingested: int = 0
+    duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    subjects_created: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+    asset_ids: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.rejected
+
+    def to_dict(self) -> dict[str, Any]:
+        rate = self.ingested / self.seconds if self.seconds else 0.0
+        return {
+            "source": self.source,
+            "files": self.files,
+            "ingested": self.ingested,
+            "duplicates": self.duplicates,
+            "rejected": [{"path": r.path, "reason": r.reason} for r in self.rejected],
+            "subjects_created": self.subjects_created,
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 3),
+            "photos_per_second": round(rate, 1),
+        }
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_bytes: int = 256 * 1024 * 1024
+    workers: int | None = None
+    batch_size: int = 128
+
+
+@dataclass
+class _Item:
+    member: Member
+    owner: str
+    depicted: tuple[str, ...]
+    captured_at: datetime | None
+    data: bytes = b""
+
+
+#: called with (files decoded so far, files seen so far)
+ProgressFn = Callable[[int, int], None]
+
+
+def run_ingest(
+    sessions: sessionmaker[Session],
+    vault: Vault,
+    path: Path,
+    *,
+    source: str,
+    actor: str,
+    at: datetime,
+    manifest: Path | None = None,
+    subject_from: str | None = None,
+    options: IngestOptions = IngestOptions(),
+    progress: ProgressFn | None = None,
+) -> IngestReport:
+    started = time.perf_counter()
+    with sessions() as session:
+        src = session.scalar(select(Source).where(Source.name == source))
+        if src is None:
+            raise NotFound(f"no source named {source!r}; create it with `disgorge source add {source}`")
+        source_id = src.id
+    if manifest is None and subject_from is None:
+        raise InvalidInput("say whose photos these are: --manifest FILE or --subject-from dirname")
+    if manifest is not None and subject_from is not None:
+        raise InvalidInput("use either --manifest or --subject-from, not both")
+    if subject_from is not None and subject_from not in SUBJECT_FROM:
+        raise InvalidInput(f"--subject-from {subject_from!r}: expected one of {', '.join(SUBJECT_FROM)}")
+    entries = read_manifest(manifest) if manifest is not None else None
+
+    report = IngestReport(source=source)
+    seen_paths: set[str] = set()
+
+    def items() -> Iterator[_Item]:
+        for member in walk(path, max_bytes=options.max_bytes):
+            report.files += 1
+            seen_paths.add(member.path)
+            if member.refused:
+                report.rejected.append(Rejection(member.path, member.refused))
+                continue
+            item = _assign(member, entries, report)
+            if item is not None and _read(item, report):
+                yield item
+
+    writer = _Writer(sessions, vault, source_id=source_id, actor=actor, at=at, report=report)
+    done = 0
+    for batch, probes in _decoded(items(), options):
+        writer.write(batch, probes)
+        done += len(batch)
+        if progress:
+            progress(done, report.files)
+    if entries is not None:
+        for rel, entry in entries.items():
+            if rel not in seen_paths:
+                report.rejected.append(
+                    Rejection(rel, f"listed in the manifest (line {entry.line}) but not found")
+                )
+
+    report.seconds = time.perf_counter() - started
+    with sessions.begin() as session:
+        audit.append(
+            session,
+            "ingest.completed",
+            {
+                "source": source,
+                "files": report.files,
+                "ingested": report.ingested,
+                "duplicates": report.duplicates,
+                "rejected": len(report.rejected),
+                "subjects_created": report.subjects_created,
+            },
+            actor=actor,
+            at=at,
+        )
+    return report
+
+
+def _assign(member: Member, entries: dict[str, ManifestEntry] | None, report: IngestReport) -> _Item | None:
+    if entries is not None:
+        entry = entries.get(member.path)
+        if entry is None:
+            report.rejected.append(Rejection(member.path, "not listed in the manifest"))
+            return None
+        return _Item(member, entry.owner, entry.depicted, entry.captured_at)
+    parent = PurePosixPath(member.path).parent.name
+    if not parent:
+        report.rejected.append(Rejection(member.path, "at the root: no folder name to take the subject from"))
+        return None
+    return _Item(member, parent, (), None)
+
+
+def _chunks(items: Iterator[_Item], size: int) -> Iterator[list[_Item]]:
+    while batch := list(itertools.islice(items, size)):
+        yield batch
+
+
+def _read(item: _Item, report: IngestReport) -> bool:
+    """Read the member's bytes now, while its archive is open; refuse it if unreadable."""
+    try:
+        assert item.member.read is not None
+        item.data = item.member.read()
+    except (InvalidInput, OSError) as exc:
+        reason = str(exc) if isinstance(exc, InvalidInput) else f"cannot read ({exc.strerror})"
+        report.rejected.append(Rejection(item.member.path, reason))
+        return False
+    return True
+
+
+def _decoded(items: Iterator[_Item], options: IngestOptions) -> Iterator[tuple[list[_Item], list[Probe]]]:
+    """Yield (batch, probes) in order, decoding a few batches ahead in worker processes.
+
+    Small inputs (one or two batches) are decoded in this process: starting a pool
+    costs more than it saves.
+    """
+    workers = options.workers or os.cpu_count() or 1
+    batches = _chunks(items, options.batch_size)
+    first = list(itertools.islice(batches, 2))
+    batches = itertools.chain(first, batches)
+    if workers <= 1 or len(first) < 2:
+        for batch in batches:
+            yield batch, probe_many([i.data for i in batch], options.max_pixels)
+        return
+    with _pool(workers) as pool:
+        pending: deque[tuple[list[_Item], Future[list[Probe]]]] = deque()
+        for batch in batches:
+            pending.append((batch, pool.submit(probe_many, [i.data for i in batch], options.max_pixels)))
+            if len(pending) > workers + 1:
+                done_batch, fut = pending.popleft()
+                yield done_batch, fut.result()
+        while pending:
+            done_batch, fut = pending.popleft()
+            yield done_batch, fut.result()
+
+
+def _pool(workers: int) -> Executor:
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+
+
+class _Writer:
+    """Steps 2-5 of the module docstring, for one decoded batch at a time."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        vault: Vault,
+        *,
+        source_id: int,
+        actor: str,
+        at: datetime,
+        report: IngestReport,
+    ) -> None:
+        self.sessions = sessions
+        self.vault = vault
+        self.source_id = source_id
+        self.actor = actor
+        self.at = at
+        self.report = report
+        self.subjects: dict[str, Subject] = {}
+        self.seen: set[str] = set()
+
+    def write(self, batch: list[_Item], probes: list[Probe]) -> None:
+        fresh: list[tuple[_Item, Probe]] = []
+        for item, pr in zip(batch, probes, strict=True):
+            if not pr.ok:
+                self.report.rejected.append(Rejection(item.member.path, pr.reason or "rejected"))
+            elif pr.sha256 in self.seen:
+                self.report.duplicates += 1
+            else:
+                self.seen.add(pr.sha256)
+                fresh.append((item, pr))
+        if not fresh:
+            return
+        known = self._existing({pr.sha256 for _, pr in fresh})
+        self.report.duplicates += sum(1 for _, pr in fresh if pr.sha256 in known)
+        fresh = [(i, pr) for i, pr in fresh if pr.sha256 not in known]
+        if not fresh:
+            return
+        self._ensure_subjects({ext for item, _ in fresh for ext in (item.owner, *item.depicted)})
+
+        staged: list[tuple[_Item, Probe, Asset]] = []
+        for item, pr in fresh:
+            owner = self.subjects[item.owner]
+            asset_id = uuid.uuid4().hex
+            blob_key = self.vault.put_blob(owner, asset_id, item.data)
+            origin = self.vault.seal(owner, item.member.path.encode("utf-8"), f"origin:{asset_id}")
+            staged.append(
+                (
+                    item,
+                    pr,
+                    Asset(
+                        id=asset_id,
+                        sha256=pr.sha256,
+                        size=pr.size,
+                        media_type=pr.media_type,
+                        width=pr.width,
+                        height=pr.height,
+                        source_id=self.source_id,
+                        owner_id=owner.id,
+                        blob_key=blob_key,
+                        origin_enc=origin,
+                        captured_at=item.captured_at,
+                        ingested_at=self.at,
+                        state="active",
+                    ),
+                )
+            )
+            item.data = b""
+
+        losers: list[str] = []
+        with self.sessions.begin() as session:
+            taken = set(
+                session.scalars(
+                    select(Asset.sha256).where(Asset.sha256.in_([pr.sha256 for _, pr, _ in staged]))
+                )
+            )
+            for item, pr, asset in staged:
+                if pr.sha256 in taken:
+                    losers.append(asset.blob_key or "")
+                    self.report.duplicates += 1
+                    continue
+                session.add(asset)
+                session.add(AssetSubject(asset_id=asset.id, subject_id=asset.owner_id, role="owner"))
+                for ext in item.depicted:
+                    subject = self.subjects[ext]
+                    if subject.id != asset.owner_id:
+                        session.add(AssetSubject(asset_id=asset.id, subject_id=subject.id, role="depicted"))
+                session.flush()
+                audit.append(
+                    session,
+                    "asset.ingested",
+                    {
+                        "asset": asset.id,
+                        "source_id": self.source_id,
+                        "owner": self.subjects[item.owner].ref,
+                        "depicted": [self.subjects[e].ref for e in item.depicted],
+                        "media_type": asset.media_type,
+                    },
+                    actor=self.actor,
+                    at=self.at,
+                )
+                self.report.ingested += 1
+                self.report.bytes += asset.size
+                self.report.asset_ids.append(asset.id)
+        for key in losers:
+            self.vault.store.delete(key)
+
+    def _existing(self, shas: Iterable[str]) -> set[str]:
+        wanted = list(shas)
+        with self.sessions() as session:
+            return set(session.scalars(select(Asset.sha256).where(Asset.sha256.in_(wanted))))
+
+    def _ensure_subjects(self, external_ids: set[str]) -> None:
+        missing = [e for e in external_ids if e not in self.subjects]
+        if not missing:
+            return
+        with self.sessions.begin() as session:
+            for ext in sorted(missing):
+                ref = self.vault.ref(ext)
+                subject, created = get_or_create_subject(
+                    session, self.vault, ref, at=self.at, actor=self.actor
+                )
+                if subject.dek_wrapped is None:
+                    raise DisgorgeError(f"subject {ref} was erased; their photos cannot be ingested again")
+                self.report.subjects_created += int(created)
+                self.subjects[ext] = subject

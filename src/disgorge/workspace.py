@@ -1,0 +1,570 @@
+"""The Workspace: the one object users (and the CLI, and the server) talk to.
+
+It opens the configuration, the catalog and the vault, and offers every operation as a
+method that takes plain values and returns plain values (dataclasses or JSON-ready
+dicts). The CLI is a thin layer over these methods::
+
+    from disgorge import Workspace
+
+    ws = Workspace.init("photos-ws")
+    ws.add_source("dating-app")
+    report = ws.ingest("lfw/", source="dating-app", subject_from="dirname")
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from . import audit
+from ._time import iso, parse_instant, utcnow
+from .catalog import (
+    Asset,
+    AssetSubject,
+    AuditEvent,
+    ConsentRecord,
+    Meta,
+    PolicyVersion,
+    Source,
+    Subject,
+    current_revision,
+    head_revision,
+    make_engine,
+    make_sessionmaker,
+    purge_free_space,
+    upgrade,
+)
+from .config import MARKER, Config, find_workspace
+from .consent import ConsentImportReport, Purpose, import_consent, parse_purpose
+from .errors import IntegrityError, InvalidInput, NotFound, WorkspaceError
+from .ingest import IngestOptions, IngestReport, run_ingest
+from .ingest.pipeline import ProgressFn
+from .subjects import find_subject, ref_of
+from .vault import BlobStore, EnvKek, FileKek, KekProvider, Vault, new_key
+
+__all__ = ["GcReport", "Workspace"]
+
+_KEK_CHECK_AAD = b"disgorge:kek-check"
+_PSEUDONYM_AAD = b"disgorge:pseudonym-key"
+_SIGNING_AAD = b"disgorge:signing-key"
+SOURCE_KINDS = ("app", "scrape", "transfer", "partner", "other")
+
+
+@dataclass
+class GcReport:
+    orphan_blobs: int
+    temporaries: int
+    removed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"orphan_blobs": self.orphan_blobs, "temporaries": self.temporaries, "removed": self.removed}
+
+
+def _default_actor() -> str:
+    actor = os.environ.get("DISGORGE_ACTOR")
+    if actor:
+        return actor
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _when(at: str | datetime | None) -> datetime:
+    return utcnow() if at is None else parse_instant(at, what="--at")
+
+
+class Workspace:
+    """An opened workspace. Use :meth:`init` or :meth:`open`; close it (or use ``with``)."""
+
+    def __init__(self, config: Config, kek: KekProvider, *, actor: str | None = None) -> None:
+        self.config = config
+        self.actor = actor or _default_actor()
+        self.engine = make_engine(config.resolved_catalog_url())
+        self.sessions = make_sessionmaker(self.engine)
+        self.kek = kek
+        self.store = BlobStore(config.resolved_store_url())
+        self._vault: Vault | None = None
+
+    # -- opening ---------------------------------------------------------------------
+    @classmethod
+    def init(
+        cls,
+        path: str | Path = ".",
+        *,
+        kek_env: str | None = None,
+        actor: str | None = None,
+        at: str | datetime | None = None,
+    ) -> Workspace:
+        """Create a workspace in ``path`` (created if missing) and return it opened.
+
+        With ``kek_env`` the KEK is read from that environment variable instead of a key
+        file in the workspace.
+        """
+        root = Path(path).expanduser().resolve()
+        home = root / MARKER
+        if home.exists():
+            raise WorkspaceError(f"{root} already holds a disgorge workspace")
+        when = _when(at)
+        kek: KekProvider = EnvKek(kek_env) if kek_env else None  # type: ignore[assignment]
+        home.mkdir(parents=True)
+        try:
+            config = Config(home=home)
+            if kek_env:
+                config.kek_source, config.kek_env = "env", kek_env
+            else:
+                kek = FileKek.create(config.resolved_kek_path())
+            config.save()
+            ws = cls(config, kek, actor=actor)
+            upgrade(ws.engine)
+            signing = Ed25519PrivateKey.generate()
+            public = signing.public_key().public_bytes_raw()
+            with ws.sessions.begin() as session:
+                session.add_all(
+                    [
+                        Meta(key="workspace_id", value=uuid.uuid4().hex.encode()),
+                        Meta(key="kek_check", value=kek.wrap(new_key(), _KEK_CHECK_AAD)),
+                        Meta(key="pseudonym_key", value=kek.wrap(new_key(), _PSEUDONYM_AAD)),
+                        Meta(key="signing_key", value=kek.wrap(signing.private_bytes_raw(), _SIGNING_AAD)),
+                        Meta(key="signing_public", value=public),
+                    ]
+                )
+                session.flush()
+                audit.append(
+                    session,
+                    "workspace.created",
+                    {"kek": config.kek_source, "signing_public": public.hex()},
+                    actor=ws.actor,
+                    at=when,
+                )
+            (home / "signing.pub").write_bytes(ws.public_key_pem())
+            ws._load_vault()
+            return ws
+        except BaseException:
+            shutil.rmtree(home, ignore_errors=True)
+            raise
+
+    @classmethod
+    def open(cls, path: str | Path | None = None, *, actor: str | None = None) -> Workspace:
+        """Open the workspace at ``path``, ``$DISGORGE_WORKSPACE`` or the cwd upwards."""
+        config = Config.load(find_workspace(path))
+        if config.kek_source == "env":
+            kek: KekProvider = EnvKek(config.kek_env)
+        elif config.kek_source == "file":
+            kek = FileKek(config.resolved_kek_path())
+        else:
+            raise WorkspaceError(f"config: unknown kek source {config.kek_source!r} (file or env)")
+        ws = cls(config, kek, actor=actor)
+        try:
+            have, want = current_revision(ws.engine), head_revision(ws.engine)
+            if have != want:
+                raise WorkspaceError(
+                    f"catalog schema is at {have}, this disgorge expects {want}: run `disgorge migrate`"
+                )
+            ws._load_vault()
+        except BaseException:
+            ws.close()
+            raise
+        return ws
+
+    def migrate(self) -> str | None:
+        """Upgrade the catalog schema to the latest revision; returns it."""
+        upgrade(self.engine)
+        return current_revision(self.engine)
+
+    def _meta(self, session: Session, key: str) -> bytes:
+        row = session.get(Meta, key)
+        if row is None:
+            raise WorkspaceError(f"catalog is missing its {key!r} entry: damaged workspace")
+        return row.value
+
+    def _load_vault(self) -> None:
+        with self.sessions() as session:
+            self.kek.unwrap(self._meta(session, "kek_check"), _KEK_CHECK_AAD)
+            pseudonym = self.kek.unwrap(self._meta(session, "pseudonym_key"), _PSEUDONYM_AAD)
+        self._vault = Vault(self.kek, self.store, pseudonym)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- basics ----------------------------------------------------------------------
+    @property
+    def root(self) -> Path:
+        return self.config.root
+
+    @property
+    def vault(self) -> Vault:
+        assert self._vault is not None
+        return self._vault
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        with self.sessions.begin() as session:
+            yield session
+
+    @property
+    def workspace_id(self) -> str:
+        with self.sessions() as session:
+            return self._meta(session, "workspace_id").decode()
+
+    def public_key(self) -> Ed25519PublicKey:
+        with self.sessions() as session:
+            return Ed25519PublicKey.from_public_bytes(self._meta(session, "signing_public"))
+
+    def public_key_pem(self) -> bytes:
+        return self.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    def sign(self, data: bytes) -> bytes:
+        """Sign with the workspace's Ed25519 key (certificates, manifests)."""
+        with self.sessions() as session:
+            raw = self.kek.unwrap(self._meta(session, "signing_key"), _SIGNING_AAD)
+        return Ed25519PrivateKey.from_private_bytes(raw).sign(data)
+
+    # -- sources and policies ----------------------------------------------------------
+    def add_source(
+        self, name: str, *, kind: str = "app", description: str = "", at: str | datetime | None = None
+    ) -> dict[str, Any]:
+        name = name.strip()
+        if not name:
+            raise InvalidInput("source name is empty")
+        if kind not in SOURCE_KINDS:
+            raise InvalidInput(f"source kind {kind!r}: expected one of {', '.join(SOURCE_KINDS)}")
+        when = _when(at)
+        with self.sessions.begin() as session:
+            if session.scalar(select(Source).where(Source.name == name)) is not None:
+                raise InvalidInput(f"a source named {name!r} already exists")
+            source = Source(name=name, kind=kind, description=description, created_at=when)
+            session.add(source)
+            session.flush()
+            audit.append(session, "source.added", {"source": name, "kind": kind}, actor=self.actor, at=when)
+            return self._source_view(session, source)
+
+    def add_policy(
+        self,
+        source: str,
+        version: str,
+        *,
+        text: bytes,
+        effective_from: str | datetime,
+        effective_to: str | datetime | None = None,
+        allows: list[str] | tuple[str, ...] = (),
+        at: str | datetime | None = None,
+    ) -> dict[str, Any]:
+        """Record a privacy-policy version of a source: its text hash, dates and purposes."""
+        start = parse_instant(effective_from, what="--from")
+        end = parse_instant(effective_to, what="--to") if effective_to is not None else None
+        if end is not None and end <= start:
+            raise InvalidInput("policy version: --to must be after --from")
+        purposes = sorted({parse_purpose(p).value for p in allows})
+        when = _when(at)
+        with self.sessions.begin() as session:
+            src = self._source(session, source)
+            if any(p.version == version for p in src.policies):
+                raise InvalidInput(f"source {source!r} already has policy version {version!r}")
+            policy = PolicyVersion(
+                source_id=src.id,
+                version=version,
+                text_sha256=hashlib.sha256(text).hexdigest(),
+                effective_from=start,
+                effective_to=end,
+                allowed_purposes=purposes,
+            )
+            session.add(policy)
+            session.flush()
+            audit.append(
+                session,
+                "policy.added",
+                {
+                    "source": src.name,
+                    "version": version,
+                    "allows": purposes,
+                    "text_sha256": policy.text_sha256,
+                },
+                actor=self.actor,
+                at=when,
+            )
+            session.refresh(src)
+            return self._source_view(session, src)
+
+    def sources(self) -> list[dict[str, Any]]:
+        with self.sessions() as session:
+            return [
+                self._source_view(session, s) for s in session.scalars(select(Source).order_by(Source.name))
+            ]
+
+    def source(self, name: str) -> dict[str, Any]:
+        with self.sessions() as session:
+            return self._source_view(session, self._source(session, name))
+
+    def _source(self, session: Session, name: str) -> Source:
+        src = session.scalar(select(Source).where(Source.name == name))
+        if src is None:
+            raise NotFound(f"no source named {name!r}; create it with `disgorge source add {name}`")
+        return src
+
+    def _source_view(self, session: Session, src: Source) -> dict[str, Any]:
+        assets = session.scalar(select(func.count()).select_from(Asset).where(Asset.source_id == src.id))
+        return {
+            "name": src.name,
+            "kind": src.kind,
+            "description": src.description,
+            "created_at": iso(src.created_at),
+            "assets": assets,
+            "policies": [
+                {
+                    "version": p.version,
+                    "text_sha256": p.text_sha256,
+                    "effective_from": iso(p.effective_from),
+                    "effective_to": iso(p.effective_to),
+                    "allows": list(p.allowed_purposes),
+                }
+                for p in src.policies
+            ],
+        }
+
+    # -- consent -------------------------------------------------------------------------
+    def import_consent(self, path: str | Path, *, at: str | datetime | None = None) -> ConsentImportReport:
+        """Import consent history from CSV/JSON Lines; all-or-nothing (docs/formats.md)."""
+        when = _when(at)
+        with self.sessions.begin() as session:
+            return import_consent(session, self.vault, Path(path), actor=self.actor, at=when)
+
+    # -- ingest --------------------------------------------------------------------------
+    def ingest(
+        self,
+        path: str | Path,
+        *,
+        source: str,
+        manifest: str | Path | None = None,
+        subject_from: str | None = None,
+        at: str | datetime | None = None,
+        workers: int | None = None,
+        progress: ProgressFn | None = None,
+    ) -> IngestReport:
+        """Ingest a folder, .zip or .tar(.gz) of photos. Rejected files are reported, not fatal."""
+        options = IngestOptions(
+            max_pixels=self.config.max_pixels, max_bytes=self.config.max_file_bytes, workers=workers
+        )
+        return run_ingest(
+            self.sessions,
+            self.vault,
+            Path(path),
+            source=source,
+            actor=self.actor,
+            at=_when(at),
+            manifest=Path(manifest) if manifest is not None else None,
+            subject_from=subject_from,
+            options=options,
+            progress=progress,
+        )
+
+    # -- subjects and assets ---------------------------------------------------------------
+    def subject_ref(self, subject_id: str) -> str:
+        """The pseudonymous ref for an external id (or a ref, returned as is)."""
+        return ref_of(self.vault, subject_id)
+
+    def subject(self, subject_id: str) -> dict[str, Any]:
+        """A subject's ref, state, assets and consent history (no personal data)."""
+        with self.sessions() as session:
+            subject = find_subject(session, self.vault, subject_id)
+            links = session.execute(
+                select(Asset.sha256, AssetSubject.role, Asset.state)
+                .join(AssetSubject, AssetSubject.asset_id == Asset.id)
+                .where(AssetSubject.subject_id == subject.id)
+                .order_by(Asset.ingested_at, Asset.sha256)
+            ).all()
+            records = session.scalars(
+                select(ConsentRecord)
+                .where(ConsentRecord.subject_id == subject.id)
+                .order_by(ConsentRecord.at, ConsentRecord.id)
+            ).all()
+            current: dict[str, str] = {}
+            for rec in records:
+                if rec.asset_id is None:
+                    current[rec.purpose] = rec.decision
+            return {
+                "ref": subject.ref,
+                "state": subject.state,
+                "key": "active" if subject.dek_wrapped is not None else "destroyed",
+                "created_at": iso(subject.created_at),
+                "assets": [{"sha256": s, "role": r, "state": st} for s, r, st in links],
+                "consent": [
+                    {
+                        "purpose": r.purpose,
+                        "decision": r.decision,
+                        "at": iso(r.at),
+                        "policy_version": r.policy_version,
+                        "asset": r.asset_id,
+                        "evidence": r.evidence_enc is not None,
+                    }
+                    for r in records
+                ],
+                "consent_now": {p.value: current.get(p.value, "none") for p in Purpose},
+            }
+
+    def _asset(self, session: Session, sha256: str) -> Asset:
+        key = sha256.strip().lower()
+        if len(key) < 8:
+            raise InvalidInput("give at least 8 hex digits of the asset's sha256")
+        rows = session.scalars(select(Asset).where(Asset.sha256.startswith(key)).limit(2)).all()
+        if not rows:
+            raise NotFound(f"no asset with sha256 {key}")
+        if len(rows) > 1:
+            raise InvalidInput(f"sha256 prefix {key} is ambiguous; give more digits")
+        return rows[0]
+
+    def asset(self, sha256: str) -> dict[str, Any]:
+        """An asset's catalog entry (hashes, type, size, source, subject refs)."""
+        with self.sessions() as session:
+            asset = self._asset(session, sha256)
+            subjects = session.execute(
+                select(Subject.ref, AssetSubject.role)
+                .join(AssetSubject, AssetSubject.subject_id == Subject.id)
+                .where(AssetSubject.asset_id == asset.id)
+                .order_by(AssetSubject.role.desc(), Subject.ref)
+            ).all()
+            return {
+                "id": asset.id,
+                "sha256": asset.sha256,
+                "size": asset.size,
+                "media_type": asset.media_type,
+                "width": asset.width,
+                "height": asset.height,
+                "source": asset.source.name,
+                "owner": asset.owner.ref,
+                "depicted": [ref for ref, role in subjects if role == "depicted"],
+                "captured_at": iso(asset.captured_at),
+                "ingested_at": iso(asset.ingested_at),
+                "state": asset.state,
+                "blob": asset.blob_key,
+            }
+
+    def read_asset(self, sha256: str) -> bytes:
+        """Decrypt and return the photo's original bytes (checked against its sha256)."""
+        with self.sessions() as session:
+            asset = self._asset(session, sha256)
+            if asset.blob_key is None:
+                raise NotFound(f"asset {asset.sha256[:12]} has no stored blob (state {asset.state})")
+            data = self.vault.get_blob(asset.owner, asset.id, asset.blob_key)
+        if hashlib.sha256(data).hexdigest() != asset.sha256:
+            raise IntegrityError(f"asset {asset.sha256[:12]}: decrypted bytes do not match its sha256")
+        return data
+
+    def destroy_subject_key(self, subject_id: str, *, at: str | datetime | None = None) -> str:
+        """Crypto-shred a subject: destroy its data key, so nothing sealed under it opens.
+
+        The wrapped key is overwritten in the database (secure_delete) and the WAL and free
+        pages are purged. The erasure engine calls this as one of its steps; it does not
+        delete catalog rows or blobs by itself.
+        """
+        when = _when(at)
+        with self.sessions.begin() as session:
+            subject = find_subject(session, self.vault, subject_id)
+            self.vault.shred(subject)
+            audit.append(
+                session, "subject.key_destroyed", {"subject": subject.ref}, actor=self.actor, at=when
+            )
+            ref = subject.ref
+        purge_free_space(self.engine)
+        return ref
+
+    # -- audit ---------------------------------------------------------------------------
+    def verify_audit(self) -> audit.ChainReport:
+        with self.sessions() as session:
+            return audit.verify_chain(session)
+
+    def audit_events(self, *, limit: int = 50, action: str | None = None) -> list[dict[str, Any]]:
+        with self.sessions() as session:
+            query = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(limit)
+            if action:
+                query = query.where(AuditEvent.action == action)
+            rows = list(session.scalars(query))
+        return [
+            {
+                "seq": e.seq,
+                "at": iso(e.at),
+                "recorded_at": iso(e.recorded_at),
+                "action": e.action,
+                "actor": e.actor,
+                "payload": json.loads(e.payload),
+                "hash": e.hash,
+            }
+            for e in reversed(rows)
+        ]
+
+    # -- maintenance ----------------------------------------------------------------------
+    def gc(self, *, grace_seconds: float = 900, dry_run: bool = False) -> GcReport:
+        """Remove blobs the catalog does not know (left by a crash) and stale temp files.
+
+        Only files older than ``grace_seconds`` are touched, so an ingest running right
+        now keeps the blobs it is about to register.
+        """
+        cutoff = time.time() - grace_seconds
+        with self.sessions() as session:
+            known = set(session.scalars(select(Asset.blob_key).where(Asset.blob_key.is_not(None))))
+        orphans = [k for k, mtime in self.store.entries() if k not in known and mtime <= cutoff]
+        temps = [p for p, mtime in self.store.temporaries() if mtime <= cutoff]
+        if not dry_run:
+            for key in orphans:
+                self.store.delete(key)
+            for path in temps:
+                self.store.remove_path(path)
+            with self.sessions.begin() as session:
+                audit.append(
+                    session,
+                    "gc.completed",
+                    {"orphan_blobs": len(orphans), "temporaries": len(temps)},
+                    actor=self.actor,
+                )
+        return GcReport(len(orphans), len(temps), not dry_run)
+
+    def status(self) -> dict[str, Any]:
+        with self.sessions() as session:
+
+            def count(model: Any, *where: Any) -> int:
+                return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+            size = session.scalar(
+                select(func.coalesce(func.sum(Asset.size), 0)).where(Asset.state == "active")
+            )
+            last = session.scalar(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1))
+            return {
+                "workspace": str(self.root),
+                "workspace_id": self._meta(session, "workspace_id").decode(),
+                "catalog": self.engine.url.render_as_string(hide_password=True),
+                "store": self.store.url,
+                "kek": self.kek.description,
+                "schema": current_revision(self.engine),
+                "subjects": count(Subject),
+                "subjects_erased": count(Subject, Subject.dek_wrapped.is_(None)),
+                "sources": count(Source),
+                "assets": count(Asset, Asset.state == "active"),
+                "asset_bytes": int(size or 0),
+                "consent_records": count(ConsentRecord),
+                "audit_events": last.seq if last else 0,
+                "audit_head": last.hash if last else audit.GENESIS,
+            }
