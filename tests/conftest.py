@@ -13,12 +13,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_FACES = ROOT.parent / "shared" / "data" / "faces"
 
 
-def shared_faces(sub: str = "") -> Path:
-    """The shared real-photo folder, or skip the test saying why."""
+def _shared_faces(sub: str = "") -> Path:
     path = SHARED_FACES / sub
     if not path.exists():
         pytest.skip(f"real test photos not present at {path} (../shared is not checked out)")
     return path
+
+
+@pytest.fixture
+def shared_faces():
+    """``shared_faces("lfw10x10")``: a folder of the shared real photos, or skip saying why."""
+    return _shared_faces
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ def synthetic_photo(
     img = Image.composite(
         Image.new("RGB", (size, size), bg_bottom), Image.new("RGB", (size, size), bg_top), gradient
     )
-    noise = Image.effect_noise((size, size), 40).convert("RGB")
+    noise = Image.frombytes("L", (size, size), pose.randbytes(size * size)).convert("RGB")
     img = Image.blend(img, noise, 0.15)
 
     draw = ImageDraw.Draw(img)

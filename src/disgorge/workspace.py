@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 from . import audit
 from ._time import iso, parse_instant, utcnow
 from .catalog import (
+    SCHEMA_HEAD,
     Asset,
     AssetSubject,
     AuditEvent,
@@ -44,7 +45,6 @@ from .catalog import (
     Source,
     Subject,
     current_revision,
-    head_revision,
     make_engine,
     make_sessionmaker,
     purge_free_space,
@@ -172,7 +172,7 @@ class Workspace:
             raise WorkspaceError(f"config: unknown kek source {config.kek_source!r} (file or env)")
         ws = cls(config, kek, actor=actor)
         try:
-            have, want = current_revision(ws.engine), head_revision(ws.engine)
+            have, want = current_revision(ws.engine), SCHEMA_HEAD
             if have != want:
                 raise WorkspaceError(
                     f"catalog schema is at {have}, this disgorge expects {want}: run `disgorge migrate`"

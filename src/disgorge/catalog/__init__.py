@@ -1,6 +1,7 @@
 """The catalog: SQLAlchemy models, engine set-up and Alembic migrations."""
 
 from .db import (
+    SCHEMA_HEAD,
     current_revision,
     head_revision,
     make_engine,
@@ -22,6 +23,7 @@ from .models import (
 )
 
 __all__ = [
+    "SCHEMA_HEAD",
     "Asset",
     "AssetSubject",
     "AuditEvent",

@@ -15,14 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
 __all__ = [
+    "SCHEMA_HEAD",
     "current_revision",
     "head_revision",
     "make_engine",
@@ -32,6 +29,10 @@ __all__ = [
 ]
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+
+#: the latest Alembic revision; opening a workspace compares against it without loading
+#: Alembic (tests/test_migrations.py checks it is the head of migrations/versions)
+SCHEMA_HEAD = "0001"
 
 
 def make_engine(url: str) -> Engine:
@@ -72,7 +73,9 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine.execution_options(disgorge_writer=True), expire_on_commit=False)
 
 
-def _alembic_config(engine: Engine) -> AlembicConfig:
+def _alembic_config(engine: Engine) -> Any:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(_MIGRATIONS))
     cfg.attributes["engine"] = engine
@@ -81,16 +84,24 @@ def _alembic_config(engine: Engine) -> AlembicConfig:
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision`` (the latest by default)."""
+    from alembic import command
+
     command.upgrade(_alembic_config(engine), revision)
 
 
 def head_revision(engine: Engine) -> str | None:
+    """The head revision of the migration scripts (loads Alembic)."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_alembic_config(engine)).get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at, read straight from ``alembic_version``."""
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
 def purge_free_space(engine: Engine) -> None:

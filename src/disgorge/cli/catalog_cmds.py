@@ -27,7 +27,7 @@ def _print_source(info: dict) -> None:
 
 @source_app.command("add")
 def source_add(
-    name: str,
+    name: Annotated[str, typer.Argument(help="Name for the new source (unique in the workspace).")],
     kind: Annotated[str, typer.Option(help="app, scrape, transfer, partner or other.")] = "app",
     description: Annotated[str, typer.Option(help="Free text (no personal data).")] = "",
     workspace: WorkspaceOpt = None,
@@ -42,7 +42,7 @@ def source_add(
 
 @source_app.command("policy")
 def source_policy(
-    name: str,
+    name: Annotated[str, typer.Argument(help="Name of a registered source.")],
     version: Annotated[str, typer.Option(help="Version label of the privacy policy.")],
     text: Annotated[Path, typer.Option(help="File with the policy text (only its sha256 is kept).")],
     effective_from: Annotated[str, typer.Option("--from", help="In force from (ISO 8601).")],
@@ -84,7 +84,11 @@ def source_list(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> No
 
 
 @source_app.command("show")
-def source_show(name: str, workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
+def source_show(
+    name: Annotated[str, typer.Argument(help="Name of a registered source.")],
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
     """Show one source and its policy versions."""
     with open_workspace(workspace) as ws:
         info = ws.source(name)
@@ -137,7 +141,7 @@ def asset_show(
 
 @asset_app.command("get")
 def asset_get(
-    sha256: str,
+    sha256: Annotated[str, typer.Argument(help="The photo's sha256 (a unique prefix of 8+ digits will do).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Write the decrypted photo here.")],
     workspace: WorkspaceOpt = None,
 ) -> None:

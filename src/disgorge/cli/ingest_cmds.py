@@ -12,7 +12,9 @@ from rich.table import Table
 from ..ingest import IngestReport
 from ._common import AtOpt, JsonOpt, WorkspaceOpt, console, err, open_workspace, print_json
 
-consent_app = typer.Typer(help="Consent history.", no_args_is_help=True)
+consent_app = typer.Typer(
+    help="Consent history: import it from CSV or JSON Lines (format: docs/formats.md).", no_args_is_help=True
+)
 
 #: exit code of an ingest that finished but refused some files
 EXIT_REJECTED = 3
@@ -22,7 +24,8 @@ def ingest(
     path: Annotated[Path, typer.Argument(help="A folder, .zip or .tar(.gz) of photos.")],
     source: Annotated[str, typer.Option("--source", "-s", help="Name of a registered source.")],
     manifest: Annotated[
-        Path | None, typer.Option(help="CSV/JSONL: path, subject[, depicted][, captured_at].")
+        Path | None,
+        typer.Option(help="CSV/JSONL: path, subject[, depicted][, captured_at]. Keep it outside PATH."),
     ] = None,
     subject_from: Annotated[
         str | None, typer.Option(help="'dirname': the subject is the photo's folder name (LFW layout).")

@@ -8,11 +8,13 @@ a way to read its bytes, or a refusal with its reason.
 
 from __future__ import annotations
 
+import lzma
 import os
 import posixpath
 import stat
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,21 @@ from pathlib import Path
 from ..errors import InvalidInput
 
 __all__ = ["Member", "walk"]
+
+#: what a damaged archive member raises while it is decompressed (zlib.error and
+#: lzma.LZMAError are not OSErrors; an unsupported or encrypted zip member raises
+#: NotImplementedError / RuntimeError)
+_DAMAGED = (
+    zipfile.BadZipFile,
+    tarfile.TarError,
+    OSError,
+    EOFError,
+    ValueError,
+    zlib.error,
+    lzma.LZMAError,
+    NotImplementedError,
+    RuntimeError,
+)
 
 
 @dataclass
@@ -134,8 +151,8 @@ def _walk_zip(path: Path, max_bytes: int) -> Iterator[Member]:
                 try:
                     with zf.open(info) as fh:
                         data = fh.read(max_bytes + 1)
-                except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                    raise InvalidInput(f"corrupt archive member ({exc})") from None
+                except _DAMAGED as exc:
+                    raise InvalidInput(f"corrupt archive member ({_one_line(exc)})") from None
                 if len(data) > max_bytes:
                     raise InvalidInput(f"larger than the {max_bytes}-byte limit")
                 return data
@@ -147,15 +164,16 @@ def _walk_tar(path: Path, max_bytes: int) -> Iterator[Member]:
     try:
         tf = tarfile.open(path)  # noqa: SIM115 - closed by the with-block below
     except (tarfile.TarError, OSError) as exc:
-        raise InvalidInput(f"{path.name}: not a readable tar archive ({exc})") from None
+        raise InvalidInput(f"{path.name}: not a readable tar archive ({_one_line(exc)})") from None
     with tf:
         # Archive order, not sorted: a compressed tar can only be read forwards cheaply.
         while True:
             try:
                 info = tf.next()
-            except (tarfile.TarError, OSError, EOFError) as exc:
-                raise InvalidInput(f"{path.name}: corrupt tar archive ({exc})") from None
+            except _DAMAGED as exc:
+                raise InvalidInput(f"{path.name}: corrupt tar archive ({_one_line(exc)})") from None
             if info is None:
+                _check_tar_end(tf, path)
                 break
             if info.isdir():
                 continue
@@ -178,8 +196,29 @@ def _walk_tar(path: Path, max_bytes: int) -> Iterator[Member]:
                 try:
                     fh = tf.extractfile(info)
                     data = fh.read(max_bytes + 1) if fh else b""
-                except (tarfile.TarError, OSError, EOFError) as exc:
-                    raise InvalidInput(f"corrupt archive member ({exc})") from None
+                except _DAMAGED as exc:
+                    raise InvalidInput(f"corrupt archive member ({_one_line(exc)})") from None
                 return data
 
             yield Member(rel, info.size, read)
+
+
+def _check_tar_end(tf: tarfile.TarFile, path: Path) -> None:
+    """Read what follows the end of a tar: only zero padding may be there.
+
+    tarfile stops quietly at a damaged header (the members after it would be silently
+    skipped), and a compressed stream's checksum is only checked at its very end.
+    """
+    assert tf.fileobj is not None
+    try:
+        while chunk := tf.fileobj.read(1 << 16):
+            if chunk.strip(b"\0"):
+                raise InvalidInput(
+                    f"{path.name}: corrupt tar archive (a damaged header, or data after its end)"
+                )
+    except _DAMAGED as exc:
+        raise InvalidInput(f"{path.name}: corrupt tar archive ({_one_line(exc)})") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
