@@ -77,7 +77,7 @@ def test_per_asset_consent_for_unknown_photo_is_refused(ws: Workspace, tmp_path:
     path.write_text(
         "subject,purpose,decision,at,asset\ndave,ai_training,granted,2014-01-01," + "ab" * 32 + "\n"
     )
-    with pytest.raises(InvalidInput, match="line.* 2 .*does not hold"):
+    with pytest.raises(InvalidInput, match=r"line.* 2 .*does not hold"):
         ws.import_consent(path)
     assert ws.status()["consent_records"] == 0
 

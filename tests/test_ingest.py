@@ -114,7 +114,7 @@ def test_archives(ws: Workspace, photo_dir: Path, tmp_path: Path, kind: str) -> 
             tf.add(photo_dir, arcname=".")
     report = ws.ingest(archive, source="app", subject_from="dirname")
     assert (report.ingested, report.rejected, report.subjects_created) == (12, [], 3)
-    for rel, data in _files(photo_dir).items():
+    for _rel, data in _files(photo_dir).items():
         assert ws.read_asset(hashlib.sha256(data).hexdigest()) == data
 
 

@@ -22,7 +22,7 @@ def test_init_creates_catalog_store_keys(tmp_path: Path) -> None:
         kek = home / "kek.key"
         assert stat.S_IMODE(kek.stat().st_mode) == 0o600
         status = ws.status()
-        assert status["schema"] == "0001"
+        assert status["schema"] == "0002"
         assert status["assets"] == 0
         assert status["audit_events"] == 1
 

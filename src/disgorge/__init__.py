@@ -8,6 +8,7 @@ vocabulary (purposes, decisions) that its methods take and return.
 from ._version import __version__
 from .consent import Decision, Purpose
 from .errors import (
+    ConsentDenied,
     DisgorgeError,
     IntegrityError,
     InvalidInput,
@@ -19,6 +20,7 @@ from .errors import (
 from .workspace import Workspace
 
 __all__ = [
+    "ConsentDenied",
     "Decision",
     "DisgorgeError",
     "IntegrityError",

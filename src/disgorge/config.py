@@ -34,6 +34,10 @@ class Config:
     kek_env: str = "DISGORGE_KEK"
     max_pixels: int = 89_478_485
     max_file_bytes: int = 256 * 1024 * 1024
+    #: OpenLineage events: "none" (default), "console", "file" or "http"
+    openlineage_transport: str = "none"
+    openlineage_path: str = "openlineage.jsonl"
+    openlineage_url: str = ""
 
     @property
     def root(self) -> Path:
@@ -52,6 +56,9 @@ class Config:
             return self.store_url
         return str((self.home / self.store_url).resolve())
 
+    def resolved_openlineage_path(self) -> Path:
+        return (self.home / self.openlineage_path).resolve()
+
     def resolved_kek_path(self) -> Path:
         return (self.home / self.kek_path).resolve()
 
@@ -68,6 +75,7 @@ class Config:
         store = data.get("store", {})
         kek = data.get("kek", {})
         ingest = data.get("ingest", {})
+        lineage = data.get("openlineage", {})
         return cls(
             home=home,
             catalog_url=catalog.get("url", cls.catalog_url),
@@ -77,6 +85,9 @@ class Config:
             kek_env=kek.get("env", cls.kek_env),
             max_pixels=int(ingest.get("max_pixels", cls.max_pixels)),
             max_file_bytes=int(ingest.get("max_file_bytes", cls.max_file_bytes)),
+            openlineage_transport=lineage.get("transport", cls.openlineage_transport),
+            openlineage_path=lineage.get("path", cls.openlineage_path),
+            openlineage_url=lineage.get("url", cls.openlineage_url),
         )
 
     def save(self) -> None:
@@ -86,7 +97,11 @@ class Config:
             f"[store]\nurl = {_q(self.store_url)}\n\n"
             f"[kek]\nsource = {_q(self.kek_source)}\npath = {_q(self.kek_path)}\n"
             f"env = {_q(self.kek_env)}\n\n"
-            f"[ingest]\nmax_pixels = {self.max_pixels}\nmax_file_bytes = {self.max_file_bytes}\n"
+            f"[ingest]\nmax_pixels = {self.max_pixels}\nmax_file_bytes = {self.max_file_bytes}\n\n"
+            "# OpenLineage run events: transport none | console | file | http\n"
+            f"[openlineage]\ntransport = {_q(self.openlineage_transport)}\n"
+            f"path = {_q(self.openlineage_path)}\n"
+            f"url = {_q(self.openlineage_url)}\n"
         )
         (self.home / CONFIG_NAME).write_text(text, encoding="utf-8")
 

@@ -11,6 +11,7 @@ inside a subject's folder)::
     ├── KeyError_             wrong or missing key-encryption key
     ├── NotFound              unknown subject, asset, source, policy version
     ├── InvalidInput          a malformed row, date, purpose, manifest or archive member
+    ├── ConsentDenied         a run or export that consent does not cover (and no override)
     ├── IntegrityError        a blob or audit event that was altered
     └── KeyDestroyed          the subject's data key was destroyed (crypto-shredded)
 """
@@ -18,6 +19,7 @@ inside a subject's folder)::
 from __future__ import annotations
 
 __all__ = [
+    "ConsentDenied",
     "DisgorgeError",
     "IntegrityError",
     "InvalidInput",
@@ -69,3 +71,9 @@ class KeyDestroyed(DisgorgeError):
     """The data-encryption key of a subject was destroyed, so its data is gone for good."""
 
     status = 410
+
+
+class ConsentDenied(DisgorgeError):
+    """A use (run, export) that the consent of some of its items does not cover."""
+
+    status = 403

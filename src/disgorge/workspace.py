@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from . import audit
 from ._time import iso, parse_instant, utcnow
+from .audit.violations import find_violations
 from .catalog import (
     SCHEMA_HEAD,
     Asset,
@@ -42,6 +43,7 @@ from .catalog import (
     ConsentRecord,
     Meta,
     PolicyVersion,
+    Run,
     Source,
     Subject,
     current_revision,
@@ -50,15 +52,18 @@ from .catalog import (
     purge_free_space,
     upgrade,
 )
+from .catalog.lineage import LineageGraph, downstream, parse_node, upstream
 from .config import MARKER, Config, find_workspace
-from .consent import ConsentImportReport, Purpose, import_consent, parse_purpose
+from .consent import ConsentGate, ConsentImportReport, ItemRef, Purpose, import_consent, parse_purpose
+from .datasets import DatasetBuild, build_dataset, dataset_diff, dataset_view
 from .errors import IntegrityError, InvalidInput, NotFound, WorkspaceError
 from .ingest import IngestOptions, IngestReport, run_ingest
 from .ingest.pipeline import ProgressFn
+from .runs import Override, add_output, finish_run, resolve_inputs, start_run
 from .subjects import find_subject, ref_of
 from .vault import BlobStore, EnvKek, FileKek, KekProvider, Vault, new_key
 
-__all__ = ["GcReport", "Workspace"]
+__all__ = ["GcReport", "RunHandle", "Workspace"]
 
 _KEK_CHECK_AAD = b"disgorge:kek-check"
 _PSEUDONYM_AAD = b"disgorge:pseudonym-key"
@@ -74,6 +79,71 @@ class GcReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"orphan_blobs": self.orphan_blobs, "temporaries": self.temporaries, "removed": self.removed}
+
+
+class RunHandle:
+    """A run in progress (from :meth:`Workspace.run`): register its outputs with ``add_output``."""
+
+    def __init__(
+        self, ws: Workspace, run: Run, at: datetime, inputs: list[str], check: dict[str, Any]
+    ) -> None:
+        self._ws = ws
+        self._run = run
+        self._at = at
+        self.id = run.id
+        self.job = run.job
+        self.purpose = run.purpose
+        self.inputs = inputs
+        self.consent_check = check
+        self.outputs: list[str] = []
+        #: dataset-level input names, as OpenLineage events name them
+        self.lineage_inputs: list[str] = []
+
+    def add_output(
+        self,
+        kind: str,
+        *,
+        name: str = "",
+        version: str = "",
+        path: str | Path | None = None,
+        uri: str = "",
+        extra: dict[str, Any] | None = None,
+    ) -> str:
+        """Register an artifact this run produced; returns its lineage id (e.g. ``model:face-id@1``).
+
+        With ``path`` the file's sha256 is recorded (its bytes are not copied).
+        """
+        content = ""
+        if path is not None:
+            file = Path(path)
+            if not file.is_file():
+                raise InvalidInput(f"output {file}: no such file")
+            digest = hashlib.sha256()
+            with file.open("rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+            content = digest.hexdigest()
+            uri = uri or file.resolve().as_uri()
+        with self._ws.sessions.begin() as session:
+            run = session.merge(self._run)
+            artifact = add_output(
+                session,
+                run,
+                kind,
+                at=self._at,
+                name=name,
+                version=version,
+                uri=uri,
+                content_sha256=content,
+                extra=extra,
+            )
+            label = (
+                f"{artifact.kind}:{artifact.name}@{artifact.version}"
+                if artifact.name
+                else f"{kind}:{artifact.id}"
+            )
+        self.outputs.append(label)
+        return label
 
 
 def _default_actor() -> str:
@@ -101,6 +171,7 @@ class Workspace:
         self.kek = kek
         self.store = BlobStore(config.resolved_store_url())
         self._vault: Vault | None = None
+        self._emitter: Any = None
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
@@ -491,6 +562,243 @@ class Workspace:
             ref = subject.ref
         purge_free_space(self.engine)
         return ref
+
+    # -- consent gate, datasets, runs, lineage -------------------------------------------
+    def consent_check(
+        self, subject_id: str, purpose: str, *, at: str | datetime | None = None
+    ) -> dict[str, Any]:
+        """May this subject's photos be used for ``purpose`` at ``at``? A verdict per photo, with reasons."""
+        when = _when(at)
+        purpose_value = parse_purpose(purpose).value
+        with self.sessions() as session:
+            subject = find_subject(session, self.vault, subject_id)
+            rows = session.execute(
+                select(Asset.id, Asset.sha256, Asset.source_id, Asset.owner_id)
+                .join(AssetSubject, AssetSubject.asset_id == Asset.id)
+                .where(AssetSubject.subject_id == subject.id, Asset.state == "active")
+                .order_by(Asset.sha256)
+            ).all()
+            verdicts = ConsentGate(session, purpose_value, when).evaluate(
+                [ItemRef(r.id, r.source_id, r.owner_id) for r in rows]
+            )
+            items = [{"sha256": r.sha256, **verdicts[r.id].to_dict()} for r in rows]
+        return {
+            "subject": subject.ref,
+            "purpose": purpose_value,
+            "at": iso(when),
+            "allowed": bool(items) and all(i["allowed"] for i in items),
+            "photos": len(items),
+            "covered": sum(1 for i in items if i["allowed"]),
+            "items": items,
+        }
+
+    def build_dataset(
+        self,
+        name: str,
+        *,
+        purpose: str,
+        source: str | None = None,
+        subjects: list[str] | None = None,
+        at: str | datetime | None = None,
+    ) -> DatasetBuild:
+        """Build a dataset version through the consent gate (see :mod:`disgorge.datasets`)."""
+        when = _when(at)
+        purpose_value = parse_purpose(purpose).value
+        refs = {ref_of(self.vault, s) for s in subjects} if subjects is not None else None
+        with self.sessions.begin() as session:
+            build = build_dataset(
+                session,
+                name,
+                purpose=purpose_value,
+                at=when,
+                actor=self.actor,
+                source=source,
+                subject_refs=refs,
+            )
+        if build.created:
+            self._emit(
+                "COMPLETE",
+                f"dataset.build:{name}",
+                None,
+                purpose_value,
+                when,
+                [],
+                [f"dataset:{name}@{build.version}"],
+            )
+        return build
+
+    def dataset(self, ref: str, *, members: bool = False) -> dict[str, Any]:
+        with self.sessions() as session:
+            return dataset_view(session, ref, with_members=members)
+
+    def dataset_diff(self, a: str, b: str) -> dict[str, Any]:
+        with self.sessions() as session:
+            return dataset_diff(session, a, b)
+
+    @contextmanager
+    def run(
+        self,
+        job: str,
+        *,
+        purpose: str,
+        inputs: list[str | DatasetBuild],
+        parameters: dict[str, Any] | None = None,
+        code_version: str = "",
+        at: str | datetime | None = None,
+        override: tuple[str, str] | None = None,
+    ) -> Iterator[RunHandle]:
+        """Run a job through the gate and record its lineage::
+
+            with ws.run("train-face-id", purpose="ai_training", inputs=[ds]) as run:
+                run.add_output("model", name="face-id", path="model.pkl")
+
+        Refused (:class:`ConsentDenied`) if any photo behind the inputs is not covered for
+        ``purpose`` now (or at ``at``), unless ``override=(role, justification)``.
+        """
+        handle = self._start_run(job, purpose, inputs, parameters, code_version, at, override, external=False)
+        try:
+            yield handle
+        except BaseException:
+            self._finish_run(handle, "failed", None if at is None else handle._at)
+            raise
+        self._finish_run(handle, "completed", None if at is None else handle._at)
+
+    def record_run(
+        self,
+        job: str,
+        *,
+        purpose: str,
+        inputs: list[str | DatasetBuild],
+        outputs: list[dict[str, Any]],
+        parameters: dict[str, Any] | None = None,
+        code_version: str = "",
+        at: str | datetime | None = None,
+        override: tuple[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Record a run done outside disgorge (e.g. a model trained elsewhere), with its outputs.
+
+        ``outputs`` are keyword dicts for :meth:`RunHandle.add_output` (``kind``, ``name``...).
+        """
+        if not outputs:
+            raise InvalidInput("record a run with at least one output (--output KIND:NAME[@VERSION])")
+        handle = self._start_run(job, purpose, inputs, parameters, code_version, at, override, external=True)
+        try:
+            for out in outputs:
+                handle.add_output(**out)
+        except BaseException:
+            self._finish_run(handle, "failed", handle._at)
+            raise
+        self._finish_run(handle, "completed", handle._at)
+        return {
+            "run": handle.id,
+            "job": job,
+            "purpose": handle.purpose,
+            "inputs": handle.inputs,
+            "outputs": handle.outputs,
+            "consent": handle.consent_check,
+            "override": override is not None,
+        }
+
+    def _start_run(
+        self,
+        job: str,
+        purpose: str,
+        inputs: list[str | DatasetBuild],
+        parameters: dict[str, Any] | None,
+        code_version: str,
+        at: str | datetime | None,
+        override: tuple[str, str] | None,
+        *,
+        external: bool,
+    ) -> RunHandle:
+        when = _when(at)
+        purpose_value = parse_purpose(purpose).value
+        specs = [f"dataset:{i.name}@{i.version}" if isinstance(i, DatasetBuild) else str(i) for i in inputs]
+        ov = Override(*override) if override is not None else None
+        with self.sessions.begin() as session:
+            nodes = resolve_inputs(session, specs, self.subject_ref)
+            run, check = start_run(
+                session,
+                job=job,
+                purpose=purpose_value,
+                inputs=nodes,
+                at=when,
+                actor=self.actor,
+                parameters=parameters,
+                code_version=code_version,
+                override=ov,
+                external=external,
+            )
+            labels = [n.label for n in nodes]
+            dataset_level = self._dataset_level_inputs(session, nodes)
+        handle = RunHandle(self, run, when, labels, check.to_dict())
+        handle.lineage_inputs = dataset_level
+        self._emit("START", job, run.id, purpose_value, when, dataset_level, [])
+        return handle
+
+    def _dataset_level_inputs(self, session: Session, nodes: list[Any]) -> list[str]:
+        """Input names for OpenLineage: a photo input is named by its source, never by itself."""
+        names = set()
+        for n in nodes:
+            if n.kind == "asset":
+                names.add(f"source:{session.get(Asset, n.key).source.name}")
+            else:
+                names.add(n.label)
+        return sorted(names)
+
+    def _finish_run(self, handle: RunHandle, state: str, at: datetime | None) -> None:
+        when = at or utcnow()
+        with self.sessions.begin() as session:
+            run = session.merge(handle._run)
+            finish_run(session, run, state=state, at=when, actor=self.actor)
+        event = "COMPLETE" if state == "completed" else "FAIL"
+        self._emit(event, handle.job, handle.id, handle.purpose, when, handle.lineage_inputs, handle.outputs)
+
+    def _emit(
+        self,
+        event_type: str,
+        job: str,
+        run_id: str | None,
+        purpose: str,
+        when: datetime,
+        inputs: list[str],
+        outputs: list[str],
+    ) -> None:
+        """Send an OpenLineage run event, if a transport is configured (off by default)."""
+        if self.config.openlineage_transport == "none":
+            return
+        from .interop.openlineage import OpenLineageEmitter
+
+        if self._emitter is None:
+            self._emitter = OpenLineageEmitter.from_config(
+                self.config, namespace=f"disgorge://{self.workspace_id}"
+            )
+        self._emitter.emit(
+            event_type,
+            run_id=run_id or uuid.uuid4().hex,
+            job=job,
+            purpose=purpose,
+            event_time=when,
+            inputs=inputs,
+            outputs=outputs,
+        )
+
+    def lineage(self, node: str, *, direction: str = "downstream", max_depth: int = 50) -> LineageGraph:
+        """Everything downstream (derived from) or upstream (feeding) a node such as ``subject:ID``."""
+        if direction not in ("downstream", "upstream"):
+            raise InvalidInput("direction must be downstream or upstream")
+        if max_depth < 1:
+            raise InvalidInput("max depth must be at least 1")
+        with self.sessions() as session:
+            ref = parse_node(session, node, self.subject_ref)
+            walk = downstream if direction == "downstream" else upstream
+            return walk(session, ref, max_depth=max_depth)
+
+    def violations(self, *, as_of: str | datetime | None = None) -> dict[str, Any]:
+        """Every dataset version and run that used items their consent or policy did not cover."""
+        when = parse_instant(as_of, what="--as-of") if as_of is not None else None
+        with self.sessions() as session:
+            return find_violations(session, as_of=when)
 
     # -- audit ---------------------------------------------------------------------------
     def verify_audit(self) -> audit.ChainReport:

@@ -32,14 +32,20 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
+    "Artifact",
     "Asset",
     "AssetSubject",
     "AuditEvent",
     "AuditHead",
     "Base",
     "ConsentRecord",
+    "DatasetExclusion",
+    "DatasetMember",
+    "DatasetVersion",
     "Meta",
     "PolicyVersion",
+    "Run",
+    "RunInput",
     "Source",
     "Subject",
     "UTCDateTime",
@@ -189,3 +195,86 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(Integer)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class Run(Base):
+    """One execution of a job: what it read, for which purpose, what it produced."""
+
+    __tablename__ = "runs"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    job: Mapped[str] = mapped_column(String(200), index=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16), default="running")
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    code_version: Mapped[str] = mapped_column(String(200), default="")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: {"checked": n, "covered": n, "not_covered": n} at the time of use
+    consent_check: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    override_justification: Mapped[str | None] = mapped_column(Text, nullable=True)
+    actor: Mapped[str] = mapped_column(String(128), default="")
+    #: recorded after the fact (`disgorge run record`), not executed through disgorge
+    external: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class RunInput(Base):
+    """An input of a run: an asset or an artifact (a dataset version counts as an artifact)."""
+
+    __tablename__ = "run_inputs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
+    asset_id: Mapped[str | None] = mapped_column(ForeignKey("assets.id"), nullable=True, index=True)
+    artifact_id: Mapped[str | None] = mapped_column(ForeignKey("artifacts.id"), nullable=True, index=True)
+
+
+class Artifact(Base):
+    """Anything derived: crop, embedding, phash, dataset version, index, model, export, report."""
+
+    __tablename__ = "artifacts"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    version: Mapped[str] = mapped_column(String(64), default="")
+    uri: Mapped[str] = mapped_column(Text, default="")
+    content_sha256: Mapped[str] = mapped_column(String(64), default="")
+    #: the run that produced it; never NULL (fail closed: no output without its inputs)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    __table_args__ = (Index("ix_artifacts_kind_name", "kind", "name"),)
+
+
+class DatasetVersion(Base):
+    """An immutable dataset version: an artifact of kind dataset_version, built through the gate."""
+
+    __tablename__ = "dataset_versions"
+    artifact_id: Mapped[str] = mapped_column(ForeignKey("artifacts.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    version: Mapped[str] = mapped_column(String(32))
+    purpose: Mapped[str] = mapped_column(String(32))
+    merkle_root: Mapped[str] = mapped_column(String(64))
+    members: Mapped[int] = mapped_column(Integer)
+    excluded: Mapped[int] = mapped_column(Integer)
+    built_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    selector: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+
+class DatasetMember(Base):
+    """Membership: (dataset version, asset). A relation, not millions of lineage edges."""
+
+    __tablename__ = "dataset_members"
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("artifacts.id"), primary_key=True)
+    asset_id: Mapped[str] = mapped_column(ForeignKey("assets.id"), primary_key=True)
+    __table_args__ = (Index("ix_dataset_members_asset", "asset_id"),)
+
+
+class DatasetExclusion(Base):
+    """An item the gate kept out of a dataset version, and why (rule and record)."""
+
+    __tablename__ = "dataset_exclusions"
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("artifacts.id"), primary_key=True)
+    asset_id: Mapped[str] = mapped_column(ForeignKey("assets.id"), primary_key=True)
+    rule: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)

@@ -12,8 +12,10 @@ from .._version import __version__
 from ._common import fail
 from .audit_cmds import audit_app
 from .catalog_cmds import asset_app, source_app, subject_app
+from .datasets_cmds import dataset_app
 from .demo_cmd import demo
 from .ingest_cmds import consent_app, ingest
+from .lineage_cmds import lineage, run_app
 from .workspace_cmds import gc, init, keygen, migrate, status
 
 __all__ = ["app", "main"]
@@ -50,11 +52,14 @@ app.command()(gc)
 app.command()(migrate)
 app.command()(keygen)
 app.command()(demo)
+app.command()(lineage)
 app.add_typer(source_app, name="source")
 app.add_typer(consent_app, name="consent")
 app.add_typer(subject_app, name="subject")
 app.add_typer(asset_app, name="asset")
 app.add_typer(audit_app, name="audit")
+app.add_typer(dataset_app, name="dataset")
+app.add_typer(run_app, name="run")
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -48,3 +49,49 @@ def audit_log(
     for e in events:
         payload = json.dumps(e["payload"], separators=(",", ":"))
         console.print(f"{e['seq']:>6}  {e['at']}  {e['action']:<22} {e['actor']:<12} {payload}", markup=False)
+
+
+@audit_app.command("violations")
+def audit_violations(
+    as_of: Annotated[
+        str | None, typer.Option(help="Judge with the consent records known at this time (default: now).")
+    ] = None,
+    html: Annotated[Path | None, typer.Option(help="Also write an HTML report to this file.")] = None,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Every run and dataset version that used photos their consent or policy did not cover.
+
+    Exit code 0 when none is found, 1 when there are violations.
+    """
+    from ..audit.violations import violations_html
+
+    with open_workspace(workspace) as ws:
+        report = ws.violations(as_of=as_of)
+    if html is not None:
+        html.write_text(violations_html(report), encoding="utf-8")
+    if json_out:
+        print_json(report)
+    else:
+        console.print(
+            f"{report['uses_with_violations']} of {report['uses_checked']} uses touched "
+            f"{report['items']} photo(s) not covered at the time of use",
+            markup=False,
+        )
+        for v in report["violations"]:
+            console.print(
+                f"  {v['use']}  {v.get('job', '')}  {v['purpose']} at {v['at']}: "
+                f"{v['items']} of {v['checked']} photos, {v['subjects']} subject(s)",
+                markup=False,
+            )
+            console.print(
+                f"    by source: {json.dumps(v['by_source'])}  by rule: {json.dumps(v['by_rule'])}",
+                markup=False,
+            )
+            carried = v["downstream"] + v.get("outputs", [])
+            if carried:
+                console.print(f"    carried on by: {', '.join(sorted(set(carried)))}", markup=False)
+            if v.get("override"):
+                console.print(f"    override: {v['override']}", markup=False)
+    if report["violations"]:
+        raise typer.Exit(1)

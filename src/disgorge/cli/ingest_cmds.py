@@ -110,3 +110,35 @@ def consent_import(
         f"imported {report.imported} consent record(s) from {report.file} "
         f"({report.already_present} already present, {report.subjects_created} new subject(s))"
     )
+
+
+@consent_app.command("check")
+def consent_check(
+    subject: Annotated[str, typer.Argument(help="External id or sub_... ref.")],
+    purpose: Annotated[str, typer.Argument(help="e.g. ai_training, biometric_processing.")],
+    at: Annotated[
+        str | None, typer.Option("--at", help="Check as of this ISO 8601 time (default: now).")
+    ] = None,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """May this subject's photos be used for PURPOSE? A verdict per photo, with the rule and reason.
+
+    Exit code 0 when every photo is covered, 1 when any is not.
+    """
+    with open_workspace(workspace) as ws:
+        result = ws.consent_check(subject, purpose, at=at)
+    if json_out:
+        print_json(result)
+    else:
+        verdict = "allowed" if result["allowed"] else "NOT allowed"
+        console.print(
+            f"{result['subject']}: {result['purpose']} at {result['at']}: {verdict} "
+            f"({result['covered']} of {result['photos']} photo(s) covered)",
+            markup=False,
+        )
+        for item in result["items"]:
+            mark = "ok " if item["allowed"] else "no "
+            console.print(f"  {mark} {item['sha256'][:16]}  {item['rule']}: {item['reason']}", markup=False)
+    if not result["allowed"]:
+        raise typer.Exit(1)

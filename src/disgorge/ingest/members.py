@@ -152,7 +152,7 @@ def _walk_zip(path: Path, max_bytes: int) -> Iterator[Member]:
                     with zf.open(info) as fh:
                         data = fh.read(max_bytes + 1)
                 except _DAMAGED as exc:
-                    raise InvalidInput(f"corrupt archive member ({_one_line(exc)})") from None
+                    raise InvalidInput(f"corrupt archive member ({_one_line(exc, info.filename)})") from None
                 if len(data) > max_bytes:
                     raise InvalidInput(f"larger than the {max_bytes}-byte limit")
                 return data
@@ -197,7 +197,7 @@ def _walk_tar(path: Path, max_bytes: int) -> Iterator[Member]:
                     fh = tf.extractfile(info)
                     data = fh.read(max_bytes + 1) if fh else b""
                 except _DAMAGED as exc:
-                    raise InvalidInput(f"corrupt archive member ({_one_line(exc)})") from None
+                    raise InvalidInput(f"corrupt archive member ({_one_line(exc, info.name)})") from None
                 return data
 
             yield Member(rel, info.size, read)
@@ -220,5 +220,10 @@ def _check_tar_end(tf: tarfile.TarFile, path: Path) -> None:
         raise InvalidInput(f"{path.name}: corrupt tar archive ({_one_line(exc)})") from None
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
+def _one_line(exc: BaseException, member: str | None = None) -> str:
+    """The error as one line; a member's own name (it may hold a subject id) left out,
+    since the rejection already names the member."""
+    text = str(exc)
+    if member:
+        text = text.replace(repr(member), "this member").replace(member, "this member")
+    return " ".join(text.split()) or type(exc).__name__

@@ -15,9 +15,11 @@ A kill before 4 commits leaves only sealed blobs the catalog does not know, whic
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import multiprocessing
 import os
+import threading
 import time
 import uuid
 from collections import deque
@@ -25,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from multiprocessing.connection import Connection
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -34,7 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from .. import audit
 from ..catalog.models import Asset, AssetSubject, Source, Subject
 from ..errors import DisgorgeError, InvalidInput, NotFound
-from ..subjects import get_or_create_subject
+from ..subjects import get_or_create_subject, ref_of
 from ..vault import Vault
 from .decode import DEFAULT_MAX_PIXELS, Probe, probe_many
 from .manifest import ManifestEntry, read_manifest
@@ -236,10 +239,37 @@ def _decoded(items: Iterator[_Item], options: IngestOptions) -> Iterator[tuple[l
             yield done_batch, fut.result()
 
 
-def _pool(workers: int) -> Executor:
+@contextlib.contextmanager
+def _pool(workers: int) -> Iterator[Executor]:
+    """A decoder pool whose workers end when this process does, even by SIGKILL.
+
+    Left alone, the workers of a killed ingest live on for ever: each waits on a call
+    queue whose write end it holds itself, and they keep the forkserver and the resource
+    tracker alive. So every worker gets the read end of a pipe whose only write end stays
+    here; when this process is gone the read sees EOF and the worker exits.
+    """
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    parent_alive, held_here = ctx.Pipe(duplex=False)
+    try:
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=ctx, initializer=_exit_with_parent, initargs=(parent_alive,)
+        ) as pool:
+            yield pool
+    finally:  # the pool has shut down: its workers are gone already
+        held_here.close()
+        parent_alive.close()
+
+
+def _exit_with_parent(parent_alive: Connection) -> None:
+    """Pool initializer (in the worker): exit as soon as the ingest process is gone."""
+
+    def watch() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            parent_alive.recv_bytes()  # nothing is ever sent: this returns at EOF
+        os._exit(1)
+
+    threading.Thread(target=watch, name="disgorge-parent-watch", daemon=True).start()
 
 
 class _Writer:
@@ -361,7 +391,7 @@ class _Writer:
             return
         with self.sessions.begin() as session:
             for ext in sorted(missing):
-                ref = self.vault.ref(ext)
+                ref = ref_of(self.vault, ext)
                 subject, created = get_or_create_subject(
                     session, self.vault, ref, at=self.at, actor=self.actor
                 )

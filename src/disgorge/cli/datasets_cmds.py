@@ -1,0 +1,121 @@
+"""dataset build/show/diff/export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ._common import AtOpt, JsonOpt, WorkspaceOpt, console, fail, open_workspace, print_json
+
+dataset_app = typer.Typer(help="Dataset versions built through the consent gate.", no_args_is_help=True)
+
+
+def _read_subject_file(path: Path) -> list[str]:
+    if not path.is_file():
+        raise fail(f"{path}: no such file")
+    ids = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    ids = [i for i in ids if i and not i.startswith("#")]
+    if not ids:
+        raise fail(f"{path.name}: lists no subjects (one external id or sub_ ref per line)")
+    return ids
+
+
+@dataset_app.command("build")
+def dataset_build(
+    name: Annotated[str, typer.Argument(help="Dataset name (versions are numbered automatically).")],
+    purpose: Annotated[str, typer.Option(help="The use the dataset is built for, e.g. ai_training.")],
+    source: Annotated[str | None, typer.Option(help="Only photos from this source.")] = None,
+    subject_file: Annotated[
+        Path | None, typer.Option(help="Only photos of the subjects listed in this file (one id per line).")
+    ] = None,
+    workspace: WorkspaceOpt = None,
+    at: AtOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Build a new immutable version: every photo is checked against consent at that time.
+
+    Photos not covered are excluded and listed with their reasons. Dropping photos
+    relative to the previous version is a MAJOR version bump; identical members build
+    nothing new.
+    """
+    subjects = _read_subject_file(subject_file) if subject_file else None
+    with open_workspace(workspace) as ws:
+        build = ws.build_dataset(name, purpose=purpose, source=source, subjects=subjects, at=at)
+    if json_out:
+        print_json(build.to_dict())
+        return
+    verb = "built" if build.created else "unchanged:"
+    console.print(
+        f"{verb} {build.name}@{build.version} for {build.purpose}: {build.members} photo(s), "
+        f"{build.excluded} excluded"
+    )
+    for rule, n in build.excluded_by_rule.items():
+        console.print(f"  excluded {n:>6}  {rule}")
+    for item in build.excluded_items[:20]:
+        console.print(f"    {item['sha256'][:16]}  {item['reason']}", markup=False)
+    if len(build.excluded_items) > 20:
+        console.print(f"    ... and {len(build.excluded_items) - 20} more (--json lists all)")
+    console.print(f"  merkle root {build.merkle_root}")
+
+
+@dataset_app.command("show")
+def dataset_show(
+    ref: Annotated[str, typer.Argument(help="NAME (latest version) or NAME@VERSION.")],
+    members: Annotated[bool, typer.Option("--members", help="List member and excluded sha256s.")] = False,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Show a dataset version: purpose, members, exclusions by rule, Merkle root."""
+    with open_workspace(workspace) as ws:
+        info = ws.dataset(ref, members=members)
+    if json_out:
+        print_json(info)
+        return
+    table = Table(show_header=False, box=None)
+    for key in (
+        "name",
+        "version",
+        "purpose",
+        "built_at",
+        "members",
+        "excluded",
+        "merkle_root",
+        "state",
+        "run",
+    ):
+        table.add_row(key, str(info[key]))
+    table.add_row("versions", ", ".join(info["versions"]))
+    for rule, n in info["excluded_by_rule"].items():
+        table.add_row(f"excluded: {rule}", str(n))
+    console.print(table)
+    if members:
+        for sha in info["member_sha256"]:
+            console.print(f"  member   {sha}")
+        for item in info["excluded_items"]:
+            console.print(f"  excluded {item['sha256']}  {item['reason']}", markup=False)
+
+
+@dataset_app.command("diff")
+def dataset_diff_cmd(
+    a: Annotated[str, typer.Argument(help="NAME@VERSION to compare from.")],
+    b: Annotated[str, typer.Argument(help="NAME@VERSION to compare to.")],
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Photos added and removed between two dataset versions."""
+    with open_workspace(workspace) as ws:
+        diff = ws.dataset_diff(a, b)
+    if json_out:
+        print_json(diff)
+        return
+    console.print(
+        f"{diff['from']} -> {diff['to']}: +{len(diff['added'])} -{len(diff['removed'])} "
+        f"({diff['unchanged']} unchanged)"
+    )
+    for sha in diff["added"]:
+        console.print(f"  + {sha}")
+    for sha in diff["removed"]:
+        console.print(f"  - {sha}")

@@ -1,0 +1,21 @@
+"""Dataset versions built through the consent gate."""
+
+from .build import (
+    DatasetBuild,
+    build_dataset,
+    bump,
+    dataset_diff,
+    dataset_view,
+    find_dataset,
+    parse_dataset_ref,
+)
+
+__all__ = [
+    "DatasetBuild",
+    "build_dataset",
+    "bump",
+    "dataset_diff",
+    "dataset_view",
+    "find_dataset",
+    "parse_dataset_ref",
+]

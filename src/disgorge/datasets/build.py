@@ -1,0 +1,343 @@
+"""Dataset versions, built through the consent gate.
+
+A version is immutable: its members are a relation (version, asset), its identity is the
+Merkle root of their sha256s, and it records the purpose it was built for and when.
+Versions follow semantic versioning as Croissant asks: dropping any item is a MAJOR bump
+(a model trained on the old version is not reproducible from the new one), adding items
+only is MINOR, and the same members give no new version at all.
+
+The whole build runs in one writer transaction, so two builds of the same name at once
+are serialised and the second one sees the first one's version.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from .. import audit
+from .._merkle import merkle_root
+from .._time import iso
+from ..catalog.models import (
+    Artifact,
+    Asset,
+    AssetSubject,
+    DatasetExclusion,
+    DatasetMember,
+    DatasetVersion,
+    Run,
+    Source,
+    Subject,
+)
+from ..consent import ConsentGate, ItemRef, Purpose
+from ..errors import InvalidInput, NotFound
+
+__all__ = [
+    "DatasetBuild",
+    "build_dataset",
+    "bump",
+    "dataset_diff",
+    "dataset_view",
+    "find_dataset",
+    "parse_dataset_ref",
+]
+
+
+@dataclass
+class DatasetBuild:
+    name: str
+    version: str
+    purpose: str
+    members: int
+    excluded: int
+    merkle_root: str
+    created: bool
+    previous: str | None
+    excluded_items: list[dict[str, str]] = field(default_factory=list)
+    excluded_by_rule: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "purpose": self.purpose,
+            "members": self.members,
+            "excluded": self.excluded,
+            "excluded_by_rule": self.excluded_by_rule,
+            "excluded_items": self.excluded_items,
+            "merkle_root": self.merkle_root,
+            "created": self.created,
+            "previous": self.previous,
+        }
+
+
+def parse_dataset_ref(ref: str) -> tuple[str, str | None]:
+    name, _, version = ref.partition("@")
+    if not name:
+        raise InvalidInput(f"dataset {ref!r}: expected NAME or NAME@VERSION")
+    return name, version or None
+
+
+def _semver_key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split("."))
+
+
+def bump(previous: str | None, *, dropped: bool, purpose_changed: bool) -> str:
+    if previous is None:
+        return "1.0.0"
+    major, minor, _patch = _semver_key(previous)
+    if dropped or purpose_changed:
+        return f"{major + 1}.0.0"
+    return f"{major}.{minor + 1}.0"
+
+
+def find_dataset(session: Session, ref: str) -> DatasetVersion:
+    """The version NAME@VERSION, or the latest version of NAME."""
+    name, version = parse_dataset_ref(ref)
+    rows = session.scalars(select(DatasetVersion).where(DatasetVersion.name == name)).all()
+    if not rows:
+        raise NotFound(f"no dataset named {name!r}")
+    if version is None:
+        return max(rows, key=lambda r: _semver_key(r.version))
+    for row in rows:
+        if row.version == version:
+            return row
+    known = ", ".join(sorted((r.version for r in rows), key=_semver_key))
+    raise NotFound(f"dataset {name!r} has no version {version} (versions: {known})")
+
+
+def build_dataset(
+    session: Session,
+    name: str,
+    *,
+    purpose: str,
+    at: datetime,
+    actor: str,
+    source: str | None = None,
+    subject_refs: set[str] | None = None,
+) -> DatasetBuild:
+    """Build a new version of ``name`` from the active assets the selectors pick."""
+    purpose_value = Purpose(purpose).value
+    if not name.strip() or "@" in name:
+        raise InvalidInput(f"dataset name {name!r}: must be non-empty and contain no '@'")
+    query = select(Asset.id, Asset.source_id, Asset.owner_id, Asset.sha256).where(Asset.state == "active")
+    selector: dict[str, Any] = {}
+    if source is not None:
+        src = session.scalar(select(Source).where(Source.name == source))
+        if src is None:
+            raise NotFound(f"no source named {source!r}")
+        query = query.where(Asset.source_id == src.id)
+        selector["source"] = source
+    if subject_refs is not None:
+        subject_ids = select(Subject.id).where(Subject.ref.in_(subject_refs))
+        query = query.where(
+            Asset.id.in_(select(AssetSubject.asset_id).where(AssetSubject.subject_id.in_(subject_ids)))
+        )
+        selector["subjects"] = len(subject_refs)
+    candidates = session.execute(query.order_by(Asset.sha256)).all()
+    if not candidates:
+        raise InvalidInput(f"dataset {name!r}: the selection holds no active photos; no version built")
+
+    gate = ConsentGate(session, purpose_value, at)
+    verdicts = gate.evaluate([ItemRef(r.id, r.source_id, r.owner_id) for r in candidates])
+    members = [r for r in candidates if verdicts[r.id].allowed]
+    excluded = [r for r in candidates if not verdicts[r.id].allowed]
+    by_rule = dict(Counter(verdicts[r.id].rule for r in excluded).most_common())
+    if not members:
+        summary = ", ".join(f"{rule}: {n}" for rule, n in by_rule.items())
+        raise InvalidInput(
+            f"dataset {name!r}: none of the {len(candidates)} selected photos may be used for "
+            f"{purpose_value} at {iso(at)} ({summary}); no version built"
+        )
+
+    root = merkle_root(r.sha256 for r in members)
+    latest = max(
+        session.scalars(select(DatasetVersion).where(DatasetVersion.name == name)).all(),
+        key=lambda r: _semver_key(r.version),
+        default=None,
+    )
+    excluded_items = [
+        {"sha256": r.sha256, "rule": verdicts[r.id].rule, "reason": verdicts[r.id].reason} for r in excluded
+    ]
+    if latest is not None and latest.merkle_root == root and latest.purpose == purpose_value:
+        return DatasetBuild(
+            name,
+            latest.version,
+            purpose_value,
+            latest.members,
+            len(excluded),
+            root,
+            False,
+            latest.version,
+            excluded_items,
+            by_rule,
+        )
+    dropped = False
+    if latest is not None:
+        old = set(
+            session.scalars(
+                select(DatasetMember.asset_id).where(DatasetMember.dataset_id == latest.artifact_id)
+            )
+        )
+        dropped = bool(old - {r.id for r in members})
+    version = bump(
+        latest.version if latest else None,
+        dropped=dropped,
+        purpose_changed=latest is not None and latest.purpose != purpose_value,
+    )
+
+    run = Run(
+        id=uuid.uuid4().hex,
+        job=f"dataset.build:{name}",
+        purpose=purpose_value,
+        state="completed",
+        parameters={"selector": selector},
+        code_version="disgorge",
+        started_at=at,
+        ended_at=at,
+        consent_check={"checked": len(candidates), "covered": len(members), "not_covered": len(excluded)},
+        actor=actor,
+    )
+    artifact = Artifact(
+        id=uuid.uuid4().hex,
+        kind="dataset_version",
+        name=name,
+        version=version,
+        uri=f"disgorge:dataset/{name}@{version}",
+        content_sha256=root,
+        run_id=run.id,
+        state="active",
+        created_at=at,
+        extra={},
+    )
+    session.add(run)
+    session.flush()
+    session.add(artifact)
+    session.flush()
+    session.add(
+        DatasetVersion(
+            artifact_id=artifact.id,
+            name=name,
+            version=version,
+            purpose=purpose_value,
+            merkle_root=root,
+            members=len(members),
+            excluded=len(excluded),
+            built_at=at,
+            selector=selector,
+        )
+    )
+    session.flush()
+    session.execute(insert(DatasetMember), [{"dataset_id": artifact.id, "asset_id": r.id} for r in members])
+    if excluded:
+        session.execute(
+            insert(DatasetExclusion),
+            [
+                {
+                    "dataset_id": artifact.id,
+                    "asset_id": r.id,
+                    "rule": verdicts[r.id].rule,
+                    "reason": verdicts[r.id].reason,
+                }
+                for r in excluded
+            ],
+        )
+    audit.append(
+        session,
+        "dataset.built",
+        {
+            "dataset": f"{name}@{version}",
+            "purpose": purpose_value,
+            "members": len(members),
+            "excluded": len(excluded),
+            "excluded_by_rule": by_rule,
+            "merkle_root": root,
+            "run": run.id,
+        },
+        actor=actor,
+        at=at,
+    )
+    return DatasetBuild(
+        name,
+        version,
+        purpose_value,
+        len(members),
+        len(excluded),
+        root,
+        True,
+        latest.version if latest else None,
+        excluded_items,
+        by_rule,
+    )
+
+
+def _member_shas(session: Session, dataset: DatasetVersion) -> set[str]:
+    return set(
+        session.scalars(
+            select(Asset.sha256)
+            .join(DatasetMember, DatasetMember.asset_id == Asset.id)
+            .where(DatasetMember.dataset_id == dataset.artifact_id)
+        )
+    )
+
+
+def dataset_view(session: Session, ref: str, *, with_members: bool = False) -> dict[str, Any]:
+    ds = find_dataset(session, ref)
+    artifact = session.get(Artifact, ds.artifact_id)
+    rules = dict(
+        session.execute(
+            select(DatasetExclusion.rule, func.count())
+            .where(DatasetExclusion.dataset_id == ds.artifact_id)
+            .group_by(DatasetExclusion.rule)
+            .order_by(func.count().desc())
+        ).all()
+    )
+    versions = sorted(
+        session.scalars(select(DatasetVersion.version).where(DatasetVersion.name == ds.name)), key=_semver_key
+    )
+    view: dict[str, Any] = {
+        "name": ds.name,
+        "version": ds.version,
+        "id": ds.artifact_id,
+        "purpose": ds.purpose,
+        "built_at": iso(ds.built_at),
+        "members": ds.members,
+        "excluded": ds.excluded,
+        "excluded_by_rule": rules,
+        "merkle_root": ds.merkle_root,
+        "selector": ds.selector,
+        "state": artifact.state if artifact else "unknown",
+        "run": artifact.run_id if artifact else None,
+        "versions": versions,
+    }
+    if with_members:
+        view["member_sha256"] = sorted(_member_shas(session, ds))
+        view["excluded_items"] = [
+            {"sha256": sha, "rule": rule, "reason": reason}
+            for sha, rule, reason in session.execute(
+                select(Asset.sha256, DatasetExclusion.rule, DatasetExclusion.reason)
+                .join(DatasetExclusion, DatasetExclusion.asset_id == Asset.id)
+                .where(DatasetExclusion.dataset_id == ds.artifact_id)
+                .order_by(Asset.sha256)
+            )
+        ]
+    return view
+
+
+def dataset_diff(session: Session, a: str, b: str) -> dict[str, Any]:
+    left, right = find_dataset(session, a), find_dataset(session, b)
+    lset, rset = _member_shas(session, left), _member_shas(session, right)
+    return {
+        "from": f"{left.name}@{left.version}",
+        "to": f"{right.name}@{right.version}",
+        "added": sorted(rset - lset),
+        "removed": sorted(lset - rset),
+        "unchanged": len(lset & rset),
+        "purpose": {"from": left.purpose, "to": right.purpose},
+    }
