@@ -41,6 +41,7 @@ __all__ = [
     "finish_run",
     "resolve_inputs",
     "start_run",
+    "upstream_asset_ids",
 ]
 
 ARTIFACT_KINDS = ("crop", "embedding", "phash", "dataset_version", "index", "model", "export", "report")
@@ -102,7 +103,7 @@ def resolve_inputs(session: Session, specs: list[str], ref_of: Any) -> list[Node
     return nodes
 
 
-def _upstream_asset_ids(session: Session, inputs: list[NodeRef]) -> Any:
+def upstream_asset_ids(session: Session, inputs: list[NodeRef]) -> Any:
     """A subquery of every asset behind the inputs (direct, members, upstream artifacts)."""
     direct = [n.key for n in inputs if n.kind == "asset"]
     artifact_ids: set[str] = set()
@@ -123,7 +124,7 @@ def _upstream_asset_ids(session: Session, inputs: list[NodeRef]) -> Any:
 
 def check_inputs(session: Session, inputs: list[NodeRef], purpose: str, at: datetime) -> ConsentCheck:
     """Check every photo behind ``inputs`` for ``purpose`` at ``at``."""
-    ids = _upstream_asset_ids(session, inputs)
+    ids = upstream_asset_ids(session, inputs)
     rows = session.execute(
         select(Asset.id, Asset.source_id, Asset.owner_id).where(Asset.id.in_(select(ids.c[0])))
     ).all()

@@ -635,6 +635,32 @@ class Workspace:
         with self.sessions() as session:
             return dataset_diff(session, a, b)
 
+    def export_croissant(self, ref: str, path: str | Path) -> dict[str, Any]:
+        """Write the dataset version as Croissant 1.1 JSON-LD to ``path``; returns the document.
+
+        Members are listed by sha256 and technical properties only (see docs/standards.md).
+        """
+        from .interop.croissant import export_croissant
+
+        target = Path(path)
+        with self.sessions.begin() as session:
+            doc = export_croissant(session, ref, workspace_id=self._meta(session, "workspace_id").decode())
+            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+            try:
+                tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+                tmp.replace(target)
+            except OSError as exc:
+                tmp.unlink(missing_ok=True)
+                raise InvalidInput(f"cannot write {target}: {exc.strerror or exc}") from None
+            coverage = doc["disgorge:consentCoverage"]
+            audit.append(
+                session,
+                "dataset.exported",
+                {"dataset": f"{doc['name']}@{doc['version']}", "format": "croissant", "members": coverage["disgorge:members"]},
+                actor=self.actor,
+            )
+        return doc
+
     @contextmanager
     def run(
         self,

@@ -15,13 +15,23 @@ from collections import Counter
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, union
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .._time import iso
 from ..catalog.lineage import NodeRef, downstream
-from ..catalog.models import Artifact, Asset, DatasetMember, DatasetVersion, Run, RunInput, Source
+from ..catalog.models import (
+    Artifact,
+    Asset,
+    AssetSubject,
+    DatasetMember,
+    DatasetVersion,
+    Run,
+    RunInput,
+    Source,
+)
 from ..consent import ConsentGate, ItemRef
+from ..runs import upstream_asset_ids
 
 __all__ = ["find_violations", "violations_html"]
 
@@ -79,13 +89,13 @@ def find_violations(session: Session, *, as_of: datetime | None = None) -> dict[
         if as_of is not None and run.started_at > as_of:
             continue
         checked_uses += 1
-        artifact_inputs = select(RunInput.artifact_id).where(
-            RunInput.run_id == run.id, RunInput.artifact_id.is_not(None)
-        )
-        asset_ids = union(
-            select(RunInput.asset_id).where(RunInput.run_id == run.id, RunInput.asset_id.is_not(None)),
-            select(DatasetMember.asset_id).where(DatasetMember.dataset_id.in_(artifact_inputs)),
-        ).scalar_subquery()
+        inputs = [
+            NodeRef("asset", a, "") if a is not None else NodeRef("artifact", f, "")
+            for a, f in session.execute(
+                select(RunInput.asset_id, RunInput.artifact_id).where(RunInput.run_id == run.id)
+            )
+        ]
+        asset_ids = select(upstream_asset_ids(session, inputs).c[0])
         total, bad = _check(session, asset_ids, run.purpose, run.started_at, as_of, names)
         if bad:
             uses.append(
@@ -130,8 +140,6 @@ def _use(
     node: NodeRef,
     run: Run | None,
 ) -> dict[str, Any]:
-    from ..catalog.models import AssetSubject
-
     bad_ids = [aid for aid, _, _ in bad]
     subjects = set()
     for i in range(0, len(bad_ids), 900):

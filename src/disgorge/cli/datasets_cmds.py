@@ -119,3 +119,43 @@ def dataset_diff_cmd(
         console.print(f"  + {sha}")
     for sha in diff["removed"]:
         console.print(f"  - {sha}")
+
+
+@dataset_app.command("export")
+def dataset_export(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION (or NAME for its latest version).")],
+    croissant: Annotated[
+        Path,
+        typer.Option(
+            "--croissant", help="Write the version as Croissant 1.1 JSON-LD (with consent coverage) here."
+        ),
+    ],
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Export a dataset version's description (Croissant 1.1 JSON-LD) for ML tools.
+
+    Members are listed by sha256, media type, size and source, never by subject; the
+    disgorge:consentCoverage extension carries the purpose, build time, member and
+    exclusion counts and the Merkle root. See docs/standards.md.
+    """
+    with open_workspace(workspace) as ws:
+        doc = ws.export_croissant(ref, croissant)
+    coverage = doc["disgorge:consentCoverage"]
+    summary = {
+        "dataset": f"{doc['name']}@{doc['version']}",
+        "file": str(croissant),
+        "format": doc["conformsTo"],
+        "purpose": coverage["disgorge:purpose"],
+        "members": coverage["disgorge:members"],
+        "excluded": coverage["disgorge:excluded"],
+        "merkle_root": coverage["disgorge:merkle_root"],
+    }
+    if json_out:
+        print_json(summary)
+        return
+    console.print(
+        f"exported {summary['dataset']} ({summary['members']} photo(s), for {summary['purpose']}) "
+        f"as Croissant 1.1 to {croissant}",
+        markup=False,
+    )
