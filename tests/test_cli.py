@@ -145,3 +145,6 @@ def test_demo_runs_the_story() -> None:
     assert summary["ingested"] == 33 and summary["audit_ok"] and summary["clear_text_hits"] == 0
     assert {r["path"] for r in summary["refused"]} == {"bomb.png", "notes.jpg", "truncated.jpg"}
     assert summary["shredded_unreadable"] == 4
+    assert (summary["violations"], summary["violating_items"]) == (1, 33)
+    assert summary["downstream_of_first_user"] == ["dataset:matching@1.0.0", "model:vendor-face-id@1"]
+    assert "The gate refuses" in out.stdout

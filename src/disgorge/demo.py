@@ -1,9 +1,11 @@
 """``disgorge demo``: the story so far, in a fresh temporary workspace.
 
-A dating app's photos are ingested under its 2013 privacy policy with per-user consent;
-broken and hostile files are refused; nothing personal is stored in clear; one user is
-crypto-shredded; the audit chain holds. Later issues extend the story to datasets,
-models, the vendor transfer and its disgorgement.
+A dating app's photos are ingested under its 2013 privacy policy (which allows matching,
+not ML training) with per-user consent; broken and hostile files are refused; nothing
+personal is stored in clear; a matching dataset is built through the consent gate; the
+2014 vendor training is backfilled, refused by the gate, recorded under override and
+found by the violation audit; one user is crypto-shredded; the audit chain holds. Later
+issues extend the story to the vendor's own workspace and the disgorgement order.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .erasure import scan_tree
-from .errors import KeyDestroyed
+from .errors import ConsentDenied, KeyDestroyed
 from .samples import synthetic_photo
 from .workspace import Workspace
 
@@ -137,6 +139,44 @@ def run_demo(directory: Path, say: Say = print) -> dict[str, Any]:
             f"{len(USERS)} user ids: {len(hits)} found in clear."
         )
 
+        matching = ws.build_dataset("matching", purpose="ai_inference", at="2013-08-01")
+        say(
+            f"9. Dataset matching@{matching.version} built through the consent gate for ai_inference: "
+            f"{matching.members} photos, {matching.excluded} excluded."
+        )
+        try:
+            ws.record_run(
+                "vendor-train",
+                purpose="ai_training",
+                inputs=[f"matching@{matching.version}"],
+                outputs=[{"kind": "model", "name": "vendor-face-id"}],
+                at="2014-03-01",
+            )
+        except ConsentDenied as refused:
+            say(f"10. 2014: the vendor trains a face model on them. The gate refuses: {refused}")
+        vendor = ws.record_run(
+            "vendor-train",
+            purpose="ai_training",
+            inputs=[f"matching@{matching.version}"],
+            outputs=[{"kind": "model", "name": "vendor-face-id"}],
+            at="2014-03-01",
+            override=("legal", "backfilling the 2014 transfer to the vision vendor from contract records"),
+        )
+        say(
+            "    It happened anyway, so it is backfilled under a recorded legal override: "
+            f"{vendor['outputs'][0]}."
+        )
+        violations = ws.violations()
+        [use] = violations["violations"]
+        say(
+            f"11. Violation audit: {violations['uses_with_violations']} of {violations['uses_checked']} uses "
+            f"broke consent: {use['job']} ({use['purpose']}, {use['at'][:10]}) used {use['items']} photos of "
+            f"{use['subjects']} users ({', '.join(f'{k}: {n}' for k, n in use['by_rule'].items())})."
+        )
+        downstream = ws.lineage(f"subject:{USERS[0]}")
+        carried = sorted(n["id"] for n in downstream.nodes if n["kind"] not in ("run", "subject"))
+        say(f"12. Lineage downstream of {ws.subject_ref(USERS[0])}: {', '.join(carried)}.")
+
         victim = USERS[1]
         victim_assets = [a["sha256"] for a in ws.subject(victim)["assets"] if a["role"] == "owner"]
         ws.destroy_subject_key(victim, at="2026-01-01")
@@ -148,13 +188,13 @@ def run_demo(directory: Path, say: Say = print) -> dict[str, Any]:
                 unreadable += 1
         readable = len(ws.read_asset(ws.subject(USERS[2])["assets"][0]["sha256"]))
         say(
-            f"9. Crypto-shredding {ws.subject_ref(victim)}: {unreadable}/{len(victim_assets)} of their "
+            f"13. Crypto-shredding {ws.subject_ref(victim)}: {unreadable}/{len(victim_assets)} of their "
             f"photos can no longer be decrypted; other users' photos still read ({readable} bytes)."
         )
 
         chain = ws.verify_audit()
         say(
-            f"10. Audit chain: {'intact' if chain.ok else 'BROKEN'}, {chain.events} events, "
+            f"14. Audit chain: {'intact' if chain.ok else 'BROKEN'}, {chain.events} events, "
             f"head {chain.head[:16]}."
         )
         status = ws.status()
@@ -165,6 +205,10 @@ def run_demo(directory: Path, say: Say = print) -> dict[str, Any]:
         "duplicates_on_reingest": again.duplicates,
         "clear_text_hits": len(hits),
         "shredded_unreadable": unreadable,
+        "dataset": f"matching@{matching.version}",
+        "violations": violations["uses_with_violations"],
+        "violating_items": violations["items"],
+        "downstream_of_first_user": carried,
         "audit_ok": chain.ok,
         "audit_events": chain.events,
         "status": status,
