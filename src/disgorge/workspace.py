@@ -167,7 +167,10 @@ class Workspace:
         self.config = config
         self.actor = actor or _default_actor()
         self.engine = make_engine(config.resolved_catalog_url())
+        #: writer sessions (BEGIN IMMEDIATE on SQLite); use ``sessions.begin()`` for changes
         self.sessions = make_sessionmaker(self.engine)
+        #: reader sessions: a consistent snapshot that never blocks the writer; never write here
+        self.reader = make_sessionmaker(self.engine, writer=False)
         self.kek = kek
         self.store = BlobStore(config.resolved_store_url())
         self._vault: Vault | None = None
@@ -266,7 +269,7 @@ class Workspace:
         return row.value
 
     def _load_vault(self) -> None:
-        with self.sessions() as session:
+        with self.reader() as session:
             self.kek.unwrap(self._meta(session, "kek_check"), _KEK_CHECK_AAD)
             pseudonym = self.kek.unwrap(self._meta(session, "pseudonym_key"), _PSEUDONYM_AAD)
         self._vault = Vault(self.kek, self.store, pseudonym)
@@ -297,11 +300,11 @@ class Workspace:
 
     @property
     def workspace_id(self) -> str:
-        with self.sessions() as session:
+        with self.reader() as session:
             return self._meta(session, "workspace_id").decode()
 
     def public_key(self) -> Ed25519PublicKey:
-        with self.sessions() as session:
+        with self.reader() as session:
             return Ed25519PublicKey.from_public_bytes(self._meta(session, "signing_public"))
 
     def public_key_pem(self) -> bytes:
@@ -311,7 +314,7 @@ class Workspace:
 
     def sign(self, data: bytes) -> bytes:
         """Sign with the workspace's Ed25519 key (certificates, manifests)."""
-        with self.sessions() as session:
+        with self.reader() as session:
             raw = self.kek.unwrap(self._meta(session, "signing_key"), _SIGNING_AAD)
         return Ed25519PrivateKey.from_private_bytes(raw).sign(data)
 
@@ -382,13 +385,13 @@ class Workspace:
             return self._source_view(session, src)
 
     def sources(self) -> list[dict[str, Any]]:
-        with self.sessions() as session:
+        with self.reader() as session:
             return [
                 self._source_view(session, s) for s in session.scalars(select(Source).order_by(Source.name))
             ]
 
     def source(self, name: str) -> dict[str, Any]:
-        with self.sessions() as session:
+        with self.reader() as session:
             return self._source_view(session, self._source(session, name))
 
     def _source(self, session: Session, name: str) -> Source:
@@ -460,7 +463,7 @@ class Workspace:
 
     def subject(self, subject_id: str) -> dict[str, Any]:
         """A subject's ref, state, assets and consent history (no personal data)."""
-        with self.sessions() as session:
+        with self.reader() as session:
             subject = find_subject(session, self.vault, subject_id)
             links = session.execute(
                 select(Asset.sha256, AssetSubject.role, Asset.state)
@@ -510,7 +513,7 @@ class Workspace:
 
     def asset(self, sha256: str) -> dict[str, Any]:
         """An asset's catalog entry (hashes, type, size, source, subject refs)."""
-        with self.sessions() as session:
+        with self.reader() as session:
             asset = self._asset(session, sha256)
             subjects = session.execute(
                 select(Subject.ref, AssetSubject.role)
@@ -536,7 +539,7 @@ class Workspace:
 
     def read_asset(self, sha256: str) -> bytes:
         """Decrypt and return the photo's original bytes (checked against its sha256)."""
-        with self.sessions() as session:
+        with self.reader() as session:
             asset = self._asset(session, sha256)
             if asset.blob_key is None:
                 raise NotFound(f"asset {asset.sha256[:12]} has no stored blob (state {asset.state})")
@@ -570,7 +573,7 @@ class Workspace:
         """May this subject's photos be used for ``purpose`` at ``at``? A verdict per photo, with reasons."""
         when = _when(at)
         purpose_value = parse_purpose(purpose).value
-        with self.sessions() as session:
+        with self.reader() as session:
             subject = find_subject(session, self.vault, subject_id)
             rows = session.execute(
                 select(Asset.id, Asset.sha256, Asset.source_id, Asset.owner_id)
@@ -628,11 +631,11 @@ class Workspace:
         return build
 
     def dataset(self, ref: str, *, members: bool = False) -> dict[str, Any]:
-        with self.sessions() as session:
+        with self.reader() as session:
             return dataset_view(session, ref, with_members=members)
 
     def dataset_diff(self, a: str, b: str) -> dict[str, Any]:
-        with self.sessions() as session:
+        with self.reader() as session:
             return dataset_diff(session, a, b)
 
     def export_croissant(self, ref: str, path: str | Path) -> dict[str, Any]:
@@ -656,7 +659,11 @@ class Workspace:
             audit.append(
                 session,
                 "dataset.exported",
-                {"dataset": f"{doc['name']}@{doc['version']}", "format": "croissant", "members": coverage["disgorge:members"]},
+                {
+                    "dataset": f"{doc['name']}@{doc['version']}",
+                    "format": "croissant",
+                    "members": coverage["disgorge:members"],
+                },
                 actor=self.actor,
             )
         return doc
@@ -815,7 +822,7 @@ class Workspace:
             raise InvalidInput("direction must be downstream or upstream")
         if max_depth < 1:
             raise InvalidInput("max depth must be at least 1")
-        with self.sessions() as session:
+        with self.reader() as session:
             ref = parse_node(session, node, self.subject_ref)
             walk = downstream if direction == "downstream" else upstream
             return walk(session, ref, max_depth=max_depth)
@@ -823,16 +830,16 @@ class Workspace:
     def violations(self, *, as_of: str | datetime | None = None) -> dict[str, Any]:
         """Every dataset version and run that used items their consent or policy did not cover."""
         when = parse_instant(as_of, what="--as-of") if as_of is not None else None
-        with self.sessions() as session:
+        with self.reader() as session:
             return find_violations(session, as_of=when)
 
     # -- audit ---------------------------------------------------------------------------
     def verify_audit(self) -> audit.ChainReport:
-        with self.sessions() as session:
+        with self.reader() as session:
             return audit.verify_chain(session)
 
     def audit_events(self, *, limit: int = 50, action: str | None = None) -> list[dict[str, Any]]:
-        with self.sessions() as session:
+        with self.reader() as session:
             query = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(limit)
             if action:
                 query = query.where(AuditEvent.action == action)
@@ -858,7 +865,7 @@ class Workspace:
         now keeps the blobs it is about to register.
         """
         cutoff = time.time() - grace_seconds
-        with self.sessions() as session:
+        with self.reader() as session:
             known = set(session.scalars(select(Asset.blob_key).where(Asset.blob_key.is_not(None))))
         orphans = [k for k, mtime in self.store.entries() if k not in known and mtime <= cutoff]
         temps = [p for p, mtime in self.store.temporaries() if mtime <= cutoff]
@@ -877,7 +884,7 @@ class Workspace:
         return GcReport(len(orphans), len(temps), not dry_run)
 
     def status(self) -> dict[str, Any]:
-        with self.sessions() as session:
+        with self.reader() as session:
 
             def count(model: Any, *where: Any) -> int:
                 return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)

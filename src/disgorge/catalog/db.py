@@ -64,13 +64,15 @@ def _sqlite_on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN")
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    """Sessions for catalog work; on SQLite each starts with BEGIN IMMEDIATE.
+def make_sessionmaker(engine: Engine, *, writer: bool = True) -> sessionmaker[Session]:
+    """Sessions for catalog work.
 
-    Plain connections of ``engine`` (migrations, checks) begin deferred, so a check made
-    while a session is open never waits on that session's own lock.
+    Writer sessions start with BEGIN IMMEDIATE on SQLite (they take the write lock up
+    front). Reader sessions (``writer=False``) begin deferred: under WAL they read a
+    snapshot and neither wait for nor block the writer. A reader session must not write.
     """
-    return sessionmaker(bind=engine.execution_options(disgorge_writer=True), expire_on_commit=False)
+    bind = engine.execution_options(disgorge_writer=True) if writer else engine
+    return sessionmaker(bind=bind, expire_on_commit=False)
 
 
 def _alembic_config(engine: Engine) -> Any:

@@ -15,6 +15,7 @@ A kill before 4 commits leaves only sealed blobs the catalog does not know, whic
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import itertools
 import multiprocessing
@@ -24,20 +25,20 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing.connection import Connection
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from .. import audit
 from ..catalog.models import Asset, AssetSubject, Source, Subject
 from ..errors import DisgorgeError, InvalidInput, NotFound
-from ..subjects import get_or_create_subject, ref_of
+from ..subjects import get_or_create_subjects, ref_of
 from ..vault import Vault
 from .decode import DEFAULT_MAX_PIXELS, Probe, probe_many
 from .manifest import ManifestEntry, read_manifest
@@ -46,6 +47,9 @@ from .members import Member, walk
 __all__ = ["IngestOptions", "IngestReport", "Rejection", "run_ingest"]
 
 SUBJECT_FROM = ("dirname",)
+
+#: threads writing sealed blobs: creating a file is mostly waiting on the file system
+_IO_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -151,11 +155,14 @@ def run_ingest(
 
     writer = _Writer(sessions, vault, source_id=source_id, actor=actor, at=at, report=report)
     done = 0
-    for batch, probes in _decoded(items(), options):
-        writer.write(batch, probes)
-        done += len(batch)
-        if progress:
-            progress(done, report.files)
+    try:
+        for batch, probes in _decoded(items(), options):
+            writer.write(batch, probes)
+            done += len(batch)
+            if progress:
+                progress(done, report.files)
+    finally:
+        writer.close()  # commits the last batch (its blobs are in place), even when stopped by an error
     if entries is not None:
         for rel, entry in entries.items():
             if rel not in seen_paths:
@@ -272,8 +279,21 @@ def _exit_with_parent(parent_alive: Connection) -> None:
     threading.Thread(target=watch, name="disgorge-parent-watch", daemon=True).start()
 
 
+@dataclass
+class _Staged:
+    """A batch between steps 3 and 4: its blobs are being written by the I/O threads."""
+
+    rows: list[tuple[_Item, Probe, dict[str, Any]]]
+    puts: list[Future[str]]
+
+
 class _Writer:
-    """Steps 2-5 of the module docstring, for one decoded batch at a time."""
+    """Steps 2-5 of the module docstring, for one decoded batch at a time.
+
+    Steps 4-5 of a batch run when the next batch arrives (or at :meth:`close`), so the
+    blobs of one batch are written while the next one is read and decoded. A batch is
+    committed only once every one of its blobs is renamed into place.
+    """
 
     def __init__(
         self,
@@ -293,8 +313,22 @@ class _Writer:
         self.report = report
         self.subjects: dict[str, Subject] = {}
         self.seen: set[str] = set()
+        self._io = ThreadPoolExecutor(max_workers=_IO_THREADS, thread_name_prefix="disgorge-blob")
+        self._pending: _Staged | None = None
 
     def write(self, batch: list[_Item], probes: list[Probe]) -> None:
+        self._commit_pending()
+        self._pending = self._stage(batch, probes)
+
+    def close(self) -> None:
+        """Commit the batch still in flight and stop the I/O threads."""
+        try:
+            self._commit_pending()
+        finally:
+            self._io.shutdown(wait=True)
+
+    def _stage(self, batch: list[_Item], probes: list[Probe]) -> _Staged | None:
+        """Steps 2-3: skip what is known, create subjects, start sealing and writing blobs."""
         fresh: list[tuple[_Item, Probe]] = []
         for item, pr in zip(batch, probes, strict=True):
             if not pr.ok:
@@ -305,41 +339,59 @@ class _Writer:
                 self.seen.add(pr.sha256)
                 fresh.append((item, pr))
         if not fresh:
-            return
+            return None
         known = self._existing({pr.sha256 for _, pr in fresh})
         self.report.duplicates += sum(1 for _, pr in fresh if pr.sha256 in known)
         fresh = [(i, pr) for i, pr in fresh if pr.sha256 not in known]
         if not fresh:
-            return
+            return None
         self._ensure_subjects({ext for item, _ in fresh for ext in (item.owner, *item.depicted)})
 
-        staged: list[tuple[_Item, Probe, Asset]] = []
-        for item, pr in fresh:
+        # Step 3: the blobs are sealed and written by I/O threads (file creation and sha256
+        # let go of the GIL) while this thread goes on; _commit waits for every one of them.
+        ids = [uuid.uuid4().hex for _ in fresh]
+        puts = [
+            self._io.submit(self.vault.put_blob, self.subjects[item.owner], asset_id, item.data)
+            for (item, _), asset_id in zip(fresh, ids, strict=True)
+        ]
+        staged: list[tuple[_Item, Probe, dict[str, Any]]] = []
+        for (item, pr), asset_id in zip(fresh, ids, strict=True):
             owner = self.subjects[item.owner]
-            asset_id = uuid.uuid4().hex
-            blob_key = self.vault.put_blob(owner, asset_id, item.data)
             origin = self.vault.seal(owner, item.member.path.encode("utf-8"), f"origin:{asset_id}")
             staged.append(
                 (
                     item,
                     pr,
-                    Asset(
-                        id=asset_id,
-                        sha256=pr.sha256,
-                        size=pr.size,
-                        media_type=pr.media_type,
-                        width=pr.width,
-                        height=pr.height,
-                        source_id=self.source_id,
-                        owner_id=owner.id,
-                        blob_key=blob_key,
-                        origin_enc=origin,
-                        captured_at=item.captured_at,
-                        ingested_at=self.at,
-                        state="active",
-                    ),
+                    {  # an assets row
+                        "id": asset_id,
+                        "sha256": pr.sha256,
+                        "size": pr.size,
+                        "media_type": pr.media_type,
+                        "width": pr.width,
+                        "height": pr.height,
+                        "source_id": self.source_id,
+                        "owner_id": owner.id,
+                        "blob_key": None,
+                        "origin_enc": origin,
+                        "captured_at": item.captured_at,
+                        "ingested_at": self.at,
+                        "state": "active",
+                    },
                 )
             )
+        return _Staged(staged, puts)
+
+    def _commit_pending(self) -> None:
+        staged, self._pending = self._pending, None
+        if staged is not None:
+            self._commit(staged)
+
+    def _commit(self, pending: _Staged) -> None:
+        """Steps 4-5, once every blob of the batch is in place."""
+        staged = pending.rows
+        concurrent.futures.wait(pending.puts)
+        for (item, _, asset), put in zip(staged, pending.puts, strict=True):
+            asset["blob_key"] = put.result()  # raises the first failed write: nothing is committed
             item.data = b""
 
         losers: list[str] = []
@@ -349,34 +401,42 @@ class _Writer:
                     select(Asset.sha256).where(Asset.sha256.in_([pr.sha256 for _, pr, _ in staged]))
                 )
             )
+            stored: list[dict[str, Any]] = []
+            links: list[dict[str, Any]] = []
+            events: list[tuple[str, dict[str, Any]]] = []
             for item, pr, asset in staged:
                 if pr.sha256 in taken:
-                    losers.append(asset.blob_key or "")
+                    losers.append(asset["blob_key"] or "")
                     self.report.duplicates += 1
                     continue
-                session.add(asset)
-                session.add(AssetSubject(asset_id=asset.id, subject_id=asset.owner_id, role="owner"))
+                stored.append(asset)
+                links.append({"asset_id": asset["id"], "subject_id": asset["owner_id"], "role": "owner"})
                 for ext in item.depicted:
                     subject = self.subjects[ext]
-                    if subject.id != asset.owner_id:
-                        session.add(AssetSubject(asset_id=asset.id, subject_id=subject.id, role="depicted"))
-                session.flush()
-                audit.append(
-                    session,
-                    "asset.ingested",
-                    {
-                        "asset": asset.id,
-                        "source_id": self.source_id,
-                        "owner": self.subjects[item.owner].ref,
-                        "depicted": [self.subjects[e].ref for e in item.depicted],
-                        "media_type": asset.media_type,
-                    },
-                    actor=self.actor,
-                    at=self.at,
+                    if subject.id != asset["owner_id"]:
+                        links.append({"asset_id": asset["id"], "subject_id": subject.id, "role": "depicted"})
+                events.append(
+                    (
+                        "asset.ingested",
+                        {
+                            "asset": asset["id"],
+                            "source_id": self.source_id,
+                            "owner": self.subjects[item.owner].ref,
+                            "depicted": [self.subjects[e].ref for e in item.depicted],
+                            "media_type": asset["media_type"],
+                        },
+                    )
                 )
+            if stored:
+                # bulk INSERTs (one executemany per table) instead of one flush per asset
+                session.execute(insert(Asset), stored)
+                session.execute(insert(AssetSubject), links)
+            # one event per asset, chained in order; one head update and flush per batch
+            audit.append_many(session, events, actor=self.actor, at=self.at)
+            for asset in stored:
                 self.report.ingested += 1
-                self.report.bytes += asset.size
-                self.report.asset_ids.append(asset.id)
+                self.report.bytes += asset["size"]
+                self.report.asset_ids.append(asset["id"])
         for key in losers:
             self.vault.store.delete(key)
 
@@ -389,12 +449,11 @@ class _Writer:
         missing = [e for e in external_ids if e not in self.subjects]
         if not missing:
             return
+        exts = sorted(missing)
+        refs = [ref_of(self.vault, ext) for ext in exts]
         with self.sessions.begin() as session:
-            for ext in sorted(missing):
-                ref = ref_of(self.vault, ext)
-                subject, created = get_or_create_subject(
-                    session, self.vault, ref, at=self.at, actor=self.actor
-                )
+            found = get_or_create_subjects(session, self.vault, refs, at=self.at, actor=self.actor)
+            for ext, ref, (subject, created) in zip(exts, refs, found, strict=True):
                 if subject.dek_wrapped is None:
                     raise DisgorgeError(f"subject {ref} was erased; their photos cannot be ingested again")
                 self.report.subjects_created += int(created)
