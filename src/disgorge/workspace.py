@@ -16,6 +16,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
+import logging
 import os
 import shutil
 import time
@@ -56,7 +57,7 @@ from .catalog.lineage import LineageGraph, downstream, parse_node, upstream
 from .config import MARKER, Config, find_workspace
 from .consent import ConsentGate, ConsentImportReport, ItemRef, Purpose, import_consent, parse_purpose
 from .datasets import DatasetBuild, build_dataset, dataset_diff, dataset_view
-from .errors import IntegrityError, InvalidInput, NotFound, WorkspaceError
+from .errors import DisgorgeError, IntegrityError, InvalidInput, NotFound, WorkspaceError
 from .ingest import IngestOptions, IngestReport, run_ingest
 from .ingest.pipeline import ProgressFn
 from .runs import Override, add_output, finish_run, resolve_inputs, start_run
@@ -65,6 +66,7 @@ from .vault import BlobStore, EnvKek, FileKek, KekProvider, Vault, new_key
 
 __all__ = ["GcReport", "RunHandle", "Workspace"]
 
+_log = logging.getLogger("disgorge")
 _KEK_CHECK_AAD = b"disgorge:kek-check"
 _PSEUDONYM_AAD = b"disgorge:pseudonym-key"
 _SIGNING_AAD = b"disgorge:signing-key"
@@ -275,6 +277,9 @@ class Workspace:
         self._vault = Vault(self.kek, self.store, pseudonym)
 
     def close(self) -> None:
+        if self._emitter is not None:
+            self._emitter.close()
+            self._emitter = None
         self.engine.dispose()
 
     def __enter__(self) -> Workspace:
@@ -622,7 +627,7 @@ class Workspace:
             self._emit(
                 "COMPLETE",
                 f"dataset.build:{name}",
-                None,
+                build.run_id,
                 purpose_value,
                 when,
                 [],
@@ -797,7 +802,12 @@ class Workspace:
         inputs: list[str],
         outputs: list[str],
     ) -> None:
-        """Send an OpenLineage run event, if a transport is configured (off by default)."""
+        """Send an OpenLineage run event, if a transport is configured (off by default).
+
+        A misconfiguration (unknown transport, missing extra) raises. A delivery failure
+        does not undo or fail the user's work, which the catalog has already recorded:
+        it is logged and kept in the audit log as ``openlineage.undelivered``.
+        """
         if self.config.openlineage_transport == "none":
             return
         from .interop.openlineage import OpenLineageEmitter
@@ -806,15 +816,31 @@ class Workspace:
             self._emitter = OpenLineageEmitter.from_config(
                 self.config, namespace=f"disgorge://{self.workspace_id}"
             )
-        self._emitter.emit(
-            event_type,
-            run_id=run_id or uuid.uuid4().hex,
-            job=job,
-            purpose=purpose,
-            event_time=when,
-            inputs=inputs,
-            outputs=outputs,
-        )
+        run = run_id or uuid.uuid4().hex
+        try:
+            self._emitter.emit(
+                event_type,
+                run_id=run,
+                job=job,
+                purpose=purpose,
+                event_time=when,
+                inputs=inputs,
+                outputs=outputs,
+            )
+        except DisgorgeError as exc:
+            _log.warning("OpenLineage event not delivered: %s", exc)
+            with self.sessions.begin() as session:
+                audit.append(
+                    session,
+                    "openlineage.undelivered",
+                    {
+                        "event": event_type,
+                        "run": run,
+                        "job": job,
+                        "transport": self.config.openlineage_transport,
+                    },
+                    actor=self.actor,
+                )
 
     def lineage(self, node: str, *, direction: str = "downstream", max_depth: int = 50) -> LineageGraph:
         """Everything downstream (derived from) or upstream (feeding) a node such as ``subject:ID``."""

@@ -61,6 +61,8 @@ class DatasetBuild:
     previous: str | None
     excluded_items: list[dict[str, str]] = field(default_factory=list)
     excluded_by_rule: dict[str, int] = field(default_factory=dict)
+    #: the catalog run that built it (None when nothing new was built)
+    run_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +76,7 @@ class DatasetBuild:
             "merkle_root": self.merkle_root,
             "created": self.created,
             "previous": self.previous,
+            "run": self.run_id,
         }
 
 
@@ -274,6 +277,7 @@ def build_dataset(
         latest.version if latest else None,
         excluded_items,
         by_rule,
+        run.id,
     )
 
 

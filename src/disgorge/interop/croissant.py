@@ -151,9 +151,7 @@ def export_croissant(session: Session, dataset_ref: str, *, workspace_id: str) -
     url = f"disgorge://{workspace_id}/dataset/{ident}"
     source_text = ", ".join(f"{name} ({kind}, {n} photos)" for (name, kind), n in sorted(sources.items()))
     rules = view["excluded_by_rule"]
-    excluded_text = (
-        "; ".join(f"{rule}: {n}" for rule, n in rules.items()) if rules else "none were kept out"
-    )
+    excluded_text = "; ".join(f"{rule}: {n}" for rule, n in rules.items()) if rules else "none were kept out"
     fields = [
         {
             "@type": "cr:Field",
