@@ -10,6 +10,7 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 
 from disgorge import KekError, Workspace, WorkspaceError
+from disgorge.catalog import SCHEMA_HEAD
 from disgorge.vault import encode_key, new_key
 
 
@@ -22,7 +23,7 @@ def test_init_creates_catalog_store_keys(tmp_path: Path) -> None:
         kek = home / "kek.key"
         assert stat.S_IMODE(kek.stat().st_mode) == 0o600
         status = ws.status()
-        assert status["schema"] == "0002"
+        assert status["schema"] == SCHEMA_HEAD
         assert status["assets"] == 0
         assert status["audit_events"] == 1
 

@@ -444,7 +444,10 @@ class Workspace:
         workers: int | None = None,
         progress: ProgressFn | None = None,
     ) -> IngestReport:
-        """Ingest a folder, .zip or .tar(.gz) of photos. Rejected files are reported, not fatal."""
+        """Ingest a folder, .zip or .tar(.gz) of photos. Rejected files are reported, not fatal.
+
+        To analyse faces as well, call :meth:`analyze` with ``asset_ids=report.asset_ids``.
+        """
         options = IngestOptions(
             max_pixels=self.config.max_pixels, max_bytes=self.config.max_file_bytes, workers=workers
         )
@@ -570,6 +573,82 @@ class Workspace:
             ref = subject.ref
         purge_free_space(self.engine)
         return ref
+
+    # -- vision ----------------------------------------------------------------------------
+    @property
+    def face_index_path(self) -> Path:
+        return self.config.home / "index" / "faces.faiss"
+
+    def analyze(
+        self,
+        *,
+        shas: list[str] | None = None,
+        asset_ids: list[str] | None = None,
+        force: bool = False,
+        workers: int | None = None,
+        cnn: bool = False,
+        at: str | datetime | None = None,
+        progress: ProgressFn | None = None,
+    ) -> Any:
+        """Detect faces, and for photos whose subjects granted ``biometric_processing``
+        compute embeddings and crops; PDQ-hash every photo (see :mod:`disgorge.vision`).
+
+        By default only photos not analysed yet; ``force`` redoes them.
+        """
+        from .vision import run_analyze
+
+        ids = list(asset_ids) if asset_ids is not None else None
+        if shas is not None:
+            with self.reader() as session:
+                ids = (ids or []) + [self._asset(session, sha).id for sha in shas]
+        return run_analyze(
+            self.sessions,
+            self.reader,
+            self.vault,
+            self.face_index_path,
+            actor=self.actor,
+            at=_when(at),
+            asset_ids=ids,
+            force=force,
+            workers=workers,
+            cnn=cnn,
+            progress=progress,
+        )
+
+    def find(
+        self, image: str | Path | bytes, *, by: str = "copy", max_distance: float | None = None
+    ) -> dict[str, Any]:
+        """Stored photos that are copies of ``image`` (``by="copy"``, PDQ) or show the same
+        person (``by="face"``, embeddings), with distances and the threshold used."""
+        from .vision import (
+            DEFAULT_MAX_DISTANCE,
+            SAME_PERSON_DISTANCE,
+            FaceIndex,
+            find_copies,
+            find_faces,
+            reconcile_index,
+        )
+
+        data = image if isinstance(image, bytes) else Path(image).read_bytes()
+        if by == "copy":
+            threshold = int(max_distance) if max_distance is not None else DEFAULT_MAX_DISTANCE
+            matches = find_copies(self.reader, self.vault, data, max_distance=threshold)
+            result: dict[str, Any] = {"by": "copy", "metric": "pdq_hamming_bits", "threshold": threshold}
+        elif by == "face":
+            threshold_f = max_distance if max_distance is not None else SAME_PERSON_DISTANCE
+            index = FaceIndex(self.face_index_path)
+            reconcile_index(self.reader, self.vault, index)
+            faces, matches = find_faces(self.reader, index, data, max_distance=threshold_f)
+            result = {
+                "by": "face",
+                "metric": "embedding_euclidean",
+                "threshold": threshold_f,
+                "query_faces": faces,
+            }
+        else:
+            raise InvalidInput(f"--by {by!r}: expected copy or face")
+        result["matches"] = [m.to_dict() for m in matches]
+        return result
 
     # -- consent gate, datasets, runs, lineage -------------------------------------------
     def consent_check(

@@ -12,6 +12,7 @@ from .db import (
 from .models import (
     Artifact,
     Asset,
+    AssetDerivative,
     AssetSubject,
     AuditEvent,
     AuditHead,
@@ -32,6 +33,7 @@ __all__ = [
     "SCHEMA_HEAD",
     "Artifact",
     "Asset",
+    "AssetDerivative",
     "AssetSubject",
     "AuditEvent",
     "AuditHead",

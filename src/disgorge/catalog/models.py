@@ -34,6 +34,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 __all__ = [
     "Artifact",
     "Asset",
+    "AssetDerivative",
     "AssetSubject",
     "AuditEvent",
     "AuditHead",
@@ -142,6 +143,11 @@ class Asset(Base):
     captured_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     ingested_at: Mapped[datetime] = mapped_column(UTCDateTime)
     state: Mapped[str] = mapped_column(String(16), default="active")
+    #: faces found by the last analysis (NULL: not analysed yet)
+    faces: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: 1 when a face was found: the photo is biometric data
+    biometric: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    analyzed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     source: Mapped[Source] = relationship()
     owner: Mapped[Subject] = relationship()
 
@@ -278,3 +284,24 @@ class DatasetExclusion(Base):
     asset_id: Mapped[str] = mapped_column(ForeignKey("assets.id"), primary_key=True)
     rule: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(Text)
+
+
+class AssetDerivative(Base):
+    """A value computed from one photo: its PDQ hash, a face's box and landmarks, a face
+    embedding or a face crop. Sealed under the owner's key (``value_enc``) or stored as a
+    sealed blob (crops); erasure reaches them through ``asset_id``."""
+
+    __tablename__ = "asset_derivatives"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    asset_id: Mapped[str] = mapped_column(ForeignKey("assets.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    face_index: Mapped[int] = mapped_column(Integer, default=0)
+    value_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    blob_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (
+        UniqueConstraint("asset_id", "kind", "face_index"),
+        Index("ix_derivatives_kind", "kind"),
+    )

@@ -14,7 +14,7 @@ from .audit_cmds import audit_app
 from .catalog_cmds import asset_app, source_app, subject_app
 from .datasets_cmds import dataset_app
 from .demo_cmd import demo
-from .ingest_cmds import consent_app, ingest
+from .ingest_cmds import analyze, consent_app, find, ingest
 from .lineage_cmds import lineage, run_app
 from .workspace_cmds import gc, init, keygen, migrate, status
 
@@ -53,6 +53,8 @@ app.command()(migrate)
 app.command()(keygen)
 app.command()(demo)
 app.command()(lineage)
+app.command()(analyze)
+app.command()(find)
 app.add_typer(source_app, name="source")
 app.add_typer(consent_app, name="consent")
 app.add_typer(subject_app, name="subject")

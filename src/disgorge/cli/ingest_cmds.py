@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..ingest import IngestReport
-from ._common import AtOpt, JsonOpt, WorkspaceOpt, console, err, open_workspace, print_json
+from ._common import AtOpt, JsonOpt, WorkspaceOpt, console, err, fail, open_workspace, print_json
 
 consent_app = typer.Typer(
     help="Consent history: import it from CSV or JSON Lines (format: docs/formats.md).", no_args_is_help=True
@@ -31,6 +31,9 @@ def ingest(
         str | None, typer.Option(help="'dirname': the subject is the photo's folder name (LFW layout).")
     ] = None,
     workers: Annotated[int | None, typer.Option(help="Decoder processes (default: one per core).")] = None,
+    faces: Annotated[
+        bool, typer.Option("--faces", help="Also analyse the new photos (as `disgorge analyze` does).")
+    ] = False,
     workspace: WorkspaceOpt = None,
     at: AtOpt = None,
     json_out: JsonOpt = False,
@@ -41,22 +44,9 @@ def ingest(
     refused (each is listed with its reason), 1 on an error that stopped the ingest.
     """
     with open_workspace(workspace) as ws:
-        progress = Progress(
-            TextColumn("ingest"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=err,
-            transient=True,
-            disable=not err.is_terminal,
-        )
-        with progress:
-            task = progress.add_task("ingest", total=None)
-
-            def advance(done: int, total: int) -> None:
-                progress.update(task, completed=done, total=total)
-
-            report = ws.ingest(
+        report = _with_progress(
+            "ingest",
+            lambda advance: ws.ingest(
                 path,
                 source=source,
                 manifest=manifest,
@@ -64,11 +54,25 @@ def ingest(
                 at=at,
                 workers=workers,
                 progress=advance,
+            ),
+        )
+        analysis = None
+        if faces and report.asset_ids:
+            analysis = _with_progress(
+                "analyze",
+                lambda advance: ws.analyze(
+                    asset_ids=report.asset_ids, workers=workers, at=at, progress=advance
+                ),
             )
     if json_out:
-        print_json(report.to_dict())
+        out = report.to_dict()
+        if faces:
+            out["analysis"] = analysis.to_dict() if analysis else None
+        print_json(out)
     else:
         _print_report(report)
+        if analysis is not None:
+            _print_analysis(analysis, False)
     if report.rejected:
         raise typer.Exit(EXIT_REJECTED)
 
@@ -141,4 +145,103 @@ def consent_check(
             mark = "ok " if item["allowed"] else "no "
             console.print(f"  {mark} {item['sha256'][:16]}  {item['rule']}: {item['reason']}", markup=False)
     if not result["allowed"]:
+        raise typer.Exit(1)
+
+
+def analyze(
+    force: Annotated[
+        bool, typer.Option("--force", help="Analyse again photos that were analysed before.")
+    ] = False,
+    cnn: Annotated[
+        bool, typer.Option("--cnn", help="Use dlib's CNN detector (slower, finds more faces).")
+    ] = False,
+    workers: Annotated[int | None, typer.Option(help="Processes (default: one per core).")] = None,
+    workspace: WorkspaceOpt = None,
+    at: AtOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Detect faces and PDQ-hash photos; embed and crop faces only where biometric consent allows.
+
+    Photos whose subjects did not grant biometric_processing get detection only (face
+    count and biometric flag): no embedding, landmarks or crop is computed or stored.
+    """
+    with open_workspace(workspace) as ws:
+        report = _with_progress(
+            "analyze",
+            lambda advance: ws.analyze(force=force, cnn=cnn, workers=workers, at=at, progress=advance),
+        )
+    _print_analysis(report, json_out)
+
+
+def _with_progress(label: str, work):
+    progress = Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+    with progress:
+        task = progress.add_task(label, total=None)
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        return work(advance)
+
+
+def _print_analysis(report, json_out: bool) -> None:
+    d = report.to_dict()
+    if json_out:
+        print_json(d)
+        return
+    console.print(
+        f"analysed {d['analyzed']} of {d['photos']} photo(s) in {d['seconds']:.1f} s: "
+        f"{d['with_faces']} with faces ({d['faces']} faces), {d['embedded_faces']} face(s) embedded",
+        markup=False,
+    )
+    if d["detection_only_photos"]:
+        reasons = ", ".join(f"{k}: {n}" for k, n in d["detection_only_reasons"].items())
+        console.print(
+            f"  detection only (no biometric consent) for {d['detection_only_photos']} photo(s): {reasons}",
+            markup=False,
+        )
+    for e in d["errors"]:
+        console.print(f"  [yellow]could not analyse[/] {e['sha256'][:16]}: {e['reason']}")
+
+
+def find(
+    image: Annotated[Path, typer.Option("--image", help="The photo to look for.")],
+    by: Annotated[
+        str, typer.Option(help="copy: copies of this photo (PDQ); face: photos of the same person.")
+    ] = "copy",
+    max_distance: Annotated[
+        float | None,
+        typer.Option(help="Threshold (copy: PDQ bits, default 31; face: embedding distance, 0.6)."),
+    ] = None,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Find stored copies of a photo, or photos of the same person, with distances.
+
+    Exit code 0 when something matched, 1 when nothing did.
+    """
+    if not image.is_file():
+        raise fail(f"{image}: no such file")
+    with open_workspace(workspace) as ws:
+        result = ws.find(image, by=by, max_distance=max_distance)
+    if json_out:
+        print_json(result)
+    else:
+        extra = f", {result['query_faces']} face(s) in the query" if by == "face" else ""
+        console.print(
+            f"{len(result['matches'])} match(es) by {by} "
+            f"({result['metric']} <= {result['threshold']}{extra})",
+            markup=False,
+        )
+        for m in result["matches"]:
+            console.print(f"  {m['sha256']}  {m['owner']}  distance {m['distance']}", markup=False)
+    if not result["matches"]:
         raise typer.Exit(1)
