@@ -28,6 +28,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import func, select
@@ -38,10 +39,13 @@ from ._time import iso, parse_instant, utcnow
 from .audit.violations import find_violations
 from .catalog import (
     SCHEMA_HEAD,
+    Artifact,
     Asset,
+    AssetDerivative,
     AssetSubject,
     AuditEvent,
     ConsentRecord,
+    DatasetVersion,
     Meta,
     PolicyVersion,
     Run,
@@ -56,8 +60,8 @@ from .catalog import (
 from .catalog.lineage import LineageGraph, downstream, parse_node, upstream
 from .config import MARKER, Config, find_workspace
 from .consent import ConsentGate, ConsentImportReport, ItemRef, Purpose, import_consent, parse_purpose
-from .datasets import DatasetBuild, build_dataset, dataset_diff, dataset_view
-from .errors import DisgorgeError, IntegrityError, InvalidInput, NotFound, WorkspaceError
+from .datasets import DatasetBuild, build_dataset, dataset_diff, dataset_view, find_dataset
+from .errors import ConsentDenied, DisgorgeError, IntegrityError, InvalidInput, NotFound, WorkspaceError
 from .ingest import IngestOptions, IngestReport, run_ingest
 from .ingest.pipeline import ProgressFn
 from .runs import Override, add_output, finish_run, resolve_inputs, start_run
@@ -70,6 +74,7 @@ _log = logging.getLogger("disgorge")
 _KEK_CHECK_AAD = b"disgorge:kek-check"
 _PSEUDONYM_AAD = b"disgorge:pseudonym-key"
 _SIGNING_AAD = b"disgorge:signing-key"
+_MODEL_AAD = b"disgorge:model-key"
 SOURCE_KINDS = ("app", "scrape", "transfer", "partner", "other")
 
 
@@ -649,6 +654,353 @@ class Workspace:
             raise InvalidInput(f"--by {by!r}: expected copy or face")
         result["matches"] = [m.to_dict() for m in matches]
         return result
+
+    # -- models (SISA training, unlearning, registry) ----------------------------------------
+    def _checkpoints(self) -> Any:
+        from .training.registry import SealedCheckpoints
+
+        with self.sessions.begin() as session:
+            row = session.get(Meta, "model_key")
+            if row is None:  # workspaces made before models existed get their key on first use
+                row = Meta(key="model_key", value=self.kek.wrap(new_key(), _MODEL_AAD))
+                session.add(row)
+            key = self.kek.unwrap(row.value, _MODEL_AAD)
+        return SealedCheckpoints(self.config.home / "models" / "checkpoints", key)
+
+    def _biometric_gaps(self, session: Session, asset_ids: list[str], at: datetime) -> dict[str, int]:
+        rows = session.execute(
+            select(Asset.id, Asset.source_id, Asset.owner_id).where(Asset.id.in_(asset_ids))
+        ).all()
+        verdicts = ConsentGate(session, Purpose.BIOMETRIC_PROCESSING, at).evaluate(
+            [ItemRef(r.id, r.source_id, r.owner_id) for r in rows]
+        )
+        gaps: dict[str, int] = {}
+        for v in verdicts.values():
+            if not v.allowed:
+                gaps[v.rule] = gaps.get(v.rule, 0) + 1
+        return gaps
+
+    def train_model(
+        self,
+        name: str,
+        *,
+        dataset: str,
+        model: str = "face-id",
+        shards: int = 8,
+        slices: int = 4,
+        aggregation: str = "max_score",
+        seed: int = 0,
+        code_version: str = "",
+        at: str | datetime | None = None,
+    ) -> dict[str, Any]:
+        """Train a SISA face-identification model on a dataset version, through the gate.
+
+        Training a face model is both ``ai_training`` and ``biometric_processing``: every
+        photo must be covered for both at the time of training, or nothing is trained.
+        """
+        from .training import SISAClassifier
+        from .training.face_id import FaceIdClassifier
+        from .training.registry import MODEL_TYPES, dataset_members, load_training_data
+
+        if model not in MODEL_TYPES:
+            raise InvalidInput(f"model type {model!r}: expected one of {', '.join(MODEL_TYPES)}")
+        if not name.strip() or "@" in name:
+            raise InvalidInput(f"model name {name!r}: must be non-empty and contain no '@'")
+        when = _when(at)
+        with self.reader() as session:
+            ds = find_dataset(session, dataset)
+            members = dataset_members(session, ds.artifact_id)
+            gaps = self._biometric_gaps(session, members, when)
+            if gaps:
+                rules = ", ".join(f"{rule}: {n}" for rule, n in gaps.items())
+                raise ConsentDenied(
+                    f"training face model {name!r} is biometric processing: {sum(gaps.values())} of "
+                    f"{len(members)} photos in {ds.name}@{ds.version} are not covered for it ({rules})"
+                )
+            data = load_training_data(session, self.vault, members)
+        if not len(data.asset_ids):
+            raise InvalidInput(
+                f"no photo of {ds.name}@{ds.version} has a face embedding; run `disgorge analyze` first"
+            )
+        estimator = FaceIdClassifier(random_state=seed)
+        with self.run(
+            f"train:{name}",
+            purpose="ai_training",
+            inputs=[f"dataset:{ds.name}@{ds.version}"],
+            parameters={
+                "model": model,
+                "shards": shards,
+                "slices": slices,
+                "aggregation": aggregation,
+                "seed": seed,
+            },
+            code_version=code_version,
+            at=at,
+        ) as run:
+            sisa = SISAClassifier(
+                estimator,
+                n_shards=shards,
+                n_slices=slices,
+                aggregation=aggregation,
+                random_state=seed,
+                checkpoints=self._checkpoints(),
+            ).fit(data.X, data.labels, sample_ids=data.asset_ids, groups=list(data.labels))
+            label = run.add_output(
+                "model",
+                name=name,
+                extra={
+                    "type": model,
+                    "estimator": estimator.get_params(),
+                    "manifest": sisa.manifest(),
+                    "dataset_id": ds.artifact_id,
+                    "skipped": data.skipped,
+                },
+            )
+        return {
+            "model": label,
+            "dataset": f"{ds.name}@{ds.version}",
+            "samples": len(data.asset_ids),
+            "subjects": len(set(data.labels.tolist())),
+            "skipped": data.skipped,
+            "shards": shards,
+            "slices": slices,
+            "run": run.id,
+        }
+
+    def models(self) -> list[dict[str, Any]]:
+        from .training.registry import model_view
+
+        with self.reader() as session:
+            rows = session.scalars(
+                select(Artifact).where(Artifact.kind == "model").order_by(Artifact.name)
+            ).all()
+            return [model_view(session, a) for a in rows]
+
+    def model(self, ref: str) -> dict[str, Any]:
+        from .training.registry import find_model, model_view
+
+        with self.reader() as session:
+            return model_view(session, find_model(session, ref))
+
+    def predict(self, name: str, image: str | Path | bytes, *, min_score: float = 0.5) -> dict[str, Any]:
+        """Who is in this photo, according to face model ``name``? Faces below ``min_score`` are unknown."""
+        from .training.registry import find_model, load_model
+        from .vision.faces import analyze
+
+        data = image if isinstance(image, bytes) else Path(image).read_bytes()
+        with self.reader() as session:
+            artifact = find_model(session, name)
+            model = load_model(artifact, self._checkpoints())
+            label = f"model:{artifact.name}@{artifact.version}"
+        query = analyze(data, embed=True, phash=False)
+        faces = []
+        for face in query.faces:
+            assert face.embedding is not None
+            scores = model.predict_proba(
+                np.frombuffer(face.embedding, dtype="<f4").reshape(1, -1).astype(float)
+            )[0]
+            best = int(np.argmax(scores))
+            score = float(scores[best])
+            faces.append(
+                {
+                    "box": list(face.box),
+                    "subject": str(model.classes_[best]) if score >= min_score else None,
+                    "score": round(score, 4),
+                }
+            )
+        return {"model": label, "faces": faces, "min_score": min_score}
+
+    def retire_model(self, ref: str, *, reason: str, at: str | datetime | None = None) -> dict[str, Any]:
+        """Retire a model version and everything derived from it (works for external models)."""
+        from .training.registry import find_model, retire_cascade
+
+        if len(reason.strip()) < 3:
+            raise InvalidInput("give a reason for retiring the model")
+        when = _when(at)
+        with self.sessions.begin() as session:
+            artifact = find_model(session, ref)
+            if artifact.state != "active":
+                raise InvalidInput(f"model:{artifact.name}@{artifact.version} is already {artifact.state}")
+            retired = retire_cascade(session, artifact, reason=reason, actor=self.actor, at=when)
+        return {"retired": retired, "reason": reason}
+
+    def unlearn_model(
+        self,
+        name: str,
+        *,
+        subjects: list[str] | None = None,
+        shas: list[str] | None = None,
+        reason: str = "unlearning request",
+        at: str | datetime | None = None,
+    ) -> dict[str, Any]:
+        """Make model ``name`` forget photos (or every photo of subjects), exactly.
+
+        Retrains only the affected SISA shards from their last clean checkpoint, destroys
+        every checkpoint that saw the photos, and registers a new model version trained
+        on a new dataset version without them; the old version is retired. Photos whose
+        consent no longer covers training are forgotten too (and reported).
+        """
+        from .datasets import derive_without
+        from .training.forgetting import membership_inference
+        from .training.registry import dataset_members, find_model, load_model, load_training_data
+
+        when = _when(at)
+        with self.reader() as session:
+            artifact = find_model(session, name)
+            model = load_model(artifact, self._checkpoints())
+            trained = {i for s in model.shards_ for i in s.ids}
+            forget: set[str] = set()
+            for subject_id in subjects or []:
+                subject = find_subject(session, self.vault, subject_id)
+                forget.update(
+                    session.scalars(
+                        select(AssetSubject.asset_id).where(AssetSubject.subject_id == subject.id)
+                    )
+                )
+            for sha in shas or []:
+                forget.add(self._asset(session, sha).id)
+            requested = len(forget)
+            check = ConsentGate(session, Purpose.AI_TRAINING, when).evaluate(
+                [
+                    ItemRef(r.id, r.source_id, r.owner_id)
+                    for r in session.execute(
+                        select(Asset.id, Asset.source_id, Asset.owner_id).where(Asset.id.in_(trained))
+                    )
+                ]
+            )
+            lapsed = {a for a, v in check.items() if not v.allowed} - forget
+            forget |= lapsed
+            forget &= trained
+            if not forget:
+                return {
+                    "model": f"model:{artifact.name}@{artifact.version}",
+                    "forgotten": 0,
+                    "message": f"none of the {requested} photo(s) were in the model's training set: "
+                    "nothing to forget",
+                }
+            ds_id = artifact.extra["dataset_id"]
+            ds = session.get(DatasetVersion, ds_id)
+            ds_ref = f"{ds.name}@{ds.version}"
+            forgotten_data = load_training_data(session, self.vault, sorted(forget))
+            others = set(dataset_members(session, ds_id)) | trained
+            outsiders = [
+                a
+                for a in session.scalars(
+                    select(AssetDerivative.asset_id).where(AssetDerivative.kind == "embedding").distinct()
+                )
+                if a not in others
+            ]
+            never_seen = load_training_data(session, self.vault, outsiders)
+
+        def loader(ids: Any) -> tuple[np.ndarray, np.ndarray]:
+            with self.reader() as s:
+                d = load_training_data(s, self.vault, list(ids))
+            if len(d.asset_ids) != len(ids):
+                raise IntegrityError(
+                    "some remaining training photos lost their embeddings; cannot retrain exactly"
+                )
+            return d.X, d.labels
+
+        before = membership_inference(model, forgotten_data.X, never_seen.X)
+        report = model.unlearn(sorted(forget), loader)
+        after = membership_inference(model, forgotten_data.X, never_seen.X)
+        with self.sessions.begin() as session:
+            new_ds = derive_without(session, ds_ref, forget, at=when, actor=self.actor, reason=reason)
+            new_ref = f"{new_ds.name}@{new_ds.version}"
+            old = session.get(Artifact, artifact.id)
+            old.state = "retired"
+            audit.append(
+                session,
+                "model.unlearned",
+                {
+                    "model": f"model:{artifact.name}@{artifact.version}",
+                    "forgotten": report.forgotten,
+                    "shards_retrained": report.shards_retrained,
+                    "checkpoints_destroyed": report.checkpoints_destroyed,
+                    "reason": reason,
+                },
+                actor=self.actor,
+                at=when,
+            )
+        extra = dict(artifact.extra)
+        extra.update(
+            manifest=model.manifest(),
+            dataset_id=new_ds.artifact_id,
+            unlearned_from=artifact.version,
+            forgetting_audit={"before": before, "after": after},
+        )
+        with self.run(
+            f"unlearn:{artifact.name}",
+            purpose="ai_training",
+            inputs=[f"dataset:{new_ref}"],
+            parameters={"from": artifact.version, "forgotten": report.forgotten, "reason": reason},
+            at=at,
+        ) as run:
+            label = run.add_output("model", name=artifact.name, extra=extra)
+        return {
+            "model": label,
+            "from": f"model:{artifact.name}@{artifact.version}",
+            "dataset": new_ref,
+            "requested": requested,
+            "forgotten": report.forgotten,
+            "lapsed_consent": len(lapsed & trained),
+            "shards_retrained": report.shards_retrained,
+            "slices_retrained": report.slices_retrained,
+            "checkpoints_destroyed": report.checkpoints_destroyed,
+            "classes_removed": len(report.classes_removed),
+            "forgetting_audit": {"before": before, "after": after},
+            "message": report.message,
+        }
+
+    def model_audit(self, ref: str, *, forgotten: list[str]) -> dict[str, Any]:
+        """Membership inference on ``forgotten`` subjects' photos vs never-seen photos, for
+        this model version and for a model retrained from scratch on its training data."""
+        from .training import MemoryCheckpoints, SISAClassifier
+        from .training.face_id import FaceIdClassifier
+        from .training.forgetting import membership_inference
+        from .training.registry import find_model, load_model, load_training_data
+
+        with self.reader() as session:
+            artifact = find_model(session, ref)
+            model = load_model(artifact, self._checkpoints())
+            trained = sorted({i for s in model.shards_ for i in s.ids})
+            targets: set[str] = set()
+            for subject_id in forgotten:
+                subject = find_subject(session, self.vault, subject_id)
+                targets.update(
+                    session.scalars(
+                        select(AssetSubject.asset_id).where(AssetSubject.subject_id == subject.id)
+                    )
+                )
+            members = load_training_data(session, self.vault, sorted(targets))
+            outsiders = [
+                a
+                for a in session.scalars(
+                    select(AssetDerivative.asset_id).where(AssetDerivative.kind == "embedding").distinct()
+                )
+                if a not in set(trained) and a not in targets
+            ]
+            never_seen = load_training_data(session, self.vault, outsiders)
+            data = load_training_data(session, self.vault, trained)
+        manifest = artifact.extra["manifest"]
+        scratch = SISAClassifier(
+            FaceIdClassifier(**artifact.extra["estimator"]),
+            n_shards=manifest["n_shards"],
+            n_slices=manifest["n_slices"],
+            aggregation=manifest["aggregation"],
+            random_state=manifest["random_state"],
+            checkpoints=MemoryCheckpoints(),
+        ).fit(data.X, data.labels, sample_ids=data.asset_ids, groups=list(data.labels))
+        this = membership_inference(model, members.X, never_seen.X)
+        retrained = membership_inference(scratch, members.X, never_seen.X)
+        return {
+            "model": f"model:{artifact.name}@{artifact.version}",
+            "forgotten_subjects": len(forgotten),
+            "this_model": this,
+            "retrained_from_scratch": retrained,
+            "auc_difference": round(abs(this["auc"] - retrained["auc"]), 4),
+            "still_trained_on_them": len(targets & set(trained)),
+        }
 
     # -- consent gate, datasets, runs, lineage -------------------------------------------
     def consent_check(

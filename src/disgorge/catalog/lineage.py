@@ -116,7 +116,8 @@ class LineageGraph:
         return "\n".join(lines) + "\n"
 
 
-def _artifact_label(a: Artifact) -> str:
+def _artifact_label(a: Any) -> str:
+    """``a``: an Artifact, or a row with its id, kind, name and version."""
     if a.kind == "dataset_version":
         return f"dataset:{a.name}@{a.version}"
     if a.name:
@@ -209,23 +210,23 @@ def downstream(session: Session, node: NodeRef, *, max_depth: int = DEFAULT_DEPT
     first_edges: list[tuple[str, str, str, str]] = []  # (from kind, from id, to kind, to id)
     asset_ids = _seed_assets(node)
     if asset_ids is not None:
-        member_of = session.execute(
-            select(DatasetMember.dataset_id, func.count())
-            .where(DatasetMember.asset_id.in_(asset_ids))
-            .group_by(DatasetMember.dataset_id)
-        ).all()
-        used_by = session.execute(
-            select(RunInput.run_id, func.count())
-            .where(RunInput.asset_id.in_(asset_ids))
-            .group_by(RunInput.run_id)
-        ).all()
-        seeds += [("artifact", d) for d, _ in member_of] + [("run", r) for r, _ in used_by]
-        first_edges += [("seed", node.label, "artifact", d) for d, _ in member_of]
-        first_edges += [("seed", node.label, "run", r) for r, _ in used_by]
-        count = session.scalar(select(func.count()).select_from(Asset).where(Asset.id.in_(asset_ids)))
-        sample = session.scalars(
-            select(Asset.sha256).where(Asset.id.in_(asset_ids)).order_by(Asset.sha256).limit(SAMPLE)
+        # which datasets and runs, not how many rows each: DISTINCT rather than a GROUP BY that
+        # sorts every membership row (millions for a source); sorted here, in the order of ids
+        member_of = sorted(
+            session.scalars(
+                select(DatasetMember.dataset_id).distinct().where(DatasetMember.asset_id.in_(asset_ids))
+            )
         )
+        used_by = sorted(
+            session.scalars(select(RunInput.run_id).distinct().where(RunInput.asset_id.in_(asset_ids)))
+        )
+        seeds += [("artifact", d) for d in member_of] + [("run", r) for r in used_by]
+        first_edges += [("seed", node.label, "artifact", d) for d in member_of]
+        first_edges += [("seed", node.label, "run", r) for r in used_by]
+        # a source's assets by their indexed column, not `id IN (ids of the source)`
+        of_seed = Asset.source_id == int(node.key) if node.kind == "source" else Asset.id.in_(asset_ids)
+        count = session.scalar(select(func.count()).select_from(Asset).where(of_seed))
+        sample = session.scalars(select(Asset.sha256).where(of_seed).order_by(Asset.sha256).limit(SAMPLE))
         graph.assets = {"count": int(count or 0), "sample": list(sample)}
     elif node.kind == "artifact":
         seeds.append(("artifact", node.key))
@@ -302,15 +303,27 @@ def _fill(
     artifact_ids = [i for (k, i) in found if k == "artifact"]
     run_ids = [i for (k, i) in found if k == "run"]
     labels: dict[tuple[str, str], str] = {}
+    # plain rows of the columns used below, not ORM entities: loading a whole artifact layer
+    # as entities (JSON columns decoded, identity map) cost more than all the SQL of a query
     artifacts = (
-        session.scalars(select(Artifact).where(Artifact.id.in_(artifact_ids))).all() if artifact_ids else []
+        session.execute(
+            select(
+                Artifact.id, Artifact.kind, Artifact.name, Artifact.version, Artifact.state, Artifact.run_id
+            ).where(Artifact.id.in_(artifact_ids))
+        ).all()
+        if artifact_ids
+        else []
     )
-    runs = session.scalars(select(Run).where(Run.id.in_(run_ids))).all() if run_ids else []
+    runs = (
+        session.execute(select(Run.id, Run.job, Run.purpose, Run.state).where(Run.id.in_(run_ids))).all()
+        if run_ids
+        else []
+    )
     for a in artifacts:
         labels[("artifact", a.id)] = _artifact_label(a)
     for r in runs:
         labels[("run", r.id)] = f"run:{r.id}"
-    for a in sorted(artifacts, key=lambda a: (found[("artifact", a.id)], _artifact_label(a))):
+    for a in sorted(artifacts, key=lambda a: (found[("artifact", a.id)], labels[("artifact", a.id)])):
         if exclude_seed == ("artifact", a.id):
             continue
         graph.nodes.append(

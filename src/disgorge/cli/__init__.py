@@ -16,6 +16,7 @@ from .datasets_cmds import dataset_app
 from .demo_cmd import demo
 from .ingest_cmds import analyze, consent_app, find, ingest
 from .lineage_cmds import lineage, run_app
+from .models_cmds import model_app, predict, train
 from .workspace_cmds import gc, init, keygen, migrate, status
 
 __all__ = ["app", "main"]
@@ -55,6 +56,8 @@ app.command()(demo)
 app.command()(lineage)
 app.command()(analyze)
 app.command()(find)
+app.command()(train)
+app.command()(predict)
 app.add_typer(source_app, name="source")
 app.add_typer(consent_app, name="consent")
 app.add_typer(subject_app, name="subject")
@@ -62,6 +65,7 @@ app.add_typer(asset_app, name="asset")
 app.add_typer(audit_app, name="audit")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(run_app, name="run")
+app.add_typer(model_app, name="model")
 
 
 def main() -> None:

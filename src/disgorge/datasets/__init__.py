@@ -6,6 +6,7 @@ from .build import (
     bump,
     dataset_diff,
     dataset_view,
+    derive_without,
     find_dataset,
     parse_dataset_ref,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "bump",
     "dataset_diff",
     "dataset_view",
+    "derive_without",
     "find_dataset",
     "parse_dataset_ref",
 ]

@@ -44,6 +44,7 @@ __all__ = [
     "bump",
     "dataset_diff",
     "dataset_view",
+    "derive_without",
     "find_dataset",
     "parse_dataset_ref",
 ]
@@ -345,3 +346,86 @@ def dataset_diff(session: Session, a: str, b: str) -> dict[str, Any]:
         "unchanged": len(lset & rset),
         "purpose": {"from": left.purpose, "to": right.purpose},
     }
+
+
+def derive_without(
+    session: Session, ref: str, asset_ids: set[str], *, at: datetime, actor: str, reason: str
+) -> DatasetVersion:
+    """A new MAJOR version of a dataset without ``asset_ids`` (for unlearning and erasure).
+
+    No consent re-check: it is a subset of a version already built through the gate. If
+    none of the items is a member, the version itself is returned unchanged.
+    """
+    ds = find_dataset(session, ref)
+    members = set(
+        session.scalars(select(DatasetMember.asset_id).where(DatasetMember.dataset_id == ds.artifact_id))
+    )
+    dropped = members & asset_ids
+    if not dropped:
+        return ds
+    keep = members - dropped
+    if not keep:
+        raise InvalidInput(f"dataset {ds.name}@{ds.version} would be left empty; retire it instead")
+    shas = dict(session.execute(select(Asset.id, Asset.sha256).where(Asset.id.in_(keep))).all())
+    latest = max(
+        session.scalars(select(DatasetVersion).where(DatasetVersion.name == ds.name)).all(),
+        key=lambda r: _semver_key(r.version),
+    )
+    version = bump(latest.version, dropped=True, purpose_changed=False)
+    root = merkle_root(shas.values())
+    run = Run(
+        id=uuid.uuid4().hex,
+        job=f"dataset.derive:{ds.name}",
+        purpose=ds.purpose,
+        state="completed",
+        parameters={"from": f"{ds.name}@{ds.version}", "dropped": len(dropped), "reason": reason},
+        code_version="disgorge",
+        started_at=at,
+        ended_at=at,
+        consent_check={"checked": 0, "covered": 0, "not_covered": 0},
+        actor=actor,
+    )
+    artifact = Artifact(
+        id=uuid.uuid4().hex,
+        kind="dataset_version",
+        name=ds.name,
+        version=version,
+        uri=f"disgorge:dataset/{ds.name}@{version}",
+        content_sha256=root,
+        run_id=run.id,
+        state="active",
+        created_at=at,
+        extra={"derived_from": f"{ds.name}@{ds.version}"},
+    )
+    session.add(run)
+    session.flush()
+    session.add(artifact)
+    session.flush()
+    new = DatasetVersion(
+        artifact_id=artifact.id,
+        name=ds.name,
+        version=version,
+        purpose=ds.purpose,
+        merkle_root=root,
+        members=len(keep),
+        excluded=ds.excluded,
+        built_at=at,
+        selector={**ds.selector, "derived_from": f"{ds.name}@{ds.version}"},
+    )
+    session.add(new)
+    session.flush()
+    session.execute(insert(DatasetMember), [{"dataset_id": artifact.id, "asset_id": a} for a in sorted(keep)])
+    audit.append(
+        session,
+        "dataset.derived",
+        {
+            "dataset": f"{ds.name}@{version}",
+            "from": f"{ds.name}@{ds.version}",
+            "dropped": len(dropped),
+            "reason": reason,
+            "merkle_root": root,
+        },
+        actor=actor,
+        at=at,
+    )
+    return new

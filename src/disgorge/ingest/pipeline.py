@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import functools
 import itertools
 import multiprocessing
 import os
@@ -40,6 +41,7 @@ from ..catalog.models import Asset, AssetSubject, Source, Subject
 from ..errors import DisgorgeError, InvalidInput, NotFound
 from ..subjects import get_or_create_subjects, ref_of
 from ..vault import Vault
+from ..vault.blobstore import put_local
 from .decode import DEFAULT_MAX_PIXELS, Probe, probe_many
 from .manifest import ManifestEntry, read_manifest
 from .members import Member, walk
@@ -48,7 +50,9 @@ __all__ = ["IngestOptions", "IngestReport", "Rejection", "run_ingest"]
 
 SUBJECT_FROM = ("dirname",)
 
-#: threads writing sealed blobs: creating a file is mostly waiting on the file system
+#: processes writing sealed blobs to a store on the local disk
+_BLOB_WRITERS = 2
+#: threads writing sealed blobs to any other fsspec store (network round trips)
 _IO_THREADS = 4
 
 
@@ -248,7 +252,7 @@ def _decoded(items: Iterator[_Item], options: IngestOptions) -> Iterator[tuple[l
 
 @contextlib.contextmanager
 def _pool(workers: int) -> Iterator[Executor]:
-    """A decoder pool whose workers end when this process does, even by SIGKILL.
+    """A process pool (decoders, blob writers) whose workers end when this process does, even by SIGKILL.
 
     Left alone, the workers of a killed ingest live on for ever: each waits on a call
     queue whose write end it holds itself, and they keep the forkserver and the resource
@@ -281,10 +285,11 @@ def _exit_with_parent(parent_alive: Connection) -> None:
 
 @dataclass
 class _Staged:
-    """A batch between steps 3 and 4: its blobs are being written by the I/O threads."""
+    """A batch between steps 3 and 4: its sealed blobs are being written elsewhere."""
 
     rows: list[tuple[_Item, Probe, dict[str, Any]]]
-    puts: list[Future[str]]
+    #: the blob keys of ``rows``, in order, in consecutive chunks
+    puts: list[Future[list[str]]]
 
 
 class _Writer:
@@ -293,6 +298,11 @@ class _Writer:
     Steps 4-5 of a batch run when the next batch arrives (or at :meth:`close`), so the
     blobs of one batch are written while the next one is read and decoded. A batch is
     committed only once every one of its blobs is renamed into place.
+
+    Blobs are sealed here and written by writer processes when the store is on the local
+    disk (creating files is kernel work that would otherwise contend for this process's
+    GIL), by threads for other fsspec stores. The first batch is written in this process,
+    so a small ingest starts nothing.
     """
 
     def __init__(
@@ -313,19 +323,44 @@ class _Writer:
         self.report = report
         self.subjects: dict[str, Subject] = {}
         self.seen: set[str] = set()
-        self._io = ThreadPoolExecutor(max_workers=_IO_THREADS, thread_name_prefix="disgorge-blob")
         self._pending: _Staged | None = None
+        self._io: Executor | None = None
+        self._put: Callable[[list[bytes]], list[str]] = vault.store.put_many
+        self._writers = 1
+        self._batches = 0
+        self._resources = contextlib.ExitStack()
 
     def write(self, batch: list[_Item], probes: list[Probe]) -> None:
         self._commit_pending()
         self._pending = self._stage(batch, probes)
 
     def close(self) -> None:
-        """Commit the batch still in flight and stop the I/O threads."""
+        """Commit the batch still in flight and stop the blob writers."""
         try:
             self._commit_pending()
         finally:
-            self._io.shutdown(wait=True)
+            self._resources.close()
+
+    def _put_blobs(self, blobs: list[bytes]) -> list[Future[list[str]]]:
+        """Start writing ``blobs``: futures of their keys, in order, in consecutive chunks."""
+        self._batches += 1
+        if self._batches == 1:  # the first batch: written right here
+            done: Future[list[str]] = Future()
+            done.set_result(self._put(blobs))
+            return [done]
+        if self._io is None:
+            root = self.vault.store.local_root
+            if root is not None:
+                self._writers = _BLOB_WRITERS
+                self._io = self._resources.enter_context(_pool(self._writers))
+                self._put = functools.partial(put_local, root)
+            else:
+                self._writers = _IO_THREADS
+                self._io = self._resources.enter_context(
+                    ThreadPoolExecutor(max_workers=self._writers, thread_name_prefix="disgorge-blob")
+                )
+        size = -(-len(blobs) // self._writers)
+        return [self._io.submit(self._put, blobs[i : i + size]) for i in range(0, len(blobs), size)]
 
     def _stage(self, batch: list[_Item], probes: list[Probe]) -> _Staged | None:
         """Steps 2-3: skip what is known, create subjects, start sealing and writing blobs."""
@@ -347,13 +382,15 @@ class _Writer:
             return None
         self._ensure_subjects({ext for item, _ in fresh for ext in (item.owner, *item.depicted)})
 
-        # Step 3: the blobs are sealed and written by I/O threads (file creation and sha256
-        # let go of the GIL) while this thread goes on; _commit waits for every one of them.
+        # Step 3: seal the blobs here, write them elsewhere (see the class docstring) while
+        # this process goes on; _commit waits for every one of them.
         ids = [uuid.uuid4().hex for _ in fresh]
-        puts = [
-            self._io.submit(self.vault.put_blob, self.subjects[item.owner], asset_id, item.data)
+        sealed = [
+            self.vault.seal_blob(self.subjects[item.owner], asset_id, item.data)
             for (item, _), asset_id in zip(fresh, ids, strict=True)
         ]
+        puts = self._put_blobs(sealed)
+        del sealed
         staged: list[tuple[_Item, Probe, dict[str, Any]]] = []
         for (item, pr), asset_id in zip(fresh, ids, strict=True):
             owner = self.subjects[item.owner]
@@ -390,8 +427,10 @@ class _Writer:
         """Steps 4-5, once every blob of the batch is in place."""
         staged = pending.rows
         concurrent.futures.wait(pending.puts)
-        for (item, _, asset), put in zip(staged, pending.puts, strict=True):
-            asset["blob_key"] = put.result()  # raises the first failed write: nothing is committed
+        # result() raises the first failed write: then nothing of the batch is committed
+        keys = [key for put in pending.puts for key in put.result()]
+        for (item, _, asset), key in zip(staged, keys, strict=True):
+            asset["blob_key"] = key
             item.data = b""
 
         losers: list[str] = []

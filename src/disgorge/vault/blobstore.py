@@ -20,7 +20,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from ..errors import IntegrityError, NotFound
 
-__all__ = ["BlobStore"]
+__all__ = ["BlobStore", "put_local"]
 
 _TMP = ".tmp"
 
@@ -38,20 +38,27 @@ class BlobStore:
     def is_local(self) -> bool:
         return isinstance(self.fs, LocalFileSystem)
 
+    @property
+    def local_root(self) -> str | None:
+        """The folder of a store on the local disk (for :func:`put_local`), else None."""
+        return self.root if self._direct else None
+
     def _path(self, key: str) -> str:
-        return f"{self.root}/{key[:2]}/{key[2:4]}/{key}"
+        return _blob_path(self.root, key)
 
     def put(self, data: bytes) -> str:
+        if self._direct:
+            return _put_local(self.root, data)
         key = hashlib.sha256(data).hexdigest()
         final = self._path(key)
         tmp = f"{self.root}/{_TMP}/{key}.{uuid.uuid4().hex}"
-        if self._direct:
-            _put_local(tmp, final, data)
-            return key
         self.fs.pipe_file(tmp, data)
         self.fs.makedirs(final.rsplit("/", 1)[0], exist_ok=True)
         self.fs.mv(tmp, final)
         return key
+
+    def put_many(self, blobs: list[bytes]) -> list[str]:
+        return [self.put(data) for data in blobs]
 
     def get(self, key: str) -> bytes:
         try:
@@ -88,10 +95,25 @@ class BlobStore:
             self.fs.rm_file(path)
 
 
-def _put_local(tmp: str, final: str, data: bytes) -> None:
-    """The local-disk put: the same steps as through fsspec (write a temporary, make the
-    folder, rename into place), as direct os calls; the folder is made only when missing.
-    Safe to call from several threads at once."""
+def put_local(root: str, blobs: list[bytes]) -> list[str]:
+    """Store ``blobs`` in the local store whose folder is ``root``; return their keys.
+
+    The same as :meth:`BlobStore.put` for each, as a function of plain values, so that a
+    writer process can run it (the ingest pipeline does, for a store on the local disk).
+    """
+    return [_put_local(root, data) for data in blobs]
+
+
+def _blob_path(root: str, key: str) -> str:
+    return f"{root}/{key[:2]}/{key[2:4]}/{key}"
+
+
+def _put_local(root: str, data: bytes) -> str:
+    """The local-disk put: the steps of the fsspec route (write a temporary, make the folder,
+    rename into place) as direct os calls, making the folder only when it is missing."""
+    key = hashlib.sha256(data).hexdigest()
+    final = _blob_path(root, key)
+    tmp = f"{root}/{_TMP}/{key}.{uuid.uuid4().hex}"
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)
@@ -104,6 +126,7 @@ def _put_local(tmp: str, final: str, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.remove(tmp)
         raise
+    return key
 
 
 def _mtime(info: dict) -> float:

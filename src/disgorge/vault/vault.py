@@ -83,8 +83,12 @@ class Vault:
         return open_sealed(self.dek(subject), sealed, context.encode(), what=context)
 
     # -- blobs -------------------------------------------------------------------------
+    def seal_blob(self, subject: Subject, asset_id: str, data: bytes) -> bytes:
+        """The sealed form of an asset's bytes, as :meth:`put_blob` stores it."""
+        return self.seal(subject, data, f"asset:{asset_id}")
+
     def put_blob(self, subject: Subject, asset_id: str, data: bytes) -> str:
-        return self.store.put(self.seal(subject, data, f"asset:{asset_id}"))
+        return self.store.put(self.seal_blob(subject, asset_id, data))
 
     def get_blob(self, subject: Subject, asset_id: str, key: str) -> bytes:
         return self.open(subject, self.store.get(key), f"asset:{asset_id}")

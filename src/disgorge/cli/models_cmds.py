@@ -1,0 +1,190 @@
+"""train, predict, model list/show/retire/unlearn/audit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ._common import AtOpt, JsonOpt, WorkspaceOpt, console, fail, open_workspace, print_json
+
+model_app = typer.Typer(
+    help="The model registry: versions, retirement, unlearning, forgetting audit.", no_args_is_help=True
+)
+
+
+def train(
+    name: Annotated[str, typer.Argument(help="Model name; each training makes a new version.")],
+    dataset: Annotated[str, typer.Option(help="Dataset version to train on, NAME@VERSION.")],
+    model: Annotated[
+        str, typer.Option(help="Model type (face-id: SISA ensemble over face embeddings).")
+    ] = "face-id",
+    shards: Annotated[
+        int, typer.Option(help="SISA shards (by subject): forgetting a person retrains one.")
+    ] = 8,
+    slices: Annotated[int, typer.Option(help="SISA slices per shard (checkpoints to restart from).")] = 4,
+    seed: Annotated[int, typer.Option(help="Random seed (training is deterministic given it).")] = 0,
+    code_version: Annotated[
+        str, typer.Option(help="Version of your training code, recorded on the run.")
+    ] = "",
+    workspace: WorkspaceOpt = None,
+    at: AtOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train a model through the consent gate (ai_training and biometric_processing)."""
+    with open_workspace(workspace) as ws:
+        result = ws.train_model(
+            name,
+            dataset=dataset,
+            model=model,
+            shards=shards,
+            slices=slices,
+            seed=seed,
+            code_version=code_version,
+            at=at,
+        )
+    if json_out:
+        print_json(result)
+        return
+    console.print(
+        f"trained {result['model']} on {result['dataset']}: {result['samples']} photo(s) of "
+        f"{result['subjects']} subject(s), {result['shards']} shards x {result['slices']} slices",
+        markup=False,
+    )
+    if result["skipped"].get("no_embedding"):
+        console.print(f"  skipped {result['skipped']['no_embedding']} photo(s) without a face embedding")
+
+
+def predict(
+    name: Annotated[str, typer.Argument(help="Model NAME or NAME@VERSION.")],
+    image: Annotated[Path, typer.Option("--image", help="Photo to identify faces in.")],
+    min_score: Annotated[float, typer.Option(help="Below this score a face is reported as unknown.")] = 0.5,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Identify the faces in a photo with a face-id model (subjects by pseudonymous ref)."""
+    if not image.is_file():
+        raise fail(f"{image}: no such file")
+    with open_workspace(workspace) as ws:
+        result = ws.predict(name, image, min_score=min_score)
+    if json_out:
+        print_json(result)
+        return
+    console.print(f"{result['model']}: {len(result['faces'])} face(s)", markup=False)
+    for face in result["faces"]:
+        who = face["subject"] or "unknown"
+        console.print(f"  {who}  score {face['score']}  box {face['box']}", markup=False)
+
+
+@model_app.command("list")
+def model_list(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
+    """Every model version with its state."""
+    with open_workspace(workspace) as ws:
+        models = ws.models()
+    if json_out:
+        print_json(models)
+        return
+    table = Table("model", "state", "type", "dataset", "samples", "trained at")
+    for m in models:
+        table.add_row(
+            f"{m['name']}@{m['version']}",
+            m["state"],
+            m["type"],
+            m["dataset"] or "-",
+            str(m["samples"]),
+            m["trained_at"],
+        )
+    console.print(table)
+
+
+@model_app.command("show")
+def model_show(
+    ref: Annotated[str, typer.Argument(help="NAME (latest version) or NAME@VERSION.")],
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """One model version: its run, dataset, shards, state and forgetting audit."""
+    with open_workspace(workspace) as ws:
+        info = ws.model(ref)
+    if json_out:
+        print_json(info)
+        return
+    table = Table(show_header=False, box=None)
+    for key, value in info.items():
+        if key != "versions":
+            table.add_row(key, str(value))
+    table.add_row("versions", ", ".join(f"{v['version']} ({v['state']})" for v in info["versions"]))
+    console.print(table)
+
+
+@model_app.command("retire")
+def model_retire(
+    ref: Annotated[str, typer.Argument(help="NAME@VERSION (or NAME for the latest).")],
+    reason: Annotated[str, typer.Option(help="Why (recorded in the audit log).")],
+    workspace: WorkspaceOpt = None,
+    at: AtOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Retire a model version and everything derived from it (external models too)."""
+    with open_workspace(workspace) as ws:
+        result = ws.retire_model(ref, reason=reason, at=at)
+    if json_out:
+        print_json(result)
+        return
+    console.print(f"retired {len(result['retired'])}: {', '.join(result['retired'])}", markup=False)
+
+
+@model_app.command("unlearn")
+def model_unlearn(
+    name: Annotated[str, typer.Argument(help="Model NAME (its latest active version).")],
+    subject: Annotated[
+        list[str] | None, typer.Option(help="Forget every photo of this subject (repeat).")
+    ] = None,
+    asset: Annotated[list[str] | None, typer.Option(help="Forget this photo, by sha256 (repeat).")] = None,
+    reason: Annotated[str, typer.Option(help="Why (recorded).")] = "unlearning request",
+    workspace: WorkspaceOpt = None,
+    at: AtOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Forget photos exactly: retrain only the affected shards; a new version replaces the old."""
+    if not subject and not asset:
+        raise fail("say what to forget: --subject ID and/or --asset SHA256", code=2)
+    with open_workspace(workspace) as ws:
+        result = ws.unlearn_model(name, subjects=subject, shas=asset, reason=reason, at=at)
+    if json_out:
+        print_json(result)
+        return
+    console.print(result["message"], markup=False)
+    if result.get("forgotten"):
+        console.print(
+            f"  {result['from']} retired; {result['model']} trained on {result['dataset']}", markup=False
+        )
+        before, after = result["forgetting_audit"]["before"], result["forgetting_audit"]["after"]
+        console.print(
+            f"  membership-inference AUC on the forgotten photos: {before['auc']} -> {after['auc']}"
+        )
+
+
+@model_app.command("audit")
+def model_audit(
+    ref: Annotated[str, typer.Argument(help="NAME or NAME@VERSION.")],
+    forgotten: Annotated[list[str], typer.Option(help="A subject that should be forgotten (repeat).")],
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Membership inference on forgotten subjects' photos vs never-seen photos, next to a
+    model retrained from scratch: an exact unlearning lands on the same numbers."""
+    with open_workspace(workspace) as ws:
+        result = ws.model_audit(ref, forgotten=forgotten)
+    if json_out:
+        print_json(result)
+        return
+    this, scratch = result["this_model"], result["retrained_from_scratch"]
+    console.print(
+        f"{result['model']}: trained on {result['still_trained_on_them']} of their photos", markup=False
+    )
+    console.print(f"  this model:           AUC {this['auc']}  TPR@1%FPR {this['tpr_at_1pct_fpr']}")
+    console.print(f"  retrained from scratch: AUC {scratch['auc']}  TPR@1%FPR {scratch['tpr_at_1pct_fpr']}")
+    console.print(f"  difference: {result['auc_difference']}")

@@ -1,0 +1,370 @@
+"""SISA training: sharded, isolated, sliced, aggregated — so a model can forget exactly.
+
+After Bourtoule et al., "Machine Unlearning" (IEEE S&P 2021). The training set is split
+into ``n_shards`` shards *by group* (in disgorge, by subject: all of a person's items
+fall in one shard, so forgetting a person touches one shard), and each shard into
+``n_slices`` slices trained one after another, with a checkpoint after each slice. A shard
+model never sees another shard's data; predictions aggregate the shard models.
+
+Forgetting items retrains only the affected shards, from the last checkpoint that saw
+none of them, and destroys every checkpoint that did. The result is *exact*: it is the
+model that training from scratch without those items would have produced. Three choices
+make that true:
+
+* shard and slice membership are functions of each item's own id (a keyed hash), not of
+  its position, so removing items never moves the others;
+* the order within a slice is a hash order, so it is the same with or without the
+  removed items;
+* each shard model knows only the classes present in its own data; if forgetting
+  changes that set, the shard restarts from its first slice.
+
+Works with any scikit-learn style classifier: ``fit`` + ``predict_proba``, and
+``partial_fit`` (used for incremental slices when present; otherwise each slice refits on
+the prefix of slices). Deterministic given ``random_state``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import pickle
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import InvalidInput
+from .checkpoints import CheckpointStore, MemoryCheckpoints
+
+__all__ = ["AGGREGATIONS", "SISAClassifier", "UnlearnReport"]
+
+AGGREGATIONS = ("mean_proba", "vote", "max_score")
+
+Loader = Callable[[Sequence[str]], tuple[np.ndarray, np.ndarray]]
+
+
+def _bucket(seed: int, what: str, key: str) -> int:
+    digest = hashlib.sha256(f"{seed}:{what}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+class _SingleClass:
+    """A shard whose data holds one class: it can only ever say that class."""
+
+    def __init__(self, label: Any) -> None:
+        self.classes_ = np.asarray([label])
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return np.ones((len(X), 1))
+
+
+@dataclass
+class _Shard:
+    index: int
+    slices: list[list[str]]
+    classes: list[Any] = field(default_factory=list)
+    checkpoints: list[str | None] = field(default_factory=list)
+    model: Any = None
+
+    @property
+    def ids(self) -> list[str]:
+        return [i for s in self.slices for i in s]
+
+
+@dataclass
+class UnlearnReport:
+    requested: int
+    forgotten: int
+    shards_retrained: list[int]
+    slices_retrained: int
+    checkpoints_destroyed: int
+    classes_removed: list[Any]
+    message: str
+
+    @property
+    def noop(self) -> bool:
+        return self.forgotten == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requested": self.requested,
+            "forgotten": self.forgotten,
+            "shards_retrained": self.shards_retrained,
+            "slices_retrained": self.slices_retrained,
+            "checkpoints_destroyed": self.checkpoints_destroyed,
+            "classes_removed": [str(c) for c in self.classes_removed],
+            "message": self.message,
+        }
+
+
+class SISAClassifier:
+    """A SISA ensemble of ``estimator``. ``fit`` needs sample ids and groups besides X, y."""
+
+    def __init__(
+        self,
+        estimator: Any,
+        *,
+        n_shards: int = 8,
+        n_slices: int = 4,
+        aggregation: str = "mean_proba",
+        random_state: int = 0,
+        checkpoints: CheckpointStore | None = None,
+    ) -> None:
+        if n_shards < 1 or n_slices < 1:
+            raise InvalidInput("SISA needs at least one shard and one slice")
+        if aggregation not in AGGREGATIONS:
+            raise InvalidInput(f"aggregation {aggregation!r}: expected one of {', '.join(AGGREGATIONS)}")
+        self.estimator = estimator
+        self.n_shards = n_shards
+        self.n_slices = n_slices
+        self.aggregation = aggregation
+        self.random_state = random_state
+        self.checkpoints = checkpoints if checkpoints is not None else MemoryCheckpoints()
+
+    # -- training --------------------------------------------------------------------
+    def fit(
+        self,
+        X: np.ndarray,
+        y: Sequence[Any],
+        *,
+        sample_ids: Sequence[str],
+        groups: Sequence[str],
+    ) -> SISAClassifier:
+        X = np.asarray(X)
+        y_arr = np.asarray(y)
+        ids = [str(i) for i in sample_ids]
+        if not (len(X) == len(y_arr) == len(ids) == len(groups)):
+            raise InvalidInput("X, y, sample_ids and groups must have the same length")
+        if len(set(ids)) != len(ids):
+            raise InvalidInput("sample ids must be unique")
+        n_groups = len(set(groups))
+        if self.n_shards > n_groups:
+            raise InvalidInput(
+                f"more shards than subjects: {self.n_shards} shards for {n_groups} subject(s); "
+                f"use at most {n_groups} (a shard of nobody is a model of nothing)"
+            )
+        data = {i: (X[k], y_arr[k]) for k, i in enumerate(ids)}
+        shard_of = {g: _bucket(self.random_state, "shard", str(g)) % self.n_shards for g in set(groups)}
+        members: list[list[str]] = [[] for _ in range(self.n_shards)]
+        for i, g in zip(ids, groups, strict=True):
+            members[shard_of[g]].append(i)
+        self.shards_ = []
+        for k, shard_ids in enumerate(members):
+            slices: list[list[str]] = [[] for _ in range(self.n_slices)]
+            for i in sorted(shard_ids, key=lambda s: (_bucket(self.random_state, "order", s), s)):
+                slices[_bucket(self.random_state, "slice", i) % self.n_slices].append(i)
+            shard = _Shard(k, slices, checkpoints=[None] * self.n_slices)
+            self._train(shard, data, start=0)
+            self.shards_.append(shard)
+        self._refresh_classes()
+        self.n_features_in_ = X.shape[1] if X.ndim == 2 else 1
+        return self
+
+    def _params_tag(self) -> str:
+        params = getattr(self.estimator, "get_params", lambda: {})()
+        text = json.dumps({k: repr(v) for k, v in sorted(params.items())}, sort_keys=True)
+        return f"{type(self.estimator).__name__}:{text}"
+
+    def _checkpoint_key(self, shard: _Shard, r: int) -> str:
+        seen = sorted(i for s in shard.slices[: r + 1] for i in s)
+        body = json.dumps([self.random_state, shard.index, r, self._params_tag(), seen])
+        return hashlib.sha256(body.encode()).hexdigest()
+
+    def _fresh(self, shard: _Shard) -> Any:
+        try:
+            from sklearn.base import clone
+
+            est = clone(self.estimator)
+        except ImportError:  # any estimator following the convention works without sklearn
+            est = copy.deepcopy(self.estimator)
+        if hasattr(est, "get_params") and "random_state" in est.get_params():
+            est.set_params(random_state=self.random_state * 1009 + shard.index)
+        return est
+
+    def _train(self, shard: _Shard, data: dict[str, tuple[Any, Any]], *, start: int) -> int:
+        """Train slices ``start..R-1`` of a shard; returns how many slices were trained."""
+        labels = sorted({data[i][1] for i in shard.ids}, key=repr)
+        shard.classes = labels
+        incremental = hasattr(self.estimator, "partial_fit")
+        model = None
+        if start > 0 and shard.checkpoints[start - 1] is not None:
+            model = pickle.loads(self.checkpoints.get(shard.checkpoints[start - 1]))
+        trained = 0
+        for r in range(start, self.n_slices):
+            if not labels:
+                model = None
+            elif incremental:
+                batch = shard.slices[r]
+                if batch and not isinstance(model, _SingleClass):
+                    if model is None:
+                        model = self._fresh(shard)
+                    X = np.stack([data[i][0] for i in batch])
+                    y = np.asarray([data[i][1] for i in batch])
+                    model = _fit_or_single(
+                        lambda m, X=X, y=y: m.partial_fit(X, y, classes=np.asarray(labels)), model, labels
+                    )
+            else:
+                prefix = [i for s in shard.slices[: r + 1] for i in s]
+                if prefix:
+                    X = np.stack([data[i][0] for i in prefix])
+                    y = np.asarray([data[i][1] for i in prefix])
+                    model = _fit_or_single(
+                        lambda m, X=X, y=y: m.fit(X, y), self._fresh(shard), sorted(set(y.tolist()), key=repr)
+                    )
+                else:
+                    model = None
+            key = self._checkpoint_key(shard, r)
+            self.checkpoints.put(key, pickle.dumps(model))
+            shard.checkpoints[r] = key
+            trained += 1
+        shard.model = model
+        return trained
+
+    def _refresh_classes(self) -> None:
+        labels = {c for s in self.shards_ for c in s.classes}
+        self.classes_ = np.asarray(
+            sorted(labels, key=repr), dtype=object if labels and not _numeric(labels) else None
+        )
+
+    # -- prediction ------------------------------------------------------------------
+    def _live(self) -> list[_Shard]:
+        live = [s for s in self.shards_ if s.model is not None]
+        if not live:
+            raise InvalidInput("the model has no training data left: every shard is empty; it cannot predict")
+        return live
+
+    def _shard_scores(self, shard: _Shard, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        model = shard.model
+        if self.aggregation == "max_score" and hasattr(model, "decision_function"):
+            raw = np.clip(np.asarray(model.decision_function(X), dtype=float), -50, 50)
+            if raw.ndim == 1:  # binary: score of the positive class
+                raw = np.stack([-raw, raw], axis=1)
+            return 1.0 / (1.0 + np.exp(-raw)), np.asarray(model.classes_)
+        return np.asarray(model.predict_proba(X), dtype=float), np.asarray(model.classes_)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Aggregated class scores over ``classes_`` (probabilities for mean_proba and vote)."""
+        X = np.asarray(X)
+        index = {c: k for k, c in enumerate(self.classes_.tolist())}
+        live = self._live()
+        out = np.zeros((len(X), len(index)))
+        for shard in live:
+            scores, classes = self._shard_scores(shard, X)
+            cols = [index[c] for c in classes.tolist()]
+            if self.aggregation == "mean_proba":
+                out[:, cols] += scores
+            elif self.aggregation == "max_score":
+                out[:, cols] = np.maximum(out[:, cols], scores)
+            else:  # vote
+                winners = np.asarray(cols)[np.argmax(scores, axis=1)]
+                out[np.arange(len(X)), winners] += 1
+        if self.aggregation != "max_score":
+            out /= len(live)
+        return out
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    # -- forgetting --------------------------------------------------------------------
+    def unlearn(self, forget: Sequence[str], loader: Loader) -> UnlearnReport:
+        """Forget items exactly. ``loader(ids)`` returns (X, y) of the items that remain.
+
+        Only shards holding forgotten items are retrained, from the last checkpoint that
+        saw none of them; every checkpoint that saw them is destroyed.
+        """
+        wanted = {str(i) for i in forget}
+        old_classes = set(self.classes_.tolist())
+        shards_done: list[int] = []
+        slices_done = destroyed = forgotten = 0
+        for shard in self.shards_:
+            hits = wanted.intersection(shard.ids)
+            if not hits:
+                continue
+            forgotten += len(hits)
+            first = min(r for r, s in enumerate(shard.slices) if hits.intersection(s))
+            shard.slices = [[i for i in s if i not in hits] for s in shard.slices]
+            remaining = shard.ids
+            X, y = loader(remaining) if remaining else (np.zeros((0, 0)), np.asarray([]))
+            data = {i: (X[k], y[k]) for k, i in enumerate(remaining)}
+            new_labels = sorted({data[i][1] for i in remaining}, key=repr)
+            if new_labels != shard.classes and hasattr(self.estimator, "partial_fit"):
+                first = 0  # the class set changed: earlier increments were trained with the old one
+            for r in range(first, self.n_slices):
+                key = shard.checkpoints[r]
+                if key is not None:
+                    self.checkpoints.destroy(key)
+                    destroyed += 1
+                shard.checkpoints[r] = None
+            slices_done += self._train(shard, data, start=first)
+            shards_done.append(shard.index)
+        self._refresh_classes()
+        removed = sorted(old_classes - set(self.classes_.tolist()), key=repr)
+        if not forgotten:
+            message = f"none of the {len(wanted)} item(s) were in the training set: nothing to forget"
+        else:
+            message = (
+                f"forgot {forgotten} item(s): retrained {slices_done} slice(s) in shard(s) "
+                f"{', '.join(map(str, shards_done))}; destroyed {destroyed} checkpoint(s)"
+            )
+        return UnlearnReport(len(wanted), forgotten, shards_done, slices_done, destroyed, removed, message)
+
+    # -- persistence -----------------------------------------------------------------------
+    def manifest(self) -> dict[str, Any]:
+        """Everything but the estimator bytes (which are the checkpoints): JSON-ready."""
+        return {
+            "n_shards": self.n_shards,
+            "n_slices": self.n_slices,
+            "aggregation": self.aggregation,
+            "random_state": self.random_state,
+            "estimator": self._params_tag(),
+            "classes": [c.item() if hasattr(c, "item") else c for c in self.classes_.tolist()],
+            "shards": [
+                {
+                    "slices": s.slices,
+                    "classes": [c.item() if hasattr(c, "item") else c for c in s.classes],
+                    "checkpoints": s.checkpoints,
+                }
+                for s in self.shards_
+            ],
+        }
+
+    @classmethod
+    def from_manifest(
+        cls, manifest: dict[str, Any], estimator: Any, checkpoints: CheckpointStore
+    ) -> SISAClassifier:
+        model = cls(
+            estimator,
+            n_shards=manifest["n_shards"],
+            n_slices=manifest["n_slices"],
+            aggregation=manifest["aggregation"],
+            random_state=manifest["random_state"],
+            checkpoints=checkpoints,
+        )
+        model.shards_ = []
+        for k, s in enumerate(manifest["shards"]):
+            shard = _Shard(k, s["slices"], list(s["classes"]), list(s["checkpoints"]))
+            last = shard.checkpoints[-1]
+            shard.model = pickle.loads(checkpoints.get(last)) if last else None
+            model.shards_.append(shard)
+        model._refresh_classes()
+        return model
+
+    def checkpoint_keys(self) -> set[str]:
+        return {k for s in self.shards_ for k in s.checkpoints if k}
+
+
+def _fit_or_single(step: Callable[[Any], Any], model: Any, labels: list[Any]) -> Any:
+    """Run a fit step; an estimator that cannot learn from one class becomes _SingleClass."""
+    try:
+        step(model)
+    except ValueError:
+        if len(labels) != 1:
+            raise
+        return _SingleClass(labels[0])
+    return model
+
+
+def _numeric(labels: set[Any]) -> bool:
+    return all(isinstance(v, (int, float, np.integer, np.floating)) for v in labels)
