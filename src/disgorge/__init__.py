@@ -10,6 +10,7 @@ from .consent import Decision, Purpose
 from .errors import (
     ConsentDenied,
     DisgorgeError,
+    ErasureBlocked,
     IntegrityError,
     InvalidInput,
     KekError,
@@ -23,6 +24,7 @@ __all__ = [
     "ConsentDenied",
     "Decision",
     "DisgorgeError",
+    "ErasureBlocked",
     "IntegrityError",
     "InvalidInput",
     "KekError",

@@ -11,6 +11,7 @@ inside a subject's folder)::
     ├── KeyError_             wrong or missing key-encryption key
     ├── NotFound              unknown subject, asset, source, policy version
     ├── InvalidInput          a malformed row, date, purpose, manifest or archive member
+    ├── ErasureBlocked        an erasure that cannot be planned or run as asked
     ├── ConsentDenied         a run or export that consent does not cover (and no override)
     ├── IntegrityError        a blob or audit event that was altered
     └── KeyDestroyed          the subject's data key was destroyed (crypto-shredded)
@@ -21,6 +22,7 @@ from __future__ import annotations
 __all__ = [
     "ConsentDenied",
     "DisgorgeError",
+    "ErasureBlocked",
     "IntegrityError",
     "InvalidInput",
     "KekError",
@@ -77,3 +79,9 @@ class ConsentDenied(DisgorgeError):
     """A use (run, export) that the consent of some of its items does not cover."""
 
     status = 403
+
+
+class ErasureBlocked(DisgorgeError):
+    """An erasure that cannot be planned or run as asked (unhandled artifact, running twice)."""
+
+    status = 409

@@ -830,6 +830,7 @@ class Workspace:
         *,
         subjects: list[str] | None = None,
         shas: list[str] | None = None,
+        asset_ids: list[str] | None = None,
         reason: str = "unlearning request",
         at: str | datetime | None = None,
     ) -> dict[str, Any]:
@@ -859,6 +860,7 @@ class Workspace:
                 )
             for sha in shas or []:
                 forget.add(self._asset(session, sha).id)
+            forget.update(asset_ids or [])
             requested = len(forget)
             check = ConsentGate(session, Purpose.AI_TRAINING, when).evaluate(
                 [
@@ -998,7 +1000,11 @@ class Workspace:
             "forgotten_subjects": len(forgotten),
             "this_model": this,
             "retrained_from_scratch": retrained,
-            "auc_difference": round(abs(this["auc"] - retrained["auc"]), 4),
+            "auc_difference": (
+                round(abs(this["auc"] - retrained["auc"]), 4)
+                if this["auc"] is not None and retrained["auc"] is not None
+                else None
+            ),
             "still_trained_on_them": len(targets & set(trained)),
         }
 
@@ -1289,6 +1295,93 @@ class Workspace:
         when = parse_instant(as_of, what="--as-of") if as_of is not None else None
         with self.reader() as session:
             return find_violations(session, as_of=when)
+
+    # -- erasure -----------------------------------------------------------------------------
+    def _erasure(self) -> Any:
+        from .erasure.engine import ErasureEngine
+
+        return ErasureEngine(self)
+
+    def erasure_plan(self, kind: str, ident: str) -> dict[str, Any]:
+        """The dry run: what erasing this scope would touch, with counts per kind."""
+        from .erasure.plan import summarize
+
+        return summarize(self._erasure().plan(kind, ident))
+
+    def erase(
+        self,
+        kind: str,
+        ident: str,
+        *,
+        reason: str,
+        execute: bool = True,
+        at: str | datetime | None = None,
+    ) -> dict[str, Any]:
+        """Erase a subject, a photo (sha256), a source or a model, and everything derived.
+
+        Plans, approves and (with ``execute``) runs the erasure to its certificate. Without
+        ``execute`` the request stays ``planned`` until :meth:`erasure_approve`.
+        """
+        when = _when(at)
+        needles = (
+            {"external-id": ident.encode()} if kind == "subject" and not ident.startswith("sub_") else {}
+        )
+        engine = self._erasure()
+        request_id = engine.create(kind, ident, reason=reason, at=when, needles=needles)
+        if not execute:
+            return engine.view(request_id)
+        engine.approve(request_id, at=when)
+        return engine.run(request_id)
+
+    def erasure_approve(self, request_id: str, *, at: str | datetime | None = None) -> dict[str, Any]:
+        engine = self._erasure()
+        engine.approve(request_id, at=_when(at))
+        return engine.run(request_id)
+
+    def erasure_resume(self, request_id: str) -> dict[str, Any]:
+        """Run an interrupted erasure to its end (every step is idempotent)."""
+        return self._erasure().run(request_id)
+
+    def erasure_cancel(self, request_id: str, *, reason: str = "cancelled") -> dict[str, Any]:
+        engine = self._erasure()
+        engine.cancel(request_id, reason=reason, at=utcnow())
+        return engine.view(request_id)
+
+    def erasures(self) -> list[dict[str, Any]]:
+        return self._erasure().list()
+
+    def erasure(self, request_id: str) -> dict[str, Any]:
+        return self._erasure().view(request_id)
+
+    def interrupted_erasures(self) -> list[str]:
+        return self._erasure().interrupted()
+
+    def erasure_certificate(self, request_id: str) -> dict[str, Any]:
+        from .erasure.engine import ErasureEngine
+
+        engine = ErasureEngine(self)
+        with self.reader() as session:
+            req = engine.get(session, request_id)
+            if not req.certificate:
+                raise NotFound(f"erasure {req.id} has no certificate yet (state {req.state})")
+            return dict(req.certificate)
+
+    def verify_erasure(self, request_id: str) -> dict[str, Any]:
+        """Re-run the lineage and look-alike checks and scan the workspace for the
+        certificate's items (the byte samples were discarded after the first scan)."""
+        from .erasure.engine import ErasureEngine
+
+        engine = ErasureEngine(self)
+        with self.reader() as session:
+            req = engine.get(session, request_id)
+            if req.state != "completed":
+                raise InvalidInput(f"erasure {req.id} is {req.state}; verify runs on completed erasures")
+        result = engine.verify(req)
+        with self.sessions.begin() as session:
+            audit.append(
+                session, "erasure.reverified", {"request": req.id, "ok": result["ok"]}, actor=self.actor
+            )
+        return result
 
     # -- audit ---------------------------------------------------------------------------
     def verify_audit(self) -> audit.ChainReport:

@@ -43,6 +43,9 @@ __all__ = [
     "DatasetExclusion",
     "DatasetMember",
     "DatasetVersion",
+    "ErasedFingerprint",
+    "ErasureRequest",
+    "ErasureStep",
     "Meta",
     "PolicyVersion",
     "Run",
@@ -105,6 +108,8 @@ class Source(Base):
     kind: Mapped[str] = mapped_column(String(32), default="app")
     description: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: active, erasing (an erasure of the whole source is under way: ingest refuses), erased
+    state: Mapped[str] = mapped_column(String(16), default="active", server_default="active")
     policies: Mapped[list[PolicyVersion]] = relationship(
         back_populates="source", order_by="PolicyVersion.effective_from"
     )
@@ -305,3 +310,47 @@ class AssetDerivative(Base):
         UniqueConstraint("asset_id", "kind", "face_index"),
         Index("ix_derivatives_kind", "kind"),
     )
+
+
+class ErasureRequest(Base):
+    """An erasure: its scope (pseudonymous), reason, state, plan, verification, certificate."""
+
+    __tablename__ = "erasure_requests"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    scope_kind: Mapped[str] = mapped_column(String(16))
+    #: a subject ref, a keyed fingerprint of a photo, a source name or a model id: never an external id
+    scope_ref: Mapped[str] = mapped_column(String(200), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(24), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    verification: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    certificate: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: verifier samples sealed with ``samples_key`` (wrapped by the KEK); both dropped after the scan
+    samples_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    samples_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    actor: Mapped[str] = mapped_column(String(128), default="")
+
+
+class ErasureStep(Base):
+    """One journaled step of an erasure; ``done_at`` is set in the step's own transaction."""
+
+    __tablename__ = "erasure_steps"
+    request_id: Mapped[str] = mapped_column(ForeignKey("erasure_requests.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(32))
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ErasedFingerprint(Base):
+    """A keyed fingerprint of an erased file: ingest refuses a file that matches (sticky erasure)."""
+
+    __tablename__ = "erased_fingerprints"
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("erasure_requests.id"))
+    erased_at: Mapped[datetime] = mapped_column(UTCDateTime)

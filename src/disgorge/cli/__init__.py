@@ -14,6 +14,7 @@ from .audit_cmds import audit_app
 from .catalog_cmds import asset_app, source_app, subject_app
 from .datasets_cmds import dataset_app
 from .demo_cmd import demo
+from .erasure_cmds import certificate_app, erase, erasure_app, verify
 from .ingest_cmds import analyze, consent_app, find, ingest
 from .lineage_cmds import lineage, run_app
 from .models_cmds import model_app, predict, train
@@ -58,6 +59,8 @@ app.command()(analyze)
 app.command()(find)
 app.command()(train)
 app.command()(predict)
+app.command()(erase)
+app.command()(verify)
 app.add_typer(source_app, name="source")
 app.add_typer(consent_app, name="consent")
 app.add_typer(subject_app, name="subject")
@@ -66,6 +69,8 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(run_app, name="run")
 app.add_typer(model_app, name="model")
+app.add_typer(erasure_app, name="erasure")
+app.add_typer(certificate_app, name="certificate")
 
 
 def main() -> None:

@@ -59,13 +59,24 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 
 @contextmanager
-def open_workspace(path: Path | None) -> Iterator[Workspace]:
-    """Open the workspace for one command; DisgorgeError becomes a one-line error, exit 1."""
+def open_workspace(path: Path | None, *, resume: bool = True) -> Iterator[Workspace]:
+    """Open the workspace for one command; DisgorgeError becomes a one-line error, exit 1.
+
+    An erasure interrupted by a crash is finished first (its steps are idempotent), so no
+    command ever works on a half-erased catalog.
+    """
     try:
         ws = Workspace.open(path)
     except DisgorgeError as exc:
         raise fail(str(exc)) from None
     try:
+        if resume:
+            for request_id in ws.interrupted_erasures():
+                err.print(f"resuming interrupted erasure {request_id} ...", markup=False)
+                try:
+                    ws.erasure_resume(request_id)
+                except DisgorgeError as exc:
+                    err.print(f"could not resume erasure {request_id}: {exc}", markup=False)
         yield ws
     except DisgorgeError as exc:
         raise fail(str(exc)) from None

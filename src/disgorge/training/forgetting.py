@@ -39,8 +39,8 @@ def membership_inference(model: Any, members: np.ndarray, non_members: np.ndarra
     return {
         "members": len(members),
         "non_members": len(non_members),
-        "auc": round(auc, 4),
-        "tpr_at_1pct_fpr": round(tpr, 4),
+        "auc": None if np.isnan(auc) else round(auc, 4),
+        "tpr_at_1pct_fpr": None if np.isnan(tpr) else round(tpr, 4),
         "mean_confidence_members": round(float(conf_in.mean()), 4) if len(conf_in) else None,
         "mean_confidence_non_members": round(float(conf_out.mean()), 4) if len(conf_out) else None,
     }

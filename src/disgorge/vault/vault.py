@@ -49,6 +49,11 @@ class Vault:
         msg = domain.encode() + b"\x00" + data
         return hmac.new(self._pseudonym_key, msg, hashlib.sha256).hexdigest()
 
+    def photo_fingerprint(self, sha256_hex: str) -> str:
+        """The keyed fingerprint of a photo (by its sha256) that outlives its erasure and
+        blocks its re-ingestion; without the workspace key it confirms nothing."""
+        return self.fingerprint(bytes.fromhex(sha256_hex), domain="erased-photo")
+
     # -- data keys ---------------------------------------------------------------------
     def new_wrapped_dek(self, ref: str) -> bytes:
         dek = new_key()

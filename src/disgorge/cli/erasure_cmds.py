@@ -1,0 +1,259 @@
+"""erase, erasure list/show/approve/resume/cancel, verify, certificate verify/export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ._common import AtOpt, JsonOpt, WorkspaceOpt, console, err, fail, open_workspace, print_json
+
+RequestArg = Annotated[str, typer.Argument(help="Erasure request id (a unique prefix will do).")]
+
+erasure_app = typer.Typer(help="Erasure requests: list, show, approve, resume, cancel.", no_args_is_help=True)
+certificate_app = typer.Typer(help="Erasure certificates: export and verify offline.", no_args_is_help=True)
+
+
+def _print_plan(plan: dict) -> None:
+    scope = plan["scope"]
+    console.print(f"erasure of {scope['kind']} {scope['ref']}:", markup=False)
+    for kind, n in plan["by_kind"].items():
+        console.print(f"  {n:>8}  {kind.replace('_', ' ')}", markup=False)
+    for d in plan["datasets"]:
+        console.print(
+            f"  dataset {d['dataset']}: {d['items']} photo(s) -> new MAJOR version without them", markup=False
+        )
+    for m in plan["models_unlearn"]:
+        console.print(f"  unlearn {m} (SISA: retrain the affected shards only)", markup=False)
+    for m in plan["models_retire"]:
+        console.print(f"  retire  {m['model']} ({m['why']})", markup=False)
+    for a in plan["artifacts_retire"]:
+        console.print(f"  retire  {a}", markup=False)
+    for note in plan["notes"]:
+        console.print(f"  note: {note}", markup=False)
+
+
+def erase(
+    subject: Annotated[
+        str | None, typer.Option(help="External id or sub_ ref of the person to erase.")
+    ] = None,
+    asset: Annotated[str | None, typer.Option(help="sha256 of one photo to erase.")] = None,
+    source: Annotated[
+        str | None, typer.Option(help="Name of a whole source to erase (disgorgement).")
+    ] = None,
+    transfer: Annotated[
+        str | None, typer.Option(help="A transfer to a recipient (needs the sharing module).")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="A model NAME[@V] to retire with everything derived.")
+    ] = None,
+    reason: Annotated[
+        str, typer.Option(help="Why (goes on the certificate), e.g. 'GDPR Art. 17 request 123'.")
+    ] = "",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    workspace: WorkspaceOpt = None,
+    at: AtOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Erase a person, a photo, a source or a model, and everything derived from it, with proof.
+
+    Shows the plan, asks for confirmation (unless --yes), executes the journaled steps,
+    verifies with a forensic scan and signs a certificate. Exit code 0 when verified,
+    1 when verification found something (the request says what).
+    """
+    scopes = {
+        k: v
+        for k, v in {
+            "subject": subject,
+            "asset": asset,
+            "source": source,
+            "transfer": transfer,
+            "model": model,
+        }.items()
+        if v
+    }
+    if len(scopes) != 1:
+        raise fail("name exactly one of --subject, --asset, --source, --transfer, --model", code=2)
+    [(kind, ident)] = scopes.items()
+    with open_workspace(workspace) as ws:
+        plan = ws.erasure_plan(kind, ident)
+        if dry_run:
+            print_json(plan) if json_out else _print_plan(plan)
+            return
+        if not reason.strip():
+            raise fail("an erasure needs --reason (it goes on the certificate)", code=2)
+        if not json_out:
+            _print_plan(plan)
+        if not yes:
+            if not console.is_terminal:
+                request = ws.erase(kind, ident, reason=reason, execute=False, at=at)
+                err.print(
+                    f"planned erasure {request['id']}; run `disgorge erasure approve {request['id']}` "
+                    "(or pass --yes)",
+                    markup=False,
+                )
+                if json_out:
+                    print_json(request)
+                return
+            typer.confirm("Erase all of this? This cannot be undone", abort=True)
+        result = ws.erase(kind, ident, reason=reason, at=at)
+    _print_result(result, json_out)
+
+
+def _print_result(result: dict, json_out: bool) -> None:
+    if json_out:
+        print_json(result)
+    else:
+        console.print(f"erasure {result['id']}: {result['state']}", markup=False)
+        for step in result["steps"]:
+            console.print(f"  {step['step']:<20} {json.dumps(step['summary'])[:150]}", markup=False)
+        ver = result.get("verification") or {}
+        if ver:
+            scan = ver["forensic_scan"]
+            console.print(
+                f"  forensic scan: {scan['files']} files, {scan['bytes'] / 1e6:.1f} MB, "
+                f"{scan['needles']} samples, {len(scan['hits'])} found",
+                markup=False,
+            )
+            for c in ver.get("copy_candidates", []):
+                console.print(
+                    f"  review: possible copy {c['sha256'][:16]} "
+                    f"(owner {c['owner']}, distance {c['distance']})",
+                    markup=False,
+                )
+            for c in ver.get("face_candidates", []):
+                console.print(
+                    f"  review: same face? {c['sha256'][:16]} (owner {c['owner']}, distance {c['distance']})",
+                    markup=False,
+                )
+    if result.get("verification") and not result["verification"]["ok"]:
+        raise typer.Exit(1)
+
+
+@erasure_app.command("list")
+def erasure_list(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
+    """Every erasure request with its state."""
+    with open_workspace(workspace) as ws:
+        rows = ws.erasures()
+    if json_out:
+        print_json(rows)
+        return
+    for r in rows:
+        console.print(
+            f"{r['id']}  {r['state']:<11} {r['scope']['kind']} {r['scope']['ref']}  {r['created_at']}",
+            markup=False,
+        )
+
+
+@erasure_app.command("show")
+def erasure_show(request: RequestArg, workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
+    """One request: plan, steps, verification."""
+    with open_workspace(workspace) as ws:
+        info = ws.erasure(request)
+    if json_out:
+        print_json(info)
+        return
+    _print_plan(info["plan"])
+    _print_result(info, False)
+
+
+@erasure_app.command("approve")
+def erasure_approve(
+    request: RequestArg, workspace: WorkspaceOpt = None, at: AtOpt = None, json_out: JsonOpt = False
+) -> None:
+    """Approve a planned erasure and execute it."""
+    with open_workspace(workspace) as ws:
+        result = ws.erasure_approve(request, at=at)
+    _print_result(result, json_out)
+
+
+@erasure_app.command("resume")
+def erasure_resume(request: RequestArg, workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
+    """Run an interrupted erasure to its end (safe to repeat)."""
+    with open_workspace(workspace, resume=False) as ws:
+        result = ws.erasure_resume(request)
+    _print_result(result, json_out)
+
+
+@erasure_app.command("cancel")
+def erasure_cancel(
+    request: RequestArg,
+    reason: Annotated[str, typer.Option(help="Why it is cancelled.")] = "cancelled",
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Cancel an erasure that has not started executing."""
+    with open_workspace(workspace) as ws:
+        info = ws.erasure_cancel(request, reason=reason)
+    print_json(info) if json_out else console.print(f"erasure {info['id']}: {info['state']}", markup=False)
+
+
+def verify(request: RequestArg, workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
+    """Re-run an erasure's checks: lineage, look-alikes, and a scan for its items."""
+    with open_workspace(workspace) as ws:
+        result = ws.verify_erasure(request)
+    if json_out:
+        print_json(result)
+    else:
+        console.print(f"verification {'passed' if result['ok'] else 'FAILED'}", markup=False)
+        console.print(json.dumps(result, indent=2), markup=False)
+    if not result["ok"]:
+        raise typer.Exit(1)
+
+
+@certificate_app.command("export")
+def certificate_export(
+    request: RequestArg,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the certificate JSON.")],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Write an erasure's signed certificate (and the workspace public key next to it)."""
+    with open_workspace(workspace) as ws:
+        cert = ws.erasure_certificate(request)
+        pem = ws.public_key_pem()
+    out.write_text(json.dumps(cert, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    out.with_suffix(".pub.pem").write_bytes(pem)
+    console.print(f"wrote {out} and {out.with_suffix('.pub.pem')}", markup=False)
+
+
+@certificate_app.command("verify")
+def certificate_verify(
+    file: Annotated[Path, typer.Argument(help="The certificate JSON.")],
+    public_key: Annotated[Path, typer.Option(help="The issuing workspace's public key (PEM).")],
+    prove_item: Annotated[Path | None, typer.Option(help="A photo: is it one of the erased items?")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Verify a certificate offline with the public key alone. Exit 1 if it does not verify."""
+    from ..erasure.certificate import prove_item as prove
+    from ..erasure.certificate import verify_certificate
+
+    for path in (file, public_key, prove_item):
+        if path is not None and not path.is_file():
+            raise fail(f"{path}: no such file")
+    try:
+        cert = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise fail(f"{file.name}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    check = verify_certificate(cert, public_key.read_bytes())
+    result = check.to_dict()
+    if check.ok and prove_item is not None:
+        result["item"] = prove(cert, prove_item.read_bytes())
+    if json_out:
+        print_json(result)
+    else:
+        console.print(
+            f"{'valid' if check.ok else 'INVALID'}: {check.reason}"
+            + (f" ({check.where})" if check.where else ""),
+            markup=False,
+        )
+        if "item" in result:
+            covered = "is" if result["item"]["covered"] else "is NOT"
+            console.print(
+                f"{prove_item.name} {covered} among the {result['item']['items']} erased item(s)",
+                markup=False,
+            )
+    if not check.ok or ("item" in result and not result["item"]["covered"]):
+        raise typer.Exit(1)

@@ -1,0 +1,128 @@
+"""Erasure certificates: signed JSON anyone can check offline with the public key alone.
+
+The body (schema ``disgorge.erasure-certificate/1``, documented in docs/certificate.md)
+holds the scope (pseudonymous refs only), the reason, the timestamps, counts per kind,
+the steps, the verification results, recipients' acknowledgements, and a Merkle root
+over the erased items. Each item's leaf is ``sha256(salt || sha256(photo))`` with a salt
+published in the certificate: whoever holds a photo can prove it is covered
+(``--prove-item``), while the leaves reveal nothing to anyone who does not. The
+signature is Ed25519 over the canonical JSON of the body.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from .._merkle import merkle_root
+from ..errors import InvalidInput
+
+__all__ = [
+    "SCHEMA",
+    "CertificateCheck",
+    "canonical",
+    "item_leaf",
+    "leaf_from_sha256",
+    "prove_item",
+    "section_digests",
+    "verify_certificate",
+]
+
+SCHEMA = "disgorge.erasure-certificate/1"
+
+
+def canonical(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def leaf_from_sha256(salt_hex: str, sha256_hex: str) -> str:
+    """An item's Merkle leaf: sha256(salt || sha256(photo))."""
+    return hashlib.sha256(bytes.fromhex(salt_hex) + bytes.fromhex(sha256_hex)).hexdigest()
+
+
+def item_leaf(salt_hex: str, photo: bytes) -> str:
+    return leaf_from_sha256(salt_hex, hashlib.sha256(photo).hexdigest())
+
+
+@dataclass(frozen=True)
+class CertificateCheck:
+    ok: bool
+    reason: str
+    where: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "reason": self.reason, "where": self.where}
+
+
+def _load_key(public_key: bytes) -> Ed25519PublicKey:
+    try:
+        key = serialization.load_pem_public_key(public_key)
+    except ValueError:
+        try:
+            key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key.decode().strip()))
+        except ValueError:
+            raise InvalidInput("public key: neither a PEM public key nor 64 hex digits") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise InvalidInput("public key: not an Ed25519 key")
+    return key
+
+
+def verify_certificate(certificate: dict[str, Any], public_key: bytes) -> CertificateCheck:
+    """Check the signature, the schema and that the Merkle root matches the listed items."""
+    body = certificate.get("body")
+    signature = certificate.get("signature")
+    if not isinstance(body, dict) or not isinstance(signature, str):
+        return CertificateCheck(False, "not a disgorge certificate (no body or signature)", "top level")
+    if body.get("schema") != SCHEMA:
+        return CertificateCheck(False, f"unknown schema {body.get('schema')!r}", "body.schema")
+    try:
+        raw = base64.b64decode(signature, validate=True)
+    except ValueError:
+        return CertificateCheck(False, "signature is not base64", "signature")
+    key = _load_key(public_key)
+    try:
+        key.verify(raw, canonical(body))
+    except InvalidSignature:
+        where = _first_difference_hint(body)
+        return CertificateCheck(
+            False, "signature does not match: the certificate was altered or signed by another key", where
+        )
+    items = body.get("items", {})
+    if merkle_root(items.get("leaves", [])) != items.get("merkle_root"):
+        return CertificateCheck(False, "Merkle root does not match the listed items", "body.items")
+    return CertificateCheck(True, "signature valid; Merkle root matches the items")
+
+
+def _first_difference_hint(body: dict[str, Any]) -> str:
+    """Where the body is most likely altered: the section whose digest no longer matches."""
+    digests = body.get("section_digests", {})
+    for name, digest in sorted(digests.items()):
+        if name in body and hashlib.sha256(canonical({"v": body[name]})).hexdigest() != digest:
+            return f"body.{name}"
+    return "body (a field outside the digested sections, or the signature itself)"
+
+
+def prove_item(certificate: dict[str, Any], photo: bytes) -> dict[str, Any]:
+    """Is this photo one of the certificate's erased items? (Offline: salt and leaves are public.)"""
+    items = certificate["body"]["items"]
+    leaf = item_leaf(items["salt"], photo)
+    leaves = sorted(set(items["leaves"]))
+    return {
+        "covered": leaf in leaves,
+        "leaf": leaf,
+        "merkle_root": items["merkle_root"],
+        "items": len(leaves),
+    }
+
+
+def section_digests(body: dict[str, Any]) -> dict[str, str]:
+    return {
+        k: hashlib.sha256(canonical({"v": v})).hexdigest() for k, v in body.items() if k != "section_digests"
+    }

@@ -1,0 +1,754 @@
+"""The erasure executor: a journaled, idempotent, resumable state machine.
+
+States: planned -> approved -> executing -> verifying -> completed (or failed, cancelled).
+Cancelling is possible until execution starts. Execution runs the journal's steps in
+order; each step is idempotent and is marked done in its own transaction, so a crash
+(SIGKILL) at any point — between steps or inside one — resumes to the same end state with
+``disgorge erasure resume`` (the CLI also resumes an interrupted erasure before any other
+command). A request is claimed while it runs, so two processes never run it at once.
+
+Steps:
+
+1. ``sample``: before destroying anything, take what the verifier will look for (byte
+   windows of each photo, its hashes, embeddings, the data keys) — sealed with a
+   one-off key, dropped after the scan;
+2. ``unlearn_models``: SISA models forget the photos (new versions, old ones retired);
+3. ``retire_models``: other models, and everything derived from them, are retired;
+4. ``derive_datasets``: dataset versions holding the photos are marked erased, and the
+   latest version of each dataset gets a new MAJOR version without them;
+5. ``remove_index``: embeddings leave the face index, whose file is rewritten;
+6. ``delete_derivatives``: hashes, faces, embeddings and crop blobs;
+7. ``delete_blobs``: the photos' encrypted blobs;
+8. ``tombstone_assets``: catalog rows keep their place in the lineage but lose every
+   personal field; a keyed fingerprint of each photo blocks its re-ingestion;
+9. ``shred_keys``: the subjects' data keys are destroyed, their consent records deleted;
+10. ``purge_database``: WAL checkpoint and VACUUM, so no old page holds any of it;
+11. ``verify``: the forensic scan and the lineage and look-alike checks;
+12. ``certificate``: the signed certificate.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import time
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from .. import audit
+from .._merkle import merkle_root
+from .._time import iso, utcnow
+from ..catalog import purge_free_space
+from ..catalog.lineage import NodeRef, upstream
+from ..catalog.models import (
+    Artifact,
+    Asset,
+    AssetDerivative,
+    ConsentRecord,
+    DatasetMember,
+    ErasedFingerprint,
+    ErasureRequest,
+    ErasureStep,
+    Source,
+    Subject,
+)
+from ..errors import ErasureBlocked, InvalidInput, NotFound
+from ..vault import new_key, open_sealed, seal
+from .certificate import SCHEMA, canonical, leaf_from_sha256, section_digests
+from .forensics import scan_tree
+from .plan import make_plan, summarize
+
+__all__ = ["STEPS", "ErasureEngine"]
+
+STEPS = (
+    "sample",
+    "unlearn_models",
+    "retire_models",
+    "derive_datasets",
+    "remove_index",
+    "delete_derivatives",
+    "delete_blobs",
+    "tombstone_assets",
+    "shred_keys",
+    "purge_database",
+    "verify",
+    "certificate",
+)
+_CLAIM_TTL = timedelta(seconds=120)
+_SAMPLES_AAD = b"disgorge:erasure-samples"
+_WINDOW = 48
+
+
+def _windows(data: bytes) -> list[bytes]:
+    """Byte windows from the middle of the file (headers are shared by many photos)."""
+    if len(data) < 4 * _WINDOW:
+        return [data] if len(data) >= 16 else []
+    return [data[int(len(data) * f) : int(len(data) * f) + _WINDOW] for f in (0.4, 0.6, 0.8)]
+
+
+class ErasureEngine:
+    """Runs erasures for a workspace (``ws`` is a :class:`disgorge.Workspace`)."""
+
+    def __init__(self, ws: Any) -> None:
+        self.ws = ws
+        self.claim_id = uuid.uuid4().hex
+
+    # -- requests ----------------------------------------------------------------------
+    def _resolve_scope(self, session: Session, kind: str, ident: str) -> tuple[str, str]:
+        """(catalog key, pseudonymous scope ref) for what the user named."""
+        from ..subjects import find_subject
+        from ..training.registry import find_model
+
+        if kind == "subject":
+            subject = find_subject(session, self.ws.vault, ident)
+            return str(subject.id), subject.ref
+        if kind == "asset":
+            asset = self.ws._asset(session, ident)
+            return asset.id, self.ws.vault.photo_fingerprint(asset.sha256)
+        if kind == "source":
+            src = session.scalar(select(Source).where(Source.name == ident))
+            if src is None:
+                raise NotFound(f"no source named {ident!r}")
+            return str(src.id), f"source:{src.name}"
+        if kind == "model":
+            art = find_model(session, ident)
+            return art.id, f"model:{art.name}@{art.version}"
+        if kind == "transfer":
+            raise ErasureBlocked(
+                "erasing a transfer needs the sharing module (recipients), which is not built yet"
+            )
+        raise InvalidInput(f"scope {kind!r}: expected subject, asset, source, model or transfer")
+
+    def plan(self, kind: str, ident: str) -> dict[str, Any]:
+        with self.ws.reader() as session:
+            key, ref = self._resolve_scope(session, kind, ident)
+            return make_plan(session, kind, key, ref)
+
+    def create(self, kind: str, ident: str, *, reason: str, at: datetime, needles: dict[str, bytes]) -> str:
+        """Plan and record a request (state ``planned``). ``needles`` are extra byte strings the
+        verifier must not find afterwards (e.g. the external id the request named); they are
+        kept only sealed, and only until the scan."""
+        if len(reason.strip()) < 3:
+            raise InvalidInput("an erasure needs a reason (it goes on the certificate)")
+        with self.ws.sessions.begin() as session:
+            key, ref = self._resolve_scope(session, kind, ident)
+            plan = make_plan(session, kind, key, ref)
+            plan["key"] = key
+            request_key = new_key()
+            request = ErasureRequest(
+                id=uuid.uuid4().hex,
+                scope_kind=kind,
+                scope_ref=ref,
+                reason=reason,
+                state="planned",
+                created_at=at,
+                updated_at=at,
+                plan=plan,
+                samples_key=self.ws.kek.wrap(request_key, _SAMPLES_AAD),
+                samples_enc=seal(
+                    request_key,
+                    json.dumps({"needles": {k: v.hex() for k, v in needles.items()}}).encode(),
+                    _SAMPLES_AAD,
+                ),
+                actor=self.ws.actor,
+            )
+            session.add(request)
+            session.flush()
+            audit.append(
+                session,
+                "erasure.planned",
+                {"request": request.id, "scope": {"kind": kind, "ref": ref}, "counts": plan["counts"]},
+                actor=self.ws.actor,
+                at=at,
+            )
+            return request.id
+
+    def get(self, session: Session, request_id: str) -> ErasureRequest:
+        rows = session.scalars(
+            select(ErasureRequest).where(ErasureRequest.id.startswith(request_id)).limit(2)
+        ).all()
+        if not rows:
+            raise NotFound(f"no erasure request {request_id}")
+        if len(rows) > 1:
+            raise InvalidInput(f"erasure id prefix {request_id} is ambiguous")
+        return rows[0]
+
+    def approve(self, request_id: str, *, at: datetime) -> None:
+        with self.ws.sessions.begin() as session:
+            req = self.get(session, request_id)
+            if req.state != "planned":
+                raise ErasureBlocked(
+                    f"erasure {req.id} is {req.state}; only a planned erasure can be approved"
+                )
+            # the scope may have grown since planning (photos ingested meanwhile): plan again
+            plan = make_plan_for_approval(session, req)
+            req.plan = plan
+            req.state = "approved"
+            req.updated_at = at
+            for seq, name in enumerate(STEPS):
+                session.add(ErasureStep(request_id=req.id, seq=seq, name=name))
+            if req.scope_kind == "source":
+                session.execute(update(Source).where(Source.id == int(plan["key"])).values(state="erasing"))
+            audit.append(session, "erasure.approved", {"request": req.id}, actor=self.ws.actor, at=at)
+
+    def cancel(self, request_id: str, *, reason: str, at: datetime) -> None:
+        with self.ws.sessions.begin() as session:
+            req = self.get(session, request_id)
+            if req.state not in ("planned", "approved"):
+                raise ErasureBlocked(f"erasure {req.id} is {req.state}: it can no longer be cancelled")
+            if req.scope_kind == "source" and req.state == "approved":
+                session.execute(
+                    update(Source).where(Source.id == int(req.plan["key"])).values(state="active")
+                )
+            req.state = "cancelled"
+            req.updated_at = at
+            req.samples_enc = None
+            req.samples_key = None
+            audit.append(
+                session,
+                "erasure.cancelled",
+                {"request": req.id, "reason": reason},
+                actor=self.ws.actor,
+                at=at,
+            )
+
+    # -- running -------------------------------------------------------------------------
+    def _claim(self, request_id: str) -> ErasureRequest:
+        now = utcnow()
+        with self.ws.sessions.begin() as session:
+            req = self.get(session, request_id)
+            if req.state in ("completed", "cancelled"):
+                return req
+            if req.state not in ("approved", "executing", "verifying", "failed"):
+                raise ErasureBlocked(f"erasure {req.id} is {req.state}; approve it first")
+            if (
+                req.claimed_by not in (None, self.claim_id)
+                and req.claimed_at
+                and now - req.claimed_at < _CLAIM_TTL
+            ):
+                raise ErasureBlocked(f"erasure {req.id} is being run by another process right now")
+            req.claimed_by, req.claimed_at = self.claim_id, now
+            if req.state in ("approved", "failed"):
+                req.state = "executing"
+                req.error = None
+            return req
+
+    def run(self, request_id: str) -> dict[str, Any]:
+        req = self._claim(request_id)
+        if req.state in ("completed", "cancelled"):
+            return self.view(req.id)
+        rid = req.id
+        while True:
+            with self.ws.reader() as session:
+                step = session.scalar(
+                    select(ErasureStep)
+                    .where(ErasureStep.request_id == rid, ErasureStep.done_at.is_(None))
+                    .order_by(ErasureStep.seq)
+                    .limit(1)
+                )
+                req = self.get(session, rid)
+            if step is None:
+                break
+            try:
+                summary = getattr(self, f"_step_{step.name}")(req)
+            except BaseException as exc:
+                if isinstance(exc, Exception):
+                    with self.ws.sessions.begin() as session:
+                        r = self.get(session, rid)
+                        r.state = "failed"
+                        r.error = f"step {step.name}: {exc}"
+                        r.claimed_by = None
+                        audit.append(
+                            session,
+                            "erasure.failed",
+                            {"request": rid, "step": step.name},
+                            actor=self.ws.actor,
+                        )
+                raise
+            self._done(rid, step.seq, summary)
+        with self.ws.sessions.begin() as session:
+            r = self.get(session, rid)
+            r.state = "completed"
+            r.claimed_by = None
+            r.updated_at = utcnow()
+            audit.append(session, "erasure.completed", {"request": rid}, actor=self.ws.actor)
+        return self.view(rid)
+
+    def _done(self, rid: str, seq: int, summary: dict[str, Any], session: Session | None = None) -> None:
+        def mark(s: Session) -> None:
+            s.execute(
+                update(ErasureStep)
+                .where(ErasureStep.request_id == rid, ErasureStep.seq == seq)
+                .values(done_at=utcnow(), summary=summary)
+            )
+            s.execute(update(ErasureRequest).where(ErasureRequest.id == rid).values(claimed_at=utcnow()))
+
+        if session is not None:
+            mark(session)
+        else:
+            with self.ws.sessions.begin() as s:
+                mark(s)
+
+    def _samples(self, req: ErasureRequest) -> dict[str, Any]:
+        if req.samples_key is None or req.samples_enc is None:
+            return {"needles": {}}
+        key = self.ws.kek.unwrap(req.samples_key, _SAMPLES_AAD)
+        return json.loads(open_sealed(key, req.samples_enc, _SAMPLES_AAD, what="erasure samples"))
+
+    # -- the steps ---------------------------------------------------------------------
+    def _step_sample(self, req: ErasureRequest) -> dict[str, Any]:
+        plan = req.plan
+        samples = self._samples(req)
+        needles: dict[str, str] = samples.get("needles", {})
+        phashes: list[str] = []
+        embeddings: list[str] = []
+        salt = samples.get("salt") or secrets.token_hex(16)
+        leaves: list[str] = []
+        unreadable = 0
+        vault = self.ws.vault
+        with self.ws.reader() as session:
+            assets = session.scalars(select(Asset).where(Asset.id.in_(plan["assets"]))).all()
+            for n, asset in enumerate(assets):
+                leaves.append(leaf_from_sha256(salt, asset.sha256))
+                needles[f"sha256-hex:{n}"] = asset.sha256.encode().hex()
+                needles[f"sha256:{n}"] = asset.sha256
+                owner = asset.owner
+                if owner.dek_wrapped is None or asset.blob_key is None:
+                    unreadable += 1
+                    continue
+                try:
+                    data = vault.get_blob(owner, asset.id, asset.blob_key)
+                except Exception:  # noqa: BLE001 - a missing blob is simply nothing to sample
+                    unreadable += 1
+                    continue
+                for w, window in enumerate(_windows(data)):
+                    needles[f"photo:{n}:{w}"] = window.hex()
+                if asset.origin_enc:
+                    origin = vault.open(owner, asset.origin_enc, f"origin:{asset.id}")
+                    if len(origin) >= 12:
+                        needles[f"origin:{n}"] = origin.hex()
+                for d in session.scalars(select(AssetDerivative).where(AssetDerivative.asset_id == asset.id)):
+                    if d.kind == "phash" and d.value_enc:
+                        value = vault.open(owner, d.value_enc, f"phash:{asset.id}")
+                        phashes.append(value.hex())
+                        needles[f"phash:{n}"] = value.hex()
+                    elif d.kind == "embedding" and d.value_enc:
+                        value = vault.open(owner, d.value_enc, f"embedding:{asset.id}:{d.id}")
+                        embeddings.append(value.hex())
+                        needles[f"embedding:{n}:{d.face_index}"] = value[:64].hex()
+            for subject in session.scalars(select(Subject).where(Subject.id.in_(plan["subjects_to_shred"]))):
+                if subject.dek_wrapped:
+                    needles[f"wrapped-key:{subject.ref}"] = subject.dek_wrapped.hex()
+        sealed = {
+            "needles": needles,
+            "phashes": phashes,
+            "embeddings": embeddings,
+            "salt": salt,
+            "leaves": leaves,
+        }
+        key = self.ws.kek.unwrap(req.samples_key, _SAMPLES_AAD) if req.samples_key else new_key()
+        with self.ws.sessions.begin() as session:
+            r = self.get(session, req.id)
+            r.samples_key = self.ws.kek.wrap(key, _SAMPLES_AAD)
+            r.samples_enc = seal(key, json.dumps(sealed).encode(), _SAMPLES_AAD)
+        return {"photos": len(plan["assets"]), "needles": len(needles), "unreadable": unreadable}
+
+    def _step_unlearn_models(self, req: ErasureRequest) -> dict[str, Any]:
+        results = []
+        for m in req.plan["models_unlearn"]:
+            with self.ws.reader() as session:
+                from ..training.registry import find_model
+
+                try:
+                    current = find_model(session, m["name"])
+                except NotFound:
+                    continue
+                if current.state != "active":
+                    continue
+            result = self.ws.unlearn_model(
+                m["name"], asset_ids=req.plan["assets"], reason=f"erasure {req.id}"
+            )
+            results.append(
+                {
+                    "from": result.get("from"),
+                    "model": result["model"],
+                    "forgotten": result["forgotten"],
+                    "forgetting_audit": result.get("forgetting_audit"),
+                }
+            )
+        return {"unlearned": results}
+
+    def _step_retire_models(self, req: ErasureRequest) -> dict[str, Any]:
+        retired: list[str] = []
+        at = utcnow()
+        with self.ws.sessions.begin() as session:
+            from ..training.registry import retire_cascade
+
+            for m in req.plan["models_retire"]:
+                art = session.get(Artifact, m["id"])
+                if art is not None and art.state == "active":
+                    retired += retire_cascade(
+                        session, art, reason=f"erasure {req.id}", actor=self.ws.actor, at=at
+                    )
+            for a in req.plan["artifacts_retire"]:
+                art = session.get(Artifact, a["id"])
+                if art is not None and art.state == "active":
+                    art.state = "retired"
+                    retired.append(a["artifact"])
+        return {"retired": sorted(set(retired))}
+
+    def _step_derive_datasets(self, req: ErasureRequest) -> dict[str, Any]:
+        from ..datasets import derive_without
+        from ..datasets.build import find_dataset
+
+        assets = set(req.plan["assets"])
+        created: list[str] = []
+        at = utcnow()
+        with self.ws.sessions.begin() as session:
+            names = set()
+            for d in req.plan["datasets"]:
+                art = session.get(Artifact, d["id"])
+                if art is not None and art.state == "active":
+                    art.state = "erased"
+                names.add(d["dataset"].partition("@")[0])
+            for name in sorted(names):
+                latest = find_dataset(session, name)
+                members = set(
+                    session.scalars(
+                        select(DatasetMember.asset_id).where(DatasetMember.dataset_id == latest.artifact_id)
+                    )
+                )
+                if not members & assets:
+                    continue
+                if not members - assets:
+                    session.get(Artifact, latest.artifact_id).state = "erased"
+                    continue
+                new = derive_without(
+                    session,
+                    f"{name}@{latest.version}",
+                    assets,
+                    at=at,
+                    actor=self.ws.actor,
+                    reason=f"erasure {req.id}",
+                )
+                session.get(Artifact, latest.artifact_id).state = "erased"
+                created.append(f"{new.name}@{new.version}")
+        return {"new_versions": created}
+
+    def _embedding_ids(self, session: Session, assets: list[str]) -> list[int]:
+        return list(
+            session.scalars(
+                select(AssetDerivative.id).where(
+                    AssetDerivative.asset_id.in_(assets), AssetDerivative.kind == "embedding"
+                )
+            )
+        )
+
+    def _step_remove_index(self, req: ErasureRequest) -> dict[str, Any]:
+        path = self.ws.face_index_path
+        if not path.exists():
+            return {"removed": 0}
+        from ..vision.index import FaceIndex
+
+        with self.ws.reader() as session:
+            ids = self._embedding_ids(session, req.plan["assets"])
+        index = FaceIndex(path)
+        removed = index.remove(ids)
+        index.save()
+        return {"removed": removed, "index_entries_left": len(index)}
+
+    def _step_delete_derivatives(self, req: ErasureRequest) -> dict[str, Any]:
+        with self.ws.sessions.begin() as session:
+            rows = session.execute(
+                select(AssetDerivative.kind, AssetDerivative.blob_key).where(
+                    AssetDerivative.asset_id.in_(req.plan["assets"])
+                )
+            ).all()
+            for _kind, blob in rows:
+                if blob:
+                    self.ws.store.delete(blob)
+            session.execute(delete(AssetDerivative).where(AssetDerivative.asset_id.in_(req.plan["assets"])))
+            counts: dict[str, int] = {}
+            for kind, _ in rows:
+                counts[kind] = counts.get(kind, 0) + 1
+            return {"deleted": counts}
+
+    def _step_delete_blobs(self, req: ErasureRequest) -> dict[str, Any]:
+        with self.ws.reader() as session:
+            keys = [
+                k
+                for k in session.scalars(select(Asset.blob_key).where(Asset.id.in_(req.plan["assets"])))
+                if k
+            ]
+        for key in keys:
+            self.ws.store.delete(key)
+        return {"blobs_deleted": len(keys)}
+
+    def _step_tombstone_assets(self, req: ErasureRequest) -> dict[str, Any]:
+        at = utcnow()
+        with self.ws.sessions.begin() as session:
+            assets = session.scalars(select(Asset).where(Asset.id.in_(req.plan["assets"]))).all()
+            for asset in assets:
+                if asset.state == "erased":
+                    continue
+                fp = self.ws.vault.photo_fingerprint(asset.sha256)
+                if session.get(ErasedFingerprint, fp) is None:
+                    session.add(ErasedFingerprint(fingerprint=fp, request_id=req.id, erased_at=at))
+                asset.sha256 = fp  # the photo's hash goes; a keyed fingerprint holds its place
+                asset.origin_enc = None
+                asset.blob_key = None
+                asset.captured_at = None
+                asset.faces = None
+                asset.state = "erased"
+            session.execute(delete(ConsentRecord).where(ConsentRecord.asset_id.in_(req.plan["assets"])))
+            if req.scope_kind == "source":
+                session.execute(
+                    update(Source).where(Source.id == int(req.plan["key"])).values(state="erased")
+                )
+            self._done(req.id, STEPS.index("tombstone_assets"), {"tombstoned": len(assets)}, session)
+        return {"tombstoned": len(assets)}
+
+    def _step_shred_keys(self, req: ErasureRequest) -> dict[str, Any]:
+        with self.ws.sessions.begin() as session:
+            subjects = session.scalars(
+                select(Subject).where(Subject.id.in_(req.plan["subjects_to_shred"]))
+            ).all()
+            for subject in subjects:
+                self.ws.vault.shred(subject)
+                subject.state = "erased"
+            session.execute(
+                delete(ConsentRecord).where(ConsentRecord.subject_id.in_(req.plan["subjects_to_shred"]))
+            )
+            audit.append(
+                session,
+                "erasure.keys_destroyed",
+                {"request": req.id, "subjects": sorted(s.ref for s in subjects)},
+                actor=self.ws.actor,
+            )
+            self._done(req.id, STEPS.index("shred_keys"), {"keys_destroyed": len(subjects)}, session)
+        return {"keys_destroyed": len(subjects)}
+
+    def _step_purge_database(self, req: ErasureRequest) -> dict[str, Any]:
+        started = time.perf_counter()
+        purge_free_space(self.ws.engine)
+        return {"seconds": round(time.perf_counter() - started, 3)}
+
+    def _step_verify(self, req: ErasureRequest) -> dict[str, Any]:
+        with self.ws.sessions.begin() as session:
+            r = self.get(session, req.id)
+            r.state = "verifying"
+        verification = self.verify(req)
+        with self.ws.sessions.begin() as session:
+            r = self.get(session, req.id)
+            r.verification = verification
+            samples = self._samples(r)
+            r.plan = {**r.plan, "leaves": samples.get("leaves", []), "salt": samples.get("salt")}
+            r.samples_enc = None  # the samples are discarded after the scan
+            r.samples_key = None
+        purge_free_space(self.ws.engine)
+        return {"ok": verification["ok"], "hits": len(verification["forensic_scan"]["hits"])}
+
+    def verify(self, req: ErasureRequest) -> dict[str, Any]:
+        """The forensic scan, the lineage check and the look-alike search."""
+        samples = self._samples(req)
+        needles = {k: bytes.fromhex(v) for k, v in samples.get("needles", {}).items()}
+        started = time.perf_counter()
+        files = total = 0
+        for dirpath, _dirs, names in os.walk(self.ws.config.home):
+            for name in names:
+                files += 1
+                total += os.path.getsize(os.path.join(dirpath, name))
+        hits = scan_tree(self.ws.config.home, needles)
+        seconds = time.perf_counter() - started
+        erased = set(req.plan["assets"])
+        still_used = []
+        with self.ws.reader() as session:
+            for art in session.scalars(
+                select(Artifact).where(Artifact.kind == "model", Artifact.state == "active")
+            ):
+                graph = upstream(session, NodeRef("artifact", art.id, ""))
+                datasets = [n["artifact_id"] for n in graph.nodes if n["kind"] == "dataset_version"]
+                members = set(
+                    session.scalars(
+                        select(DatasetMember.asset_id).where(DatasetMember.dataset_id.in_(datasets))
+                    )
+                )
+                if members & erased:
+                    still_used.append(f"model:{art.name}@{art.version}")
+        copies = self._lookalikes_by_copy(samples.get("phashes", []))
+        faces = self._lookalikes_by_face(samples.get("embeddings", []))
+        scan = {
+            "files": files,
+            "bytes": total,
+            "needles": len(needles),
+            "seconds": round(seconds, 3),
+            "mb_per_second": round(total / 1e6 / seconds, 1) if seconds else None,
+            "hits": [{"needle": h.label.split(":")[0], "file": h.file} for h in hits],
+        }
+        return {
+            "ok": not hits and not still_used,
+            "checked_at": iso(utcnow()),
+            "forensic_scan": scan,
+            "active_models_using_erased_items": still_used,
+            "copy_candidates": copies,
+            "face_candidates": faces,
+        }
+
+    def _lookalikes_by_copy(self, phashes: list[str]) -> list[dict[str, Any]]:
+        if not phashes:
+            return []
+        from ..vision import load_hash_matrix
+
+        matrix = load_hash_matrix(self.ws.reader, self.ws.vault)
+        found: dict[str, int] = {}
+        for h in phashes:
+            for asset_id, dist in matrix.search([bytes.fromhex(h)]):
+                found[asset_id] = min(dist, found.get(asset_id, dist))
+        return self._describe(found)
+
+    def _lookalikes_by_face(self, embeddings: list[str]) -> list[dict[str, Any]]:
+        if not embeddings or not self.ws.face_index_path.exists():
+            return []
+        from ..vision.index import FaceIndex
+
+        index = FaceIndex(self.ws.face_index_path)
+        best: dict[int, float] = {}
+        for e in embeddings:
+            for emb_id, dist in index.search(bytes.fromhex(e)):
+                best[emb_id] = min(dist, best.get(emb_id, dist))
+        with self.ws.reader() as session:
+            owners = (
+                dict(
+                    session.execute(
+                        select(AssetDerivative.id, AssetDerivative.asset_id).where(
+                            AssetDerivative.id.in_(list(best))
+                        )
+                    ).all()
+                )
+                if best
+                else {}
+            )
+        per_asset: dict[str, float] = {}
+        for emb_id, dist in best.items():
+            if emb_id in owners:
+                per_asset[owners[emb_id]] = min(dist, per_asset.get(owners[emb_id], dist))
+        return self._describe(per_asset)
+
+    def _describe(self, found: dict[str, float]) -> list[dict[str, Any]]:
+        if not found:
+            return []
+        with self.ws.reader() as session:
+            rows = session.execute(
+                select(Asset.id, Asset.sha256, Subject.ref)
+                .join(Subject, Subject.id == Asset.owner_id)
+                .where(Asset.id.in_(list(found)), Asset.state == "active")
+            ).all()
+        return sorted(
+            (
+                {"sha256": sha, "owner": ref, "distance": round(float(found[aid]), 4)}
+                for aid, sha, ref in rows
+            ),
+            key=lambda m: (m["distance"], m["sha256"]),
+        )
+
+    def _step_certificate(self, req: ErasureRequest) -> dict[str, Any]:
+        with self.ws.reader() as session:
+            steps = session.scalars(
+                select(ErasureStep).where(ErasureStep.request_id == req.id).order_by(ErasureStep.seq)
+            ).all()
+            step_list = [
+                {"step": s.name, "done_at": iso(s.done_at), "summary": s.summary} for s in steps if s.done_at
+            ]
+        leaves = sorted(set(req.plan.get("leaves", [])))
+        unlearned = next((s["summary"] for s in step_list if s["step"] == "unlearn_models"), {})
+        body: dict[str, Any] = {
+            "schema": SCHEMA,
+            "request_id": req.id,
+            "workspace_id": self.ws.workspace_id,
+            "scope": req.plan["scope"],
+            "reason": req.reason,
+            "requested_at": iso(req.created_at),
+            "completed_at": iso(utcnow()),
+            "counts": req.plan["counts"],
+            "items": {"salt": req.plan.get("salt"), "leaves": leaves, "merkle_root": merkle_root(leaves)},
+            "steps": step_list,
+            "verification": req.verification,
+            "forgetting": unlearned.get("unlearned", []),
+            "recipients": [],
+            "public_key": self.ws.public_key().public_bytes_raw().hex(),
+        }
+        body["section_digests"] = section_digests(body)
+        signature = base64.b64encode(self.ws.sign(canonical(body))).decode()
+        certificate = {"body": body, "signature": signature, "algorithm": "Ed25519"}
+        with self.ws.sessions.begin() as session:
+            r = self.get(session, req.id)
+            r.certificate = certificate
+            audit.append(
+                session,
+                "erasure.certified",
+                {"request": req.id, "merkle_root": body["items"]["merkle_root"], "items": len(leaves)},
+                actor=self.ws.actor,
+            )
+        return {"merkle_root": body["items"]["merkle_root"]}
+
+    # -- reading -------------------------------------------------------------------------
+    def view(self, request_id: str) -> dict[str, Any]:
+        with self.ws.reader() as session:
+            req = self.get(session, request_id)
+            steps = session.scalars(
+                select(ErasureStep).where(ErasureStep.request_id == req.id).order_by(ErasureStep.seq)
+            ).all()
+            return {
+                "id": req.id,
+                "scope": {"kind": req.scope_kind, "ref": req.scope_ref},
+                "reason": req.reason,
+                "state": req.state,
+                "created_at": iso(req.created_at),
+                "updated_at": iso(req.updated_at),
+                "plan": summarize(req.plan),
+                "steps": [{"step": s.name, "done_at": iso(s.done_at), "summary": s.summary} for s in steps],
+                "verification": req.verification or None,
+                "certificate": bool(req.certificate),
+                "error": req.error,
+            }
+
+    def list(self) -> list[dict[str, Any]]:
+        with self.ws.reader() as session:
+            rows = session.scalars(select(ErasureRequest).order_by(ErasureRequest.created_at)).all()
+            return [
+                {
+                    "id": r.id,
+                    "scope": {"kind": r.scope_kind, "ref": r.scope_ref},
+                    "state": r.state,
+                    "created_at": iso(r.created_at),
+                    "reason": r.reason,
+                }
+                for r in rows
+            ]
+
+    def interrupted(self) -> list[str]:
+        with self.ws.reader() as session:
+            return list(
+                session.scalars(
+                    select(ErasureRequest.id).where(ErasureRequest.state.in_(("executing", "verifying")))
+                )
+            )
+
+
+def make_plan_for_approval(session: Session, req: ErasureRequest) -> dict[str, Any]:
+    """Plan again at approval (the scope may have changed), keeping the request's key."""
+    key = req.plan["key"]
+    req_state, req.state = req.state, "draft"  # do not count this request as a running one
+    session.flush()
+    try:
+        plan = make_plan(session, req.scope_kind, key, req.scope_ref)
+    finally:
+        req.state = req_state
+    plan["key"] = key
+    return plan

@@ -1,0 +1,233 @@
+"""The erasure planner: from a scope to the complete blast radius, from the lineage.
+
+Scopes: a subject (every photo they own *or appear in* — a photo that shows the subject
+is their personal data whoever owns it, so it goes, and the plan says so), one photo, a
+whole source, or a model. From the photos the plan follows the lineage: their derived
+values (PDQ hashes, faces, embeddings, crops), the face-index entries, every dataset
+version holding them (each gets a new MAJOR version without them), every model trained
+on those versions (SISA models are unlearned, others retired) and every artifact derived
+from a retired model (retired in turn).
+
+Fail closed: an artifact the planner cannot handle stops the plan with a message, so
+nothing derived from the data is silently left behind.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ..catalog.lineage import NodeRef, downstream
+from ..catalog.models import (
+    Artifact,
+    Asset,
+    AssetDerivative,
+    AssetSubject,
+    DatasetMember,
+    DatasetVersion,
+    ErasureRequest,
+    Subject,
+)
+from ..errors import ErasureBlocked, InvalidInput, NotFound
+from ..runs import ARTIFACT_KINDS
+
+__all__ = ["SCOPES", "make_plan"]
+
+SCOPES = ("subject", "asset", "source", "model", "transfer")
+_RETIRABLE = {"crop", "embedding", "phash", "index", "export", "report"}
+
+
+def _label(a: Artifact) -> str:
+    if a.kind == "dataset_version":
+        return f"dataset:{a.name}@{a.version}"
+    return f"{a.kind}:{a.name}@{a.version}" if a.name else f"{a.kind}:{a.id}"
+
+
+def scope_assets(session: Session, kind: str, key: str) -> list[str]:
+    """Active asset ids a scope covers right now (re-evaluated at execution for sources)."""
+    if kind == "subject":
+        subject_id = int(key)
+        ids = select(AssetSubject.asset_id).where(AssetSubject.subject_id == subject_id)
+        return sorted(session.scalars(select(Asset.id).where(Asset.id.in_(ids), Asset.state == "active")))
+    if kind == "asset":
+        return [key] if session.scalar(select(Asset.state).where(Asset.id == key)) == "active" else []
+    if kind == "source":
+        return sorted(
+            session.scalars(select(Asset.id).where(Asset.source_id == int(key), Asset.state == "active"))
+        )
+    return []
+
+
+def make_plan(session: Session, kind: str, key: str, scope_ref: str) -> dict[str, Any]:
+    """The plan for a scope; ``key`` is the catalog key (subject id, asset id, source id, artifact id)."""
+    if kind == "transfer":
+        raise ErasureBlocked(
+            "erasing a transfer needs the sharing module (recipients), which is not built yet"
+        )
+    if kind not in SCOPES:
+        raise InvalidInput(f"scope {kind!r}: expected one of {', '.join(SCOPES)}")
+    running = session.scalar(
+        select(ErasureRequest).where(
+            ErasureRequest.scope_kind == kind,
+            ErasureRequest.scope_ref == scope_ref,
+            ErasureRequest.state.in_(("planned", "approved", "executing", "verifying")),
+        )
+    )
+    if running is not None:
+        raise ErasureBlocked(
+            f"erasure {running.id} of this scope is already {running.state}; wait for it or cancel it"
+        )
+
+    assets = scope_assets(session, kind, key)
+    notes: list[str] = []
+    plan: dict[str, Any] = {"scope": {"kind": kind, "ref": scope_ref}, "assets": assets}
+
+    subjects_to_shred: list[int] = []
+    if kind == "subject":
+        subject_id = int(key)
+        subjects_to_shred = [subject_id]
+        others = session.execute(
+            select(Asset.id, Subject.ref)
+            .join(Subject, Subject.id == Asset.owner_id)
+            .where(Asset.id.in_(assets), Asset.owner_id != subject_id)
+        ).all()
+        if others:
+            owners = sorted({ref for _, ref in others})
+            notes.append(
+                f"{len(others)} photo(s) owned by {', '.join(owners)} show this subject: they are erased too "
+                "(a photo of a person is that person's data); their owners' other photos are untouched"
+            )
+        plan["owned"] = len(assets) - len(others)
+        plan["depicting"] = len(others)
+    elif kind == "source":
+        # subjects whose every photo is in this source lose their key; others keep it
+        in_source = select(Asset.owner_id).where(Asset.source_id == int(key)).distinct()
+        elsewhere = (
+            select(Asset.owner_id).where(Asset.source_id != int(key), Asset.state == "active").distinct()
+        )
+        subjects_to_shred = sorted(
+            session.scalars(select(Subject.id).where(Subject.id.in_(in_source), Subject.id.not_in(elsewhere)))
+        )
+    plan["subjects_to_shred"] = subjects_to_shred
+    plan["subject_refs"] = (
+        sorted(session.scalars(select(Subject.ref).where(Subject.id.in_(subjects_to_shred))))
+        if subjects_to_shred
+        else []
+    )
+
+    derivative_counts = (
+        dict(
+            session.execute(
+                select(AssetDerivative.kind, func.count())
+                .where(AssetDerivative.asset_id.in_(assets))
+                .group_by(AssetDerivative.kind)
+            ).all()
+        )
+        if assets
+        else {}
+    )
+    plan["derivatives"] = derivative_counts
+
+    # dataset versions holding the photos, and what was trained on them
+    datasets = (
+        session.execute(
+            select(DatasetMember.dataset_id, func.count())
+            .where(DatasetMember.asset_id.in_(assets))
+            .group_by(DatasetMember.dataset_id)
+        ).all()
+        if assets
+        else []
+    )
+    plan_datasets = []
+    models_unlearn: dict[str, dict[str, Any]] = {}
+    models_retire: dict[str, dict[str, Any]] = {}
+    retire_other: dict[str, str] = {}
+    blocked: list[str] = []
+    seeds: list[str] = []
+    for dataset_id, count in datasets:
+        ds = session.get(DatasetVersion, dataset_id)
+        art = session.get(Artifact, dataset_id)
+        if art is None or art.state != "active":
+            continue
+        plan_datasets.append({"dataset": f"{ds.name}@{ds.version}", "id": dataset_id, "items": count})
+        seeds.append(dataset_id)
+    if kind == "model":
+        seeds = []
+        art = session.get(Artifact, key)
+        models_retire[_label(art)] = {"id": art.id, "why": "the model itself is the scope"}
+        seeds.append(art.id)
+    for seed in seeds:
+        graph = downstream(session, NodeRef("artifact", seed, ""))
+        for node in graph.nodes:
+            if "artifact_id" not in node:
+                continue
+            art = session.get(Artifact, node["artifact_id"])
+            if art.state != "active":
+                continue
+            label = _label(art)
+            if art.kind == "model":
+                if (art.extra or {}).get("type") in ("face-id",) and kind != "model":
+                    models_unlearn.setdefault(label, {"id": art.id, "name": art.name})
+                else:
+                    models_retire.setdefault(
+                        label, {"id": art.id, "why": "trained outside disgorge: cannot be unlearned"}
+                    )
+            elif art.kind == "dataset_version" or art.kind in _RETIRABLE:
+                retire_other.setdefault(label, art.id)
+            elif art.kind not in ARTIFACT_KINDS:
+                blocked.append(f"{label}: unknown artifact kind {art.kind!r}")
+    # models derived from a model being retired are retired; from one being unlearned, retired too
+    # (their training data included what the old version knew)
+    for label, info in list(models_unlearn.items()):
+        graph = downstream(session, NodeRef("artifact", info["id"], ""))
+        for node in graph.nodes:
+            if "artifact_id" in node and node["id"] != label:
+                art = session.get(Artifact, node["artifact_id"])
+                if art.state == "active" and art.kind != "dataset_version":
+                    models_retire.setdefault(_label(art), {"id": art.id, "why": f"derived from {label}"})
+    for label in models_retire:
+        retire_other.pop(label, None)
+    for label in models_unlearn:
+        retire_other.pop(label, None)
+    if blocked:
+        raise ErasureBlocked("the plan cannot handle: " + "; ".join(blocked))
+    if kind != "model" and not assets:
+        raise NotFound("the scope holds no active photos: nothing to erase")
+
+    plan["datasets"] = plan_datasets
+    plan["models_unlearn"] = [{"model": k, **v} for k, v in sorted(models_unlearn.items())]
+    plan["models_retire"] = [{"model": k, **v} for k, v in sorted(models_retire.items())]
+    plan["artifacts_retire"] = [{"artifact": k, "id": v} for k, v in sorted(retire_other.items())]
+    plan["recipients"] = []
+    plan["notes"] = notes
+    plan["counts"] = {
+        "photos": len(assets),
+        "subjects_shredded": len(subjects_to_shred),
+        **{f"derived_{k}": v for k, v in sorted(derivative_counts.items())},
+        "dataset_versions": len(plan_datasets),
+        "models_unlearned": len(models_unlearn),
+        "models_retired": len(models_retire),
+        "artifacts_retired": len(retire_other),
+    }
+    return plan
+
+
+def summarize(plan: dict[str, Any]) -> dict[str, Any]:
+    """The plan without internal ids (what `--dry-run --json` and certificates show)."""
+    return {
+        "scope": plan["scope"],
+        "counts": plan["counts"],
+        "owned": plan.get("owned"),
+        "depicting": plan.get("depicting"),
+        "subjects": plan.get("subject_refs", []),
+        "datasets": [{"dataset": d["dataset"], "items": d["items"]} for d in plan["datasets"]],
+        "models_unlearn": [m["model"] for m in plan["models_unlearn"]],
+        "models_retire": [{"model": m["model"], "why": m["why"]} for m in plan["models_retire"]],
+        "artifacts_retire": [a["artifact"] for a in plan["artifacts_retire"]],
+        "recipients": plan["recipients"],
+        "notes": plan["notes"],
+        "by_kind": dict(Counter({k: v for k, v in plan["counts"].items() if v})),
+    }
