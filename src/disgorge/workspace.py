@@ -824,6 +824,43 @@ class Workspace:
             retired = retire_cascade(session, artifact, reason=reason, actor=self.actor, at=when)
         return {"retired": retired, "reason": reason}
 
+    def _finish_unlearning(self, name: str, when: datetime) -> None:
+        """Complete an unlearning cut short after its new version was recorded: retire the
+        version it was unlearned from and destroy the checkpoints only that one held."""
+        from .training.registry import find_model
+
+        def keys(art: Artifact) -> set[str]:
+            shards = (art.extra or {}).get("manifest", {}).get("shards", [])
+            return {k for s in shards for k in s["checkpoints"] if k}
+
+        with self.sessions.begin() as session:
+            try:
+                latest = find_model(session, name)
+                source = (latest.extra or {}).get("unlearned_from")
+                old = find_model(session, f"{name}@{source}") if source else None
+            except NotFound:
+                return
+            if old is None or latest.state != "active":
+                return
+            stale = keys(old) - keys(latest)
+            if old.state == "active":
+                old.state = "retired"
+                audit.append(
+                    session,
+                    "model.unlearned",
+                    {
+                        "model": f"model:{old.name}@{old.version}",
+                        "new_version": f"model:{latest.name}@{latest.version}",
+                        "resumed": True,
+                        "checkpoints_destroyed": len(stale),
+                    },
+                    actor=self.actor,
+                    at=when,
+                )
+        store = self._checkpoints()
+        for key in stale:
+            store.destroy(key)  # a no-op for those already gone
+
     def unlearn_model(
         self,
         name: str,
@@ -846,6 +883,7 @@ class Workspace:
         from .training.registry import dataset_members, find_model, load_model, load_training_data
 
         when = _when(at)
+        self._finish_unlearning(name.partition("@")[0], when)
         with self.reader() as session:
             artifact = find_model(session, name)
             model = load_model(artifact, self._checkpoints())
@@ -862,15 +900,17 @@ class Workspace:
                 forget.add(self._asset(session, sha).id)
             forget.update(asset_ids or [])
             requested = len(forget)
-            check = ConsentGate(session, Purpose.AI_TRAINING, when).evaluate(
-                [
-                    ItemRef(r.id, r.source_id, r.owner_id)
-                    for r in session.execute(
-                        select(Asset.id, Asset.source_id, Asset.owner_id).where(Asset.id.in_(trained))
-                    )
-                ]
-            )
-            lapsed = {a for a, v in check.items() if not v.allowed} - forget
+            items = [
+                ItemRef(r.id, r.source_id, r.owner_id)
+                for r in session.execute(
+                    select(Asset.id, Asset.source_id, Asset.owner_id).where(Asset.id.in_(trained))
+                )
+            ]
+            lapsed: set[str] = set()
+            for purpose in (Purpose.AI_TRAINING, Purpose.BIOMETRIC_PROCESSING):  # a face model is both
+                check = ConsentGate(session, purpose, when).evaluate(items)
+                lapsed |= {a for a, v in check.items() if not v.allowed}
+            lapsed -= forget
             forget |= lapsed
             forget &= trained
             if not forget:
@@ -904,26 +944,13 @@ class Workspace:
             return d.X, d.labels
 
         before = membership_inference(model, forgotten_data.X, never_seen.X)
-        report = model.unlearn(sorted(forget), loader)
+        # the old checkpoints stay until the new version is recorded: a crash before that
+        # leaves the old version active and whole
+        report = model.unlearn(sorted(forget), loader, destroy=False)
         after = membership_inference(model, forgotten_data.X, never_seen.X)
         with self.sessions.begin() as session:
             new_ds = derive_without(session, ds_ref, forget, at=when, actor=self.actor, reason=reason)
             new_ref = f"{new_ds.name}@{new_ds.version}"
-            old = session.get(Artifact, artifact.id)
-            old.state = "retired"
-            audit.append(
-                session,
-                "model.unlearned",
-                {
-                    "model": f"model:{artifact.name}@{artifact.version}",
-                    "forgotten": report.forgotten,
-                    "shards_retrained": report.shards_retrained,
-                    "checkpoints_destroyed": report.checkpoints_destroyed,
-                    "reason": reason,
-                },
-                actor=self.actor,
-                at=when,
-            )
         extra = dict(artifact.extra)
         extra.update(
             manifest=model.manifest(),
@@ -939,6 +966,26 @@ class Workspace:
             at=at,
         ) as run:
             label = run.add_output("model", name=artifact.name, extra=extra)
+        with self.sessions.begin() as session:
+            old = session.get(Artifact, artifact.id)
+            old.state = "retired"
+            audit.append(
+                session,
+                "model.unlearned",
+                {
+                    "model": f"model:{artifact.name}@{artifact.version}",
+                    "new_version": label,
+                    "forgotten": report.forgotten,
+                    "shards_retrained": report.shards_retrained,
+                    "checkpoints_destroyed": report.checkpoints_destroyed,
+                    "reason": reason,
+                },
+                actor=self.actor,
+                at=when,
+            )
+        store = self._checkpoints()
+        for key in report.stale_checkpoints:
+            store.destroy(key)
         return {
             "model": label,
             "from": f"model:{artifact.name}@{artifact.version}",
@@ -951,7 +998,7 @@ class Workspace:
             "checkpoints_destroyed": report.checkpoints_destroyed,
             "classes_removed": len(report.classes_removed),
             "forgetting_audit": {"before": before, "after": after},
-            "message": report.message,
+            "message": report.message.replace("left for the caller to destroy", "destroyed"),
         }
 
     def model_audit(self, ref: str, *, forgotten: list[str]) -> dict[str, Any]:
@@ -992,7 +1039,13 @@ class Workspace:
             aggregation=manifest["aggregation"],
             random_state=manifest["random_state"],
             checkpoints=MemoryCheckpoints(),
-        ).fit(data.X, data.labels, sample_ids=data.asset_ids, groups=list(data.labels))
+        ).fit(
+            data.X,
+            data.labels,
+            sample_ids=data.asset_ids,
+            groups=list(data.labels),
+            allow_empty_shards=True,  # unlearning may have left fewer subjects than shards
+        )
         this = membership_inference(model, members.X, never_seen.X)
         retrained = membership_inference(scratch, members.X, never_seen.X)
         return {
@@ -1417,6 +1470,12 @@ class Workspace:
         cutoff = time.time() - grace_seconds
         with self.reader() as session:
             known = set(session.scalars(select(Asset.blob_key).where(Asset.blob_key.is_not(None))))
+            # face crops live in the same store: they are not orphans
+            known |= set(
+                session.scalars(
+                    select(AssetDerivative.blob_key).where(AssetDerivative.blob_key.is_not(None))
+                )
+            )
         orphans = [k for k, mtime in self.store.entries() if k not in known and mtime <= cutoff]
         temps = [p for p, mtime in self.store.temporaries() if mtime <= cutoff]
         if not dry_run:

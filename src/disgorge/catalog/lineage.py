@@ -31,20 +31,24 @@ __all__ = ["LineageGraph", "NodeRef", "downstream", "parse_node", "upstream"]
 DEFAULT_DEPTH = 50
 SAMPLE = 100
 
+# Each step joins the tables themselves, through their indexes (run_inputs.artifact_id,
+# artifacts.run_id; upstream run_inputs.run_id, artifacts.id), one LEFT JOIN per edge kind:
+# a row of kind 'artifact' only matches run_inputs, one of kind 'run' only artifacts. So a
+# call reads what it reaches; a UNION ALL "edges" view was materialised in full (every run
+# input and artifact) and given an automatic index on every call. Two recursive SELECTs
+# would be simpler, but PostgreSQL allows one recursive reference.
 _WALK_DOWN = text(
     """
 WITH RECURSIVE
-edges(src_kind, src_id, dst_kind, dst_id) AS (
-    SELECT 'artifact', artifact_id, 'run', run_id FROM run_inputs WHERE artifact_id IS NOT NULL
-    UNION ALL
-    SELECT 'run', run_id, 'artifact', id FROM artifacts
-),
 walk(kind, id, depth) AS (
     SELECT kind, id, 0 FROM seeds
     UNION
-    SELECT e.dst_kind, e.dst_id, w.depth + 1
-    FROM walk AS w JOIN edges AS e ON e.src_kind = w.kind AND e.src_id = w.id
-    WHERE w.depth < :max_depth
+    SELECT CASE WHEN i.run_id IS NOT NULL THEN 'run' ELSE 'artifact' END,
+           COALESCE(i.run_id, a.id), w.depth + 1
+    FROM walk AS w
+    LEFT JOIN run_inputs AS i ON w.kind = 'artifact' AND i.artifact_id = w.id
+    LEFT JOIN artifacts AS a ON w.kind = 'run' AND a.run_id = w.id
+    WHERE w.depth < :max_depth AND (i.run_id IS NOT NULL OR a.id IS NOT NULL)
 )
 SELECT kind, id, MIN(depth) FROM walk GROUP BY kind, id
 """
@@ -53,17 +57,15 @@ SELECT kind, id, MIN(depth) FROM walk GROUP BY kind, id
 _WALK_UP = text(
     """
 WITH RECURSIVE
-edges(src_kind, src_id, dst_kind, dst_id) AS (
-    SELECT 'artifact', artifact_id, 'run', run_id FROM run_inputs WHERE artifact_id IS NOT NULL
-    UNION ALL
-    SELECT 'run', run_id, 'artifact', id FROM artifacts
-),
 walk(kind, id, depth) AS (
     SELECT kind, id, 0 FROM seeds
     UNION
-    SELECT e.src_kind, e.src_id, w.depth + 1
-    FROM walk AS w JOIN edges AS e ON e.dst_kind = w.kind AND e.dst_id = w.id
-    WHERE w.depth < :max_depth
+    SELECT CASE WHEN i.artifact_id IS NOT NULL THEN 'artifact' ELSE 'run' END,
+           COALESCE(i.artifact_id, a.run_id), w.depth + 1
+    FROM walk AS w
+    LEFT JOIN run_inputs AS i ON w.kind = 'run' AND i.run_id = w.id AND i.artifact_id IS NOT NULL
+    LEFT JOIN artifacts AS a ON w.kind = 'artifact' AND a.id = w.id
+    WHERE w.depth < :max_depth AND (i.artifact_id IS NOT NULL OR a.run_id IS NOT NULL)
 )
 SELECT kind, id, MIN(depth) FROM walk GROUP BY kind, id
 """
@@ -200,7 +202,7 @@ def _walk(
     statement = text(
         f"WITH RECURSIVE seeds(kind, id) AS ({values}),\n" + sql.text.strip().removeprefix("WITH RECURSIVE")
     )
-    return {(k, i): d for k, i, d in session.execute(statement, params)}
+    return {(k, i): d for k, i, d in session.execute(statement, params).all()}
 
 
 def downstream(session: Session, node: NodeRef, *, max_depth: int = DEFAULT_DEPTH) -> LineageGraph:

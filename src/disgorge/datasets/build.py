@@ -373,6 +373,15 @@ def derive_without(
     )
     version = bump(latest.version, dropped=True, purpose_changed=False)
     root = merkle_root(shas.values())
+    # idempotent: a crash after deriving (mid-unlearning, mid-erasure) must not derive it twice
+    for prior in session.scalars(
+        select(DatasetVersion).where(DatasetVersion.name == ds.name, DatasetVersion.merkle_root == root)
+    ):
+        prior_art = session.get(Artifact, prior.artifact_id)
+        if (prior.selector or {}).get("derived_from") == f"{ds.name}@{ds.version}" and (
+            prior_art is not None and prior_art.state == "active"
+        ):
+            return prior
     run = Run(
         id=uuid.uuid4().hex,
         job=f"dataset.derive:{ds.name}",

@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from .._merkle import merkle_root
+from .._merkle import merkle_path, merkle_root, root_from_path
 from ..errors import InvalidInput
 
 __all__ = [
@@ -110,13 +110,20 @@ def _first_difference_hint(body: dict[str, Any]) -> str:
 
 
 def prove_item(certificate: dict[str, Any], photo: bytes) -> dict[str, Any]:
-    """Is this photo one of the certificate's erased items? (Offline: salt and leaves are public.)"""
+    """Is this photo one of the certificate's erased items? (Offline: salt and leaves are public.)
+
+    ``covered`` is true when the photo's leaf, ``sha256(salt || sha256(photo))``, has an
+    inclusion proof (``proof``: the sibling hashes, bottom up) that leads to the signed
+    Merkle root; the proof alone, with the leaf and the root, convinces anyone.
+    """
     items = certificate["body"]["items"]
     leaf = item_leaf(items["salt"], photo)
     leaves = sorted(set(items["leaves"]))
+    path = merkle_path(leaves, leaf)
     return {
-        "covered": leaf in leaves,
+        "covered": path is not None and root_from_path(leaf, path) == items["merkle_root"],
         "leaf": leaf,
+        "proof": path,
         "merkle_root": items["merkle_root"],
         "items": len(leaves),
     }

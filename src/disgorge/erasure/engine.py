@@ -33,6 +33,7 @@ import base64
 import json
 import os
 import secrets
+import socket
 import time
 import uuid
 from datetime import datetime, timedelta
@@ -55,10 +56,11 @@ from ..catalog.models import (
     ErasedFingerprint,
     ErasureRequest,
     ErasureStep,
+    Run,
     Source,
     Subject,
 )
-from ..errors import ErasureBlocked, InvalidInput, NotFound
+from ..errors import ErasureBlocked, IntegrityError, InvalidInput, NotFound
 from ..vault import new_key, open_sealed, seal
 from .certificate import SCHEMA, canonical, leaf_from_sha256, section_digests
 from .forensics import scan_tree
@@ -92,12 +94,52 @@ def _windows(data: bytes) -> list[bytes]:
     return [data[int(len(data) * f) : int(len(data) * f) + _WINDOW] for f in (0.4, 0.6, 0.8)]
 
 
+_PLAN_KEYS = (
+    "scope",
+    "key",
+    "assets",
+    "counts",
+    "subjects_to_shred",
+    "datasets",
+    "models_unlearn",
+    "models_retire",
+    "artifacts_retire",
+)
+
+
+def _damaged(request_id: str, detail: str) -> IntegrityError:
+    return IntegrityError(
+        f"the journal of erasure {request_id} is damaged: {detail}. Nothing more is done for it; "
+        "restore the catalog from a backup (or repair the row) and run `disgorge erasure resume` again"
+    )
+
+
+def _claimant_alive(claimed_by: str, claimed_at: datetime | None, now: datetime) -> bool:
+    """Is the process that claimed a request still running it? On this host we ask the
+    kernel (a SIGKILLed runner leaves its claim behind); elsewhere the claim expires."""
+    pid, _, rest = claimed_by.partition("@")
+    host = rest.rpartition(":")[0]
+    if pid.isdigit() and host == socket.gethostname()[:30]:
+        if int(pid) == os.getpid():  # this process, interrupted earlier (e.g. KeyboardInterrupt)
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return claimed_at is not None and now - claimed_at < _CLAIM_TTL
+
+
 class ErasureEngine:
     """Runs erasures for a workspace (``ws`` is a :class:`disgorge.Workspace`)."""
 
     def __init__(self, ws: Any) -> None:
         self.ws = ws
-        self.claim_id = uuid.uuid4().hex
+        # who runs a request: pid and host, so that a claim left by a killed process on
+        # this machine is taken over at once (other hosts' claims expire after _CLAIM_TTL)
+        self.claim_id = f"{os.getpid()}@{socket.gethostname()[:30]}:{uuid.uuid4().hex[:16]}"
 
     # -- requests ----------------------------------------------------------------------
     def _resolve_scope(self, session: Session, kind: str, ident: str) -> tuple[str, str]:
@@ -170,14 +212,47 @@ class ErasureEngine:
             return request.id
 
     def get(self, session: Session, request_id: str) -> ErasureRequest:
-        rows = session.scalars(
-            select(ErasureRequest).where(ErasureRequest.id.startswith(request_id)).limit(2)
+        ids = session.scalars(
+            select(ErasureRequest.id).where(ErasureRequest.id.startswith(request_id)).limit(2)
         ).all()
-        if not rows:
+        if not ids:
             raise NotFound(f"no erasure request {request_id}")
-        if len(rows) > 1:
+        if len(ids) > 1:
             raise InvalidInput(f"erasure id prefix {request_id} is ambiguous")
-        return rows[0]
+        try:
+            req = session.get(ErasureRequest, ids[0])
+        except ValueError as exc:  # a JSON column that does not decode
+            raise _damaged(ids[0], f"a column is not valid JSON ({exc})") from None
+        assert req is not None
+        missing = [k for k in _PLAN_KEYS if not isinstance(req.plan, dict) or k not in req.plan]
+        if missing:
+            raise _damaged(req.id, f"its plan lacks {', '.join(missing)}")
+        return req
+
+    def _check_steps(self, session: Session, req: ErasureRequest) -> None:
+        """The journal must hold exactly the steps of STEPS, in order: a missing or unknown
+        step is never skipped or guessed at."""
+        try:
+            rows = session.execute(
+                select(ErasureStep.seq, ErasureStep.name, ErasureStep.summary)
+                .where(ErasureStep.request_id == req.id)
+                .order_by(ErasureStep.seq)
+            ).all()
+        except ValueError as exc:
+            raise _damaged(req.id, f"a step summary is not valid JSON ({exc})") from None
+        found = [(seq, name) for seq, name, _ in rows]
+        if found != list(enumerate(STEPS)):
+            missing = [name for name in STEPS if name not in {n for _, n in found}]
+            unknown = [name for _, name in found if name not in STEPS]
+            detail = "; ".join(
+                part
+                for part in (
+                    f"missing step(s) {', '.join(missing)}" if missing else "",
+                    f"unknown step(s) {', '.join(unknown)}" if unknown else "",
+                )
+                if part
+            )
+            raise _damaged(req.id, detail or "its steps are out of order")
 
     def approve(self, request_id: str, *, at: datetime) -> None:
         with self.ws.sessions.begin() as session:
@@ -227,10 +302,9 @@ class ErasureEngine:
                 return req
             if req.state not in ("approved", "executing", "verifying", "failed"):
                 raise ErasureBlocked(f"erasure {req.id} is {req.state}; approve it first")
-            if (
-                req.claimed_by not in (None, self.claim_id)
-                and req.claimed_at
-                and now - req.claimed_at < _CLAIM_TTL
+            self._check_steps(session, req)
+            if req.claimed_by not in (None, self.claim_id) and _claimant_alive(
+                req.claimed_by, req.claimed_at, now
             ):
                 raise ErasureBlocked(f"erasure {req.id} is being run by another process right now")
             req.claimed_by, req.claimed_at = self.claim_id, now
@@ -365,6 +439,10 @@ class ErasureEngine:
             with self.ws.reader() as session:
                 from ..training.registry import find_model
 
+                earlier = self._unlearned_before(session, req, m)
+                if earlier is not None:  # done by a run of this step that was interrupted
+                    results.append(earlier)
+                    continue
                 try:
                     current = find_model(session, m["name"])
                 except NotFound:
@@ -383,6 +461,26 @@ class ErasureEngine:
                 }
             )
         return {"unlearned": results}
+
+    def _unlearned_before(
+        self, session: Session, req: ErasureRequest, m: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """The summary of a model version this erasure already made from ``m``, if any."""
+        rows = session.execute(
+            select(Artifact, Run)
+            .join(Run, Run.id == Artifact.run_id)
+            .where(Artifact.kind == "model", Artifact.name == m["name"])
+        ).all()
+        for art, run in rows:
+            params = run.parameters or {}
+            if params.get("reason") == f"erasure {req.id}":
+                return {
+                    "from": f"model:{m['name']}@{params.get('from')}",
+                    "model": f"model:{art.name}@{art.version}",
+                    "forgotten": params.get("forgotten"),
+                    "forgetting_audit": (art.extra or {}).get("forgetting_audit"),
+                }
+        return None
 
     def _step_retire_models(self, req: ErasureRequest) -> dict[str, Any]:
         retired: list[str] = []
@@ -459,9 +557,11 @@ class ErasureEngine:
         with self.ws.reader() as session:
             ids = self._embedding_ids(session, req.plan["assets"])
         index = FaceIndex(path)
-        removed = index.remove(ids)
+        index.remove(ids)
         index.save()
-        return {"removed": removed, "index_entries_left": len(index)}
+        # counted from the result, not from this call: a re-run after a crash reports the same
+        left = index.ids()
+        return {"removed": sum(1 for i in ids if i not in left), "index_entries_left": len(index)}
 
     def _step_delete_derivatives(self, req: ErasureRequest) -> dict[str, Any]:
         with self.ws.sessions.begin() as session:
@@ -540,6 +640,12 @@ class ErasureEngine:
         return {"seconds": round(time.perf_counter() - started, 3)}
 
     def _step_verify(self, req: ErasureRequest) -> dict[str, Any]:
+        if req.samples_enc is None and req.verification:
+            # verified before a crash, samples already dropped: never scan again without them
+            # (that would "verify" nothing and lose the certificate's leaves); finish the purge
+            purge_free_space(self.ws.engine)
+            done = req.verification
+            return {"ok": done["ok"], "hits": len(done["forensic_scan"]["hits"])}
         with self.ws.sessions.begin() as session:
             r = self.get(session, req.id)
             r.state = "verifying"
@@ -678,7 +784,7 @@ class ErasureEngine:
             "counts": req.plan["counts"],
             "items": {"salt": req.plan.get("salt"), "leaves": leaves, "merkle_root": merkle_root(leaves)},
             "steps": step_list,
-            "verification": req.verification,
+            "verification": _for_certificate(req.verification),
             "forgetting": unlearned.get("unlearned", []),
             "recipients": [],
             "public_key": self.ws.public_key().public_bytes_raw().hex(),
@@ -701,9 +807,12 @@ class ErasureEngine:
     def view(self, request_id: str) -> dict[str, Any]:
         with self.ws.reader() as session:
             req = self.get(session, request_id)
-            steps = session.scalars(
-                select(ErasureStep).where(ErasureStep.request_id == req.id).order_by(ErasureStep.seq)
-            ).all()
+            try:
+                steps = session.scalars(
+                    select(ErasureStep).where(ErasureStep.request_id == req.id).order_by(ErasureStep.seq)
+                ).all()
+            except ValueError as exc:
+                raise _damaged(req.id, f"a step summary is not valid JSON ({exc})") from None
             return {
                 "id": req.id,
                 "scope": {"kind": req.scope_kind, "ref": req.scope_ref},
@@ -719,8 +828,17 @@ class ErasureEngine:
             }
 
     def list(self) -> list[dict[str, Any]]:
-        with self.ws.reader() as session:
-            rows = session.scalars(select(ErasureRequest).order_by(ErasureRequest.created_at)).all()
+        with self.ws.reader() as session:  # no JSON column: a damaged journal still lists
+            rows = session.execute(
+                select(
+                    ErasureRequest.id,
+                    ErasureRequest.scope_kind,
+                    ErasureRequest.scope_ref,
+                    ErasureRequest.state,
+                    ErasureRequest.created_at,
+                    ErasureRequest.reason,
+                ).order_by(ErasureRequest.created_at)
+            ).all()
             return [
                 {
                     "id": r.id,
@@ -736,9 +854,25 @@ class ErasureEngine:
         with self.ws.reader() as session:
             return list(
                 session.scalars(
-                    select(ErasureRequest.id).where(ErasureRequest.state.in_(("executing", "verifying")))
+                    # approved is never a resting state (approving runs it): one left there
+                    # was interrupted between its approval and its first step
+                    select(ErasureRequest.id).where(
+                        ErasureRequest.state.in_(("approved", "executing", "verifying"))
+                    )
                 )
             )
+
+
+def _for_certificate(verification: dict[str, Any]) -> dict[str, Any]:
+    """The verification as the certificate shows it: look-alike candidates are other people's
+    photos, so it gives how many there were (the request keeps them for review), not which."""
+    if not verification:
+        return verification
+    return {
+        **verification,
+        "copy_candidates": len(verification.get("copy_candidates") or []),
+        "face_candidates": len(verification.get("face_candidates") or []),
+    }
 
 
 def make_plan_for_approval(session: Session, req: ErasureRequest) -> dict[str, Any]:

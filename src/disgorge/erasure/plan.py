@@ -69,13 +69,13 @@ def make_plan(session: Session, kind: str, key: str, scope_ref: str) -> dict[str
         )
     if kind not in SCOPES:
         raise InvalidInput(f"scope {kind!r}: expected one of {', '.join(SCOPES)}")
-    running = session.scalar(
-        select(ErasureRequest).where(
+    running = session.execute(  # columns only: another request's damaged JSON must not matter here
+        select(ErasureRequest.id, ErasureRequest.state).where(
             ErasureRequest.scope_kind == kind,
             ErasureRequest.scope_ref == scope_ref,
             ErasureRequest.state.in_(("planned", "approved", "executing", "verifying")),
         )
-    )
+    ).first()
     if running is not None:
         raise ErasureBlocked(
             f"erasure {running.id} of this scope is already {running.state}; wait for it or cancel it"

@@ -18,6 +18,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from ..errors import InvalidInput
 
@@ -84,12 +85,33 @@ def walk(path: Path, *, max_bytes: int) -> Iterator[Member]:
 def _reader(path: Path, max_bytes: int) -> Callable[[], bytes]:
     def read() -> bytes:
         with open(path, "rb") as fh:
-            data = fh.read(max_bytes + 1)
+            data = _read_at_most(fh, max_bytes + 1)
         if len(data) > max_bytes:
             raise InvalidInput(f"larger than the {max_bytes}-byte limit")
         return data
 
     return read
+
+
+def _read_at_most(fh: BinaryIO, limit: int) -> bytes:
+    """Read to the end of ``fh`` or to ``limit`` bytes, whichever comes first.
+
+    Like ``fh.read(limit)``, which allocates ``limit`` bytes up front: a 256 MiB buffer for
+    every 12 kB photo costs several times the read itself. This asks for the file's size
+    (plus one byte, to see the end) and reads on in chunks only if the file has grown.
+    """
+    first = min(os.fstat(fh.fileno()).st_size + 1, limit)
+    data = fh.read(first)
+    if len(data) < first:  # a short read is the end of the file
+        return data
+    parts, got = [data], len(data)
+    while got < limit:
+        chunk = fh.read(min(limit - got, 1 << 24))
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
 
 
 def _walk_folder(root: Path, max_bytes: int) -> Iterator[Member]:

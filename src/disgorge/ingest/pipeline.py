@@ -454,6 +454,11 @@ class _Writer:
 
         losers: list[str] = []
         with self.sessions.begin() as session:
+            # checked again under the write lock: an erasure approved (of this source, a photo
+            # or a subject) while the batch was being written wins, and the batch's blobs go
+            kept = {id(i) for i, _ in self._refuse_erased([(i, pr) for i, pr, _ in staged], session)}
+            losers += [asset["blob_key"] or "" for i, _, asset in staged if id(i) not in kept]
+            staged = [row for row in staged if id(row[0]) in kept]
             taken = set(
                 session.scalars(
                     select(Asset.sha256).where(Asset.sha256.in_([pr.sha256 for _, pr, _ in staged]))
@@ -498,13 +503,18 @@ class _Writer:
         for key in losers:
             self.vault.store.delete(key)
 
-    def _refuse_erased(self, fresh: list[tuple[_Item, Probe]]) -> list[tuple[_Item, Probe]]:
-        """Erasure is sticky: refuse erased photos, photos of erased subjects, erasing sources."""
+    def _refuse_erased(
+        self, fresh: list[tuple[_Item, Probe]], in_session: Session | None = None
+    ) -> list[tuple[_Item, Probe]]:
+        """Erasure is sticky: refuse erased photos, photos of erased subjects, erasing sources.
+
+        Checked when a batch is staged and again in its commit transaction (``in_session``).
+        """
         if not fresh:
             return fresh
         fingerprints = {pr.sha256: self.vault.photo_fingerprint(pr.sha256) for _, pr in fresh}
         refs = {ext: ref_of(self.vault, ext) for item, _ in fresh for ext in (item.owner, *item.depicted)}
-        with self.sessions() as session:
+        with contextlib.nullcontext(in_session) if in_session is not None else self.sessions() as session:
             state = session.scalar(select(Source.state).where(Source.id == self.source_id))
             erased = dict(
                 session.execute(

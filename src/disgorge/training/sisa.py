@@ -82,6 +82,8 @@ class UnlearnReport:
     checkpoints_destroyed: int
     classes_removed: list[Any]
     message: str
+    #: keys of the checkpoints that saw the items (destroyed, unless ``unlearn(destroy=False)``)
+    stale_checkpoints: list[str] = field(default_factory=list)
 
     @property
     def noop(self) -> bool:
@@ -131,7 +133,11 @@ class SISAClassifier:
         *,
         sample_ids: Sequence[str],
         groups: Sequence[str],
+        allow_empty_shards: bool = False,
     ) -> SISAClassifier:
+        """Train every shard. More shards than groups is refused, unless
+        ``allow_empty_shards``: that is how to train the from-scratch twin of a model
+        that unlearning left with fewer subjects than shards."""
         X = np.asarray(X)
         y_arr = np.asarray(y)
         ids = [str(i) for i in sample_ids]
@@ -140,7 +146,7 @@ class SISAClassifier:
         if len(set(ids)) != len(ids):
             raise InvalidInput("sample ids must be unique")
         n_groups = len(set(groups))
-        if self.n_shards > n_groups:
+        if self.n_shards > n_groups and not allow_empty_shards:
             raise InvalidInput(
                 f"more shards than subjects: {self.n_shards} shards for {n_groups} subject(s); "
                 f"use at most {n_groups} (a shard of nobody is a model of nothing)"
@@ -169,7 +175,9 @@ class SISAClassifier:
 
     def _checkpoint_key(self, shard: _Shard, r: int) -> str:
         seen = sorted(i for s in shard.slices[: r + 1] for i in s)
-        body = json.dumps([self.random_state, shard.index, r, self._params_tag(), seen])
+        # an increment is trained knowing the shard's whole class set: it is part of the content
+        labels = [str(c) for c in shard.classes] if hasattr(self.estimator, "partial_fit") else None
+        body = json.dumps([self.random_state, shard.index, r, self._params_tag(), seen, labels])
         return hashlib.sha256(body.encode()).hexdigest()
 
     def _fresh(self, shard: _Shard) -> Any:
@@ -268,47 +276,69 @@ class SISAClassifier:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
     # -- forgetting --------------------------------------------------------------------
-    def unlearn(self, forget: Sequence[str], loader: Loader) -> UnlearnReport:
+    def unlearn(self, forget: Sequence[str], loader: Loader, *, destroy: bool = True) -> UnlearnReport:
         """Forget items exactly. ``loader(ids)`` returns (X, y) of the items that remain.
 
         Only shards holding forgotten items are retrained, from the last checkpoint that
-        saw none of them; every checkpoint that saw them is destroyed.
+        saw none of them; every checkpoint that saw them is destroyed. Nothing changes
+        until every affected shard is retrained: if the loader or the estimator raises,
+        the model and all its checkpoints are as they were. With ``destroy=False`` the
+        old checkpoints are left for the caller to destroy (``report.stale_checkpoints``)
+        once it has safely recorded the new model.
         """
         wanted = {str(i) for i in forget}
         old_classes = set(self.classes_.tolist())
-        shards_done: list[int] = []
-        slices_done = destroyed = forgotten = 0
+        incremental = hasattr(self.estimator, "partial_fit")
+        retrained: list[_Shard] = []
+        slices_done = forgotten = 0
         for shard in self.shards_:
             hits = wanted.intersection(shard.ids)
             if not hits:
                 continue
             forgotten += len(hits)
             first = min(r for r, s in enumerate(shard.slices) if hits.intersection(s))
-            shard.slices = [[i for i in s if i not in hits] for s in shard.slices]
-            remaining = shard.ids
+            new = _Shard(
+                shard.index,
+                [[i for i in s if i not in hits] for s in shard.slices],
+                list(shard.classes),
+                list(shard.checkpoints),
+            )
+            remaining = new.ids
             X, y = loader(remaining) if remaining else (np.zeros((0, 0)), np.asarray([]))
+            if len(X) != len(remaining) or len(y) != len(remaining):
+                raise InvalidInput(
+                    f"the loader returned {len(X)} rows for {len(remaining)} remaining items: "
+                    "cannot retrain exactly"
+                )
             data = {i: (X[k], y[k]) for k, i in enumerate(remaining)}
             new_labels = sorted({data[i][1] for i in remaining}, key=repr)
-            if new_labels != shard.classes and hasattr(self.estimator, "partial_fit"):
+            if new_labels != shard.classes and incremental:
                 first = 0  # the class set changed: earlier increments were trained with the old one
             for r in range(first, self.n_slices):
-                key = shard.checkpoints[r]
-                if key is not None:
-                    self.checkpoints.destroy(key)
-                    destroyed += 1
-                shard.checkpoints[r] = None
-            slices_done += self._train(shard, data, start=first)
-            shards_done.append(shard.index)
+                new.checkpoints[r] = None
+            slices_done += self._train(new, data, start=first)
+            retrained.append(new)
+        old_keys = {k for s in retrained for k in self.shards_[s.index].checkpoints if k}
+        for new in retrained:
+            self.shards_[new.index] = new
+        stale = sorted(old_keys - self.checkpoint_keys())
+        if destroy:
+            for key in stale:
+                self.checkpoints.destroy(key)
         self._refresh_classes()
         removed = sorted(old_classes - set(self.classes_.tolist()), key=repr)
+        shards_done = [s.index for s in retrained]
         if not forgotten:
             message = f"none of the {len(wanted)} item(s) were in the training set: nothing to forget"
         else:
             message = (
                 f"forgot {forgotten} item(s): retrained {slices_done} slice(s) in shard(s) "
-                f"{', '.join(map(str, shards_done))}; destroyed {destroyed} checkpoint(s)"
+                f"{', '.join(map(str, shards_done))}; {len(stale)} checkpoint(s) that saw them "
+                f"{'destroyed' if destroy else 'left for the caller to destroy'}"
             )
-        return UnlearnReport(len(wanted), forgotten, shards_done, slices_done, destroyed, removed, message)
+        return UnlearnReport(
+            len(wanted), forgotten, shards_done, slices_done, len(stale), removed, message, stale
+        )
 
     # -- persistence -----------------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:

@@ -20,6 +20,8 @@ from .phash import pdq
 
 __all__ = ["Face", "ImageAnalysis", "analyze", "analyze_many"]
 
+#: larger photos are shrunk to this many pixels a side for detection and embedding
+DETECT_MAX_SIDE = 1600
 #: retry upsampling only while the upsampled image stays below this many pixels a side
 _RETRY_MAX_SIDE = 1200
 CROP_SIZE = 150
@@ -56,6 +58,16 @@ def _detect(models: dict, rgb: np.ndarray, cnn: bool) -> tuple[list, int]:
         upsample += 1
 
 
+def _shrunk(rgb: np.ndarray) -> tuple[np.ndarray, float]:
+    side = max(rgb.shape[0], rgb.shape[1])
+    if side <= DETECT_MAX_SIDE:
+        return rgb, 1.0
+    scale = DETECT_MAX_SIDE / side
+    size = (max(1, round(rgb.shape[1] * scale)), max(1, round(rgb.shape[0] * scale)))
+    small = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS), dtype=np.uint8)
+    return np.ascontiguousarray(small), scale
+
+
 def analyze(
     data: bytes, *, embed: bool, faces: bool = True, phash: bool = True, cnn: bool = False
 ) -> ImageAnalysis:
@@ -73,22 +85,32 @@ def analyze(
     import dlib
 
     models = dlib_models(cnn)
-    rects, result.upsample = _detect(models, rgb, cnn)
+    # Very large photos are analysed at DETECT_MAX_SIDE: HOG time grows with the pixels,
+    # and a face that fills 80+ pixels there is still found; if nothing is, the full image
+    # is tried before concluding "no face". Boxes and landmarks are in full-size pixels.
+    work, scale = _shrunk(rgb)
+    rects, result.upsample = _detect(models, work, cnn)
+    if not rects and scale != 1.0:
+        work, scale = rgb, 1.0
+        rects, result.upsample = _detect(models, work, cnn)
     for rect in rects:
-        shape = models["landmarks"](rgb, rect)
+        shape = models["landmarks"](work, rect)
         face = Face(
             box=(
-                max(rect.left(), 0),
-                max(rect.top(), 0),
-                min(rect.right(), width),
-                min(rect.bottom(), height),
+                max(int(rect.left() / scale), 0),
+                max(int(rect.top() / scale), 0),
+                min(int(rect.right() / scale), width),
+                min(int(rect.bottom() / scale), height),
             ),
-            landmarks=[(p.x, p.y) for p in shape.parts()],
+            landmarks=[(int(p.x / scale), int(p.y / scale)) for p in shape.parts()],
         )
+        rgb_for_embedding = work
         if embed:
-            vector = np.asarray(models["embedder"].compute_face_descriptor(rgb, shape), dtype="<f4")
+            vector = np.asarray(
+                models["embedder"].compute_face_descriptor(rgb_for_embedding, shape), dtype="<f4"
+            )
             face.embedding = vector.tobytes()
-            chip = dlib.get_face_chip(rgb, shape, size=CROP_SIZE)
+            chip = dlib.get_face_chip(rgb_for_embedding, shape, size=CROP_SIZE)
             out = io.BytesIO()
             Image.fromarray(chip).save(out, "JPEG", quality=90)
             face.crop = out.getvalue()

@@ -1,9 +1,9 @@
 """PDQ perceptual hashes and the in-memory matrix that scans them.
 
-PDQ (Meta's photo hash, package ``pdqhash``) gives 256 bits that survive resizing,
-re-encoding and light crops; copies are within a small Hamming distance (PDQ's own
-guidance: <= 31 of 256 is a match). Mirrored copies are found by querying with the eight
-dihedral variants of the query hash.
+PDQ (Meta's photo hash, package ``pdqhash``) gives 256 bits that survive resizing and
+re-encoding, but not crops or added borders (measured in docs/benchmarks.md); copies are
+within a small Hamming distance (PDQ's own guidance: <= 31 of 256 is a match).
+Mirrored copies are found by querying with the eight dihedral variants of the query hash.
 
 For a scan, hashes are kept as an (N, 4) uint64 matrix, stored column-major so each
 64-bit word column is contiguous. A scan walks the rows in blocks that stay in the CPU

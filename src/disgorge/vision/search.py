@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ..catalog.models import Asset, AssetDerivative, Subject
 from ..vault import Vault
 from .faces import analyze
-from .image import rgb_array
+from .image import rgb_array, unframed
 from .index import SAME_PERSON_DISTANCE, FaceIndex
 from .phash import DEFAULT_MAX_DISTANCE, HashMatrix, pdq_dihedral
 
@@ -75,8 +75,10 @@ def find_copies(
     max_distance: int = DEFAULT_MAX_DISTANCE,
     matrix: HashMatrix | None = None,
 ) -> list[Match]:
-    """Stored photos within ``max_distance`` PDQ bits of the image or a mirror/rotation of it."""
-    queries = pdq_dihedral(rgb_array(data))
+    """Stored photos within ``max_distance`` PDQ bits of the image or a mirror/rotation of it
+    (also with a plain border around it removed, see :func:`~.image.unframed`)."""
+    rgb = rgb_array(data)
+    queries = [h for view in (rgb, *unframed(rgb)) for h in pdq_dihedral(view)]
     matrix = matrix if matrix is not None else load_hash_matrix(reader, vault)
     return _describe(reader, {aid: float(d) for aid, d in matrix.search(queries, max_distance)})
 
