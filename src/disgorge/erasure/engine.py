@@ -62,6 +62,7 @@ from ..catalog.models import (
 )
 from ..errors import ErasureBlocked, IntegrityError, InvalidInput, NotFound
 from ..vault import new_key, open_sealed, seal
+from ..vision.phash import phash_context
 from .certificate import SCHEMA, canonical, leaf_from_sha256, section_digests
 from .forensics import scan_tree
 from .plan import make_plan, summarize
@@ -409,9 +410,9 @@ class ErasureEngine:
                         needles[f"origin:{n}"] = origin.hex()
                 for d in session.scalars(select(AssetDerivative).where(AssetDerivative.asset_id == asset.id)):
                     if d.kind == "phash" and d.value_enc:
-                        value = vault.open(owner, d.value_enc, f"phash:{asset.id}")
+                        value = vault.open(owner, d.value_enc, phash_context(asset.id, d.face_index))
                         phashes.append(value.hex())
-                        needles[f"phash:{n}"] = value.hex()
+                        needles[f"phash:{n}:{d.face_index}"] = value.hex()
                     elif d.kind == "embedding" and d.value_enc:
                         value = vault.open(owner, d.value_enc, f"embedding:{asset.id}:{d.id}")
                         embeddings.append(value.hex())

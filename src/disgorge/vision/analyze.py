@@ -36,6 +36,7 @@ from ..consent import ConsentGate, ItemRef, Purpose
 from ..vault import Vault
 from .faces import ImageAnalysis, analyze_many
 from .index import FaceIndex
+from .phash import phash_context
 
 __all__ = ["AnalyzeReport", "reconcile_index", "run_analyze"]
 
@@ -256,16 +257,9 @@ def _store(
                     session.execute(delete(AssetDerivative).where(AssetDerivative.asset_id == job.asset_id))
                 rows: list[AssetDerivative] = []
                 if res.phash is not None:
-                    rows.append(
-                        _row(
-                            job,
-                            "phash",
-                            0,
-                            vault.seal(job.owner, res.phash, f"phash:{job.asset_id}"),
-                            run,
-                            at,
-                        )
-                    )
+                    for k, value in enumerate([res.phash, *res.phash_crops]):
+                        sealed = vault.seal(job.owner, value, phash_context(job.asset_id, k))
+                        rows.append(_row(job, "phash", k, sealed, run, at))
                 for i, face in enumerate(res.faces):
                     if not job.embed:
                         continue  # detection only: no box, landmarks, crop or embedding is kept

@@ -16,7 +16,7 @@ from PIL import Image
 
 from .image import rgb_array
 from .models import dlib_models
-from .phash import pdq
+from .phash import CENTRE_CROPS, centre_crop, pdq
 
 __all__ = ["Face", "ImageAnalysis", "analyze", "analyze_many"]
 
@@ -43,6 +43,8 @@ class ImageAnalysis:
     faces: list[Face] = field(default_factory=list)
     phash: bytes | None = None
     phash_quality: int = 0
+    #: hashes of the centre crops (CENTRE_CROPS), for copies cut by a few percent
+    phash_crops: list[bytes] = field(default_factory=list)
     error: str | None = None
 
 
@@ -80,6 +82,8 @@ def analyze(
     result = ImageAnalysis(width, height, 0)
     if phash and min(width, height) >= 2:
         result.phash, result.phash_quality = pdq(rgb)
+        if min(width, height) >= 20:
+            result.phash_crops = [pdq(centre_crop(rgb, keep))[0] for keep in CENTRE_CROPS]
     if not faces:
         return result
     import dlib

@@ -18,7 +18,7 @@ from ..vault import Vault
 from .faces import analyze
 from .image import rgb_array, unframed
 from .index import SAME_PERSON_DISTANCE, FaceIndex
-from .phash import DEFAULT_MAX_DISTANCE, HashMatrix, pdq_dihedral
+from .phash import DEFAULT_MAX_DISTANCE, HashMatrix, pdq_dihedral, phash_context
 
 __all__ = ["Match", "find_copies", "find_faces", "load_hash_matrix"]
 
@@ -40,17 +40,22 @@ def load_hash_matrix(reader: sessionmaker[Session], vault: Vault) -> HashMatrix:
     with reader() as session:
         owners: dict[int, Subject] = {}
         rows = session.execute(
-            select(AssetDerivative.asset_id, AssetDerivative.value_enc, Asset.owner_id)
+            select(
+                AssetDerivative.asset_id,
+                AssetDerivative.face_index,
+                AssetDerivative.value_enc,
+                Asset.owner_id,
+            )
             .join(Asset, Asset.id == AssetDerivative.asset_id)
             .where(
                 AssetDerivative.kind == "phash", AssetDerivative.state == "active", Asset.state == "active"
             )
         )
-        for asset_id, sealed, owner_id in rows:
+        for asset_id, index, sealed, owner_id in rows:
             owner = owners.get(owner_id) or owners.setdefault(owner_id, session.get(Subject, owner_id))
             if owner.dek_wrapped is None:
                 continue
-            items.append((asset_id, vault.open(owner, sealed, f"phash:{asset_id}")))
+            items.append((asset_id, vault.open(owner, sealed, phash_context(asset_id, index))))
     return HashMatrix.from_hashes(items)
 
 
@@ -80,7 +85,10 @@ def find_copies(
     rgb = rgb_array(data)
     queries = [h for view in (rgb, *unframed(rgb)) for h in pdq_dihedral(view)]
     matrix = matrix if matrix is not None else load_hash_matrix(reader, vault)
-    return _describe(reader, {aid: float(d) for aid, d in matrix.search(queries, max_distance)})
+    best: dict[str, float] = {}
+    for aid, d in matrix.search(queries, max_distance):  # nearest first: keep each photo's best
+        best.setdefault(aid, float(d))
+    return _describe(reader, best)
 
 
 def find_faces(
