@@ -656,7 +656,9 @@ class Workspace:
         return result
 
     # -- models (SISA training, unlearning, registry) ----------------------------------------
-    def _checkpoints(self) -> Any:
+    def _checkpoints(self, model_name: str) -> Any:
+        """The sealed checkpoint store of one model (its versions share checkpoints; two
+        models never do, so unlearning one never destroys the other's files)."""
         from .training.registry import SealedCheckpoints
 
         with self.sessions.begin() as session:
@@ -665,7 +667,8 @@ class Workspace:
                 row = Meta(key="model_key", value=self.kek.wrap(new_key(), _MODEL_AAD))
                 session.add(row)
             key = self.kek.unwrap(row.value, _MODEL_AAD)
-        return SealedCheckpoints(self.config.home / "models" / "checkpoints", key)
+        folder = hashlib.sha256(model_name.encode()).hexdigest()[:16]  # a name may hold any character
+        return SealedCheckpoints(self.config.home / "models" / folder / "checkpoints", key)
 
     def _biometric_gaps(self, session: Session, asset_ids: list[str], at: datetime) -> dict[str, int]:
         rows = session.execute(
@@ -743,7 +746,7 @@ class Workspace:
                 n_slices=slices,
                 aggregation=aggregation,
                 random_state=seed,
-                checkpoints=self._checkpoints(),
+                checkpoints=self._checkpoints(name),
             ).fit(data.X, data.labels, sample_ids=data.asset_ids, groups=list(data.labels))
             label = run.add_output(
                 "model",
@@ -790,7 +793,7 @@ class Workspace:
         data = image if isinstance(image, bytes) else Path(image).read_bytes()
         with self.reader() as session:
             artifact = find_model(session, name)
-            model = load_model(artifact, self._checkpoints())
+            model = load_model(artifact, self._checkpoints(artifact.name))
             label = f"model:{artifact.name}@{artifact.version}"
         query = analyze(data, embed=True, phash=False)
         faces = []
@@ -857,7 +860,7 @@ class Workspace:
                     actor=self.actor,
                     at=when,
                 )
-        store = self._checkpoints()
+        store = self._checkpoints(name)
         for key in stale:
             store.destroy(key)  # a no-op for those already gone
 
@@ -886,7 +889,7 @@ class Workspace:
         self._finish_unlearning(name.partition("@")[0], when)
         with self.reader() as session:
             artifact = find_model(session, name)
-            model = load_model(artifact, self._checkpoints())
+            model = load_model(artifact, self._checkpoints(artifact.name))
             trained = {i for s in model.shards_ for i in s.ids}
             forget: set[str] = set()
             for subject_id in subjects or []:
@@ -983,7 +986,7 @@ class Workspace:
                 actor=self.actor,
                 at=when,
             )
-        store = self._checkpoints()
+        store = self._checkpoints(artifact.name)
         for key in report.stale_checkpoints:
             store.destroy(key)
         return {
@@ -1011,7 +1014,7 @@ class Workspace:
 
         with self.reader() as session:
             artifact = find_model(session, ref)
-            model = load_model(artifact, self._checkpoints())
+            model = load_model(artifact, self._checkpoints(artifact.name))
             trained = sorted({i for s in model.shards_ for i in s.ids})
             targets: set[str] = set()
             for subject_id in forgotten:
@@ -1472,9 +1475,7 @@ class Workspace:
             known = set(session.scalars(select(Asset.blob_key).where(Asset.blob_key.is_not(None))))
             # face crops live in the same store: they are not orphans
             known |= set(
-                session.scalars(
-                    select(AssetDerivative.blob_key).where(AssetDerivative.blob_key.is_not(None))
-                )
+                session.scalars(select(AssetDerivative.blob_key).where(AssetDerivative.blob_key.is_not(None)))
             )
         orphans = [k for k, mtime in self.store.entries() if k not in known and mtime <= cutoff]
         temps = [p for p, mtime in self.store.temporaries() if mtime <= cutoff]

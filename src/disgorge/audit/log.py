@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from .._time import iso, utcnow
@@ -98,22 +98,23 @@ def append_many(
     *,
     actor: str,
     at: datetime | None = None,
-) -> list[AuditEvent]:
+) -> None:
     """Append several ``(action, payload)`` events, in order, in the caller's transaction.
 
-    The result is the chain that as many :func:`append` calls would have written (same
-    sequence numbers, same links), but the head is read and updated once and the rows are
-    flushed together: this is what the ingest uses for its one event per photo.
+    The chain is the one that as many :func:`append` calls would write (same sequence
+    numbers, same links), but the head is read and updated once and the rows go in as one
+    bulk INSERT, without ORM objects: this is what the ingest uses for its one event per
+    photo. Read the events back with :func:`iter_events` if needed.
     """
     pending = list(events)
     if not pending:
-        return []
+        return
     head = session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar_one_or_none()
     if head is None:
         head = AuditHead(id=1, seq=0, hash=GENESIS)
         session.add(head)
     seq, prev = head.seq, head.hash
-    rows: list[AuditEvent] = []
+    rows: list[dict[str, Any]] = []
     for action, payload in pending:
         recorded = utcnow()
         when = at or recorded
@@ -121,22 +122,21 @@ def append_many(
         seq += 1
         digest = event_hash(seq, when, recorded, action, actor, text, prev)
         rows.append(
-            AuditEvent(
-                seq=seq,
-                at=when,
-                recorded_at=recorded,
-                action=action,
-                actor=actor,
-                payload=text,
-                prev_hash=prev,
-                hash=digest,
-            )
+            {
+                "seq": seq,
+                "at": when,
+                "recorded_at": recorded,
+                "action": action,
+                "actor": actor,
+                "payload": text,
+                "prev_hash": prev,
+                "hash": digest,
+            }
         )
         prev = digest
-    session.add_all(rows)
+    session.execute(insert(AuditEvent), rows)
     head.seq, head.hash = seq, prev
     session.flush()
-    return rows
 
 
 @dataclass(frozen=True)

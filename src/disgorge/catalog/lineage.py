@@ -18,7 +18,7 @@ same way), ``artifact:ID``, ``run:ID``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import func, select, text, union
 from sqlalchemy.orm import Session
@@ -294,6 +294,24 @@ def upstream(session: Session, node: NodeRef, *, max_depth: int = DEFAULT_DEPTH)
     return graph
 
 
+class _ArtifactRow(NamedTuple):
+    """The columns of an artifact that ``_fill`` reads, in the order it selects them."""
+
+    id: str
+    kind: str
+    name: str
+    version: str
+    state: str
+    run_id: str
+
+
+class _RunRow(NamedTuple):
+    id: str
+    job: str
+    purpose: str
+    state: str
+
+
 def _fill(
     session: Session,
     graph: LineageGraph,
@@ -305,19 +323,33 @@ def _fill(
     artifact_ids = [i for (k, i) in found if k == "artifact"]
     run_ids = [i for (k, i) in found if k == "run"]
     labels: dict[tuple[str, str], str] = {}
-    # plain rows of the columns used below, not ORM entities: loading a whole artifact layer
-    # as entities (JSON columns decoded, identity map) cost more than all the SQL of a query
+    # plain tuples of the columns used below, not ORM entities: loading a whole artifact layer
+    # as entities (JSON columns decoded, identity map) cost more than all the SQL of a query,
+    # and a NamedTuple's attributes read ~10x faster than a SQLAlchemy Row's
     artifacts = (
-        session.execute(
-            select(
-                Artifact.id, Artifact.kind, Artifact.name, Artifact.version, Artifact.state, Artifact.run_id
-            ).where(Artifact.id.in_(artifact_ids))
-        ).all()
+        [
+            _ArtifactRow(*row)
+            for row in session.execute(
+                select(
+                    Artifact.id,
+                    Artifact.kind,
+                    Artifact.name,
+                    Artifact.version,
+                    Artifact.state,
+                    Artifact.run_id,
+                ).where(Artifact.id.in_(artifact_ids))
+            )
+        ]
         if artifact_ids
         else []
     )
     runs = (
-        session.execute(select(Run.id, Run.job, Run.purpose, Run.state).where(Run.id.in_(run_ids))).all()
+        [
+            _RunRow(*row)
+            for row in session.execute(
+                select(Run.id, Run.job, Run.purpose, Run.state).where(Run.id.in_(run_ids))
+            )
+        ]
         if run_ids
         else []
     )

@@ -5,26 +5,45 @@ and looks for each needle, so a value found in a free page or an unflushed WAL f
 counts as found. The erasure verifier builds on this; tests and the demo use it to show
 that nothing personal is stored in clear.
 
-Searching each needle in turn costs one pass per needle; an erasure has hundreds. So
-the scan is one pass for all of them: a 65,536-entry table marks every needle's first
-two bytes, numpy looks every position of the chunk up in it at once, and only the few
-positions that pass (about needles/65,536 of them in random data) are compared in full.
-Needles shorter than 4 bytes are searched one by one (they would pass the filter too
-often to be worth it; none of the verifier's are that short).
+Searching each needle in turn costs one pass per needle; an erasure has hundreds (a whole
+source, hundreds of thousands). So the scan is one pass for all of them, and it does not
+even look at every position. Needles are grouped by length; in a group whose shortest
+needle has ``m`` bytes, every occurrence of a needle covers ``m - q + 1`` consecutive
+positions at which a ``q``-byte gram of it starts, so sampling the file every
+``step = m - q + 1`` bytes is enough, provided every gram of every needle at offsets
+``0 .. step - 1`` is indexed. numpy reads the sampled grams of a chunk as one strided
+view, a hashed bit table drops nearly all of them, a sorted array of the indexed grams
+(``searchsorted``) keeps the exact matches, the candidate needle's first and last ``q``
+bytes are compared in bulk, and only what survives that is compared in full in Python.
+``q`` is 8 bytes for needles of 16 bytes or more (hex text is common in a database: 4
+hex characters would match far too often), 4 for those of 8 to 15 bytes; needles shorter
+than 8 bytes are searched one by one with ``bytes.find`` (none of the verifier's samples
+are that short; an external id may be).
+
+Small files (blobs: a workspace holds one per photo) are read whole, many into one buffer,
+and scanned together, an occurrence counting only inside one file; larger files are read
+in chunks that overlap by the longest needle. Each hit is the first occurrence of a needle
+in a file, as ``bytes.find`` would report it.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 __all__ = ["Hit", "scan_tree"]
 
 _CHUNK = 8 * 1024 * 1024
+_MAX_STEP = 64  # grams indexed per needle: memory against positions looked at
+_FIND_BELOW = 8  # shorter needles: bytes.find, one by one
+_MUL = {4: np.uint32(0x9E3779B1), 8: np.uint64(0x9E3779B97F4A7C15)}  # Fibonacci hashing
+_PAIRS = 1 << 20  # candidate (position, needle) pairs checked in bulk at once
 
 
 @dataclass(frozen=True)
@@ -34,62 +53,229 @@ class Hit:
     offset: int
 
 
+def _grams(data: bytes | bytearray, dtype: np.dtype, count: int, step: int) -> np.ndarray:
+    """The ``count`` little-endian grams of ``data`` at positions 0, step, 2*step, ... (a view)."""
+    return np.ndarray((count,), dtype=dtype, buffer=data, offset=0, strides=(step,))
+
+
+class _Group:
+    """Needles of similar length, searched through ``q``-byte grams sampled every ``step`` bytes."""
+
+    def __init__(self, items: list[tuple[str, bytes]], q: int) -> None:
+        self.items = items
+        self.q = q
+        self.dtype = np.dtype(f"<u{q}")
+        self.mul = _MUL[q]
+        self.step = max(1, min(min(len(n) for _, n in items) - q + 1, _MAX_STEP))
+        cat = b"".join(n for _, n in items)
+        self.lens = np.fromiter((len(n) for _, n in items), dtype=np.int64, count=len(items))
+        starts = np.zeros(len(items), dtype=np.int64)
+        np.cumsum(self.lens[:-1], out=starts[1:])
+        every = _grams(cat, self.dtype, len(cat) - q + 1, 1)
+        offsets = np.arange(self.step, dtype=np.int64)
+        grams = every[(starts[:, None] + offsets).ravel()]
+        # entry e of the unsorted grams is needle e // step at offset e % step
+        self.order = np.argsort(grams)
+        self.grams = grams[self.order]
+        self.head = every[starts]
+        self.tail = every[starts + self.lens - q]
+        bits = int(min(26, max(20, int(np.ceil(np.log2(len(self.grams)))) + 6)))
+        self.down = self.dtype.type(8 * q - bits)
+        self.table = np.zeros(1 << bits, dtype=bool)
+        self.table[(self.grams * self.mul) >> self.down] = True
+
+    def occurrences(
+        self, buf: bytearray, n: int, seg_starts: np.ndarray, seg_ends: np.ndarray
+    ) -> list[tuple[str, int, int]]:
+        """(label, position, segment) of every occurrence in ``buf[:n]`` lying inside one segment."""
+        q, step = self.q, self.step
+        if n < q:
+            return []
+        sampled = _grams(buf, self.dtype, (n - q) // step + 1, step)
+        cand = np.flatnonzero(self.table[(sampled * self.mul) >> self.down])
+        if not cand.size:
+            return []
+        values = sampled[cand]
+        lo = np.searchsorted(self.grams, values, "left")
+        count = np.searchsorted(self.grams, values, "right") - lo
+        keep = count > 0
+        if not keep.any():
+            return []
+        cand, lo, count = cand[keep], lo[keep], count[keep]
+        every = _grams(buf, self.dtype, n - q + 1, 1)
+        out: list[tuple[str, int, int]] = []
+        for i in range(0, len(cand), _PAIRS):  # bounded memory even on degenerate data
+            part = slice(i, i + _PAIRS)
+            out += self._check(buf, every, cand[part], lo[part], count[part], seg_starts, seg_ends)
+        return out
+
+    def _check(
+        self,
+        buf: bytearray,
+        every: np.ndarray,
+        cand: np.ndarray,
+        lo: np.ndarray,
+        count: np.ndarray,
+        seg_starts: np.ndarray,
+        seg_ends: np.ndarray,
+    ) -> list[tuple[str, int, int]]:
+        total = int(count.sum())
+        entry = self.order[np.repeat(lo - (np.cumsum(count) - count), count) + np.arange(total)]
+        who, shift = np.divmod(entry, self.step)
+        start = np.repeat(cand * self.step, count) - shift
+        length = self.lens[who]
+        seg = np.searchsorted(seg_starts, start, "right") - 1
+        fits = (seg >= 0) & (start + length <= seg_ends[np.maximum(seg, 0)])
+        who, start, length, seg = who[fits], start[fits], length[fits], seg[fits]
+        same = (every[start] == self.head[who]) & (every[start + length - self.q] == self.tail[who])
+        out = []
+        for w, s, g in zip(who[same].tolist(), start[same].tolist(), seg[same].tolist(), strict=True):
+            label, needle = self.items[w]
+            if buf.startswith(needle, s):
+                out.append((label, s, g))
+        return out
+
+
 class _Matcher:
     def __init__(self, needles: Mapping[str, bytes]) -> None:
-        self.short = {k: v for k, v in needles.items() if len(v) < 4}
-        self.by_prefix: dict[int, list[tuple[str, bytes]]] = {}
-        self.table = np.zeros(65536, dtype=bool)
+        self.short = [(k, v) for k, v in needles.items() if len(v) < _FIND_BELOW]
+        buckets: dict[tuple[int, int], list[tuple[str, bytes]]] = {}
         for label, needle in needles.items():
-            if len(needle) >= 4:
-                key = needle[0] | (needle[1] << 8)  # little-endian uint16 of the first two bytes
-                self.table[key] = True
-                self.by_prefix.setdefault(key, []).append((label, needle))
+            size = len(needle)
+            if size >= _FIND_BELOW:
+                bucket = (4, 0) if size < 16 else (8, 0) if size < 32 else (8, 1)
+                buckets.setdefault(bucket, []).append((label, needle))
+        self.groups = [_Group(items, q) for (q, _), items in sorted(buckets.items())]
 
-    def find(self, window: bytes, found: dict[str, int], base: int) -> None:
-        for label, needle in self.short.items():
-            if label not in found and (pos := window.find(needle)) >= 0:
-                found[label] = base + pos
-        if not self.by_prefix or len(window) < 2:
-            return
-        # two zero-copy uint16 views: even and odd positions
-        for start in (0, 1):
-            keys = np.frombuffer(window, dtype="<u2", count=(len(window) - start) // 2, offset=start)
-            for k in np.flatnonzero(self.table[keys]).tolist():
-                pos = start + 2 * k
-                for label, needle in self.by_prefix[int(keys[k])]:
-                    if label not in found and window.startswith(needle, pos):
-                        found[label] = base + pos
+    def occurrences(
+        self, buf: bytearray, n: int, segments: list[tuple[int, int]]
+    ) -> list[tuple[str, int, int]]:
+        """(label, position, segment index) of occurrences in ``buf[:n]`` that lie inside one of
+        the ``segments`` (start, end); among them, the first of each needle in each segment."""
+        out: list[tuple[str, int, int]] = []
+        for label, needle in self.short:
+            for g, (s, e) in enumerate(segments):
+                pos = buf.find(needle, s, e)
+                if pos >= 0:
+                    out.append((label, pos, g))
+        if self.groups:
+            seg_starts = np.fromiter((s for s, _ in segments), dtype=np.int64, count=len(segments))
+            seg_ends = np.fromiter((e for _, e in segments), dtype=np.int64, count=len(segments))
+            for group in self.groups:
+                out += group.occurrences(buf, n, seg_starts, seg_ends)
+        return out
 
 
 def scan_tree(root: Path, needles: Mapping[str, bytes]) -> list[Hit]:
-    """Every (needle label, file, offset) of each needle's first occurrence in each file under ``root``."""
-    live = {label: n for label, n in needles.items() if n}
+    """Every (needle label, file, offset) of each needle's first occurrence in each file under ``root``.
+
+    Small files (blobs) are read whole, many to one buffer, and scanned together: an
+    occurrence counts only inside one file. Large ones are read in chunks."""
+    live = {label: bytes(n) for label, n in needles.items() if n}
     if not live:
         return []
     matcher = _Matcher(live)
     overlap = max(len(n) for n in live.values()) - 1
+    chunk = _CHUNK
+    stream = bytearray(overlap + chunk)
+    batch = _Batch(bytearray(chunk), matcher)
+    small = chunk // 4
     hits: list[Hit] = []
     for dirpath, _dirs, files in os.walk(root):
+        prefix = os.path.relpath(dirpath, root)
+        prefix = "" if prefix == "." else prefix + os.sep
         for name in sorted(files):
-            path = Path(dirpath) / name
-            if path.is_symlink() or not path.is_file():
+            path = os.path.join(dirpath, name)
+            try:
+                info = os.lstat(path)
+            except FileNotFoundError:
                 continue
-            hits.extend(_scan_file(path, root, matcher, overlap))
+            if not stat.S_ISREG(info.st_mode):
+                continue
+            rel = prefix + name
+            if info.st_size < small:
+                if not batch.fits(info.st_size):
+                    hits += batch.flush()
+                if batch.add(path, rel, info.st_size):
+                    continue
+            hits += _scan_file(path, rel, matcher, overlap, stream)
+    hits += batch.flush()
     return hits
 
 
-def _scan_file(path: Path, root: Path, matcher: _Matcher, overlap: int) -> list[Hit]:
+class _Batch:
+    """Small files read whole into one buffer, one after the other, and scanned together."""
+
+    def __init__(self, buf: bytearray, matcher: _Matcher) -> None:
+        self.buf, self.view, self.matcher = buf, memoryview(buf), matcher
+        self.files: list[tuple[str, int, int]] = []  # (relative path, start, end)
+        self.fill = 0
+
+    def fits(self, size: int) -> bool:
+        return self.fill + size + 1 <= len(self.buf)
+
+    def add(self, path: str, rel: str, size: int) -> bool:
+        """Read the file in; False if it is not the size it was (it is then read in chunks)."""
+        try:
+            with open(path, "rb", buffering=0) as fh:
+                got = _read_full(fh, self.view[self.fill : self.fill + size + 1])
+        except FileNotFoundError:
+            return True
+        if got > size:  # grew since it was listed
+            return False
+        self.files.append((rel, self.fill, self.fill + got))
+        self.fill += got
+        return True
+
+    def flush(self) -> list[Hit]:
+        if not self.files:
+            return []
+        found: dict[tuple[int, str], int] = {}
+        segments = [(s, e) for _, s, e in self.files]
+        for label, pos, seg in self.matcher.occurrences(self.buf, self.fill, segments):
+            offset = pos - segments[seg][0]
+            key = (seg, label)
+            if key not in found or offset < found[key]:
+                found[key] = offset
+        hits = [Hit(label, self.files[seg][0], offset) for (seg, label), offset in found.items()]
+        self.files.clear()
+        self.fill = 0
+        return hits
+
+
+def _read_full(fh: Any, view: memoryview) -> int:
+    got = 0
+    while got < len(view):
+        n = fh.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
+def _scan_file(path: str, rel: str, matcher: _Matcher, overlap: int, buf: bytearray) -> list[Hit]:
+    """Reads the file in chunks into ``buf``, each after the last ``overlap`` bytes of the one
+    before, so a needle that straddles two chunks is seen whole."""
     found: dict[str, int] = {}
-    base = 0
-    tail = b""
-    with open(path, "rb") as fh:
-        while True:
-            chunk = fh.read(_CHUNK)
-            if not chunk:
-                break
-            window = tail + chunk
-            matcher.find(window, found, base - len(tail))
-            tail = window[-overlap:] if overlap else b""
-            base += len(chunk)
-    rel = str(path.relative_to(root))
+    base = 0  # file offset of buf[0]
+    have = 0  # bytes carried over from the previous chunk
+    view = memoryview(buf)
+    chunk = len(buf) - overlap
+    try:
+        with open(path, "rb", buffering=0) as fh:
+            while True:
+                got = fh.readinto(view[have : have + chunk])
+                if not got:
+                    break
+                n = have + got
+                for label, pos, _ in matcher.occurrences(buf, n, [(0, n)]):
+                    if label not in found or base + pos < found[label]:
+                        found[label] = base + pos
+                have = min(overlap, n)
+                buf[:have] = buf[n - have : n]
+                base += n - have
+    except FileNotFoundError:
+        return []
+    finally:
+        view.release()
     return [Hit(label, rel, offset) for label, offset in found.items()]

@@ -410,6 +410,8 @@ class _Writer:
         ]
         puts = self._put_blobs(sealed)
         del sealed
+        for item, _ in fresh:
+            item.data = b""  # sealed and on its way: let the plaintext go
         staged: list[tuple[_Item, Probe, dict[str, Any]]] = []
         for (item, pr), asset_id in zip(fresh, ids, strict=True):
             owner = self.subjects[item.owner]
@@ -448,9 +450,8 @@ class _Writer:
         concurrent.futures.wait(pending.puts)
         # result() raises the first failed write: then nothing of the batch is committed
         keys = [key for put in pending.puts for key in put.result()]
-        for (item, _, asset), key in zip(staged, keys, strict=True):
+        for (_, _, asset), key in zip(staged, keys, strict=True):
             asset["blob_key"] = key
-            item.data = b""
 
         losers: list[str] = []
         with self.sessions.begin() as session:

@@ -193,7 +193,7 @@ class SISAClassifier:
 
     def _train(self, shard: _Shard, data: dict[str, tuple[Any, Any]], *, start: int) -> int:
         """Train slices ``start..R-1`` of a shard; returns how many slices were trained."""
-        labels = sorted({data[i][1] for i in shard.ids}, key=repr)
+        labels = sorted({data[i][1] for i in shard.ids}, key=_label_key)
         shard.classes = labels
         incremental = hasattr(self.estimator, "partial_fit")
         model = None
@@ -219,7 +219,9 @@ class SISAClassifier:
                     X = np.stack([data[i][0] for i in prefix])
                     y = np.asarray([data[i][1] for i in prefix])
                     model = _fit_or_single(
-                        lambda m, X=X, y=y: m.fit(X, y), self._fresh(shard), sorted(set(y.tolist()), key=repr)
+                        lambda m, X=X, y=y: m.fit(X, y),
+                        self._fresh(shard),
+                        sorted(set(y.tolist()), key=_label_key),
                     )
                 else:
                     model = None
@@ -233,7 +235,7 @@ class SISAClassifier:
     def _refresh_classes(self) -> None:
         labels = {c for s in self.shards_ for c in s.classes}
         self.classes_ = np.asarray(
-            sorted(labels, key=repr), dtype=object if labels and not _numeric(labels) else None
+            sorted(labels, key=_label_key), dtype=object if labels and not _numeric(labels) else None
         )
 
     # -- prediction ------------------------------------------------------------------
@@ -311,7 +313,7 @@ class SISAClassifier:
                     "cannot retrain exactly"
                 )
             data = {i: (X[k], y[k]) for k, i in enumerate(remaining)}
-            new_labels = sorted({data[i][1] for i in remaining}, key=repr)
+            new_labels = sorted({data[i][1] for i in remaining}, key=_label_key)
             if new_labels != shard.classes and incremental:
                 first = 0  # the class set changed: earlier increments were trained with the old one
             for r in range(first, self.n_slices):
@@ -326,7 +328,7 @@ class SISAClassifier:
             for key in stale:
                 self.checkpoints.destroy(key)
         self._refresh_classes()
-        removed = sorted(old_classes - set(self.classes_.tolist()), key=repr)
+        removed = sorted(old_classes - set(self.classes_.tolist()), key=_label_key)
         shards_done = [s.index for s in retrained]
         if not forgotten:
             message = f"none of the {len(wanted)} item(s) were in the training set: nothing to forget"
@@ -394,6 +396,17 @@ def _fit_or_single(step: Callable[[Any], Any], model: Any, labels: list[Any]) ->
             raise
         return _SingleClass(labels[0])
     return model
+
+
+def _label_key(label: Any) -> tuple[int, Any, str]:
+    """Sort order of class labels: numbers by value, others by repr; a numpy scalar sorts
+    as the Python value it holds, so labels read back from a manifest (JSON) and labels
+    from a loader (numpy) order the same way."""
+    if isinstance(label, np.generic):
+        label = label.item()
+    if isinstance(label, (int, float)):
+        return (0, label, "")
+    return (1, 0, repr(label))
 
 
 def _numeric(labels: set[Any]) -> bool:
