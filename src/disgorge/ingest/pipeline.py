@@ -102,7 +102,9 @@ class IngestOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_bytes: int = 256 * 1024 * 1024
     workers: int | None = None
-    batch_size: int = 128
+    #: photos per batch; a batch also closes at ``batch_bytes`` of file data
+    batch_size: int = 256
+    batch_bytes: int = 64 * 1024 * 1024
 
 
 @dataclass
@@ -211,8 +213,17 @@ def _assign(member: Member, entries: dict[str, ManifestEntry] | None, report: In
     return _Item(member, parent, (), None)
 
 
-def _chunks(items: Iterator[_Item], size: int) -> Iterator[list[_Item]]:
-    while batch := list(itertools.islice(items, size)):
+def _chunks(items: Iterator[_Item], size: int, max_bytes: int) -> Iterator[list[_Item]]:
+    """Batches of ``size`` items, or fewer when their data reaches ``max_bytes``."""
+    batch: list[_Item] = []
+    total = 0
+    for item in items:
+        batch.append(item)
+        total += len(item.data)
+        if len(batch) >= size or total >= max_bytes:
+            yield batch
+            batch, total = [], 0
+    if batch:
         yield batch
 
 
@@ -235,7 +246,7 @@ def _decoded(items: Iterator[_Item], options: IngestOptions) -> Iterator[tuple[l
     costs more than it saves.
     """
     workers = options.workers or os.cpu_count() or 1
-    batches = _chunks(items, options.batch_size)
+    batches = _chunks(items, options.batch_size, options.batch_bytes)
     first = list(itertools.islice(batches, 2))
     batches = itertools.chain(first, batches)
     if workers <= 1 or len(first) < 2:
