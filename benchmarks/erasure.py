@@ -27,19 +27,24 @@ What it does, all in one run:
    step, certificate), timed step by step. The verifier's forensic scan is limited to the
    catalog's files (``catalog.sqlite``, its WAL and shared memory: where the subject's bytes
    could survive once their blobs are deleted) and timed apart; the full-tree scan is part C.
-   Two variants: the purge as it is (WAL checkpoint, ``VACUUM``, checkpoint) and a purge by
-   WAL checkpoint only (relying on ``secure_delete``), whose catalog scan shows whether any
-   erased byte survives without ``VACUUM``;
+   Two variants: the purge as it was (``purge_free_space(engine, vacuum=True)``: WAL
+   checkpoint, VACUUM, checkpoint; twice per erasure) and as it is now (WAL checkpoint,
+   VACUUM only when more than 25 % of the pages are free). After each variant an
+   independent check (``grep -a -o -F`` and ``bytes.find``, not ``scan_tree``) looks in the
+   catalog's files for the sha256 (hex, as the catalog stores it) of every photo of the
+   erased subjects and for their wrapped data keys, with live photos as a positive control;
 3. **C. forensic scan** of the whole workspace (catalog and every blob, page cache warm) with
-   the needles the verifier would take for one subject (~100) and for 1,000 and 10,000
-   photos: ``scan_tree`` against ``bytes.find`` once per needle over every file and against
-   ``grep -c -a -F -f NEEDLES`` (needles holding a newline or NUL byte left out for grep);
-   the baselines run on the first ``--baseline-mb`` MB of the tree (their speed per MB does
-   not depend on how much they read);
+   the needles the verifier would take for 20 photos (about one subject's: ~100 needles),
+   1,000 and 10,000 photos: ``scan_tree`` (best of 3) against ``bytes.find`` once per needle
+   and against ``grep -c -a -F -f NEEDLES`` (needles holding a newline or NUL byte left out
+   for grep). The baselines read a sample: the first ``--baseline-mb`` / 2 MB of the catalog
+   and as many MB of blobs, ``bytes.find`` stopping after ``--baseline-s`` seconds (their
+   speed per MB does not depend on how much they read);
 4. **B. a whole source**: ``Workspace.erase("source", "tainted-scrape")`` end to end (the
    verifier's full-tree scan included), side by side with what a user would otherwise do
    with the same number of encrypted blob files: open, overwrite with zeros, ``fsync``,
-   unlink each (on a copy of the source's blob files, made before the erasure).
+   unlink each (on a copy of the source's blob files, made before the erasure; stopped
+   after ``--overwrite-s`` seconds, the rate then being over the files done).
 
 The machine is reported with its load average (``uptime``) at each part: on a shared
 machine wall-clock times are slower and noisier than on an idle one.
@@ -336,25 +341,13 @@ def _wrap(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
     return inner
 
 
-def checkpoint_only(engine: Any) -> None:
-    """The purge without VACUUM: secure_delete has zeroed what was deleted; the WAL's old
-    page images go with a TRUNCATE checkpoint."""
-    raw = engine.raw_connection()
-    try:
-        cur = raw.cursor()
-        cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        cur.close()
-    finally:
-        raw.close()
-
-
 class Patches:
     """Instruments ErasureEngine (per step, plan, scan, purge) and selects scan and purge."""
 
     def __init__(self) -> None:
         self.saved: dict[tuple[Any, str], Any] = {}
         self.scan_scope = "catalog"  # "catalog" or "full"
-        self.purge = "vacuum"  # "vacuum" (as shipped) or "checkpoint"
+        self.purge = "default"  # "default" (purge_free_space as shipped) or "vacuum" (always)
         self.original_purge = engine_mod.purge_free_space
 
     def _set(self, owner: Any, name: str, value: Any) -> None:
@@ -399,12 +392,13 @@ class Patches:
             console.print(f"  [red]HIT[/] {h.label} in {h.file} at {h.offset}")
         return hits
 
-    def _purge(self, engine: Any) -> None:
-        with timed("purge (" + ("VACUUM" if self.purge == "vacuum" else "checkpoint") + ")"):
-            if self.purge == "vacuum":
-                self.original_purge(engine)
-            else:
-                checkpoint_only(engine)
+    def _purge(self, engine: Any, **kwargs: Any) -> bool:
+        started = time.perf_counter()
+        if self.purge == "vacuum":
+            kwargs["vacuum"] = True
+        vacuumed = self.original_purge(engine, **kwargs)
+        CURRENT.add("purge (" + ("VACUUM" if vacuumed else "checkpoint") + ")", time.perf_counter() - started)
+        return vacuumed
 
 
 def freelist(db: Path) -> tuple[int, int]:
@@ -516,7 +510,7 @@ def part_a(
     out: dict[str, Any] = {"assets": assets}
     refs = saved["subjects"]
     labels = [f"typical #{i + 1}" for i in range(len(refs) - 1)] + ["most photos"]
-    for variant in ("vacuum", "checkpoint"):
+    for variant in ("vacuum", "default"):
         fresh_copy(pristine, run)
         db = run / ".disgorge" / "catalog.sqlite"
         warm([db])
@@ -559,8 +553,8 @@ def part_a(
 def render_a(a: dict[str, Any]) -> list[Table]:
     tables = []
     for variant, title in (
-        ("vacuum", "purge as shipped: checkpoint + VACUUM + checkpoint (twice per erasure)"),
-        ("checkpoint", "purge by WAL checkpoint only (secure_delete zeroes freed content)"),
+        ("vacuum", "purge as before: checkpoint + VACUUM + checkpoint, twice per erasure"),
+        ("default", "purge as now: WAL checkpoint; VACUUM only above 25 % free pages"),
     ):
         res = a[variant]
         table = Table(
@@ -606,7 +600,7 @@ def render_phases(a: dict[str, Any]) -> Table:
     )
     table.add_column("phase")
     cols = []
-    for variant in ("vacuum", "checkpoint"):
+    for variant in ("vacuum", "default"):
         for r in a[variant]["rows"]:
             cols.append(r)
             table.add_column(f"{r['subject']}\n({variant})", justify="right")
@@ -865,7 +859,7 @@ def part_b(run: Path, patches: Patches, scope: str, tmp: Path, budget_s: float) 
         shutil.rmtree(copies, ignore_errors=True)
         console.print(f"  baseline: {base_files:,} files in {base_s:.1f} s ({uptime()})")
         patches.scan_scope = scope
-        patches.purge = "vacuum"
+        patches.purge = "default"
         CURRENT = Timer()
         t = time.perf_counter()
         with console.status(f"B: erase --source {SOURCE_NAME} ({len(paths):,} photos) ..."):
@@ -922,7 +916,7 @@ def render_b(b: dict[str, Any]) -> Table:
         "disgorge erase --source, executed",
         ph.get("plan+record", 0.0) + ph.get("approve (re-plan, journal)", 0.0) + execute,
         "plan, approve, steps sample .. purge_database (blob files unlinked, rows tombstoned, "
-        "keys shredded, dataset versions derived, models retired, VACUUM)",
+        "keys shredded, dataset versions derived, models retired, purge)",
     )
     row(
         "disgorge erase --source, end to end",

@@ -2,9 +2,9 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/ingest.py                      # 10,000 photos, 1 and 2 workers
+    .venv/bin/python benchmarks/ingest.py                      # 10,000 photos, 1 and 2 workers, CLI
     .venv/bin/python benchmarks/ingest.py --photos 2000 --workers 2 --no-cli
-    .venv/bin/python benchmarks/ingest.py --json results.json  # also write the numbers as JSON
+    .venv/bin/python benchmarks/ingest.py --repeat 2 --markdown --json results.json
 
 What it does, all in one run so every number comes from the same machine state:
 
@@ -12,18 +12,21 @@ What it does, all in one run so every number comes from the same machine state:
    in LFW layout, ``NAME/NAME_0001.jpg``, ``--per-person`` photos per person. They are
    cached under ``--cache`` (default ``/tmp/disgorge-bench``) between runs; a missing or
    incomplete cache is regenerated from scratch;
-2. warms the OS page cache by reading every file once: dropping the page cache needs
+2. warms the OS page cache by reading every file (twice): dropping the page cache needs
    root, so instead every contender runs with the photos already in memory;
 3. times the baseline a user would otherwise run: ``sha256sum`` over every file plus a
-   plain ``cp -r`` of the folder (subprocesses, wall time);
-4. times ``Workspace.ingest`` once per ``--workers`` value, each into a fresh workspace;
-5. times the ``disgorge ingest`` CLI end to end once (process start, imports, ingest),
-   into a fresh workspace made beforehand with ``disgorge init`` / ``source add``;
-6. prints one table: seconds, photos/s, MB/s and the ratio to the baseline's time, and
-   checks the goal (>= 300 photos/s and within 5x of the baseline).
+   plain ``cp -r`` of the folder (subprocesses, wall time), ``--baseline-repeat`` times,
+   keeping the fastest;
+4. times ``Workspace.ingest`` for each ``--workers`` value, each into a fresh workspace;
+5. times the ``disgorge ingest`` CLI end to end (process start, imports, ingest), into a
+   fresh workspace made beforehand with ``disgorge init`` / ``source add``;
+6. prints one table: seconds, photos/s, MB/s, the ratio to the baseline's time, and the
+   CPU seconds of all the processes of each run (steadier than wall time on a shared
+   machine); then the load average and the goal (>= 300 photos/s, within 5x of the
+   baseline). ``--repeat N`` runs each disgorge variant N times and keeps the fastest.
 
-Every disgorge run is checked afterwards (all photos stored, audit chain intact), outside
-the timed section.
+Every disgorge run is checked afterwards (all photos stored once, one audit event each,
+audit chain intact, one blob each), outside the timed section.
 """
 
 from __future__ import annotations
