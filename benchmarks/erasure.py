@@ -316,6 +316,7 @@ class Timer:
     scan_bytes: int = 0
     scan_hits: int = 0
     needles: int = 0
+    hit_offsets: list[int] = field(default_factory=list)  # hits in catalog.sqlite
 
     def add(self, name: str, seconds: float) -> None:
         self.phases[name] = self.phases.get(name, 0.0) + seconds
@@ -341,13 +342,25 @@ def _wrap(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
     return inner
 
 
+def checkpoint_only(engine: Any) -> None:
+    """The purge without VACUUM (an experiment, not what disgorge does): secure_delete has
+    zeroed deleted cells and freed pages; a TRUNCATE checkpoint drops the WAL's old pages."""
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        cur.close()
+    finally:
+        raw.close()
+
+
 class Patches:
     """Instruments ErasureEngine (per step, plan, scan, purge) and selects scan and purge."""
 
     def __init__(self) -> None:
         self.saved: dict[tuple[Any, str], Any] = {}
         self.scan_scope = "catalog"  # "catalog" or "full"
-        self.purge = "default"  # "default" (purge_free_space as shipped) or "vacuum" (always)
+        self.purge = "vacuum"  # "vacuum" (purge_free_space as shipped) or "checkpoint" (experiment)
         self.original_purge = engine_mod.purge_free_space
 
     def _set(self, owner: Any, name: str, value: Any) -> None:
@@ -388,17 +401,67 @@ class Patches:
                 finally:
                     shutil.rmtree(view, ignore_errors=True)
         CURRENT.scan_hits = len(hits)
-        for h in hits:
+        CURRENT.hit_offsets = [h.offset for h in hits if h.file == "catalog.sqlite"]
+        for h in hits[:5]:
             console.print(f"  [red]HIT[/] {h.label} in {h.file} at {h.offset}")
+        if len(hits) > 5:
+            console.print(f"  [red]... and {len(hits) - 5} more hits[/]")
         return hits
 
-    def _purge(self, engine: Any, **kwargs: Any) -> bool:
-        started = time.perf_counter()
-        if self.purge == "vacuum":
-            kwargs["vacuum"] = True
-        vacuumed = self.original_purge(engine, **kwargs)
-        CURRENT.add("purge (" + ("VACUUM" if vacuumed else "checkpoint") + ")", time.perf_counter() - started)
-        return vacuumed
+    def _purge(self, engine: Any) -> None:
+        with timed("purge (" + ("VACUUM" if self.purge == "vacuum" else "checkpoint") + ")"):
+            if self.purge == "vacuum":
+                self.original_purge(engine)
+            else:
+                checkpoint_only(engine)
+
+
+def locate(db: Path, offsets: list[int]) -> dict[str, int]:
+    """Where in the SQLite file each offset lies: a free page, the unallocated gap of a live
+    B-tree page (between its cell pointers and its cells), a freeblock, or a cell."""
+    out: dict[str, int] = {}
+    if not offsets:
+        return out
+    with open(db, "rb") as fh:
+        header = fh.read(100)
+        size = int.from_bytes(header[16:18], "big")
+        size = 65536 if size == 1 else size
+
+        def page(n: int) -> bytes:
+            fh.seek((n - 1) * size)
+            return fh.read(size)
+
+        free: set[int] = set()
+        trunk = int.from_bytes(header[32:36], "big")
+        while trunk:
+            data = page(trunk)
+            free.add(trunk)
+            count = int.from_bytes(data[4:8], "big")
+            free.update(int.from_bytes(data[8 + 4 * i : 12 + 4 * i], "big") for i in range(count))
+            trunk = int.from_bytes(data[0:4], "big")
+        for offset in offsets:
+            number, rel = offset // size + 1, offset % size
+            data = page(number)
+            start = 100 if number == 1 else 0
+            if number in free:
+                where = "free page"
+            else:
+                kind = data[start]
+                cells = int.from_bytes(data[start + 3 : start + 5], "big")
+                content = int.from_bytes(data[start + 5 : start + 7], "big") or 65536
+                pointers_end = start + (12 if kind in (2, 5) else 8) + 2 * cells
+                blocks, block = [], int.from_bytes(data[start + 1 : start + 3], "big")
+                while block and len(blocks) < 10_000:
+                    blocks.append((block, int.from_bytes(data[block + 2 : block + 4], "big")))
+                    block = int.from_bytes(data[block : block + 2], "big")
+                if pointers_end <= rel < content:
+                    where = "unallocated gap of a live page"
+                elif any(b <= rel < b + n for b, n in blocks):
+                    where = "freeblock of a live page"
+                else:
+                    where = "cell of a live page"
+            out[where] = out.get(where, 0) + 1
+    return out
 
 
 def freelist(db: Path) -> tuple[int, int]:
@@ -510,7 +573,7 @@ def part_a(
     out: dict[str, Any] = {"assets": assets}
     refs = saved["subjects"]
     labels = [f"typical #{i + 1}" for i in range(len(refs) - 1)] + ["most photos"]
-    for variant in ("vacuum", "default"):
+    for variant in ("vacuum", "checkpoint"):
         fresh_copy(pristine, run)
         db = run / ".disgorge" / "catalog.sqlite"
         warm([db])
@@ -553,8 +616,8 @@ def part_a(
 def render_a(a: dict[str, Any]) -> list[Table]:
     tables = []
     for variant, title in (
-        ("vacuum", "purge as before: checkpoint + VACUUM + checkpoint, twice per erasure"),
-        ("default", "purge as now: WAL checkpoint; VACUUM only above 25 % free pages"),
+        ("vacuum", "purge as shipped: checkpoint + VACUUM + checkpoint, twice per erasure"),
+        ("checkpoint", "experiment: purge by WAL checkpoint only, no VACUUM"),
     ):
         res = a[variant]
         table = Table(
@@ -600,7 +663,7 @@ def render_phases(a: dict[str, Any]) -> Table:
     )
     table.add_column("phase")
     cols = []
-    for variant in ("vacuum", "default"):
+    for variant in ("vacuum", "checkpoint"):
         for r in a[variant]["rows"]:
             cols.append(r)
             table.add_column(f"{r['subject']}\n({variant})", justify="right")
@@ -837,61 +900,84 @@ def overwrite_and_unlink(paths: list[Path], budget_s: float) -> tuple[float, int
     return time.perf_counter() - started, len(paths)
 
 
-def part_b(run: Path, patches: Patches, scope: str, tmp: Path, budget_s: float) -> dict[str, Any]:
-    global CURRENT
+def baseline_overwrite(run: Path, tmp: Path, budget_s: float) -> dict[str, Any]:
+    """The user's alternative, on copies of the source's blob files."""
     ws = Workspace.open(run, actor="bench")
     try:
         paths = source_blob_paths(ws)
-        copies = tmp / "baseline-blobs"
-        shutil.rmtree(copies, ignore_errors=True)
-        copies.mkdir(parents=True)
-        with console.status(f"B: copying {len(paths):,} blob files for the baseline ..."):
-            targets = []
-            for p in paths:
-                dst = copies / p.name[:2] / p.name
-                dst.parent.mkdir(exist_ok=True)
-                shutil.copyfile(p, dst)
-                targets.append(dst)
-            os.sync()
-        nbytes = sum(p.stat().st_size for p in targets)
-        with console.status(f"B: baseline: overwrite + fsync + unlink {len(targets):,} files ..."):
-            base_s, base_files = overwrite_and_unlink(targets, budget_s)
-        shutil.rmtree(copies, ignore_errors=True)
-        console.print(f"  baseline: {base_files:,} files in {base_s:.1f} s ({uptime()})")
-        patches.scan_scope = scope
-        patches.purge = "default"
+    finally:
+        ws.close()
+    copies = tmp / "baseline-blobs"
+    shutil.rmtree(copies, ignore_errors=True)
+    copies.mkdir(parents=True)
+    with console.status(f"B: copying {len(paths):,} blob files for the baseline ..."):
+        targets = []
+        for p in paths:
+            dst = copies / p.name[:2] / p.name
+            dst.parent.mkdir(exist_ok=True)
+            shutil.copyfile(p, dst)
+            targets.append(dst)
+        os.sync()
+    nbytes = sum(p.stat().st_size for p in targets)
+    with console.status(f"B: baseline: overwrite + fsync + unlink {len(targets):,} files ..."):
+        seconds, done = overwrite_and_unlink(targets, budget_s)
+    shutil.rmtree(copies, ignore_errors=True)
+    console.print(f"  baseline: {done:,} files in {seconds:.1f} s ({uptime()})")
+    return {"photos": len(paths), "mb": nbytes / 1e6, "seconds": seconds, "files": done}
+
+
+def erase_source(run: Path, patches: Patches, scope: str, variant: str) -> dict[str, Any]:
+    global CURRENT
+    patches.scan_scope = scope
+    patches.purge = variant
+    ws = Workspace.open(run, actor="bench")
+    try:
         CURRENT = Timer()
         t = time.perf_counter()
-        with console.status(f"B: erase --source {SOURCE_NAME} ({len(paths):,} photos) ..."):
+        with console.status(f"B: erase --source {SOURCE_NAME}, purge by {variant} ..."):
             result = ws.erase("source", SOURCE_NAME, reason="benchmark: tainted source")
         total = time.perf_counter() - t
         timer = CURRENT
-        console.print(f"  erase --source done in {total:.1f} s ({uptime()})")
     finally:
         ws.close()
+    where = locate(run / ".disgorge" / "catalog.sqlite", timer.hit_offsets)
+    console.print(
+        f"  erase --source ({variant}) done in {total:.1f} s; catalog hits: {where or 'none'} ({uptime()})"
+    )
     steps = {s["step"]: s["summary"] for s in result["steps"]}
     return {
-        "photos": len(paths),
-        "mb": nbytes / 1e6,
-        "baseline_s": base_s,
-        "baseline_files": base_files,
         "total_s": total,
         "phases": timer.phases,
         "scan_s": timer.phases.get("forensic scan", 0.0),
         "scan_mb": timer.scan_bytes / 1e6,
         "needles": timer.needles,
         "hits": timer.scan_hits,
-        "ok": bool(result.get("verification", {}).get("ok")),
+        "ok": bool((result.get("verification") or {}).get("ok")),
         "keys_destroyed": steps.get("shred_keys", {}).get("keys_destroyed"),
+        "photos": steps.get("tombstone_assets", {}).get("tombstoned"),
         "scope": scope,
+        "hits_where": where,
     }
 
 
+def part_b(
+    pristine: Path, run: Path, patches: Patches, scope: str, tmp: Path, budget_s: float
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for variant in ("vacuum", "checkpoint"):
+        fresh_copy(pristine, run)
+        warm([run / ".disgorge" / "catalog.sqlite"])
+        if "baseline" not in out:
+            out["baseline"] = baseline_overwrite(run, tmp, budget_s)
+        out[variant] = erase_source(run, patches, scope, variant)
+    return out
+
+
 def render_b(b: dict[str, Any]) -> Table:
-    n = b["photos"]
-    ph = b["phases"]
+    base = b["baseline"]
+    n = base["photos"]
     table = Table(
-        title=f"B. erasing a whole source: {n:,} photos, {b['mb']:,.0f} MB of encrypted blobs",
+        title=f"B. erasing a whole source: {n:,} photos, {base['mb']:,.0f} MB of encrypted blobs",
         title_justify="left",
     )
     table.add_column("path")
@@ -902,32 +988,46 @@ def render_b(b: dict[str, Any]) -> Table:
     def row(name: str, seconds: float, what: str) -> None:
         table.add_row(name, f"{seconds:,.1f}", f"{n / seconds:,.0f}" if seconds else "-", what)
 
-    shred = ph.get("step:shred_keys", 0.0)
-    row(
-        "crypto-shredding: shred_keys step",
-        shred,
-        f"{b['keys_destroyed']:,} data keys destroyed: the photos of subjects found only in this source "
-        "are unreadable from here on (the purge that follows is below)",
-    )
-    execute = sum(
-        v for k, v in ph.items() if k.startswith("step:") and k not in ("step:verify", "step:certificate")
-    )
-    row(
-        "disgorge erase --source, executed",
-        ph.get("plan+record", 0.0) + ph.get("approve (re-plan, journal)", 0.0) + execute,
-        "plan, approve, steps sample .. purge_database (blob files unlinked, rows tombstoned, "
-        "keys shredded, dataset versions derived, models retired, purge)",
-    )
-    row(
-        "disgorge erase --source, end to end",
-        b["total_s"],
-        f"+ verify ({b['scope']} scan: {b['needles']:,} needles over {b['scan_mb']:,.0f} MB in "
-        f"{b['scan_s']:,.1f} s, {b['hits']} hits) and certificate",
-    )
-    row(
+    for variant, label in (("vacuum", "as shipped"), ("checkpoint", "experiment: no VACUUM")):
+        r = b[variant]
+        ph = r["phases"]
+        if variant == "vacuum":
+            row(
+                "crypto-shredding: the shred_keys step",
+                ph.get("step:shred_keys", 0.0),
+                f"{r['keys_destroyed']:,} data keys destroyed: every photo of a subject found only "
+                "in this source is unreadable from then on",
+            )
+            row(
+                "the delete_blobs step",
+                ph.get("step:delete_blobs", 0.0),
+                "the source's blob files unlinked (no overwrite: they are ciphertext)",
+            )
+        executed = ph.get("plan+record", 0.0) + ph.get("approve (re-plan, journal)", 0.0)
+        executed += sum(
+            v for k, v in ph.items() if k.startswith("step:") and k not in ("step:verify", "step:certificate")
+        )
+        purge = sum(v for k, v in ph.items() if k.startswith("purge"))
+        row(
+            f"erase --source, executed ({label})",
+            executed,
+            "plan, approve, sample .. purge_database: blobs unlinked, rows tombstoned, keys shredded, "
+            "dataset versions derived",
+        )
+        status = "[green]ok[/]" if r["ok"] else "[red]NOT OK[/]"
+        row(
+            f"erase --source, end to end ({label})",
+            r["total_s"],
+            f"+ verify: {r['scope']} scan, {r['needles']:,} needles over {r['scan_mb']:,.0f} MB in "
+            f"{r['scan_s']:,.1f} s: {r['hits']} hits, {status}; + certificate; purges {purge:,.1f} s",
+        )
+    done = base["files"]
+    table.add_row(
         "baseline: overwrite, fsync, unlink",
-        b["baseline_s"],
-        "each blob file zeroed in place, fsync'd, unlinked",
+        f"{base['seconds']:,.1f}" + ("" if done == n else f" for {done:,} files"),
+        f"{done / base['seconds']:,.0f}",
+        "each blob file zeroed in place, fsync'd, unlinked"
+        + ("" if done == n else f" (stopped after {base['seconds']:,.0f} s: rate over the files done)"),
     )
     return table
 
@@ -935,11 +1035,13 @@ def render_b(b: dict[str, Any]) -> Table:
 def render_b_phases(b: dict[str, Any]) -> Table:
     table = Table(title="B. erase --source: seconds per phase", title_justify="left")
     table.add_column("phase")
-    table.add_column("seconds", justify="right")
+    table.add_column("as shipped (VACUUM)", justify="right")
+    table.add_column("no VACUUM", justify="right")
     names: list[str] = ["plan+record", "approve (re-plan, journal)"] + [f"step:{s}" for s in STEPS]
-    extra = sorted(set(b["phases"]) - set(names))
+    extra = sorted((set(b["vacuum"]["phases"]) | set(b["checkpoint"]["phases"])) - set(names))
     for name in names + extra:
-        table.add_row(name, f"{b['phases'].get(name, 0.0):,.2f}")
+        table.add_row(name, *[f"{b[v]['phases'].get(name, 0.0):,.2f}" for v in ("vacuum", "checkpoint")])
+    table.add_row("total", *[f"{b[v]['total_s']:,.2f}" for v in ("vacuum", "checkpoint")])
     return table
 
 
@@ -1042,7 +1144,7 @@ def main(argv: list[str] | None = None) -> int:
             results["c"] = c
             console.print(render_c(c))
         if not args.skip_source:
-            b = part_b(run, patches, args.source_scan, tmp, args.overwrite_s)
+            b = part_b(pristine, run, patches, args.source_scan, tmp, args.overwrite_s)
             results["b"] = b
             console.print(render_b(b))
             console.print(render_b_phases(b))

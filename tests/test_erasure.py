@@ -251,6 +251,41 @@ def test_a_second_erasure_of_the_same_scope_is_blocked_while_the_first_runs(syn:
             ws.erase("subject", "Ada_Lovelace", reason=REASON)
 
 
+def test_a_failed_erasure_blocks_a_new_one_of_its_scope_until_resumed(
+    sws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection: one step raises. A fresh plan would miss what the failed request
+    already removed, so the only way on is to resume it."""
+    from disgorge.erasure.engine import ErasureEngine
+
+    def broken(self: ErasureEngine, req: Any) -> dict[str, Any]:
+        raise OSError("disk went away")
+
+    monkeypatch.setattr(ErasureEngine, "_step_delete_blobs", broken)
+    with pytest.raises(OSError, match="disk went away"):
+        sws.erase("subject", "Ada_Lovelace", reason=REASON)
+    rid = _only_request(sws)
+    assert sws.erasure(rid)["state"] == "failed"
+    with pytest.raises(ErasureBlocked, match=f"erasure {rid} of this scope failed part-way.*resume {rid}"):
+        sws.erase("subject", "Ada_Lovelace", reason=REASON)
+    monkeypatch.undo()
+    assert sws.erasure_resume(rid)["state"] == "completed"
+
+
+def test_a_short_external_id_is_not_a_scan_needle(sws: Workspace, tmp_path: Path) -> None:
+    """The id "ann" is inside "planned", a word the catalog holds: as a needle it would be a false hit.
+    The catalog never holds the id itself, only its keyed ref, so nothing is lost by not
+    scanning for it."""
+    folder = tmp_path / "ann"
+    folder.mkdir()
+    (folder / "ann_1.jpg").write_bytes(synthetic_photo(31, 0, size=120))
+    (tmp_path / "ann.csv").write_text("path,subject\nann_1.jpg,ann\n")
+    sws.ingest(folder, source="app", manifest=tmp_path / "ann.csv", at="2013-03-01")
+    done = sws.erase("subject", "ann", reason=REASON)
+    assert done["state"] == "completed", done
+    assert done["verification"]["ok"], done["verification"]
+
+
 def test_cancel_works_before_execution_and_is_refused_after(sws: Workspace, syn: Syn) -> None:
     first = sws.erase("subject", "Ada_Lovelace", reason=REASON, execute=False)
     cancelled = sws.erasure_cancel(first["id"], reason="the request was withdrawn")

@@ -61,6 +61,7 @@ from .catalog.lineage import LineageGraph, downstream, parse_node, upstream
 from .config import MARKER, Config, find_workspace
 from .consent import ConsentGate, ConsentImportReport, ItemRef, Purpose, import_consent, parse_purpose
 from .datasets import DatasetBuild, build_dataset, dataset_diff, dataset_view, find_dataset
+from .erasure.forensics import MIN_NEEDLE_BYTES
 from .errors import ConsentDenied, DisgorgeError, IntegrityError, InvalidInput, NotFound, WorkspaceError
 from .ingest import IngestOptions, IngestReport, run_ingest
 from .ingest.pipeline import ProgressFn
@@ -1379,8 +1380,13 @@ class Workspace:
         ``execute`` the request stays ``planned`` until :meth:`erasure_approve`.
         """
         when = _when(at)
+        # an external id is a needle only when long enough not to turn up by chance in
+        # megabytes of ciphertext and SQLite pages ("ann" would); the catalog never holds it
+        # anyway, only its keyed ref
         needles = (
-            {"external-id": ident.encode()} if kind == "subject" and not ident.startswith("sub_") else {}
+            {"external-id": ident.encode()}
+            if kind == "subject" and not ident.startswith("sub_") and len(ident.encode()) >= MIN_NEEDLE_BYTES
+            else {}
         )
         engine = self._erasure()
         request_id = engine.create(kind, ident, reason=reason, at=when, needles=needles)

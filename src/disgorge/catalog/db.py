@@ -106,40 +106,26 @@ def current_revision(engine: Engine) -> str | None:
         return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
-#: share of free pages above which :func:`purge_free_space` also rewrites the file (VACUUM)
-VACUUM_FREE_SHARE = 0.25
+def purge_free_space(engine: Engine) -> None:
+    """Physically remove deleted data: checkpoint and truncate the WAL, then VACUUM.
 
-
-def purge_free_space(engine: Engine, *, vacuum: bool | None = None) -> bool:
-    """Physically remove deleted data; returns whether the file was rewritten (VACUUM).
-
-    Every catalog connection runs with ``secure_delete=ON``, so SQLite has already
-    overwritten deleted content with zeros where it lay, freed pages included; what is
-    left is the old page images that the WAL still holds, which a TRUNCATE checkpoint
-    removes. VACUUM rewrites the whole file — tens of seconds on a catalog of a million
-    photos (``benchmarks/erasure.py``) — so it runs only when ``vacuum`` is true, or, by
-    default, when more than :data:`VACUUM_FREE_SHARE` of the pages are free (to give the
-    space back) or this connection does not have ``secure_delete`` fully on. The erasure
-    engine calls this after destroying keys; its verifier then scans the files for what
-    was erased.
+    With ``secure_delete`` deleted cells and freed pages are already zeroed, but that is
+    not enough: a B-tree page rebuilt while rebalancing keeps stale copies of cells that
+    moved in its unallocated space (``benchmarks/erasure.py`` found erased photos' sha256
+    there after erasing a 100,000-photo source with a checkpoint and no VACUUM). VACUUM
+    rewrites every page; the checkpoints also remove the old page images that the WAL
+    still holds. The erasure engine calls it after destroying keys.
     """
     if engine.dialect.name != "sqlite":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM"))
-        return True
+        return
     raw = engine.raw_connection()
     try:
         cur = raw.cursor()
         cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        if vacuum is None:
-            secure = cur.execute("PRAGMA secure_delete").fetchone()[0]
-            free = cur.execute("PRAGMA freelist_count").fetchone()[0]
-            pages = cur.execute("PRAGMA page_count").fetchone()[0]
-            vacuum = secure != 1 or free > pages * VACUUM_FREE_SHARE
-        if vacuum:
-            cur.execute("VACUUM")
-            cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        cur.execute("VACUUM")
+        cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         cur.close()
     finally:
         raw.close()
-    return vacuum

@@ -22,8 +22,7 @@ Steps:
 8. ``tombstone_assets``: catalog rows keep their place in the lineage but lose every
    personal field; a keyed fingerprint of each photo blocks its re-ingestion;
 9. ``shred_keys``: the subjects' data keys are destroyed, their consent records deleted;
-10. ``purge_database``: WAL checkpoint (secure_delete has zeroed what was deleted; VACUUM
-    only when many pages are free), so no old page holds any of it;
+10. ``purge_database``: WAL checkpoint and VACUUM, so no old page holds any of it;
 11. ``verify``: the forensic scan and the lineage and look-alike checks;
 12. ``certificate``: the signed certificate.
 """

@@ -12,7 +12,7 @@ needle has ``m`` bytes, every occurrence of a needle covers ``m - q + 1`` consec
 positions at which a ``q``-byte gram of it starts, so sampling the file every
 ``step = m - q + 1`` bytes is enough, provided every gram of every needle at offsets
 ``0 .. step - 1`` is indexed. numpy reads the sampled grams of a chunk as one strided
-view, a hashed bit table drops nearly all of them, a sorted array of the indexed grams
+view, a hashed bit set drops nearly all of them, a sorted array of the indexed grams
 (``searchsorted``) keeps the exact matches, the candidate needle's first and last ``q``
 bytes are compared in bulk, and only what survives that is compared in full in Python.
 ``q`` is 8 bytes for needles of 16 bytes or more (hex text is common in a database: 4
@@ -42,6 +42,9 @@ __all__ = ["Hit", "scan_tree"]
 _CHUNK = 8 * 1024 * 1024
 _MAX_STEP = 64  # grams indexed per needle: memory against positions looked at
 _FIND_BELOW = 8  # shorter needles: bytes.find, one by one
+#: needles shorter than this turn up by chance in a large workspace (a 4-byte needle about
+#: once per 4 GB of random bytes, far more often in text); callers leave them out
+MIN_NEEDLE_BYTES = 8
 _MUL = {4: np.uint32(0x9E3779B1), 8: np.uint64(0x9E3779B97F4A7C15)}  # Fibonacci hashing
 _PAIRS = 1 << 20  # candidate (position, needle) pairs checked in bulk at once
 
@@ -79,10 +82,12 @@ class _Group:
         self.grams = grams[self.order]
         self.head = every[starts]
         self.tail = every[starts + self.lens - q]
-        bits = int(min(26, max(20, int(np.ceil(np.log2(len(self.grams)))) + 6)))
+        # a bit set of the grams' hashes: 64 bits per gram, at most 2**29 bits (64 MiB)
+        bits = int(min(29, max(20, int(np.ceil(np.log2(len(self.grams)))) + 6)))
         self.down = self.dtype.type(8 * q - bits)
-        self.table = np.zeros(1 << bits, dtype=bool)
-        self.table[(self.grams * self.mul) >> self.down] = True
+        slots = ((self.grams * self.mul) >> self.down).astype(np.int64)
+        self.table = np.zeros(1 << (bits - 3), dtype=np.uint8)
+        np.bitwise_or.at(self.table, slots >> 3, (1 << (slots & 7)).astype(np.uint8))
 
     def occurrences(
         self, buf: bytearray, n: int, seg_starts: np.ndarray, seg_ends: np.ndarray
@@ -92,16 +97,19 @@ class _Group:
         if n < q:
             return []
         sampled = _grams(buf, self.dtype, (n - q) // step + 1, step)
-        cand = np.flatnonzero(self.table[(sampled * self.mul) >> self.down])
+        slots = ((sampled * self.mul) >> self.down).astype(np.int64)
+        cand = np.flatnonzero((self.table[slots >> 3] >> (slots & 7).astype(np.uint8)) & 1)
         if not cand.size:
             return []
         values = sampled[cand]
         lo = np.searchsorted(self.grams, values, "left")
-        count = np.searchsorted(self.grams, values, "right") - lo
-        keep = count > 0
+        keep = (
+            self.grams[np.minimum(lo, len(self.grams) - 1)] == values
+        )  # most are the table's false positives
         if not keep.any():
             return []
-        cand, lo, count = cand[keep], lo[keep], count[keep]
+        cand, lo, values = cand[keep], lo[keep], values[keep]
+        count = np.searchsorted(self.grams, values, "right") - lo
         every = _grams(buf, self.dtype, n - q + 1, 1)
         out: list[tuple[str, int, int]] = []
         for i in range(0, len(cand), _PAIRS):  # bounded memory even on degenerate data

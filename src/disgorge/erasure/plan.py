@@ -61,6 +61,10 @@ def scope_assets(session: Session, kind: str, key: str) -> list[str]:
     return []
 
 
+#: states of a request that block a new one for the same scope
+OPEN_STATES = ("planned", "approved", "executing", "verifying", "awaiting_recipients", "failed")
+
+
 def make_plan(session: Session, kind: str, key: str, scope_ref: str) -> dict[str, Any]:
     """The plan for a scope; ``key`` is the catalog key (subject id, asset id, source id, artifact id)."""
     if kind == "transfer":
@@ -73,10 +77,15 @@ def make_plan(session: Session, kind: str, key: str, scope_ref: str) -> dict[str
         select(ErasureRequest.id, ErasureRequest.state).where(
             ErasureRequest.scope_kind == kind,
             ErasureRequest.scope_ref == scope_ref,
-            ErasureRequest.state.in_(("planned", "approved", "executing", "verifying")),
+            ErasureRequest.state.in_(OPEN_STATES),
         )
     ).first()
     if running is not None:
+        if running.state == "failed":  # half done: a second plan would miss what the first removed
+            raise ErasureBlocked(
+                f"erasure {running.id} of this scope failed part-way; "
+                f"finish it with `disgorge erasure resume {running.id}`"
+            )
         raise ErasureBlocked(
             f"erasure {running.id} of this scope is already {running.state}; wait for it or cancel it"
         )
