@@ -8,7 +8,8 @@ Usage::
 
 The model is the one ``disgorge train --model face-id`` trains: a ``SISAClassifier`` of
 ``FaceIdClassifier`` (logistic regression over 128-d dlib embeddings with a centroid
-open-set gate), sharded by subject, ``R = 4`` slices, aggregation ``max_score``, with
+open-set gate), sharded by subject (``--partition``: balanced by photo count, the default,
+or a keyed hash of the subject), ``R = 4`` slices, aggregation ``max_score``, with
 checkpoints written to disk (``DirectoryCheckpoints``, fsynced, as the workspace does
 minus the sealing). For each shard count ``S`` in 1, 4, 8, 16, 32:
 
@@ -69,7 +70,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
-from disgorge.training import DirectoryCheckpoints, SISAClassifier  # noqa: E402
+from disgorge.training import PARTITIONS, DirectoryCheckpoints, SISAClassifier  # noqa: E402
 from disgorge.training.face_id import FaceIdClassifier  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -194,6 +195,7 @@ class _Clock:
 class Row:
     shards: int
     live_shards: int
+    shard_sizes: tuple[int, int]  # photos in the smallest and the largest shard
     full_retrain_s: float  # wall clock
     full_retrain_cpu_s: float
     forget_one_s: float
@@ -230,6 +232,8 @@ def bench(
     repeats: int,
     *,
     monolithic: bool = True,
+    partition: str = "balanced",
+    gate_softness: float = 0.05,
 ) -> dict[str, Any]:
     Xtr, ytr, Xte, yte = X[~test], labels[~test], X[test], labels[test]
     people = sorted(set(ytr.tolist()))
@@ -275,18 +279,20 @@ def bench(
             continue
         with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
             model = SISAClassifier(
-                FaceIdClassifier(),
+                FaceIdClassifier(gate_softness=gate_softness),
                 n_shards=S,
                 n_slices=SLICES,
                 aggregation="max_score",
                 random_state=SEED,
                 checkpoints=DirectoryCheckpoints(Path(tmp)),
+                partition=partition,
             )
             with _Clock() as full:
                 model.fit(Xtr, ytr, sample_ids=ids, groups=list(ytr))
             hits = _hits(model, Xte, yte)
             accuracy = float(hits.mean())
             live = sum(1 for s in model.shards_ if s.model is not None)
+            sizes = [len(s.ids) for s in model.shards_]
             walls, cpus = [], []
             n_one = 1 if S == 1 else repeats
             for who in order[:n_one]:
@@ -302,6 +308,7 @@ def bench(
         row = Row(
             shards=S,
             live_shards=live,
+            shard_sizes=(min(sizes), max(sizes)),
             full_retrain_s=round(full.wall, 3),
             full_retrain_cpu_s=round(full.cpu, 3),
             forget_one_s=round(one_wall, 3),
@@ -323,10 +330,12 @@ def bench(
             f"  S={S:>2}: full {full.wall:7.2f} s ({full.cpu:7.2f} CPU) | forget one {one_wall:6.3f} s "
             f"({one_cpu:6.3f} CPU): {row.speedup:5.1f}x, goal {0.5 * S:g}x | forget {pct} at once "
             f"{many.wall:6.2f} s ({many.cpu:6.2f} CPU) in {row.forget_pct_shards} shard(s) | "
-            f"accuracy {100 * accuracy:.1f}%",
+            f"accuracy {100 * accuracy:.1f}% | shard sizes {min(sizes)}-{max(sizes)}",
             flush=True,
         )
     return {
+        "partition": partition,
+        "gate_softness": gate_softness,
         "name": name,
         "train": len(Xtr),
         "held_out": len(Xte),
@@ -343,7 +352,8 @@ def table(result: dict[str, Any]) -> str:
     mono = result["monolithic"]
     lines = [
         f"**{result['name']}**: {result['train']} training embeddings of {result['people']} people, "
-        f"{result['held_out']} held out. Monolithic FaceIdClassifier: "
+        f"{result['held_out']} held out; partition {result['partition']}, gate_softness "
+        f"{result['gate_softness']}. Monolithic FaceIdClassifier: "
         + (
             f"trained in {mono['train_s']} CPU s, accuracy {mono['accuracy']}%."
             if mono
@@ -353,13 +363,13 @@ def table(result: dict[str, Any]) -> str:
         "Times in CPU seconds (wall-clock in brackets); speedups are full retraining / forgetting, "
         "in CPU time.",
         "",
-        "| S | live shards | full retraining | forget one subject | speedup | goal 0.5xS | "
+        "| S | live shards | shard sizes | full retraining | forget one subject | speedup | goal 0.5xS | "
         "forget 1% at once | shards retrained | speedup | ensemble accuracy | vs monolithic |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         lines.append(
-            f"| {r['shards']} | {r['live_shards']} | "
+            f"| {r['shards']} | {r['live_shards']} | {r['shard_sizes'][0]}-{r['shard_sizes'][1]} | "
             f"{r['full_retrain_cpu_s']:.2f} ({r['full_retrain_s']:.2f}) | "
             f"{r['forget_one_cpu_s']:.3f} ({r['forget_one_s']:.3f}) | "
             f"{r['speedup']}x | {r['goal']:g}x {'met' if r['ok'] else 'MISSED'} | "
@@ -399,6 +409,15 @@ def main() -> int:
     parser.add_argument("--skip-real", action="store_true")
     parser.add_argument("--skip-synthetic", action="store_true")
     parser.add_argument("--skip-monolithic", action="store_true", help="on the synthetic set")
+    parser.add_argument(
+        "--partition",
+        choices=PARTITIONS,
+        default="balanced",
+        help="subjects to shards: balanced by photo count (default) or a keyed hash",
+    )
+    parser.add_argument(
+        "--gate-softness", type=float, default=0.05, help="FaceIdClassifier's gate_softness (its default)"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     warnings.simplefilter("ignore", category=UserWarning)  # sklearn's ConvergenceWarning
@@ -427,6 +446,8 @@ def main() -> int:
                 holdout(labels),
                 args.shards,
                 args.repeats,
+                partition=args.partition,
+                gate_softness=args.gate_softness,
             )
             result["sets"] = per_set
             results.append(result)
@@ -448,6 +469,8 @@ def main() -> int:
             args.shards,
             args.repeats,
             monolithic=args.synthetic_ids < 5000 and not args.skip_monolithic,
+            partition=args.partition,
+            gate_softness=args.gate_softness,
         )
         result["distances"] = distances
         results.append(result)

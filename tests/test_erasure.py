@@ -519,7 +519,7 @@ def uninterrupted(syn: Syn, tmp_path_factory: pytest.TempPathFactory) -> dict[st
         assert result["state"] == "completed" and result["verification"]["ok"], result["verification"]
         state = end_state(ws, syn.photos)
     assert state["covered"] == sorted(syn.of("Ada_Lovelace"))
-    assert state["steps"][1][2]["unlearned"][0]["forgotten"] == 3
+    assert state["steps"][STEPS.index("unlearn_models")][2]["unlearned"][0]["forgotten"] == 3
     return state
 
 
@@ -548,7 +548,7 @@ def _resume(n: int, ws_path: Path, rid: str, where: str) -> tuple[subprocess.Com
 def test_sigkill_at_every_step_boundary_resumes_to_the_same_end_state(
     syn: Syn, uninterrupted: dict[str, Any], tmp_path: Path
 ) -> None:
-    assert len(STEPS) == 12 and len(KILL_POINTS) == 20
+    assert len(STEPS) == 14 and len(KILL_POINTS) == 22
     runs = []
     for n, where in enumerate(KILL_POINTS):
         shutil.copytree(syn.template, tmp_path / f"ws-{n}")
@@ -619,7 +619,8 @@ def test_a_corrupted_journal_is_a_clear_error_and_destroys_nothing(
     # 3. a step row renamed to something the engine does not know
     with sqlite3.connect(db_path) as db:
         db.execute(
-            "INSERT INTO erasure_steps (request_id, seq, name, summary) VALUES (?, 6, 'rm_rf', '{}')", (rid,)
+            "INSERT INTO erasure_steps (request_id, seq, name, summary) VALUES (?, ?, 'rm_rf', '{}')",
+            (rid, STEPS.index("delete_blobs")),
         )
     out = cli("erasure", "resume", rid, "-w", str(root))
     assert out.returncode == 1 and "damaged" in out.stderr and "Traceback" not in out.stderr, out.stderr
@@ -970,6 +971,8 @@ def test_lfw_the_dry_run_lists_exactly_the_blast_radius(lfw: LfwCase) -> None:
         "models_unlearned": 1,
         "models_retired": 1,
         "artifacts_retired": 0,
+        "recipients": 0,
+        "items_at_recipients": 0,
     }
     for line in (
         "erasure of subject " + lfw.ref,

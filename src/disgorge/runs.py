@@ -44,7 +44,17 @@ __all__ = [
     "upstream_asset_ids",
 ]
 
-ARTIFACT_KINDS = ("crop", "embedding", "phash", "dataset_version", "index", "model", "export", "report")
+ARTIFACT_KINDS = (
+    "crop",
+    "embedding",
+    "phash",
+    "dataset_version",
+    "index",
+    "model",
+    "export",
+    "report",
+    "transfer",
+)
 #: roles allowed to override a consent refusal (recorded with a justification)
 OVERRIDE_ROLES = ("privacy_officer", "dpo", "legal")
 

@@ -154,6 +154,19 @@ class RunHandle:
         return label
 
 
+def _embedder_of(session: Session, asset_ids: list[str] | None) -> str:
+    """The embedder that made the embeddings of ``asset_ids`` (None: of the workspace)."""
+    from .vision.analyze import embedders_in_use
+
+    wanted = set(asset_ids) if asset_ids is not None else None
+    used = sorted(e for e, ids in embedders_in_use(session).items() if wanted is None or ids & wanted)
+    if len(used) > 1:
+        raise InvalidInput(
+            f"embeddings of more than one embedder ({', '.join(used)}); analyse again with one"
+        )
+    return used[0] if used else "dlib"
+
+
 def _default_actor() -> str:
     actor = os.environ.get("DISGORGE_ACTOR")
     if actor:
@@ -593,13 +606,16 @@ class Workspace:
         force: bool = False,
         workers: int | None = None,
         cnn: bool = False,
+        embedder: str = "dlib",
         at: str | datetime | None = None,
         progress: ProgressFn | None = None,
     ) -> Any:
         """Detect faces, and for photos whose subjects granted ``biometric_processing``
         compute embeddings and crops; PDQ-hash every photo (see :mod:`disgorge.vision`).
 
-        By default only photos not analysed yet; ``force`` redoes them.
+        By default only photos not analysed yet; ``force`` redoes them. ``embedder`` is
+        ``"dlib"`` (extra ``faces``) or ``"portrait"``: a simple pixel descriptor for the
+        drawn sample portraits, not a face recogniser (see :mod:`disgorge.vision.portrait`).
         """
         from .vision import run_analyze
 
@@ -618,6 +634,7 @@ class Workspace:
             force=force,
             workers=workers,
             cnn=cnn,
+            embedder=embedder,
             progress=progress,
         )
 
@@ -644,7 +661,9 @@ class Workspace:
             threshold_f = max_distance if max_distance is not None else SAME_PERSON_DISTANCE
             index = FaceIndex(self.face_index_path)
             reconcile_index(self.reader, self.vault, index)
-            faces, matches = find_faces(self.reader, index, data, max_distance=threshold_f)
+            with self.reader() as session:
+                embedder = _embedder_of(session, None)
+            faces, matches = find_faces(self.reader, index, data, max_distance=threshold_f, embedder=embedder)
             result = {
                 "by": "face",
                 "metric": "embedding_euclidean",
@@ -722,6 +741,7 @@ class Workspace:
                     f"{len(members)} photos in {ds.name}@{ds.version} are not covered for it ({rules})"
                 )
             data = load_training_data(session, self.vault, members)
+            embedder = _embedder_of(session, members)
         if not len(data.asset_ids):
             raise InvalidInput(
                 f"no photo of {ds.name}@{ds.version} has a face embedding; run `disgorge analyze` first"
@@ -747,6 +767,7 @@ class Workspace:
                 n_slices=slices,
                 aggregation=aggregation,
                 random_state=seed,
+                partition="balanced",  # even shards: accuracy holds at S = 8 (docs/benchmarks.md)
                 checkpoints=self._checkpoints(name),
             ).fit(data.X, data.labels, sample_ids=data.asset_ids, groups=list(data.labels))
             label = run.add_output(
@@ -754,6 +775,8 @@ class Workspace:
                 name=name,
                 extra={
                     "type": model,
+                    # predict must embed a query as the training photos were
+                    "embedder": embedder,
                     "estimator": estimator.get_params(),
                     "manifest": sisa.manifest(),
                     "dataset_id": ds.artifact_id,
@@ -796,7 +819,7 @@ class Workspace:
             artifact = find_model(session, name)
             model = load_model(artifact, self._checkpoints(artifact.name))
             label = f"model:{artifact.name}@{artifact.version}"
-        query = analyze(data, embed=True, phash=False)
+        query = analyze(data, embed=True, phash=False, embedder=artifact.extra.get("embedder", "dlib"))
         faces = []
         for face in query.faces:
             assert face.embedding is not None
@@ -1042,6 +1065,7 @@ class Workspace:
             n_slices=manifest["n_slices"],
             aggregation=manifest["aggregation"],
             random_state=manifest["random_state"],
+            partition=manifest.get("partition", "hash"),
             checkpoints=MemoryCheckpoints(),
         ).fit(
             data.X,
@@ -1049,6 +1073,9 @@ class Workspace:
             sample_ids=data.asset_ids,
             groups=list(data.labels),
             allow_empty_shards=True,  # unlearning may have left fewer subjects than shards
+            # the twin keeps each subject in the shard it is in here (balanced shards
+            # depend on who else was there at training time)
+            assignment=model.assignment_of(data.asset_ids, list(data.labels)),
         )
         this = membership_inference(model, members.X, never_seen.X)
         retrained = membership_inference(scratch, members.X, never_seen.X)
@@ -1354,10 +1381,10 @@ class Workspace:
             return find_violations(session, as_of=when)
 
     # -- erasure -----------------------------------------------------------------------------
-    def _erasure(self) -> Any:
+    def _erasure(self, *, wait: float = 30.0, deadline_days: float = 30.0) -> Any:
         from .erasure.engine import ErasureEngine
 
-        return ErasureEngine(self)
+        return ErasureEngine(self, wait=wait, deadline_days=deadline_days)
 
     def erasure_plan(self, kind: str, ident: str) -> dict[str, Any]:
         """The dry run: what erasing this scope would touch, with counts per kind."""
@@ -1373,11 +1400,16 @@ class Workspace:
         reason: str,
         execute: bool = True,
         at: str | datetime | None = None,
+        wait: float = 30.0,
+        deadline_days: float = 30.0,
     ) -> dict[str, Any]:
-        """Erase a subject, a photo (sha256), a source or a model, and everything derived.
+        """Erase a subject, a photo (sha256), a source, a model or a transfer, and everything derived.
 
         Plans, approves and (with ``execute``) runs the erasure to its certificate. Without
-        ``execute`` the request stays ``planned`` until :meth:`erasure_approve`.
+        ``execute`` the request stays ``planned`` until :meth:`erasure_approve`. Photos that
+        went to recipients are erased there too: each gets a signed request (deadline in
+        ``deadline_days``); the request waits up to ``wait`` seconds for their certificates,
+        then rests in ``awaiting_recipients`` until :meth:`erasure_resume` or an ack.
         """
         when = _when(at)
         # an external id is a needle only when long enough not to turn up by chance in
@@ -1388,21 +1420,152 @@ class Workspace:
             if kind == "subject" and not ident.startswith("sub_") and len(ident.encode()) >= MIN_NEEDLE_BYTES
             else {}
         )
-        engine = self._erasure()
+        engine = self._erasure(wait=wait, deadline_days=deadline_days)
         request_id = engine.create(kind, ident, reason=reason, at=when, needles=needles)
         if not execute:
             return engine.view(request_id)
         engine.approve(request_id, at=when)
         return engine.run(request_id)
 
-    def erasure_approve(self, request_id: str, *, at: str | datetime | None = None) -> dict[str, Any]:
-        engine = self._erasure()
+    def erasure_approve(
+        self, request_id: str, *, at: str | datetime | None = None, wait: float = 30.0
+    ) -> dict[str, Any]:
+        engine = self._erasure(wait=wait)
         engine.approve(request_id, at=_when(at))
         return engine.run(request_id)
 
-    def erasure_resume(self, request_id: str) -> dict[str, Any]:
-        """Run an interrupted erasure to its end (every step is idempotent)."""
-        return self._erasure().run(request_id)
+    def erasure_resume(self, request_id: str, *, wait: float = 30.0) -> dict[str, Any]:
+        """Run an interrupted erasure to its end (every step is idempotent); for one awaiting
+        recipients, deliver and poll again for up to ``wait`` seconds."""
+        return self._erasure(wait=wait).run(request_id)
+
+    def erasure_ack(self, document: dict[str, Any], *, wait: float = 0.0) -> dict[str, Any]:
+        """Import a recipient's signed answer delivered by hand, then go on with its erasure."""
+        from .sharing.outbox import import_response
+
+        result = import_response(self, document)
+        view = self.erasure(result["request"])
+        if view["state"] == "awaiting_recipients":
+            view = self.erasure_resume(result["request"], wait=wait)
+        return {**result, "erasure": view}
+
+    def erasure_close_recipient(self, request_id: str, recipient: str, *, reason: str) -> dict[str, Any]:
+        """Close a recipient's part by hand (it never answered, or answered on paper), with a reason."""
+        from .sharing.outbox import close_notice
+
+        engine = self._erasure()
+        with self.reader() as session:
+            request_id = engine.get(session, request_id).id
+        return close_notice(self, request_id, recipient, reason)
+
+    def erasure_request_document(self, request_id: str, recipient: str) -> dict[str, Any]:
+        """The signed request to a recipient without an endpoint, to deliver by hand."""
+        from .sharing.outbox import find_notice, request_document
+
+        engine = self._erasure()
+        with self.reader() as session:
+            notice = find_notice(session, engine.get(session, request_id).id, recipient)
+        return request_document(self, notice)
+
+    # -- sharing -----------------------------------------------------------------------------
+    def add_peer(
+        self,
+        role: str,
+        name: str,
+        *,
+        public_key: bytes,
+        endpoint: str = "",
+        agreement: str = "",
+        at: str | datetime | None = None,
+    ) -> dict[str, Any]:
+        """Register a recipient (we send photos to) or a sender (we accept them from)."""
+        from .sharing.peers import add_peer, peer_view
+
+        when = _when(at)
+        with self.sessions.begin() as session:
+            peer = add_peer(
+                session, role, name, public_key=public_key, endpoint=endpoint, agreement=agreement, at=when
+            )
+            audit.append(session, f"{role}.added", {"name": peer.name}, actor=self.actor, at=when)
+            return peer_view(peer)
+
+    def peers(self, role: str) -> list[dict[str, Any]]:
+        from .catalog.models import Peer
+        from .sharing.peers import peer_view
+
+        with self.reader() as session:
+            return [
+                peer_view(p)
+                for p in session.scalars(select(Peer).where(Peer.role == role).order_by(Peer.name))
+            ]
+
+    def share(
+        self,
+        dataset: str,
+        *,
+        to: str,
+        purposes: list[str],
+        out: str | Path | None = None,
+        at: str | datetime | None = None,
+        override: tuple[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Send a dataset version to a recipient: gate, signed bundle, transfer in the lineage.
+
+        With ``at`` in the past and no ``out``, record a legacy transfer as it happened
+        (every member; under ``override`` where the gate would not have allowed it).
+        """
+        from .sharing.share import share
+
+        return share(
+            self,
+            dataset,
+            recipient=to,
+            purposes=purposes,
+            out=Path(out) if out is not None else None,
+            at=_when(at),
+            backfill=out is None,
+            override=override,
+        )
+
+    def receive_bundle(self, path: str | Path, *, at: str | datetime | None = None) -> dict[str, Any]:
+        """Check a bundle from a registered sender whole, then ingest it under its terms."""
+        from .sharing.share import receive_bundle
+
+        return receive_bundle(self, Path(path), at=_when(at) if at is not None else None)
+
+    def transfers(self) -> list[dict[str, Any]]:
+        from .catalog.models import Peer, Transfer
+
+        with self.reader() as session:
+            rows = session.execute(
+                select(Transfer, Peer.name).join(Peer, Peer.id == Transfer.peer_id).order_by(Transfer.at)
+            ).all()
+            return [
+                {
+                    "id": t.id,
+                    "direction": t.direction,
+                    "peer": name,
+                    "dataset": t.dataset or None,
+                    "purposes": t.purposes,
+                    "at": iso(t.at),
+                    "items": t.items,
+                    "backfilled": bool(t.backfilled),
+                    "bundle_sha256": t.bundle_sha256 or None,
+                }
+                for t, name in rows
+            ]
+
+    def receive_erasure_request(self, document: dict[str, Any], *, wait: float = 30.0) -> dict[str, Any]:
+        """Handle a sender's erasure request delivered as a file: check it, erase, and
+        return the signed answer (with this workspace's certificate once completed)."""
+        from .sharing.inbox import process, receive
+
+        status, answer = receive(self, document)
+        if status >= 400:
+            raise InvalidInput(f"erasure request refused: {answer['error']}")
+        if status == 202:
+            status, answer = process(self, answer["body"]["nonce"], wait=wait)
+        return answer
 
     def erasure_cancel(self, request_id: str, *, reason: str = "cancelled") -> dict[str, Any]:
         engine = self._erasure()

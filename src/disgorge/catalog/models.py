@@ -46,12 +46,17 @@ __all__ = [
     "ErasedFingerprint",
     "ErasureRequest",
     "ErasureStep",
+    "IncomingRequest",
     "Meta",
+    "Peer",
     "PolicyVersion",
+    "RecipientNotice",
     "Run",
     "RunInput",
     "Source",
     "Subject",
+    "Transfer",
+    "TransferItem",
     "UTCDateTime",
 ]
 
@@ -354,3 +359,107 @@ class ErasedFingerprint(Base):
     fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
     request_id: Mapped[str] = mapped_column(ForeignKey("erasure_requests.id"))
     erased_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Peer(Base):
+    """Another organisation: a recipient we send photos to, or a sender we accept them from.
+
+    Known by name and Ed25519 public key; a recipient may have an HTTP ``endpoint`` that
+    receives erasure requests (without one, requests travel as signed files)."""
+
+    __tablename__ = "peers"
+    __table_args__ = (UniqueConstraint("role", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: recipient or sender
+    role: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(200))
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
+    endpoint: Mapped[str] = mapped_column(Text, default="")
+    agreement: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Transfer(Base):
+    """Photos that left for a recipient (``out``) or came from a sender (``in``).
+
+    An outgoing transfer is also an artifact of kind ``transfer`` (``artifact_id``) made by
+    the run that shared it, so lineage reaches it; ``backfilled`` marks a legacy export
+    recorded after the fact, without a bundle."""
+
+    __tablename__ = "transfers"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    direction: Mapped[str] = mapped_column(String(8))
+    peer_id: Mapped[int] = mapped_column(ForeignKey("peers.id"), index=True)
+    artifact_id: Mapped[str | None] = mapped_column(ForeignKey("artifacts.id"), nullable=True)
+    #: the dataset version shared (out) or the source the items were ingested into (in)
+    dataset: Mapped[str] = mapped_column(String(240), default="")
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id"), nullable=True)
+    purposes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    items: Mapped[int] = mapped_column(Integer, default=0)
+    bundle_sha256: Mapped[str] = mapped_column(String(64), default="")
+    backfilled: Mapped[int] = mapped_column(Integer, default=0)
+    #: how erasure requests name the items: ``fingerprint`` (the sender's keyed
+    #: fingerprint, from a bundle) or ``sha256`` (a legacy transfer: nothing else was agreed)
+    id_kind: Mapped[str] = mapped_column(String(16), default="fingerprint")
+
+
+class TransferItem(Base):
+    """One photo of a transfer; ``fingerprint`` is the sender's keyed fingerprint of it."""
+
+    __tablename__ = "transfer_items"
+
+    transfer_id: Mapped[str] = mapped_column(ForeignKey("transfers.id"), primary_key=True)
+    asset_id: Mapped[str] = mapped_column(ForeignKey("assets.id"), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), index=True)
+    __table_args__ = (Index("ix_transfer_items_asset", "asset_id"),)
+
+
+class RecipientNotice(Base):
+    """An erasure request sent (or to be delivered) to one recipient, and its answer.
+
+    The signed request names photos (fingerprints or sha256), so it is kept only sealed
+    (``doc_enc`` under ``doc_key``, wrapped by the KEK) and both are dropped once the
+    recipient has answered for good."""
+
+    __tablename__ = "recipient_notices"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("erasure_requests.id"), index=True)
+    peer_id: Mapped[int] = mapped_column(ForeignKey("peers.id"))
+    nonce: Mapped[str] = mapped_column(String(64), unique=True)
+    transfers: Mapped[list[str]] = mapped_column(JSON, default=list)
+    items: Mapped[int] = mapped_column(Integer, default=0)
+    #: pending, acknowledged, completed, not_found, exception, overdue, closed
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    deadline: Mapped[datetime] = mapped_column(UTCDateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    doc_enc: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    doc_key: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    doc_sha256: Mapped[str] = mapped_column(String(64), default="")
+    #: the recipient's signed answer (with its certificate once completed)
+    response: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    closed_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class IncomingRequest(Base):
+    """An erasure request received from a sender, by nonce (a replay is recognised)."""
+
+    __tablename__ = "incoming_requests"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    peer_id: Mapped[int] = mapped_column(ForeignKey("peers.id"))
+    doc_sha256: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    deadline: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: the active photos it matched (asset ids), and how many it named
+    asset_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    named: Mapped[int] = mapped_column(Integer, default=0)
+    #: received, executing, completed, not_found, exception
+    state: Mapped[str] = mapped_column(String(16), default="received")
+    erasure_id: Mapped[str | None] = mapped_column(ForeignKey("erasure_requests.id"), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)

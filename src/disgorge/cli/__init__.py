@@ -18,6 +18,8 @@ from .erasure_cmds import certificate_app, erase, erasure_app, verify
 from .ingest_cmds import analyze, consent_app, find, ingest
 from .lineage_cmds import lineage, run_app
 from .models_cmds import model_app, predict, train
+from .server_cmds import serve
+from .sharing_cmds import recipient_app, sender_app, share, transfer_app
 from .workspace_cmds import gc, init, keygen, migrate, status
 
 __all__ = ["app", "main"]
@@ -61,6 +63,8 @@ app.command()(train)
 app.command()(predict)
 app.command()(erase)
 app.command()(verify)
+app.command()(share)
+app.command()(serve)
 app.add_typer(source_app, name="source")
 app.add_typer(consent_app, name="consent")
 app.add_typer(subject_app, name="subject")
@@ -71,6 +75,9 @@ app.add_typer(run_app, name="run")
 app.add_typer(model_app, name="model")
 app.add_typer(erasure_app, name="erasure")
 app.add_typer(certificate_app, name="certificate")
+app.add_typer(recipient_app, name="recipient")
+app.add_typer(sender_app, name="sender")
+app.add_typer(transfer_app, name="transfer")
 
 
 def main() -> None:

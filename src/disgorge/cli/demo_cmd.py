@@ -10,17 +10,28 @@ from typing import Annotated
 import typer
 
 from ..demo import run_demo
+from ..errors import DisgorgeError
 from ._common import JsonOpt, console, fail, print_json
 
 
 def demo(
+    photos: Annotated[
+        Path | None,
+        typer.Option(
+            help="Real face photos in the LFW layout (one folder per person) instead of drawn ones."
+        ),
+    ] = None,
     keep: Annotated[
         Path | None,
         typer.Option(help="Run in this (new or empty) folder and keep it, instead of a temp folder."),
     ] = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Run the story end to end in a fresh temporary workspace (no server, no downloads)."""
+    """Run the whole story in two fresh workspaces (an app and a vendor, HTTP on loopback).
+
+    Nothing to install beyond disgorge, nothing downloaded. Exit code 0 only if every
+    check of the story passed.
+    """
     if keep is not None:
         if keep.exists() and any(keep.iterdir()):
             raise fail(f"{keep} is not empty; give a new or empty folder")
@@ -34,14 +45,18 @@ def demo(
             console.print(line, markup=False, soft_wrap=True)
 
     try:
-        summary = run_demo(folder, say)
+        summary = run_demo(folder, say, photos=photos)
+    except DisgorgeError as exc:
+        raise fail(str(exc)) from None
     finally:
         if keep is None:
             shutil.rmtree(folder, ignore_errors=True)
     if json_out:
         print_json(summary)
     elif keep is not None:
-        kept = folder / "workspace"
-        console.print(f"The workspace is kept in {kept} (try: disgorge status -w {kept}).")
-    if not summary["audit_ok"] or summary["clear_text_hits"]:
+        console.print(
+            f"The workspaces are kept in {folder} (try: disgorge status -w {folder / 'dating-app'}).",
+            markup=False,
+        )
+    if not summary["ok"]:
         raise typer.Exit(1)

@@ -11,6 +11,9 @@ import typer
 from ._common import AtOpt, JsonOpt, WorkspaceOpt, console, err, fail, open_workspace, print_json
 
 RequestArg = Annotated[str, typer.Argument(help="Erasure request id (a unique prefix will do).")]
+WaitOpt = Annotated[
+    float, typer.Option(help="Seconds to keep delivering to and polling recipients before resting.")
+]
 
 erasure_app = typer.Typer(help="Erasure requests: list, show, approve, resume, cancel.", no_args_is_help=True)
 certificate_app = typer.Typer(help="Erasure certificates: export and verify offline.", no_args_is_help=True)
@@ -31,6 +34,12 @@ def _print_plan(plan: dict) -> None:
         console.print(f"  retire  {m['model']} ({m['why']})", markup=False)
     for a in plan["artifacts_retire"]:
         console.print(f"  retire  {a}", markup=False)
+    for r in plan.get("recipients", []):
+        how = "legacy transfer, named by sha256" if r["backfilled"] else "named by fingerprint"
+        console.print(
+            f"  recipient {r['recipient']}: {r['items']} photo(s) of transfer {r['transfer'][:12]} ({how})",
+            markup=False,
+        )
     for note in plan["notes"]:
         console.print(f"  note: {note}", markup=False)
 
@@ -44,7 +53,7 @@ def erase(
         str | None, typer.Option(help="Name of a whole source to erase (disgorgement).")
     ] = None,
     transfer: Annotated[
-        str | None, typer.Option(help="A transfer to a recipient (needs the sharing module).")
+        str | None, typer.Option(help="A transfer id: the recipient erases every photo it received.")
     ] = None,
     model: Annotated[
         str | None, typer.Option(help="A model NAME[@V] to retire with everything derived.")
@@ -54,11 +63,15 @@ def erase(
     ] = "",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    wait: WaitOpt = 30.0,
+    deadline_days: Annotated[
+        float, typer.Option(help="Days recipients are given to answer before they count as overdue.")
+    ] = 30.0,
     workspace: WorkspaceOpt = None,
     at: AtOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Erase a person, a photo, a source or a model, and everything derived from it, with proof.
+    """Erase a person, a photo, a source, a model or a transfer, and everything derived, with proof.
 
     Shows the plan, asks for confirmation (unless --yes), executes the journaled steps,
     verifies with a forensic scan and signs a certificate. Exit code 0 when verified,
@@ -99,7 +112,7 @@ def erase(
                     print_json(request)
                 return
             typer.confirm("Erase all of this? This cannot be undone", abort=True)
-        result = ws.erase(kind, ident, reason=reason, at=at)
+        result = ws.erase(kind, ident, reason=reason, at=at, wait=wait, deadline_days=deadline_days)
     _print_result(result, json_out)
 
 
@@ -127,6 +140,19 @@ def _print_result(result: dict, json_out: bool) -> None:
             for c in ver.get("face_candidates", []):
                 console.print(
                     f"  review: same face? {c['sha256'][:16]} (owner {c['owner']}, distance {c['distance']})",
+                    markup=False,
+                )
+        for r in result.get("recipients", []):
+            extra = f" ({r['last_error']})" if r.get("last_error") else ""
+            console.print(
+                f"  recipient {r['recipient']}: {r['state']} via {r['delivery']}, "
+                f"{r['items']} photo(s){extra}",
+                markup=False,
+            )
+            if r["state"] in ("pending", "overdue") and r["delivery"] == "file":
+                console.print(
+                    f"    deliver `disgorge erasure request {result['id'][:12]} --recipient {r['recipient']} "
+                    "-o FILE` to them, then `disgorge erasure ack ANSWER`",
                     markup=False,
                 )
     if result.get("verification") and not result["verification"]["ok"]:
@@ -171,11 +197,105 @@ def erasure_approve(
 
 
 @erasure_app.command("resume")
-def erasure_resume(request: RequestArg, workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
-    """Run an interrupted erasure to its end (safe to repeat)."""
+def erasure_resume(
+    request: RequestArg, wait: WaitOpt = 30.0, workspace: WorkspaceOpt = None, json_out: JsonOpt = False
+) -> None:
+    """Run an interrupted erasure to its end, or try its recipients again (safe to repeat)."""
     with open_workspace(workspace, resume=False) as ws:
-        result = ws.erasure_resume(request)
+        result = ws.erasure_resume(request, wait=wait)
     _print_result(result, json_out)
+
+
+def _read_document(file: Path) -> dict:
+    if not file.is_file():
+        raise fail(f"{file}: no such file")
+    try:
+        doc = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise fail(f"{file.name}: not a JSON document ({exc})") from None
+    if not isinstance(doc, dict):
+        raise fail(f"{file.name}: not a signed disgorge document")
+    return doc
+
+
+@erasure_app.command("request")
+def erasure_request(
+    request: RequestArg,
+    recipient: Annotated[str, typer.Option(help="The recipient (one without an endpoint).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the signed request.")],
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Write the signed erasure request for a recipient, to deliver by hand."""
+    if out.exists():
+        raise fail(f"{out} already exists")
+    with open_workspace(workspace) as ws:
+        doc = ws.erasure_request_document(request, recipient)
+    out.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    console.print(
+        f"wrote {out}: give it to {recipient}; import their answer with `disgorge erasure ack`", markup=False
+    )
+
+
+@erasure_app.command("receive")
+def erasure_receive(
+    file: Annotated[Path, typer.Argument(help="A signed erasure request from a registered sender.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the signed answer.")],
+    wait: WaitOpt = 30.0,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Carry out a sender's erasure request delivered as a file; write the signed answer."""
+    if out.exists():
+        raise fail(f"{out} already exists")
+    doc = _read_document(file)
+    with open_workspace(workspace) as ws:
+        answer = ws.receive_erasure_request(doc, wait=wait)
+    out.write_text(json.dumps(answer, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    body = answer["body"]
+    if json_out:
+        print_json(
+            {"state": body["state"], "named": body["named"], "matched": body["matched"], "answer": str(out)}
+        )
+    else:
+        console.print(
+            f"{body['state']}: {body['matched']} of {body['named']} photo(s) found here; "
+            f"answer written to {out}",
+            markup=False,
+        )
+
+
+@erasure_app.command("ack")
+def erasure_ack(
+    file: Annotated[Path, typer.Argument(help="A recipient's signed answer to an erasure request.")],
+    wait: WaitOpt = 0.0,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Import a recipient's answer (delivered by hand) and go on with the erasure."""
+    doc = _read_document(file)
+    with open_workspace(workspace) as ws:
+        result = ws.erasure_ack(doc, wait=wait)
+    if json_out:
+        print_json(result)
+        return
+    console.print(f"recipient answer: {result['state']}", markup=False)
+    _print_result(result["erasure"], False)
+
+
+@erasure_app.command("close")
+def erasure_close(
+    request: RequestArg,
+    recipient: Annotated[str, typer.Option(help="The recipient whose part is closed by hand.")],
+    reason: Annotated[str, typer.Option(help="Why (goes on the certificate).")],
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Close one recipient's part by hand, with a recorded reason; then resume the erasure."""
+    with open_workspace(workspace) as ws:
+        result = ws.erasure_close_recipient(request, recipient, reason=reason)
+    print_json(result) if json_out else console.print(
+        f"{result['recipient']}: closed; run `disgorge erasure resume {request}` to finish", markup=False
+    )
 
 
 @erasure_app.command("cancel")

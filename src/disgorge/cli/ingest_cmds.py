@@ -21,8 +21,15 @@ EXIT_REJECTED = 3
 
 
 def ingest(
-    path: Annotated[Path, typer.Argument(help="A folder, .zip or .tar(.gz) of photos.")],
-    source: Annotated[str, typer.Option("--source", "-s", help="Name of a registered source.")],
+    path: Annotated[
+        Path, typer.Argument(help="A folder, .zip or .tar(.gz) of photos, or a bundle from a sender.")
+    ],
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source", "-s", help="Name of a registered source (not for a bundle: it brings its own)."
+        ),
+    ] = None,
     manifest: Annotated[
         Path | None,
         typer.Option(help="CSV/JSONL: path, subject[, depicted][, captured_at]. Keep it outside PATH."),
@@ -42,7 +49,36 @@ def ingest(
 
     Exit code 0 when every file was stored or already present, 3 when some files were
     refused (each is listed with its reason), 1 on an error that stopped the ingest.
+    A bundle (`disgorge share` at the sender) is checked whole first: a registered
+    sender's signature, made for this workspace, every photo's sha256.
     """
+    from ..sharing.bundle import is_bundle
+
+    if is_bundle(path):
+        if source or manifest or subject_from:
+            raise fail("a bundle brings its own source and manifest: drop --source/--manifest", code=2)
+        with open_workspace(workspace) as ws:
+            received = ws.receive_bundle(path, at=at)
+        if json_out:
+            print_json(received)
+        elif received["already_received"]:
+            console.print(
+                f"transfer {received['transfer'][:12]} from {received['sender']} was already received",
+                markup=False,
+            )
+        else:
+            console.print(
+                f"transfer {received['transfer'][:12]} from {received['sender']}: "
+                f"{received['ingested']} stored, "
+                f"{received['duplicates']} already present, {len(received['rejected'])} refused; source "
+                f"{received['source']}, usable for {', '.join(received['purposes'])} only",
+                markup=False,
+            )
+        if received["rejected"]:
+            raise typer.Exit(EXIT_REJECTED)
+        return
+    if not source:
+        raise fail("name the source the photos come from (--source NAME)", code=2)
     with open_workspace(workspace) as ws:
         report = _with_progress(
             "ingest",
@@ -156,6 +192,14 @@ def analyze(
         bool, typer.Option("--cnn", help="Use dlib's CNN detector (slower, finds more faces).")
     ] = False,
     workers: Annotated[int | None, typer.Option(help="Processes (default: one per core).")] = None,
+    embedder: Annotated[
+        str,
+        typer.Option(
+            help="dlib: face detection and dlib's face embedding (extra faces). portrait: the "
+            "centre of each photo described by colour histogram and thumbnail, a stand-in for "
+            "drawn sample portraits, not a face recogniser."
+        ),
+    ] = "dlib",
     workspace: WorkspaceOpt = None,
     at: AtOpt = None,
     json_out: JsonOpt = False,
@@ -168,7 +212,9 @@ def analyze(
     with open_workspace(workspace) as ws:
         report = _with_progress(
             "analyze",
-            lambda advance: ws.analyze(force=force, cnn=cnn, workers=workers, at=at, progress=advance),
+            lambda advance: ws.analyze(
+                force=force, cnn=cnn, workers=workers, embedder=embedder, at=at, progress=advance
+            ),
         )
     _print_analysis(report, json_out)
 
@@ -202,6 +248,10 @@ def _print_analysis(report, json_out: bool) -> None:
         f"{d['with_faces']} with faces ({d['faces']} faces), {d['embedded_faces']} face(s) embedded",
         markup=False,
     )
+    if d["embedder"] != "dlib":
+        console.print(f"  embedder: {d['embedder']} (a stand-in, not a face recogniser)", markup=False)
+    if d["face_index"] != "updated":
+        console.print(f"  face index {d['face_index']}", markup=False)
     if d["detection_only_photos"]:
         reasons = ", ".join(f"{k}: {n}" for k, n in d["detection_only_reasons"].items())
         console.print(

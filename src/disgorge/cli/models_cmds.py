@@ -1,4 +1,4 @@
-"""train, predict, model list/show/retire/unlearn/audit."""
+"""train, predict, model list/show/retire/unlearn/audit/import-mlflow."""
 
 from __future__ import annotations
 
@@ -188,3 +188,53 @@ def model_audit(
     console.print(f"  this model:           AUC {this['auc']}  TPR@1%FPR {this['tpr_at_1pct_fpr']}")
     console.print(f"  retrained from scratch: AUC {scratch['auc']}  TPR@1%FPR {scratch['tpr_at_1pct_fpr']}")
     console.print(f"  difference: {result['auc_difference']}")
+
+
+@model_app.command("import-mlflow")
+def model_import_mlflow(
+    uri: Annotated[
+        str,
+        typer.Argument(help="Local MLflow store: sqlite:///PATH/mlflow.db or a file: folder (no server)."),
+    ],
+    purpose: Annotated[
+        str,
+        typer.Option(help="Purpose of the imported runs, unless a run has the tag disgorge.purpose."),
+    ] = "ai_training",
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Record MLflow's registered model versions and their dataset inputs as lineage.
+
+    An input maps to a disgorge dataset version by its tag disgorge.dataset=NAME@VERSION,
+    or by a dataset name NAME@VERSION; inputs that map to nothing are listed. Importing
+    again records nothing new."""
+    from ..interop.mlflow import import_mlflow
+
+    with open_workspace(workspace) as ws:
+        result = import_mlflow(ws, uri, purpose=purpose).to_dict()
+    if json_out:
+        print_json(result)
+        return
+    for rec in result["recorded"]:
+        console.print(
+            f"recorded {', '.join(rec['outputs'])} <- {', '.join(rec['inputs'])} "
+            f"(MLflow run {rec['mlflow_run']})",
+            markup=False,
+        )
+    if result["already_imported"]:
+        console.print(f"already imported: {', '.join(result['already_imported'])}", markup=False)
+    for skip in result["skipped"]:
+        console.print(f"skipped {skip['model']}: {skip['reason']}", markup=False)
+    for miss in result["unmapped_inputs"]:
+        console.print(
+            f"unmapped input {miss['dataset']!r} of MLflow run {miss['mlflow_run']}: {miss['reason']}",
+            markup=False,
+        )
+    if result["runs_without_model"]:
+        console.print(
+            f"{len(result['runs_without_model'])} MLflow run(s) read disgorge data but registered no "
+            f"model version: {', '.join(result['runs_without_model'])}",
+            markup=False,
+        )
+    if not any(result[k] for k in ("recorded", "already_imported", "skipped", "unmapped_inputs")):
+        console.print("no registered model versions in that store", markup=False)

@@ -30,6 +30,7 @@ __all__ = [
     "canonical",
     "item_leaf",
     "leaf_from_sha256",
+    "load_public_key",
     "prove_item",
     "section_digests",
     "verify_certificate",
@@ -61,7 +62,8 @@ class CertificateCheck:
         return {"ok": self.ok, "reason": self.reason, "where": self.where}
 
 
-def _load_key(public_key: bytes) -> Ed25519PublicKey:
+def load_public_key(public_key: bytes) -> Ed25519PublicKey:
+    """An Ed25519 public key from PEM or 64 hex digits."""
     try:
         key = serialization.load_pem_public_key(public_key)
     except ValueError:
@@ -86,7 +88,7 @@ def verify_certificate(certificate: dict[str, Any], public_key: bytes) -> Certif
         raw = base64.b64decode(signature, validate=True)
     except ValueError:
         return CertificateCheck(False, "signature is not base64", "signature")
-    key = _load_key(public_key)
+    key = load_public_key(public_key)
     try:
         key.verify(raw, canonical(body))
     except InvalidSignature:
@@ -97,7 +99,24 @@ def verify_certificate(certificate: dict[str, Any], public_key: bytes) -> Certif
     items = body.get("items", {})
     if merkle_root(items.get("leaves", [])) != items.get("merkle_root"):
         return CertificateCheck(False, "Merkle root does not match the listed items", "body.items")
-    return CertificateCheck(True, "signature valid; Merkle root matches the items")
+    recipients = body.get("recipients") or []
+    for i, entry in enumerate(recipients):
+        # each recipient's own certificate, under the key this workspace registered for it
+        if entry.get("certificate") is None:
+            continue
+        try:
+            inner = verify_certificate(entry["certificate"], str(entry.get("public_key", "")).encode())
+        except InvalidInput as exc:
+            inner = CertificateCheck(False, str(exc))
+        if not inner.ok:
+            return CertificateCheck(
+                False,
+                f"recipient {entry.get('recipient')!r}: its certificate does not verify ({inner.reason})",
+                f"body.recipients[{i}].certificate" + (f" ({inner.where})" if inner.where else ""),
+            )
+    done = sum(1 for e in recipients if e.get("certificate") is not None)
+    tail = f"; {done} recipient certificate(s) verified" if recipients else ""
+    return CertificateCheck(True, "signature valid; Merkle root matches the items" + tail)
 
 
 def _first_difference_hint(body: dict[str, Any]) -> str:

@@ -56,9 +56,12 @@ from ..catalog.models import (
     ErasedFingerprint,
     ErasureRequest,
     ErasureStep,
+    IncomingRequest,
+    Peer,
     Run,
     Source,
     Subject,
+    Transfer,
 )
 from ..errors import ErasureBlocked, IntegrityError, InvalidInput, NotFound
 from ..vault import new_key, open_sealed, seal
@@ -71,6 +74,7 @@ __all__ = ["STEPS", "ErasureEngine"]
 
 STEPS = (
     "sample",
+    "notify_recipients",
     "unlearn_models",
     "retire_models",
     "derive_datasets",
@@ -81,6 +85,7 @@ STEPS = (
     "shred_keys",
     "purge_database",
     "verify",
+    "await_recipients",
     "certificate",
 )
 _CLAIM_TTL = timedelta(seconds=120)
@@ -133,11 +138,22 @@ def _claimant_alive(claimed_by: str, claimed_at: datetime | None, now: datetime)
     return claimed_at is not None and now - claimed_at < _CLAIM_TTL
 
 
-class ErasureEngine:
-    """Runs erasures for a workspace (``ws`` is a :class:`disgorge.Workspace`)."""
+class AwaitingRecipients(Exception):
+    """Raised by the ``await_recipients`` step when some recipient has not answered yet:
+    the request rests in ``awaiting_recipients`` (not failed) until resumed or acked."""
 
-    def __init__(self, ws: Any) -> None:
+
+class ErasureEngine:
+    """Runs erasures for a workspace (``ws`` is a :class:`disgorge.Workspace`).
+
+    ``wait`` is how long the ``await_recipients`` step keeps delivering to and polling
+    recipients before the request rests; ``deadline_days`` is the deadline given to them.
+    """
+
+    def __init__(self, ws: Any, *, wait: float = 30.0, deadline_days: float = 30.0) -> None:
         self.ws = ws
+        self.wait = wait
+        self.deadline_days = deadline_days
         # who runs a request: pid and host, so that a claim left by a killed process on
         # this machine is taken over at once (other hosts' claims expire after _CLAIM_TTL)
         self.claim_id = f"{os.getpid()}@{socket.gethostname()[:30]}:{uuid.uuid4().hex[:16]}"
@@ -163,9 +179,22 @@ class ErasureEngine:
             art = find_model(session, ident)
             return art.id, f"model:{art.name}@{art.version}"
         if kind == "transfer":
-            raise ErasureBlocked(
-                "erasing a transfer needs the sharing module (recipients), which is not built yet"
-            )
+            ids = session.scalars(
+                select(Transfer.id).where(Transfer.direction == "out", Transfer.id.startswith(ident)).limit(2)
+            ).all()
+            if len(ids) != 1:
+                raise (
+                    NotFound(f"no transfer {ident!r} from this workspace")
+                    if not ids
+                    else InvalidInput(f"transfer id prefix {ident!r} is ambiguous")
+                )
+            return ids[0], f"transfer:{ids[0]}"
+        if kind == "request":
+            incoming = session.get(IncomingRequest, ident)
+            if incoming is None:
+                raise NotFound(f"no erasure request {ident!r} was received")
+            sender = session.get(Peer, incoming.peer_id)
+            return ident, f"request:{sender.name}:{ident[:16]}"
         raise InvalidInput(f"scope {kind!r}: expected subject, asset, source, model or transfer")
 
     def plan(self, kind: str, ident: str) -> dict[str, Any]:
@@ -301,7 +330,7 @@ class ErasureEngine:
             req = self.get(session, request_id)
             if req.state in ("completed", "cancelled"):
                 return req
-            if req.state not in ("approved", "executing", "verifying", "failed"):
+            if req.state not in ("approved", "executing", "verifying", "failed", "awaiting_recipients"):
                 raise ErasureBlocked(f"erasure {req.id} is {req.state}; approve it first")
             self._check_steps(session, req)
             if req.claimed_by not in (None, self.claim_id) and _claimant_alive(
@@ -312,6 +341,8 @@ class ErasureEngine:
             if req.state in ("approved", "failed"):
                 req.state = "executing"
                 req.error = None
+            elif req.state == "awaiting_recipients":
+                req.state = "verifying"
             return req
 
     def run(self, request_id: str) -> dict[str, Any]:
@@ -332,6 +363,13 @@ class ErasureEngine:
                 break
             try:
                 summary = getattr(self, f"_step_{step.name}")(req)
+            except AwaitingRecipients:
+                with self.ws.sessions.begin() as session:
+                    r = self.get(session, rid)
+                    r.state = "awaiting_recipients"
+                    r.claimed_by = None
+                    r.updated_at = utcnow()
+                return self.view(rid)
             except BaseException as exc:
                 if isinstance(exc, Exception):
                     with self.ws.sessions.begin() as session:
@@ -433,6 +471,25 @@ class ErasureEngine:
             r.samples_key = self.ws.kek.wrap(key, _SAMPLES_AAD)
             r.samples_enc = seal(key, json.dumps(sealed).encode(), _SAMPLES_AAD)
         return {"photos": len(plan["assets"]), "needles": len(needles), "unreadable": unreadable}
+
+    def _step_notify_recipients(self, req: ErasureRequest) -> dict[str, Any]:
+        """Sign one request per recipient while the photos can still be named (before
+        their sha256 leaves the catalog), and try to deliver each once."""
+        from ..sharing.outbox import await_recipients, create_notices, default_deadline
+
+        count = create_notices(self.ws, req, deadline=default_deadline(self.deadline_days))
+        if count:
+            await_recipients(self.ws, req.id, wait=0)
+        return {"recipients": count}
+
+    def _step_await_recipients(self, req: ErasureRequest) -> dict[str, Any]:
+        from ..sharing.outbox import DONE_STATES, await_recipients
+
+        states = await_recipients(self.ws, req.id, wait=self.wait) if req.plan.get("recipients") else {}
+        waiting = sorted(name for name, state in states.items() if state not in DONE_STATES)
+        if waiting:
+            raise AwaitingRecipients(", ".join(f"{n}: {states[n]}" for n in waiting))
+        return {"recipients": dict(sorted(states.items()))}
 
     def _step_unlearn_models(self, req: ErasureRequest) -> dict[str, Any]:
         results = []
@@ -787,7 +844,7 @@ class ErasureEngine:
             "steps": step_list,
             "verification": _for_certificate(req.verification),
             "forgetting": unlearned.get("unlearned", []),
-            "recipients": [],
+            "recipients": self._recipients_for_certificate(req.id),
             "public_key": self.ws.public_key().public_bytes_raw().hex(),
         }
         body["section_digests"] = section_digests(body)
@@ -803,6 +860,23 @@ class ErasureEngine:
                 actor=self.ws.actor,
             )
         return {"merkle_root": body["items"]["merkle_root"]}
+
+    def _recipients_for_certificate(self, request_id: str) -> list[dict[str, Any]]:
+        """Each recipient's answer; a completed one with its own signed certificate."""
+        from ..sharing.outbox import notices_view
+
+        keep = (
+            "recipient",
+            "public_key",
+            "transfers",
+            "items",
+            "nonce",
+            "state",
+            "answered_at",
+            "closed_reason",
+            "certificate",
+        )
+        return [{k: n[k] for k in keep} for n in notices_view(self.ws, request_id)]
 
     # -- reading -------------------------------------------------------------------------
     def view(self, request_id: str) -> dict[str, Any]:
@@ -826,7 +900,13 @@ class ErasureEngine:
                 "verification": req.verification or None,
                 "certificate": bool(req.certificate),
                 "error": req.error,
+                "recipients": self._recipient_states(req.id),
             }
+
+    def _recipient_states(self, request_id: str) -> list[dict[str, Any]]:
+        from ..sharing.outbox import notices_view
+
+        return [{k: v for k, v in n.items() if k != "certificate"} for n in notices_view(self.ws, request_id)]
 
     def list(self) -> list[dict[str, Any]]:
         with self.ws.reader() as session:  # no JSON column: a damaged journal still lists

@@ -29,14 +29,17 @@ from ..catalog.models import (
     DatasetMember,
     DatasetVersion,
     ErasureRequest,
+    IncomingRequest,
     Subject,
 )
 from ..errors import ErasureBlocked, InvalidInput, NotFound
 from ..runs import ARTIFACT_KINDS
+from ..sharing.outbox import recipients_of
 
 __all__ = ["SCOPES", "make_plan"]
 
-SCOPES = ("subject", "asset", "source", "model", "transfer")
+#: ``request``: the photos an erasure request from a sender named (sharing/inbox.py)
+SCOPES = ("subject", "asset", "source", "model", "transfer", "request")
 _RETIRABLE = {"crop", "embedding", "phash", "index", "export", "report"}
 
 
@@ -58,7 +61,11 @@ def scope_assets(session: Session, kind: str, key: str) -> list[str]:
         return sorted(
             session.scalars(select(Asset.id).where(Asset.source_id == int(key), Asset.state == "active"))
         )
-    return []
+    if kind == "request":
+        incoming = session.get(IncomingRequest, key)
+        named = incoming.asset_ids if incoming is not None else []
+        return sorted(session.scalars(select(Asset.id).where(Asset.id.in_(named), Asset.state == "active")))
+    return []  # a transfer: what left is erased at the recipients, not here
 
 
 #: states of a request that block a new one for the same scope
@@ -67,10 +74,6 @@ OPEN_STATES = ("planned", "approved", "executing", "verifying", "awaiting_recipi
 
 def make_plan(session: Session, kind: str, key: str, scope_ref: str) -> dict[str, Any]:
     """The plan for a scope; ``key`` is the catalog key (subject id, asset id, source id, artifact id)."""
-    if kind == "transfer":
-        raise ErasureBlocked(
-            "erasing a transfer needs the sharing module (recipients), which is not built yet"
-        )
     if kind not in SCOPES:
         raise InvalidInput(f"scope {kind!r}: expected one of {', '.join(SCOPES)}")
     running = session.execute(  # columns only: another request's damaged JSON must not matter here
@@ -111,12 +114,10 @@ def make_plan(session: Session, kind: str, key: str, scope_ref: str) -> dict[str
             )
         plan["owned"] = len(assets) - len(others)
         plan["depicting"] = len(others)
-    elif kind == "source":
-        # subjects whose every photo is in this source lose their key; others keep it
-        in_source = select(Asset.owner_id).where(Asset.source_id == int(key)).distinct()
-        elsewhere = (
-            select(Asset.owner_id).where(Asset.source_id != int(key), Asset.state == "active").distinct()
-        )
+    elif kind in ("source", "request"):
+        # subjects whose every photo is in the scope lose their key; others keep it
+        in_source = select(Asset.owner_id).where(Asset.id.in_(assets)).distinct()
+        elsewhere = select(Asset.owner_id).where(Asset.id.not_in(assets), Asset.state == "active").distinct()
         subjects_to_shred = sorted(
             session.scalars(select(Subject.id).where(Subject.id.in_(in_source), Subject.id.not_in(elsewhere)))
         )
@@ -184,6 +185,8 @@ def make_plan(session: Session, kind: str, key: str, scope_ref: str) -> dict[str
                     models_retire.setdefault(
                         label, {"id": art.id, "why": "trained outside disgorge: cannot be unlearned"}
                     )
+            elif art.kind == "transfer":
+                continue  # what left is reached through its items, below
             elif art.kind == "dataset_version" or art.kind in _RETIRABLE:
                 retire_other.setdefault(label, art.id)
             elif art.kind not in ARTIFACT_KINDS:
@@ -203,14 +206,19 @@ def make_plan(session: Session, kind: str, key: str, scope_ref: str) -> dict[str
         retire_other.pop(label, None)
     if blocked:
         raise ErasureBlocked("the plan cannot handle: " + "; ".join(blocked))
-    if kind != "model" and not assets:
+    recipients = recipients_of(session, assets, key if kind == "transfer" else None)
+    if kind not in ("model", "transfer") and not assets:
         raise NotFound("the scope holds no active photos: nothing to erase")
+    if kind == "transfer" and not recipients:
+        raise NotFound("the transfer carried no photo that is still listed: nothing to erase")
+    if kind == "transfer":
+        notes.append("the photos stay here (they were collected here); the recipient erases its copies")
 
     plan["datasets"] = plan_datasets
     plan["models_unlearn"] = [{"model": k, **v} for k, v in sorted(models_unlearn.items())]
     plan["models_retire"] = [{"model": k, **v} for k, v in sorted(models_retire.items())]
     plan["artifacts_retire"] = [{"artifact": k, "id": v} for k, v in sorted(retire_other.items())]
-    plan["recipients"] = []
+    plan["recipients"] = recipients
     plan["notes"] = notes
     plan["counts"] = {
         "photos": len(assets),
@@ -220,6 +228,8 @@ def make_plan(session: Session, kind: str, key: str, scope_ref: str) -> dict[str
         "models_unlearned": len(models_unlearn),
         "models_retired": len(models_retire),
         "artifacts_retired": len(retire_other),
+        "recipients": len({r["recipient"] for r in recipients}),
+        "items_at_recipients": sum(r["items"] for r in recipients),
     }
     return plan
 
@@ -236,7 +246,9 @@ def summarize(plan: dict[str, Any]) -> dict[str, Any]:
         "models_unlearn": [m["model"] for m in plan["models_unlearn"]],
         "models_retire": [{"model": m["model"], "why": m["why"]} for m in plan["models_retire"]],
         "artifacts_retire": [a["artifact"] for a in plan["artifacts_retire"]],
-        "recipients": plan["recipients"],
+        "recipients": [
+            {k: r[k] for k in ("recipient", "transfer", "items", "backfilled")} for r in plan["recipients"]
+        ],
         "notes": plan["notes"],
         "by_kind": dict(Counter({k: v for k, v in plan["counts"].items() if v})),
     }

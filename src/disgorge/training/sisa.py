@@ -11,8 +11,13 @@ none of them, and destroys every checkpoint that did. The result is *exact*: it 
 model that training from scratch without those items would have produced. Three choices
 make that true:
 
-* shard and slice membership are functions of each item's own id (a keyed hash), not of
-  its position, so removing items never moves the others;
+* shard membership is decided once, at training, and stored with the model (each shard's
+  slices list its items); unlearning never reassigns anyone. With ``partition="hash"``
+  a subject's shard is a keyed hash of the subject alone, so training from scratch
+  without some items assigns everyone else the same way; with ``partition="balanced"``
+  (shards of near-equal size) it depends on everyone's counts, so the from-scratch twin
+  is trained with the stored assignment: ``fit(..., assignment=model.assignment_of(ids,
+  groups))``. Slice membership is a keyed hash of each item's own id;
 * the order within a slice is a hash order, so it is the same with or without the
   removed items;
 * each shard model knows only the classes present in its own data; if forgetting
@@ -26,6 +31,7 @@ the prefix of slices). Deterministic given ``random_state``.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import pickle
@@ -38,9 +44,12 @@ import numpy as np
 from ..errors import InvalidInput
 from .checkpoints import CheckpointStore, MemoryCheckpoints
 
-__all__ = ["AGGREGATIONS", "SISAClassifier", "UnlearnReport"]
+__all__ = ["AGGREGATIONS", "PARTITIONS", "SISAClassifier", "UnlearnReport"]
 
 AGGREGATIONS = ("mean_proba", "vote", "max_score")
+#: how subjects are assigned to shards: a keyed hash of the subject (sizes vary), or
+#: greedily by photo count, largest first, to the least-filled shard (sizes near equal)
+PARTITIONS = ("hash", "balanced")
 
 Loader = Callable[[Sequence[str]], tuple[np.ndarray, np.ndarray]]
 
@@ -113,11 +122,15 @@ class SISAClassifier:
         aggregation: str = "mean_proba",
         random_state: int = 0,
         checkpoints: CheckpointStore | None = None,
+        partition: str = "hash",
     ) -> None:
         if n_shards < 1 or n_slices < 1:
             raise InvalidInput("SISA needs at least one shard and one slice")
         if aggregation not in AGGREGATIONS:
             raise InvalidInput(f"aggregation {aggregation!r}: expected one of {', '.join(AGGREGATIONS)}")
+        if partition not in PARTITIONS:
+            raise InvalidInput(f"partition {partition!r}: expected one of {', '.join(PARTITIONS)}")
+        self.partition = partition
         self.estimator = estimator
         self.n_shards = n_shards
         self.n_slices = n_slices
@@ -134,10 +147,13 @@ class SISAClassifier:
         sample_ids: Sequence[str],
         groups: Sequence[str],
         allow_empty_shards: bool = False,
+        assignment: dict[str, int] | None = None,
     ) -> SISAClassifier:
         """Train every shard. More shards than groups is refused, unless
         ``allow_empty_shards``: that is how to train the from-scratch twin of a model
-        that unlearning left with fewer subjects than shards."""
+        that unlearning left with fewer subjects than shards. ``assignment`` (group ->
+        shard, e.g. :meth:`assignment_of` of an earlier model) overrides the partition:
+        the from-scratch twin of a balanced model is trained with its assignment."""
         X = np.asarray(X)
         y_arr = np.asarray(y)
         ids = [str(i) for i in sample_ids]
@@ -152,10 +168,10 @@ class SISAClassifier:
                 f"use at most {n_groups} (a shard of nobody is a model of nothing)"
             )
         data = {i: (X[k], y_arr[k]) for k, i in enumerate(ids)}
-        shard_of = {g: _bucket(self.random_state, "shard", str(g)) % self.n_shards for g in set(groups)}
+        shard_of = self._assign(ids, [str(g) for g in groups], assignment)
         members: list[list[str]] = [[] for _ in range(self.n_shards)]
         for i, g in zip(ids, groups, strict=True):
-            members[shard_of[g]].append(i)
+            members[shard_of[str(g)]].append(i)
         self.shards_ = []
         for k, shard_ids in enumerate(members):
             slices: list[list[str]] = [[] for _ in range(self.n_slices)]
@@ -168,9 +184,50 @@ class SISAClassifier:
         self.n_features_in_ = X.shape[1] if X.ndim == 2 else 1
         return self
 
+    def _assign(self, ids: list[str], groups: list[str], assignment: dict[str, int] | None) -> dict[str, int]:
+        """group -> shard."""
+        names = set(groups)
+        if assignment is not None:
+            missing = sorted(names - set(assignment))
+            if missing:
+                raise InvalidInput(
+                    f"the assignment gives no shard to {len(missing)} group(s), e.g. {missing[0]!r}"
+                )
+            bad = sorted(g for g in names if not 0 <= assignment[g] < self.n_shards)
+            if bad:
+                raise InvalidInput(
+                    f"the assignment puts group {bad[0]!r} outside shards 0..{self.n_shards - 1}"
+                )
+            return {g: int(assignment[g]) for g in names}
+        if self.partition == "hash":
+            return {g: _bucket(self.random_state, "shard", g) % self.n_shards for g in names}
+        # balanced: largest group first (ties in a seeded order) to the least-filled shard
+        counts: dict[str, int] = {}
+        for g in groups:
+            counts[g] = counts.get(g, 0) + 1
+        order = sorted(names, key=lambda g: (-counts[g], _bucket(self.random_state, "shard", g), g))
+        load = [0] * self.n_shards
+        out: dict[str, int] = {}
+        for g in order:
+            k = min(range(self.n_shards), key=lambda s: (load[s], s))
+            out[g] = k
+            load[k] += counts[g]
+        return out
+
+    def assignment_of(self, sample_ids: Sequence[str], groups: Sequence[str]) -> dict[str, int]:
+        """group -> shard of this model, for the groups of items it holds: what to pass as
+        ``fit(assignment=...)`` to train its from-scratch twin."""
+        shard_of_item = {i: s.index for s in self.shards_ for i in s.ids}
+        out: dict[str, int] = {}
+        for i, g in zip(sample_ids, groups, strict=True):
+            k = shard_of_item.get(str(i))
+            if k is not None:
+                out.setdefault(str(g), k)
+        return out
+
     def _params_tag(self) -> str:
         params = getattr(self.estimator, "get_params", lambda: {})()
-        text = json.dumps({k: repr(v) for k, v in sorted(params.items())}, sort_keys=True)
+        text = json.dumps({k: _stable_repr(v) for k, v in sorted(params.items())}, sort_keys=True)
         return f"{type(self.estimator).__name__}:{text}"
 
     def _checkpoint_key(self, shard: _Shard, r: int) -> str:
@@ -350,6 +407,7 @@ class SISAClassifier:
             "n_slices": self.n_slices,
             "aggregation": self.aggregation,
             "random_state": self.random_state,
+            "partition": self.partition,
             "estimator": self._params_tag(),
             "classes": [c.item() if hasattr(c, "item") else c for c in self.classes_.tolist()],
             "shards": [
@@ -373,6 +431,7 @@ class SISAClassifier:
             aggregation=manifest["aggregation"],
             random_state=manifest["random_state"],
             checkpoints=checkpoints,
+            partition=manifest.get("partition", "hash"),  # manifests before balancing: hash
         )
         model.shards_ = []
         for k, s in enumerate(manifest["shards"]):
@@ -396,6 +455,20 @@ def _fit_or_single(step: Callable[[Any], Any], model: Any, labels: list[Any]) ->
             raise
         return _SingleClass(labels[0])
     return model
+
+
+def _stable_repr(value: Any) -> str:
+    """A parameter as text that is the same in every process: a function by its import
+    path (its plain repr holds a memory address, which would change checkpoint keys)."""
+    if isinstance(value, functools.partial):
+        args = ", ".join(
+            [_stable_repr(a) for a in value.args]
+            + [f"{k}={_stable_repr(v)}" for k, v in sorted(value.keywords.items())]
+        )
+        return f"partial({_stable_repr(value.func)}, {args})"
+    if callable(value) and hasattr(value, "__qualname__") and hasattr(value, "__module__"):
+        return f"{value.__module__}.{value.__qualname__}"
+    return repr(value)
 
 
 def _label_key(label: Any) -> tuple[int, Any, str]:

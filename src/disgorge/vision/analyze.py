@@ -12,6 +12,14 @@ embedding (as ``asset_derivatives`` rows) and each face crop (a sealed blob).
 Embeddings also go into the face index. Embedding rows get random 62-bit ids, used as
 the index ids, so a crash between the index and the catalog can never make an id point
 at the wrong face; :func:`reconcile_index` repairs either side after a crash.
+
+The embedder ("dlib", or the "portrait" stand-in for drawn samples, see
+:mod:`disgorge.vision.portrait`) is recorded in the run's parameters, so each embedding's
+lineage says which made it. Vectors of different embedders are not comparable, so a
+workspace holds one kind: analysing with another is refused unless every photo embedded
+by the old one is analysed again (``force``). The face index is derived data: when faiss
+is not installed it is skipped (the report says so) and rebuilt from the catalog by the
+next analysis or search that has faiss.
 """
 
 from __future__ import annotations
@@ -33,12 +41,14 @@ from .. import audit
 from .._pool import ordered_map
 from ..catalog.models import Asset, AssetDerivative, Run, Subject
 from ..consent import ConsentGate, ItemRef, Purpose
+from ..errors import InvalidInput
 from ..vault import Vault
-from .faces import ImageAnalysis, analyze_many
+from .faces import ImageAnalysis, analyze_many, check_embedder
 from .index import FaceIndex
+from .models import FacesUnavailable
 from .phash import phash_context
 
-__all__ = ["AnalyzeReport", "reconcile_index", "run_analyze"]
+__all__ = ["AnalyzeReport", "embedders_in_use", "reconcile_index", "run_analyze"]
 
 BATCH = 16
 
@@ -55,6 +65,9 @@ class AnalyzeReport:
     upsampled_detections: int = 0
     errors: list[dict[str, str]] = field(default_factory=list)
     run: str = ""
+    embedder: str = "dlib"
+    #: "updated", or why the face index was not (it is rebuilt from the catalog later)
+    face_index: str = "updated"
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -69,6 +82,8 @@ class AnalyzeReport:
             "upsampled_detections": self.upsampled_detections,
             "errors": self.errors,
             "run": self.run,
+            "embedder": self.embedder,
+            "face_index": self.face_index,
             "seconds": round(self.seconds, 3),
             "photos_per_second": round(self.analyzed / self.seconds, 2) if self.seconds else 0.0,
         }
@@ -106,6 +121,27 @@ def reconcile_index(reader: sessionmaker[Session], vault: Vault, index: FaceInde
     return removed, len(missing)
 
 
+def embedders_in_use(session: Session) -> dict[str, set[str]]:
+    """Embedder -> ids of the assets whose active embeddings it made (from the runs' parameters)."""
+    rows = session.execute(
+        select(AssetDerivative.asset_id, Run.parameters)
+        .join(Run, Run.id == AssetDerivative.run_id)
+        .where(AssetDerivative.kind == "embedding", AssetDerivative.state == "active")
+    ).all()
+    out: dict[str, set[str]] = {}
+    for asset_id, parameters in rows:
+        # runs recorded before the option existed were all dlib
+        out.setdefault((parameters or {}).get("embedder", "dlib"), set()).add(asset_id)
+    return out
+
+
+def _open_index(index_path: Path) -> FaceIndex | None:
+    try:
+        return FaceIndex(index_path)
+    except FacesUnavailable:
+        return None
+
+
 def run_analyze(
     sessions: sessionmaker[Session],
     reader: sessionmaker[Session],
@@ -118,12 +154,17 @@ def run_analyze(
     force: bool = False,
     workers: int | None = None,
     cnn: bool = False,
+    embedder: str = "dlib",
     progress: Callable[[int, int], None] | None = None,
 ) -> AnalyzeReport:
     started = time.perf_counter()
-    report = AnalyzeReport()
-    index = FaceIndex(index_path)
-    reconcile_index(reader, vault, index)
+    check_embedder(embedder)
+    report = AnalyzeReport(embedder=embedder)
+    index = _open_index(index_path)
+    if index is None:
+        report.face_index = "skipped: faiss is not installed (pip install 'disgorge[faces]' to build it)"
+    else:
+        reconcile_index(reader, vault, index)
 
     with reader() as session:
         query = select(Asset.id, Asset.sha256, Asset.source_id, Asset.owner_id, Asset.blob_key).where(
@@ -134,6 +175,15 @@ def run_analyze(
         if not force:
             query = query.where(Asset.analyzed_at.is_(None))
         rows = session.execute(query.order_by(Asset.ingested_at, Asset.sha256)).all()
+        redone = {r.id for r in rows} if force else set()
+        for other, assets in embedders_in_use(session).items():
+            kept = len(assets - redone)
+            if other != embedder and kept:
+                raise InvalidInput(
+                    f"embedder {embedder!r}: {kept} photo(s) here have {other!r} embeddings, and the two "
+                    f"kinds of vector cannot be compared; analyse every photo again with force "
+                    f"(disgorge analyze --force --embedder {embedder}) or keep {other!r}"
+                )
         verdicts = ConsentGate(session, Purpose.BIOMETRIC_PROCESSING, at).evaluate(
             [ItemRef(r.id, r.source_id, r.owner_id) for r in rows]
         )
@@ -149,7 +199,11 @@ def run_analyze(
         job="analyze-faces",
         purpose=Purpose.BIOMETRIC_PROCESSING.value,
         state="running",
-        parameters={"detector": "cnn" if cnn else "hog", "force": force},
+        parameters={
+            "embedder": embedder,
+            "detector": "centre" if embedder == "portrait" else ("cnn" if cnn else "hog"),
+            "force": force,
+        },
         code_version="disgorge",
         started_at=at,
         consent_check={"checked": len(rows), "covered": embed_count, "not_covered": len(rows) - embed_count},
@@ -188,7 +242,7 @@ def run_analyze(
     for batch, results in ordered_map(
         analyze_many,
         jobs(),
-        args=lambda b: ([(j.data, j.embed) for j in b], True, cnn),
+        args=lambda b: ([(j.data, j.embed) for j in b], True, cnn, embedder),
         workers=n_workers,
         inline=len(rows) <= BATCH,
     ):
@@ -196,10 +250,11 @@ def run_analyze(
         done += len(batch)
         if progress:
             progress(done, len(rows))
-        if time.monotonic() - last_save > 60:
+        if index is not None and time.monotonic() - last_save > 60:
             index.save()
             last_save = time.monotonic()
-    index.save()
+    if index is not None:
+        index.save()
 
     report.seconds = time.perf_counter() - started
     with sessions.begin() as session:
@@ -224,7 +279,7 @@ def run_analyze(
 def _store(
     sessions: sessionmaker[Session],
     vault: Vault,
-    index: FaceIndex,
+    index: FaceIndex | None,
     run: Run,
     batch: list[_Job],
     results: list[ImageAnalysis],
@@ -311,12 +366,14 @@ def _store(
                 )
             session.flush()
             audit.append_many(session, events, actor=actor, at=at)
-            index.remove(old_vectors)
-            index.add([i for i, _ in new_vectors], [v for _, v in new_vectors])
+            if index is not None:
+                index.remove(old_vectors)
+                index.add([i for i, _ in new_vectors], [v for _, v in new_vectors])
     except BaseException:
         for key in crops:  # the rows were rolled back: their crop blobs must not linger
             vault.store.delete(key)
-        index.remove([i for i, _ in new_vectors])
+        if index is not None:
+            index.remove([i for i, _ in new_vectors])
         raise
 
 

@@ -4,6 +4,10 @@ HOG at one upsampling finds frontal faces of 80+ pixels; small faces (the 92x112
 set, thumbnails) are missed, so when nothing is found in a small image the detector is
 run again with more upsampling before concluding "no face" — the answer decides whether
 a photo is treated as biometric data, so a miss is the costly error.
+
+``embedder="portrait"`` replaces detection and embedding with the portrait descriptor of
+:mod:`disgorge.vision.portrait` (one "face": the centre of the frame) — a documented
+stand-in for drawn sample portraits, not a face recogniser; it needs no dlib.
 """
 
 from __future__ import annotations
@@ -18,13 +22,24 @@ from .image import rgb_array
 from .models import dlib_models
 from .phash import CENTRE_CROPS, centre_crop, pdq
 
-__all__ = ["Face", "ImageAnalysis", "analyze", "analyze_many"]
+__all__ = ["EMBEDDERS", "Face", "ImageAnalysis", "analyze", "analyze_many", "check_embedder"]
 
 #: larger photos are shrunk to this many pixels a side for detection and embedding
 DETECT_MAX_SIDE = 1600
 #: retry upsampling only while the upsampled image stays below this many pixels a side
 _RETRY_MAX_SIDE = 1200
 CROP_SIZE = 150
+#: "dlib": HOG/CNN detection and dlib's ResNet embedding (extra ``faces``);
+#: "portrait": the portrait descriptor stand-in (core dependencies only)
+EMBEDDERS = ("dlib", "portrait")
+
+
+def check_embedder(embedder: str) -> str:
+    if embedder not in EMBEDDERS:
+        from ..errors import InvalidInput
+
+        raise InvalidInput(f"embedder {embedder!r}: expected one of {', '.join(EMBEDDERS)}")
+    return embedder
 
 
 @dataclass
@@ -71,9 +86,20 @@ def _shrunk(rgb: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def analyze(
-    data: bytes, *, embed: bool, faces: bool = True, phash: bool = True, cnn: bool = False
+    data: bytes,
+    *,
+    embed: bool,
+    faces: bool = True,
+    phash: bool = True,
+    cnn: bool = False,
+    embedder: str = "dlib",
 ) -> ImageAnalysis:
-    """Analyse one photo. ``embed=False`` detects only (no embedding, no crop)."""
+    """Analyse one photo. ``embed=False`` detects only (no embedding, no crop).
+
+    ``embedder="portrait"`` takes the centre of the frame as the one face and describes it
+    with :func:`disgorge.vision.portrait.portrait_embedding` (no dlib; ``cnn`` is ignored).
+    """
+    check_embedder(embedder)
     try:
         rgb = rgb_array(data)
     except Exception as exc:  # noqa: BLE001 - a photo that cannot be decoded is reported, not fatal
@@ -85,6 +111,12 @@ def analyze(
         if min(width, height) >= 20:
             result.phash_crops = [pdq(centre_crop(rgb, keep))[0] for keep in CENTRE_CROPS]
     if not faces:
+        return result
+    if embedder == "portrait":
+        from .portrait import portrait_face
+
+        result.upsample = 1
+        result.faces.append(portrait_face(rgb, embed=embed))
         return result
     import dlib
 
@@ -122,6 +154,8 @@ def analyze(
     return result
 
 
-def analyze_many(items: list[tuple[bytes, bool]], faces: bool, cnn: bool) -> list[ImageAnalysis]:
+def analyze_many(
+    items: list[tuple[bytes, bool]], faces: bool, cnn: bool, embedder: str = "dlib"
+) -> list[ImageAnalysis]:
     """Batch entry point for worker processes: ``(data, embed)`` pairs."""
-    return [analyze(data, embed=embed, faces=faces, cnn=cnn) for data, embed in items]
+    return [analyze(data, embed=embed, faces=faces, cnn=cnn, embedder=embedder) for data, embed in items]

@@ -97,9 +97,11 @@ def find_faces(
     data: bytes,
     *,
     max_distance: float = SAME_PERSON_DISTANCE,
+    embedder: str = "dlib",
 ) -> tuple[int, list[Match]]:
-    """(faces found in the query, stored photos showing any of them within ``max_distance``)."""
-    query = analyze(data, embed=True, phash=False)
+    """(faces found in the query, stored photos showing any of them within ``max_distance``);
+    ``embedder`` must be the one that made the stored embeddings."""
+    query = analyze(data, embed=True, phash=False, embedder=embedder)
     best: dict[int, float] = {}
     for face in query.faces:
         assert face.embedding is not None

@@ -1,0 +1,196 @@
+"""The recipient's side: erasure requests from senders, answered with signed documents.
+
+``receive`` checks a request (a registered sender's signature, addressed to this
+workspace, a nonce not used for another document) and matches the photos it names
+against what this workspace received from that sender (by the fingerprints of the
+bundle) or, for a legacy transfer, by sha256. ``process`` runs this workspace's own
+erasure of the matched photos — its blobs, embeddings, datasets and models, with its
+own forensic scan — and ``answer`` signs the state, with this workspace's certificate
+once completed. The same request sent twice (a sender retrying) is one request; a
+different document under a used nonce is a replay and is refused.
+
+Every function returns ``(http_status, signed_or_error_document)`` so the HTTP server
+and the file route (``disgorge erasure receive``) answer alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from .. import audit
+from .._time import iso, parse_instant, utcnow
+from ..catalog.models import Asset, ErasureRequest, IncomingRequest, Peer, Transfer, TransferItem
+from ..errors import DisgorgeError
+from .documents import (
+    REQUEST_TYPE,
+    RESPONSE_TYPE,
+    SignatureError,
+    document_sha256,
+    sign_document,
+    verify_document,
+)
+from .peers import peer_by_key
+
+__all__ = ["answer", "process", "receive"]
+
+_MAX_ITEMS = 1_000_000
+
+
+def _error(status: int, message: str) -> tuple[int, dict[str, Any]]:
+    return status, {"error": message}
+
+
+def receive(ws: Any, doc: Any) -> tuple[int, dict[str, Any]]:
+    """Check and record a request; 202 with ``acknowledged`` when there is work to do."""
+    try:
+        body = verify_document(doc, REQUEST_TYPE)
+    except SignatureError as exc:
+        return _error(400, str(exc))
+    nonce = body.get("nonce")
+    if not isinstance(nonce, str) or not 16 <= len(nonce) <= 64:
+        return _error(400, "the request has no valid nonce")
+    with ws.sessions.begin() as session:
+        sender = peer_by_key(session, "sender", body["public_key"])
+        if sender is None:
+            return _error(403, "the request is signed by a key no registered sender holds")
+        if body.get("recipient_key") != ws.public_key().public_bytes_raw().hex():
+            return _error(403, "the request is addressed to another workspace")
+        digest = document_sha256(doc)
+        earlier = session.get(IncomingRequest, nonce)
+        if earlier is not None:
+            if earlier.doc_sha256 != digest or earlier.peer_id != sender.id:
+                audit.append(
+                    session,
+                    "erasure.request_replayed",
+                    {"nonce": nonce, "sender": sender.name},
+                    actor="disgorge",
+                )
+                return _error(409, "this nonce was already used for another request (a replay); refused")
+        else:
+            items = body.get("items")
+            if (
+                not isinstance(items, list)
+                or not all(isinstance(i, dict) and isinstance(i.get("values", []), list) for i in items)
+                or sum(len(i.get("values", [])) for i in items) > _MAX_ITEMS
+            ):
+                return _error(400, "the request's items are missing or too many")
+            asset_ids, named = _match(session, sender, items)
+            try:
+                deadline = parse_instant(body.get("deadline", ""), what="deadline")
+            except DisgorgeError:
+                deadline = None
+            session.add(
+                IncomingRequest(
+                    nonce=nonce,
+                    peer_id=sender.id,
+                    doc_sha256=digest,
+                    received_at=utcnow(),
+                    deadline=deadline,
+                    asset_ids=asset_ids,
+                    named=named,
+                    state="received" if asset_ids else "not_found",
+                )
+            )
+            audit.append(
+                session,
+                "erasure.request_received",
+                {"nonce": nonce, "sender": sender.name, "named": named, "matched": len(asset_ids)},
+                actor="disgorge",
+            )
+    return answer(ws, nonce)
+
+
+def _match(session: Any, sender: Peer, items: list[Any]) -> tuple[list[str], int]:
+    """Active photos the request names: by the sender's fingerprints of what it sent us,
+    or by sha256 (legacy transfers)."""
+    found: set[str] = set()
+    named = 0
+    for group in items:
+        values = [v for v in group.get("values", []) if isinstance(v, str)]
+        named += len(values)
+        for i in range(0, len(values), 900):
+            chunk = values[i : i + 900]
+            if group.get("id_kind") == "sha256":
+                query = select(Asset.id).where(Asset.sha256.in_(chunk))
+            else:
+                query = (
+                    select(TransferItem.asset_id)
+                    .join(Transfer, Transfer.id == TransferItem.transfer_id)
+                    .where(
+                        Transfer.direction == "in",
+                        Transfer.peer_id == sender.id,
+                        TransferItem.fingerprint.in_(chunk),
+                    )
+                )
+            found.update(session.scalars(query))
+    active = sorted(session.scalars(select(Asset.id).where(Asset.id.in_(found), Asset.state == "active")))
+    return active, named
+
+
+def process(ws: Any, nonce: str, *, wait: float = 30.0) -> tuple[int, dict[str, Any]]:
+    """Run this workspace's erasure for a received request (resuming one under way)."""
+    with ws.reader() as session:
+        incoming = session.get(IncomingRequest, nonce)
+        if incoming is None:
+            return _error(404, "no such request")
+        state, erasure_id = incoming.state, incoming.erasure_id
+        if erasure_id is None:  # a crash may have come between planning and recording it here
+            sender = session.get(Peer, incoming.peer_id)
+            erasure_id = session.scalar(
+                select(ErasureRequest.id).where(
+                    ErasureRequest.scope_kind == "request",
+                    ErasureRequest.scope_ref == f"request:{sender.name}:{nonce[:16]}",
+                    ErasureRequest.state != "cancelled",
+                )
+            )
+        erasure = session.get(ErasureRequest, erasure_id) if erasure_id is not None else None
+        erasure_state = erasure.state if erasure is not None else None
+    if state in ("completed", "not_found"):
+        return answer(ws, nonce)
+    try:
+        if erasure_id is None:
+            reason = f"erasure request {nonce[:12]} from a sender"
+            view = ws.erase("request", nonce, reason=reason, execute=False)
+            erasure_id, erasure_state = view["id"], view["state"]
+        if state != "executing" or incoming.erasure_id != erasure_id:
+            with ws.sessions.begin() as session:
+                incoming = session.get(IncomingRequest, nonce)
+                incoming.erasure_id, incoming.state = erasure_id, "executing"
+        if erasure_state == "planned":  # also when a crash came before the approval
+            view = ws.erasure_approve(erasure_id, wait=wait)
+        else:
+            view = ws.erasure_resume(erasure_id, wait=wait)
+        final = "completed" if view["state"] == "completed" else "executing"
+        error = None
+    except DisgorgeError as exc:
+        final, error = "exception", str(exc)
+    with ws.sessions.begin() as session:
+        incoming = session.get(IncomingRequest, nonce)
+        incoming.state, incoming.error = final, error
+    return answer(ws, nonce)
+
+
+def answer(ws: Any, nonce: str) -> tuple[int, dict[str, Any]]:
+    """The signed state of a received request (with the certificate once completed)."""
+    with ws.reader() as session:
+        incoming = session.get(IncomingRequest, nonce)
+        if incoming is None:
+            return _error(404, "no such request")
+        certificate = None
+        if incoming.erasure_id is not None:
+            req = session.get(ErasureRequest, incoming.erasure_id)
+            certificate = req.certificate or None if req.state == "completed" else None
+        state = {"received": "acknowledged", "executing": "acknowledged"}.get(incoming.state, incoming.state)
+        body = {
+            "type": RESPONSE_TYPE,
+            "nonce": nonce,
+            "state": state,
+            "named": incoming.named,
+            "matched": len(incoming.asset_ids),
+            "answered_at": iso(utcnow()),
+            "certificate": certificate,
+            "error": incoming.error,
+        }
+    return (202 if state == "acknowledged" else 200), sign_document(ws, body)

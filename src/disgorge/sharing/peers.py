@@ -1,0 +1,88 @@
+"""The organisations a workspace deals with: recipients (we send to) and senders (we accept from).
+
+A peer is a name and an Ed25519 public key. Documents are checked against the key
+registered here, never against a key a document brings along: a bundle or an erasure
+request signed by an unknown key is refused, whatever it claims to be.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlparse
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..catalog.models import Peer
+from ..erasure.certificate import load_public_key
+from ..errors import InvalidInput, NotFound
+
+__all__ = ["ROLES", "add_peer", "find_peer", "peer_by_key", "peer_view"]
+
+ROLES = ("recipient", "sender")
+
+
+def add_peer(
+    session: Session,
+    role: str,
+    name: str,
+    *,
+    public_key: bytes,
+    endpoint: str = "",
+    agreement: str = "",
+    at: datetime,
+) -> Peer:
+    """Register a recipient or a sender (``public_key``: PEM or hex of the raw key)."""
+    if role not in ROLES:
+        raise InvalidInput(f"peer role {role!r}: expected recipient or sender")
+    name = name.strip()
+    if not name or "/" in name:
+        raise InvalidInput(f"{role} name {name!r}: must be non-empty and contain no '/'")
+    raw = load_public_key(public_key).public_bytes_raw()
+    if endpoint:
+        url = urlparse(endpoint)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            raise InvalidInput(
+                f"endpoint {endpoint!r}: expected an http(s) URL such as http://127.0.0.1:8765"
+            )
+    if session.scalar(select(Peer).where(Peer.role == role, Peer.name == name)) is not None:
+        raise InvalidInput(f"{role} {name!r} already exists")
+    peer = Peer(
+        role=role,
+        name=name,
+        public_key=raw,
+        endpoint=endpoint.rstrip("/"),
+        agreement=agreement,
+        created_at=at,
+    )
+    session.add(peer)
+    session.flush()
+    return peer
+
+
+def find_peer(session: Session, role: str, name: str) -> Peer:
+    peer = session.scalar(select(Peer).where(Peer.role == role, Peer.name == name))
+    if peer is None:
+        hint = "disgorge recipient add" if role == "recipient" else "disgorge sender add"
+        raise NotFound(f"no {role} named {name!r}; register it with `{hint}`")
+    return peer
+
+
+def peer_by_key(session: Session, role: str, key_hex: str) -> Peer | None:
+    try:
+        raw = bytes.fromhex(key_hex)
+    except ValueError:
+        return None
+    return session.scalar(select(Peer).where(Peer.role == role, Peer.public_key == raw))
+
+
+def peer_view(peer: Peer) -> dict[str, Any]:
+    return {
+        "name": peer.name,
+        "role": peer.role,
+        "public_key": peer.public_key.hex(),
+        "endpoint": peer.endpoint or None,
+        "agreement": peer.agreement or None,
+        "created_at": peer.created_at.isoformat(),
+    }
