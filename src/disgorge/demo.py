@@ -455,7 +455,7 @@ def run_demo(directory: Path, say: Say = print, *, photos: Path | None = None) -
     summary["report"] = str(report_file)
     say(
         f"{'Every check passed' if summary['ok'] else 'SOME CHECKS FAILED'} ({sum(story.checks.values())}/"
-        f"{len(story.checks)}). Report: {report_file}"
+        f"{len(story.checks)})."
     )
     return summary
 

@@ -25,6 +25,9 @@ def demo(
         Path | None,
         typer.Option(help="Run in this (new or empty) folder and keep it, instead of a temp folder."),
     ] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Also write the story's HTML report to this file.")
+    ] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Run the whole story in two fresh workspaces (an app and a vendor, HTTP on loopback).
@@ -46,6 +49,9 @@ def demo(
 
     try:
         summary = run_demo(folder, say, photos=photos)
+        if report is not None:
+            shutil.copyfile(summary["report"], report)
+            summary["report"] = str(report)
     except DisgorgeError as exc:
         raise fail(str(exc)) from None
     finally:
@@ -58,5 +64,7 @@ def demo(
             f"The workspaces are kept in {folder} (try: disgorge status -w {folder / 'dating-app'}).",
             markup=False,
         )
+    elif report is None:
+        console.print("(The temporary workspaces are gone; --keep DIR or --report FILE keeps them.)")
     if not summary["ok"]:
         raise typer.Exit(1)
