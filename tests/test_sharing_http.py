@@ -460,3 +460,27 @@ def test_disgorge_serve_listens_on_loopback(template: Template, tmp_path: Path) 
         _, stderr = proc.communicate(timeout=30)
     assert f"http://127.0.0.1:{PORT}" in stderr
     assert os.path.exists(tmp_path / "vendor" / ".disgorge")
+
+
+def test_the_recipients_model_trained_on_the_shared_photos_forgets_the_subject(pair: Pair) -> None:
+    """Issue #7's done-when: share, the recipient trains, the sender erases one subject over
+    HTTP, and the recipient's model forgets them (portrait embeddings of the drawn photos)."""
+    vendor = pair.vendor
+    assert vendor.analyze(workers=1, embedder="portrait").embedded_faces == PEOPLE * PER_PERSON
+    vendor.build_dataset("train", purpose="ai_training", at="2020-05-01")
+    vendor.train_model("face-id", dataset="train@1.0.0", shards=2, slices=1, at="2020-05-02")
+    theirs_there = vendor.subject_ref(f"app/{pair.app.subject_ref(FORGET)}")  # re-keyed by the vendor
+    held_out = synthetic_photo(1, 50, size=96)  # a pose of user-1 nobody stored
+    assert [f["subject"] for f in vendor.predict("face-id", held_out)["faces"]] == [theirs_there]
+
+    pair.server.start()
+    view = pair.app.erase("subject", FORGET, reason=REASON, wait=60)
+    assert view["state"] == "completed" and view["recipients"][0]["state"] == "completed"
+
+    answer = vendor.predict("face-id", held_out)
+    assert answer["model"] == "model:face-id@2"
+    assert all(f["subject"] != theirs_there for f in answer["faces"])
+    cert = pair.app.erasure_certificate(view["id"])
+    inner = cert["body"]["recipients"][0]["certificate"]["body"]
+    assert [m["model"] for m in inner["forgetting"]] == ["model:face-id@2"]
+    assert verify_certificate(cert, pair.app.public_key_pem()).ok
