@@ -6,6 +6,7 @@ Usage::
     .venv/bin/python benchmarks/erasure.py --assets 50000 --source-assets 5000 --subjects 5000
     .venv/bin/python benchmarks/erasure.py --fresh         # regenerate the cached workspace
     .venv/bin/python benchmarks/erasure.py --json results.json
+    .venv/bin/python benchmarks/erasure.py --a-variants vacuum --a-order 3,4 --skip-scan --skip-source
 
 What it does, all in one run:
 
@@ -27,9 +28,10 @@ What it does, all in one run:
    step, certificate), timed step by step. The verifier's forensic scan is limited to the
    catalog's files (``catalog.sqlite``, its WAL and shared memory: where the subject's bytes
    could survive once their blobs are deleted) and timed apart; the full-tree scan is part C.
-   Two variants: the purge as it was (``purge_free_space(engine, vacuum=True)``: WAL
-   checkpoint, VACUUM, checkpoint; twice per erasure) and as it is now (WAL checkpoint,
-   VACUUM only when more than 25 % of the pages are free). After each variant an
+   Two variants: the purge as shipped (``disgorge.catalog.purge_free_space``: WAL
+   checkpoint, VACUUM, checkpoint; called twice per erasure, by the ``purge_database``
+   step and after the verification) and, as an experiment, a purge without VACUUM
+   (``secure_delete`` as always, then a TRUNCATE checkpoint of the WAL). After each variant an
    independent check (``grep -a -o -F`` and ``bytes.find``, not ``scan_tree``) looks in the
    catalog's files for the sha256 (hex, as the catalog stores it) of every photo of the
    erased subjects and for their wrapped data keys, with live photos as a positive control;
@@ -79,6 +81,7 @@ from lineage import PRIME, Params, _chunks, _hex, _ts, generate_catalog, machine
 
 import disgorge.erasure.engine as engine_mod
 from disgorge import Workspace
+from disgorge.catalog import SCHEMA_HEAD, current_revision, make_engine, upgrade
 from disgorge.erasure.engine import STEPS, ErasureEngine, _windows
 from disgorge.erasure.forensics import scan_tree
 
@@ -261,6 +264,7 @@ def ensure_workspace(cache: Path, s: Setup, fresh: bool) -> tuple[Path, dict[str
     if not fresh and marker.exists():
         saved = json.loads(marker.read_text())
         if saved.get("setup") == s.key() and pristine.exists():
+            migrate_cached(pristine)
             return pristine, saved
     marker.unlink(missing_ok=True)
     shutil.rmtree(pristine, ignore_errors=True)
@@ -270,6 +274,24 @@ def ensure_workspace(cache: Path, s: Setup, fresh: bool) -> tuple[Path, dict[str
     marker.write_text(json.dumps(saved, indent=2) + "\n")
     console.print(f"built in {info['seconds']:.0f} s")
     return pristine, saved
+
+
+def migrate_cached(pristine: Path) -> None:
+    """Bring a cached workspace built by an older disgorge to the current schema (the
+    migrations add tables; the generated rows stay as they are)."""
+    engine = make_engine(f"sqlite:///{pristine / '.disgorge' / 'catalog.sqlite'}")
+    try:
+        have = current_revision(engine)
+        if have != SCHEMA_HEAD:
+            console.print(f"  cached catalog at schema {have}: migrating to {SCHEMA_HEAD} ...")
+            upgrade(engine)
+            raw = engine.raw_connection()
+            try:
+                raw.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                raw.close()
+    finally:
+        engine.dispose()
 
 
 def fresh_copy(pristine: Path, run: Path) -> Path:
@@ -477,6 +499,12 @@ def freelist(db: Path) -> tuple[int, int]:
 # -- part A: one subject -------------------------------------------------------------------
 def erase_subject(ws: Workspace, ref: str, label: str) -> dict[str, Any]:
     global CURRENT
+    con = sqlite3.connect(ws.config.home / "catalog.sqlite")
+    try:  # the verifier checks the lineage of every active model: their number matters
+        sql = "SELECT count(*) FROM artifacts WHERE kind = 'model' AND state = 'active'"
+        active = con.execute(sql).fetchone()[0]
+    finally:
+        con.close()
     CURRENT = Timer()
     t = time.perf_counter()
     plan = ws.erasure_plan("subject", ref)
@@ -499,6 +527,7 @@ def erase_subject(ws: Workspace, ref: str, label: str) -> dict[str, Any]:
         "photos": plan["counts"]["photos"],
         "depicting": plan.get("depicting"),
         "datasets": plan["counts"]["dataset_versions"],
+        "models_active": active,
         "models_retired": plan["counts"]["models_retired"],
         "artifacts_retired": plan["counts"]["artifacts_retired"],
         "dry_run_s": dry,
@@ -568,12 +597,21 @@ def raw_check(
 
 
 def part_a(
-    pristine: Path, run: Path, saved: dict[str, Any], patches: Patches, assets: int, tmp: Path
+    pristine: Path,
+    run: Path,
+    saved: dict[str, Any],
+    patches: Patches,
+    assets: int,
+    tmp: Path,
+    variants: tuple[str, ...] = ("vacuum", "checkpoint"),
+    order: list[int] | None = None,
 ) -> dict[str, Any]:
-    out: dict[str, Any] = {"assets": assets}
-    refs = saved["subjects"]
+    out: dict[str, Any] = {"assets": assets, "variants": list(variants)}
+    refs = list(saved["subjects"])
     labels = [f"typical #{i + 1}" for i in range(len(refs) - 1)] + ["most photos"]
-    for variant in ("vacuum", "checkpoint"):
+    if order:  # 1-based positions in the list above
+        refs, labels = [refs[i - 1] for i in order], [labels[i - 1] for i in order]
+    for variant in variants:
         fresh_copy(pristine, run)
         db = run / ".disgorge" / "catalog.sqlite"
         warm([db])
@@ -619,6 +657,8 @@ def render_a(a: dict[str, Any]) -> list[Table]:
         ("vacuum", "purge as shipped: checkpoint + VACUUM + checkpoint, twice per erasure"),
         ("checkpoint", "experiment: purge by WAL checkpoint only, no VACUUM"),
     ):
+        if variant not in a:
+            continue
         res = a[variant]
         table = Table(
             title=f"A. one subject at {a['assets']:,} assets: {title}; catalog {res['db_mb']:,.0f} MB, "
@@ -629,6 +669,7 @@ def render_a(a: dict[str, Any]) -> list[Table]:
             "subject",
             "photos",
             "datasets",
+            "models active before",
             "models retired",
             "dry run",
             "end to end",
@@ -644,6 +685,7 @@ def render_a(a: dict[str, Any]) -> list[Table]:
                 r["subject"],
                 f"{r['photos']} ({r['depicting']} by others)",
                 str(r["datasets"]),
+                str(r["models_active"]),
                 f"{r['models_retired']} (+{r['artifacts_retired']} other)",
                 f"{r['dry_run_s']:.2f} s",
                 f"{r['total_s']:.2f} s",
@@ -659,20 +701,34 @@ def render_a(a: dict[str, Any]) -> list[Table]:
 
 def render_phases(a: dict[str, Any]) -> Table:
     table = Table(
-        title="A. where the time goes (seconds per phase; steps in journal order)", title_justify="left"
+        title="A. where the time goes (seconds per phase; steps in journal order; ↳: part of a step above)",
+        title_justify="left",
     )
     table.add_column("phase")
     cols = []
-    for variant in ("vacuum", "checkpoint"):
+    for variant in a["variants"]:
         for r in a[variant]["rows"]:
             cols.append(r)
             table.add_column(f"{r['subject']}\n({variant})", justify="right")
     names: list[str] = ["plan+record", "approve (re-plan, journal)"] + [f"step:{s}" for s in STEPS]
     extra = sorted({k for r in cols for k in r["phases"]} - set(names))
     for name in names + extra:
-        table.add_row(name, *[f"{r['phases'].get(name, 0.0):.3f}" for r in cols])
+        table.add_row(_phase_label(name), *[f"{r['phases'].get(name, 0.0):.3f}" for r in cols])
     table.add_row("total (erase)", *[f"{r['total_s']:.3f}" for r in cols])
     return table
+
+
+_NESTED = {
+    "verify()": "↳ verify() (inside step:verify)",
+    "forensic scan": "↳ scan_tree (inside verify())",
+    "purge (VACUUM)": "↳ purge_free_space, both calls (purge_database, verify)",
+    "purge (checkpoint)": "↳ checkpoint-only purge, both calls (purge_database, verify)",
+}
+
+
+def _phase_label(name: str) -> str:
+    """Rows marked ↳ are parts of the steps above them, not added to the total."""
+    return _NESTED.get(name, name)
 
 
 def _status(r: dict[str, Any]) -> str:
@@ -861,6 +917,82 @@ def _goal_mbs(mbs: float) -> str:
     return f"{mbs:,.0f} MB/s {mark}"
 
 
+# -- part V: what verify() costs besides the scan --------------------------------------------
+def part_v(pristine: Path, run: Path) -> dict[str, Any]:
+    """The parts of ``ErasureEngine.verify`` other than ``scan_tree``, each timed on its own on a
+    fresh copy (all models active), by the same calls: the walk that counts the files, the
+    lineage check (``upstream`` of every active model, then its dataset members as a set)
+    and ``load_hash_matrix`` (the copy search's matrix: every sealed PDQ hash decrypted)."""
+    from sqlalchemy import select
+
+    from disgorge.catalog.lineage import NodeRef, upstream
+    from disgorge.catalog.models import Artifact, DatasetMember
+    from disgorge.vision import load_hash_matrix
+
+    fresh_copy(pristine, run)
+    ws = Workspace.open(run, actor="bench")
+    out: dict[str, Any] = {}
+    try:
+        t = time.perf_counter()
+        files = 0
+        for dirpath, _dirs, names in os.walk(ws.config.home):
+            for name in names:
+                files += 1
+                os.path.getsize(os.path.join(dirpath, name))
+        out["walk_s"], out["files"] = time.perf_counter() - t, files
+        with console.status("V: lineage check of every active model ..."):
+            t = time.perf_counter()
+            up = members_s = 0.0
+            models = rows = 0
+            with ws.reader() as session:
+                active = select(Artifact).where(Artifact.kind == "model", Artifact.state == "active")
+                for art in session.scalars(active):
+                    a = time.perf_counter()
+                    graph = upstream(session, NodeRef("artifact", art.id, ""))
+                    b = time.perf_counter()
+                    datasets = [n["artifact_id"] for n in graph.nodes if n["kind"] == "dataset_version"]
+                    members = set(
+                        session.scalars(
+                            select(DatasetMember.asset_id).where(DatasetMember.dataset_id.in_(datasets))
+                        )
+                    )
+                    members_s += time.perf_counter() - b
+                    up += b - a
+                    models += 1
+                    rows += len(members)
+            out["lineage_s"], out["upstream_s"], out["members_s"] = time.perf_counter() - t, up, members_s
+            out["models"], out["members"] = models, rows
+        t = time.perf_counter()
+        matrix = load_hash_matrix(ws.reader, ws.vault)
+        out["hash_matrix_s"], out["hashes"] = time.perf_counter() - t, len(matrix)
+    finally:
+        ws.close()
+    console.print(f"  V: done ({uptime()})")
+    return out
+
+
+def render_v(v: dict[str, Any]) -> Table:
+    table = Table(
+        title="V. verify() besides the scan, each part timed on its own (fresh copy, all models active)",
+        title_justify="left",
+    )
+    table.add_column("part")
+    table.add_column("seconds", justify="right")
+    table.add_column("what")
+    table.add_row("walk", f"{v['walk_s']:.2f}", f"os.walk + getsize of {v['files']:,} files")
+    table.add_row(
+        "lineage check",
+        f"{v['lineage_s']:.1f}",
+        f"{v['models']} active models: upstream() {v['upstream_s']:.1f} s, dataset members as sets "
+        f"{v['members_s']:.1f} s ({v['members']:,} rows); "
+        f"{v['lineage_s'] / max(1, v['models']):.1f} s a model",
+    )
+    table.add_row(
+        "load_hash_matrix", f"{v['hash_matrix_s']:.2f}", f"{v['hashes']:,} sealed PDQ hashes decrypted"
+    )
+    return table
+
+
 # -- part B: a whole source ----------------------------------------------------------------
 def source_blob_paths(ws: Workspace) -> list[Path]:
     con = sqlite3.connect(ws.config.home / "catalog.sqlite")
@@ -1033,14 +1165,18 @@ def render_b(b: dict[str, Any]) -> Table:
 
 
 def render_b_phases(b: dict[str, Any]) -> Table:
-    table = Table(title="B. erase --source: seconds per phase", title_justify="left")
+    table = Table(
+        title="B. erase --source: seconds per phase (↳: part of a step above)", title_justify="left"
+    )
     table.add_column("phase")
     table.add_column("as shipped (VACUUM)", justify="right")
     table.add_column("no VACUUM", justify="right")
     names: list[str] = ["plan+record", "approve (re-plan, journal)"] + [f"step:{s}" for s in STEPS]
     extra = sorted((set(b["vacuum"]["phases"]) | set(b["checkpoint"]["phases"])) - set(names))
     for name in names + extra:
-        table.add_row(name, *[f"{b[v]['phases'].get(name, 0.0):,.2f}" for v in ("vacuum", "checkpoint")])
+        table.add_row(
+            _phase_label(name), *[f"{b[v]['phases'].get(name, 0.0):,.2f}" for v in ("vacuum", "checkpoint")]
+        )
     table.add_row("total", *[f"{b[v]['total_s']:,.2f}" for v in ("vacuum", "checkpoint")])
     return table
 
@@ -1073,6 +1209,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--overwrite-s", type=float, default=120.0, help="seconds the overwrite baseline runs at most (120)"
+    )
+    parser.add_argument(
+        "--a-variants",
+        default="vacuum,checkpoint",
+        help="purges part A runs, comma-separated: vacuum (as shipped), checkpoint (experiment)",
+    )
+    parser.add_argument(
+        "--a-order",
+        default="",
+        help="part A erases these subjects in this order: comma-separated positions, 1 to "
+        "--erase-subjects for the typical ones, then the one with the most photos (default: all in order)",
+    )
+    parser.add_argument("--skip-subject", action="store_true", help="skip part A")
+    parser.add_argument(
+        "--verify-parts", action="store_true", help="part V: time verify()'s parts besides the scan (~4 min)"
     )
     parser.add_argument("--skip-source", action="store_true", help="skip part B")
     parser.add_argument("--skip-scan", action="store_true", help="skip part C")
@@ -1130,11 +1281,17 @@ def main(argv: list[str] | None = None) -> int:
     patches = Patches()
     patches.install()
     try:
-        a = part_a(pristine, run, saved, patches, args.assets, tmp)
-        results["a"] = a
-        for table in render_a(a):
-            console.print(table)
-        console.print(render_phases(a))
+        if not args.skip_subject:
+            variants = tuple(v for v in args.a_variants.split(",") if v)
+            order = [int(x) for x in args.a_order.split(",") if x]
+            a = part_a(pristine, run, saved, patches, args.assets, tmp, variants, order)
+            results["a"] = a
+            for table in render_a(a):
+                console.print(table)
+            console.print(render_phases(a))
+        if args.verify_parts:
+            results["v"] = part_v(pristine, run)
+            console.print(render_v(results["v"]))
         if not args.skip_scan:
             ws = Workspace.open(run, actor="bench")
             try:

@@ -286,6 +286,25 @@ def test_a_short_external_id_is_not_a_scan_needle(sws: Workspace, tmp_path: Path
     assert done["verification"]["ok"], done["verification"]
 
 
+def test_blobs_whose_key_lives_on_are_overwritten_before_they_are_unlinked(sws: Workspace, syn: Syn) -> None:
+    """The group photo is Alan's and shows Grace: erasing Grace keeps Alan's key, so the
+    photo's ciphertext must not survive in free blocks (a hard link sees the old inode)."""
+    with sws.reader() as session:
+        blobs = dict(session.execute(select(Asset.sha256, Asset.blob_key)).all())
+    group, own = sha(syn.photos[GROUP]), sha(next(iter(syn.of("Grace_Hopper").values())))
+    links = {}
+    for name, digest in (("group", group), ("own", own)):
+        links[name] = sws.root / f"{name}.link"
+        os.link(sws.store._path(blobs[digest]), links[name])
+    done = sws.erase("subject", "Grace_Hopper", reason=REASON)
+    assert done["state"] == "completed"
+    [summary] = [s["summary"] for s in done["steps"] if s["step"] == "delete_blobs"]
+    assert summary["overwritten"] == 1  # only the group photo: Grace's own key is destroyed
+    data = links["group"].read_bytes()
+    assert data == bytes(len(data))
+    assert links["own"].read_bytes() != bytes(len(links["own"].read_bytes()))  # shredded instead
+
+
 def test_cancel_works_before_execution_and_is_refused_after(sws: Workspace, syn: Syn) -> None:
     first = sws.erase("subject", "Ada_Lovelace", reason=REASON, execute=False)
     cancelled = sws.erasure_cancel(first["id"], reason="the request was withdrawn")
@@ -344,8 +363,8 @@ def arm(where):
         def patched(self, req):
             real = self.ws.store.delete
 
-            def delete(key):
-                real(key)
+            def delete(key, **options):
+                real(key, **options)
                 die()
 
             self.ws.store.delete = delete
@@ -361,11 +380,11 @@ def arm(where):
             done(self, rid, seq, summary, session)
 
         E._done = patched
-    elif where == "inside:verify":  # the samples are dropped (committed), the database not yet purged
+    elif where == "inside:verify":  # the verification is committed, the samples not yet dropped
         run = E._step_verify
 
         def patched(self, req):
-            eng.purge_free_space = lambda engine: die()
+            E._drop_samples = lambda self, request_id: die()
             return run(self, req)
 
         E._step_verify = patched
@@ -505,6 +524,8 @@ def end_state(ws: Workspace, photos: dict[str, bytes]) -> dict[str, Any]:
         "blobs": len(list(ws.store.entries())),
         "index_entries": len(FaceIndex(ws.face_index_path)),
         "checkpoints": sorted(p.name for p in (ws.config.home / "models").rglob("*") if p.is_file()),
+        # the verifier's sealed samples are dropped once it has scanned
+        "sample_files": sorted(p.name for p in (ws.config.home / "erasure").glob("*")),
         "audit_chain_ok": ws.verify_audit().ok,
         "interrupted": ws.interrupted_erasures(),
     }
@@ -518,7 +539,7 @@ def uninterrupted(syn: Syn, tmp_path_factory: pytest.TempPathFactory) -> dict[st
         result = ws.erase("subject", "Ada_Lovelace", reason=REASON)
         assert result["state"] == "completed" and result["verification"]["ok"], result["verification"]
         state = end_state(ws, syn.photos)
-    assert state["covered"] == sorted(syn.of("Ada_Lovelace"))
+    assert state["covered"] == sorted(syn.of("Ada_Lovelace")) and state["sample_files"] == []
     assert state["steps"][STEPS.index("unlearn_models")][2]["unlearned"][0]["forgotten"] == 3
     return state
 

@@ -95,3 +95,21 @@ def test_blob_of_one_asset_cannot_pass_as_another(ws: Workspace, photo_dir: Path
         owner = session.get(Subject, a.owner_id)
     with pytest.raises(IntegrityError):
         ws.vault.get_blob(owner, a.id, b.blob_key)
+
+
+def test_a_blob_deleted_with_overwrite_leaves_zeros_not_ciphertext(tmp_path: Path) -> None:
+    """A second hard link sees the inode unlinking leaves behind: what free blocks would hold."""
+    import os
+
+    from disgorge.vault import BlobStore
+
+    store = BlobStore(str(tmp_path / "blobs"))
+    kept, wiped = store.put(os.urandom(3000)), store.put(os.urandom(3000))
+    for key in (kept, wiped):
+        os.link(store._path(key), tmp_path / f"{key}.link")
+    store.delete(kept)
+    store.delete(wiped, overwrite=True)
+    assert not store.exists(kept) and not store.exists(wiped)
+    assert (tmp_path / f"{kept}.link").read_bytes() != bytes(3000)  # unlinked: still there
+    assert (tmp_path / f"{wiped}.link").read_bytes() == bytes(3000)  # overwritten first
+    store.delete(wiped, overwrite=True)  # idempotent

@@ -12,13 +12,14 @@ are serialised and the second one sees the first one's version.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
 from .. import audit
@@ -348,6 +349,19 @@ def dataset_diff(session: Session, a: str, b: str) -> dict[str, Any]:
     }
 
 
+def _kept_members(session: Session, dataset_id: str, dropped: set[str], dropped_json: str) -> list[Any]:
+    """(asset id, sha256) of the members of ``dataset_id`` not in ``dropped``."""
+    query = (
+        select(Asset.id, Asset.sha256)
+        .join(DatasetMember, DatasetMember.asset_id == Asset.id)
+        .where(DatasetMember.dataset_id == dataset_id)
+    )
+    if session.get_bind().dialect.name == "sqlite":
+        query = query.where(text("dataset_members.asset_id NOT IN (SELECT value FROM json_each(:dropped))"))
+        return list(session.execute(query, {"dropped": dropped_json}).all())
+    return [r for r in session.execute(query).all() if r[0] not in dropped]
+
+
 def derive_without(
     session: Session, ref: str, asset_ids: set[str], *, at: datetime, actor: str, reason: str
 ) -> DatasetVersion:
@@ -357,16 +371,26 @@ def derive_without(
     none of the items is a member, the version itself is returned unchanged.
     """
     ds = find_dataset(session, ref)
-    members = set(
-        session.scalars(select(DatasetMember.asset_id).where(DatasetMember.dataset_id == ds.artifact_id))
-    )
-    dropped = members & asset_ids
+    dropped: set[str] = set()
+    wanted = sorted(asset_ids)
+    for i in range(0, len(wanted), 900):
+        dropped.update(
+            session.scalars(
+                select(DatasetMember.asset_id).where(
+                    DatasetMember.dataset_id == ds.artifact_id,
+                    DatasetMember.asset_id.in_(wanted[i : i + 900]),
+                )
+            )
+        )
     if not dropped:
         return ds
-    keep = members - dropped
-    if not keep:
+    # the kept photos' sha256, read in one pass (a version may hold half a million photos)
+    dropped_json = json.dumps(sorted(dropped))
+    kept_rows = _kept_members(session, ds.artifact_id, dropped, dropped_json)
+    if not kept_rows:
         raise InvalidInput(f"dataset {ds.name}@{ds.version} would be left empty; retire it instead")
-    shas = dict(session.execute(select(Asset.id, Asset.sha256).where(Asset.id.in_(keep))).all())
+    shas = dict(kept_rows)
+    keep = shas.keys()
     latest = max(
         session.scalars(select(DatasetVersion).where(DatasetVersion.name == ds.name)).all(),
         key=lambda r: _semver_key(r.version),
@@ -423,7 +447,19 @@ def derive_without(
     )
     session.add(new)
     session.flush()
-    session.execute(insert(DatasetMember), [{"dataset_id": artifact.id, "asset_id": a} for a in sorted(keep)])
+    if session.get_bind().dialect.name == "sqlite":  # copy the rows inside the database
+        session.execute(
+            text(
+                "INSERT INTO dataset_members (dataset_id, asset_id) SELECT :new, asset_id "
+                "FROM dataset_members WHERE dataset_id = :old "
+                "AND asset_id NOT IN (SELECT value FROM json_each(:dropped))"
+            ),
+            {"new": artifact.id, "old": ds.artifact_id, "dropped": dropped_json},
+        )
+    else:
+        session.execute(
+            insert(DatasetMember), [{"dataset_id": artifact.id, "asset_id": a} for a in sorted(keep)]
+        )
     audit.append(
         session,
         "dataset.derived",

@@ -37,6 +37,7 @@ import socket
 import time
 import uuid
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, select, update
@@ -46,7 +47,7 @@ from .. import audit
 from .._merkle import merkle_root
 from .._time import iso, utcnow
 from ..catalog import purge_free_space
-from ..catalog.lineage import NodeRef, upstream
+from ..catalog.lineage import NodeRef, downstream
 from ..catalog.models import (
     Artifact,
     Asset,
@@ -59,6 +60,7 @@ from ..catalog.models import (
     IncomingRequest,
     Peer,
     Run,
+    RunInput,
     Source,
     Subject,
     Transfer,
@@ -212,7 +214,6 @@ class ErasureEngine:
             key, ref = self._resolve_scope(session, kind, ident)
             plan = make_plan(session, kind, key, ref)
             plan["key"] = key
-            request_key = new_key()
             request = ErasureRequest(
                 id=uuid.uuid4().hex,
                 scope_kind=kind,
@@ -222,14 +223,9 @@ class ErasureEngine:
                 created_at=at,
                 updated_at=at,
                 plan=plan,
-                samples_key=self.ws.kek.wrap(request_key, _SAMPLES_AAD),
-                samples_enc=seal(
-                    request_key,
-                    json.dumps({"needles": {k: v.hex() for k, v in needles.items()}}).encode(),
-                    _SAMPLES_AAD,
-                ),
                 actor=self.ws.actor,
             )
+            self._write_samples(request.id, {"needles": {k: v.hex() for k, v in needles.items()}})
             session.add(request)
             session.flush()
             audit.append(
@@ -313,8 +309,7 @@ class ErasureEngine:
                 )
             req.state = "cancelled"
             req.updated_at = at
-            req.samples_enc = None
-            req.samples_key = None
+            self._drop_samples(req.id)
             audit.append(
                 session,
                 "erasure.cancelled",
@@ -408,11 +403,44 @@ class ErasureEngine:
             with self.ws.sessions.begin() as s:
                 mark(s)
 
+    # The verifier's samples (byte windows of the photos, their hashes and embeddings, the
+    # keys to destroy) live in a sealed file of their own, not in the catalog: dropping
+    # them must not need another rewrite (VACUUM) of a catalog of a million photos.
+    def _samples_path(self, request_id: str) -> Path:
+        return self.ws.config.home / "erasure" / f"{request_id}.samples"
+
+    def _write_samples(self, request_id: str, samples: dict[str, Any]) -> None:
+        """Seal under a fresh key (wrapped by the KEK, stored alongside); replace atomically."""
+        key = new_key()
+        wrapped = self.ws.kek.wrap(key, _SAMPLES_AAD)
+        path = self._samples_path(request_id)
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(len(wrapped).to_bytes(4, "big") + wrapped)
+            fh.write(seal(key, json.dumps(samples).encode(), _SAMPLES_AAD))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
     def _samples(self, req: ErasureRequest) -> dict[str, Any]:
-        if req.samples_key is None or req.samples_enc is None:
+        path = self._samples_path(req.id)
+        if not path.exists():
             return {"needles": {}}
-        key = self.ws.kek.unwrap(req.samples_key, _SAMPLES_AAD)
-        return json.loads(open_sealed(key, req.samples_enc, _SAMPLES_AAD, what="erasure samples"))
+        data = path.read_bytes()
+        size = int.from_bytes(data[:4], "big")
+        key = self.ws.kek.unwrap(data[4 : 4 + size], _SAMPLES_AAD)
+        return json.loads(open_sealed(key, data[4 + size :], _SAMPLES_AAD, what="erasure samples"))
+
+    def _drop_samples(self, request_id: str) -> None:
+        """Overwrite, then unlink (best effort below the file system: see docs/certificate.md)."""
+        path = self._samples_path(request_id)
+        if path.exists():
+            with open(path, "r+b") as fh:
+                fh.write(b"\0" * path.stat().st_size)
+                fh.flush()
+                os.fsync(fh.fileno())
+            path.unlink()
 
     # -- the steps ---------------------------------------------------------------------
     def _step_sample(self, req: ErasureRequest) -> dict[str, Any]:
@@ -465,11 +493,7 @@ class ErasureEngine:
             "salt": salt,
             "leaves": leaves,
         }
-        key = self.ws.kek.unwrap(req.samples_key, _SAMPLES_AAD) if req.samples_key else new_key()
-        with self.ws.sessions.begin() as session:
-            r = self.get(session, req.id)
-            r.samples_key = self.ws.kek.wrap(key, _SAMPLES_AAD)
-            r.samples_enc = seal(key, json.dumps(sealed).encode(), _SAMPLES_AAD)
+        self._write_samples(req.id, sealed)
         return {"photos": len(plan["assets"]), "needles": len(needles), "unreadable": unreadable}
 
     def _step_notify_recipients(self, req: ErasureRequest) -> dict[str, Any]:
@@ -621,32 +645,49 @@ class ErasureEngine:
         left = index.ids()
         return {"removed": sum(1 for i in ids if i not in left), "index_entries_left": len(index)}
 
+    def _kept_keys(self, session: Session, req: ErasureRequest) -> set[str]:
+        """Ids of the erased photos whose owner's data key is not destroyed by this erasure
+        (photos of someone else that show the subject, a source's photos of people who
+        are elsewhere too): their blobs are overwritten before they are unlinked."""
+        shred = set(req.plan["subjects_to_shred"])
+        return {
+            asset_id
+            for asset_id, owner in session.execute(
+                select(Asset.id, Asset.owner_id).where(Asset.id.in_(req.plan["assets"]))
+            )
+            if owner not in shred
+        }
+
     def _step_delete_derivatives(self, req: ErasureRequest) -> dict[str, Any]:
         with self.ws.sessions.begin() as session:
+            kept = self._kept_keys(session, req)
             rows = session.execute(
-                select(AssetDerivative.kind, AssetDerivative.blob_key).where(
+                select(AssetDerivative.kind, AssetDerivative.blob_key, AssetDerivative.asset_id).where(
                     AssetDerivative.asset_id.in_(req.plan["assets"])
                 )
             ).all()
-            for _kind, blob in rows:
+            for _kind, blob, asset_id in rows:
                 if blob:
-                    self.ws.store.delete(blob)
+                    self.ws.store.delete(blob, overwrite=asset_id in kept)
             session.execute(delete(AssetDerivative).where(AssetDerivative.asset_id.in_(req.plan["assets"])))
             counts: dict[str, int] = {}
-            for kind, _ in rows:
+            for kind, _, _ in rows:
                 counts[kind] = counts.get(kind, 0) + 1
             return {"deleted": counts}
 
     def _step_delete_blobs(self, req: ErasureRequest) -> dict[str, Any]:
         with self.ws.reader() as session:
+            kept = self._kept_keys(session, req)
             keys = [
-                k
-                for k in session.scalars(select(Asset.blob_key).where(Asset.id.in_(req.plan["assets"])))
+                (k, asset_id in kept)
+                for asset_id, k in session.execute(
+                    select(Asset.id, Asset.blob_key).where(Asset.id.in_(req.plan["assets"]))
+                )
                 if k
             ]
-        for key in keys:
-            self.ws.store.delete(key)
-        return {"blobs_deleted": len(keys)}
+        for key, overwrite in keys:
+            self.ws.store.delete(key, overwrite=overwrite)
+        return {"blobs_deleted": len(keys), "overwritten": sum(1 for _, o in keys if o)}
 
     def _step_tombstone_assets(self, req: ErasureRequest) -> dict[str, Any]:
         at = utcnow()
@@ -698,10 +739,10 @@ class ErasureEngine:
         return {"seconds": round(time.perf_counter() - started, 3)}
 
     def _step_verify(self, req: ErasureRequest) -> dict[str, Any]:
-        if req.samples_enc is None and req.verification:
-            # verified before a crash, samples already dropped: never scan again without them
-            # (that would "verify" nothing and lose the certificate's leaves); finish the purge
-            purge_free_space(self.ws.engine)
+        if req.verification:
+            # verified before a crash: never scan again (the samples may be gone, and a scan
+            # without them "verifies" nothing); finish dropping them
+            self._drop_samples(req.id)
             done = req.verification
             return {"ok": done["ok"], "hits": len(done["forensic_scan"]["hits"])}
         with self.ws.sessions.begin() as session:
@@ -713,9 +754,7 @@ class ErasureEngine:
             r.verification = verification
             samples = self._samples(r)
             r.plan = {**r.plan, "leaves": samples.get("leaves", []), "salt": samples.get("salt")}
-            r.samples_enc = None  # the samples are discarded after the scan
-            r.samples_key = None
-        purge_free_space(self.ws.engine)
+        self._drop_samples(req.id)  # the samples are discarded after the scan
         return {"ok": verification["ok"], "hits": len(verification["forensic_scan"]["hits"])}
 
     def verify(self, req: ErasureRequest) -> dict[str, Any]:
@@ -730,21 +769,8 @@ class ErasureEngine:
                 total += os.path.getsize(os.path.join(dirpath, name))
         hits = scan_tree(self.ws.config.home, needles)
         seconds = time.perf_counter() - started
-        erased = set(req.plan["assets"])
-        still_used = []
         with self.ws.reader() as session:
-            for art in session.scalars(
-                select(Artifact).where(Artifact.kind == "model", Artifact.state == "active")
-            ):
-                graph = upstream(session, NodeRef("artifact", art.id, ""))
-                datasets = [n["artifact_id"] for n in graph.nodes if n["kind"] == "dataset_version"]
-                members = set(
-                    session.scalars(
-                        select(DatasetMember.asset_id).where(DatasetMember.dataset_id.in_(datasets))
-                    )
-                )
-                if members & erased:
-                    still_used.append(f"model:{art.name}@{art.version}")
+            still_used = active_models_using(session, req.plan["assets"])
         copies = self._lookalikes_by_copy(samples.get("phashes", []))
         faces = self._lookalikes_by_face(samples.get("embeddings", []))
         scan = {
@@ -954,6 +980,31 @@ def _for_certificate(verification: dict[str, Any]) -> dict[str, Any]:
         "copy_candidates": len(verification.get("copy_candidates") or []),
         "face_candidates": len(verification.get("face_candidates") or []),
     }
+
+
+def active_models_using(session: Session, asset_ids: list[str]) -> list[str]:
+    """Active models with any of ``asset_ids`` upstream (through a dataset version that
+    holds them, or a run that read them directly). Walks downstream from what holds the
+    photos, so its cost follows the erasure's size, not the number of models."""
+    seeds: set[str] = set()
+    for i in range(0, len(asset_ids), 900):
+        chunk = asset_ids[i : i + 900]
+        seeds.update(
+            session.scalars(select(DatasetMember.dataset_id).where(DatasetMember.asset_id.in_(chunk)))
+        )
+        runs = select(RunInput.run_id).where(RunInput.asset_id.in_(chunk))
+        seeds.update(session.scalars(select(Artifact.id).where(Artifact.run_id.in_(runs))))
+    found: set[str] = set()
+    for seed in sorted(seeds):
+        art = session.get(Artifact, seed)
+        if art.kind == "model" and art.state == "active":
+            found.add(f"model:{art.name}@{art.version}")
+        for node in downstream(session, NodeRef("artifact", seed, "")).nodes:
+            if node["kind"] == "model" and "artifact_id" in node:
+                model = session.get(Artifact, node["artifact_id"])
+                if model.state == "active":
+                    found.add(f"model:{model.name}@{model.version}")
+    return sorted(found)
 
 
 def make_plan_for_approval(session: Session, req: ErasureRequest) -> dict[str, Any]:

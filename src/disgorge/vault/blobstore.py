@@ -72,10 +72,24 @@ class BlobStore:
     def exists(self, key: str) -> bool:
         return self.fs.exists(self._path(key))
 
-    def delete(self, key: str) -> None:
-        """Remove a blob; removing one that is already gone is not an error (idempotent)."""
+    def delete(self, key: str, *, overwrite: bool = False) -> None:
+        """Remove a blob; removing one that is already gone is not an error (idempotent).
+
+        ``overwrite`` first writes zeros over it in place (local stores): for a blob whose
+        key lives on, unlinking alone would leave decryptable ciphertext in free blocks.
+        Best effort below the file system (copy-on-write file systems and SSDs may keep old
+        blocks; full-disk encryption covers those).
+        """
+        path = self._path(key)
+        if overwrite and self.is_local:
+            with contextlib.suppress(FileNotFoundError), open(path, "r+b") as fh:
+                size = os.fstat(fh.fileno()).st_size
+                for start in range(0, size, 1 << 20):
+                    fh.write(b"\0" * min(1 << 20, size - start))
+                fh.flush()
+                os.fsync(fh.fileno())
         with contextlib.suppress(FileNotFoundError):
-            self.fs.rm_file(self._path(key))
+            self.fs.rm_file(path)
 
     def entries(self) -> Iterator[tuple[str, float]]:
         """Every stored key with its modification time (epoch seconds)."""
