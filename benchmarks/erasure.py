@@ -28,12 +28,12 @@ What it does, all in one run:
    step, certificate), timed step by step. The verifier's forensic scan is limited to the
    catalog's files (``catalog.sqlite``, its WAL and shared memory: where the subject's bytes
    could survive once their blobs are deleted) and timed apart; the full-tree scan is part C.
-   Two variants: the purge as shipped (``disgorge.catalog.purge_free_space``: WAL
-   checkpoint, VACUUM, checkpoint; called twice per erasure, by the ``purge_database``
-   step and after the verification) and, as an experiment, a purge without VACUUM
-   (``secure_delete`` as always, then a TRUNCATE checkpoint of the WAL). After each variant an
-   independent check (``grep -a -o -F`` and ``bytes.find``, not ``scan_tree``) looks in the
-   catalog's files for the sha256 (hex, as the catalog stores it) of every photo of the
+   Two variants: the purge as shipped (``disgorge.catalog.purge_free_space``: WAL checkpoint,
+   VACUUM, checkpoint; once per erasure, by the ``purge_database`` step; it ran twice before
+   the verifier's samples moved out of the catalog) and, as an experiment, a purge without
+   VACUUM (``secure_delete`` as always, then a TRUNCATE checkpoint of the WAL). After each
+   variant an independent check (``grep -a -o -F`` and ``bytes.find``, not ``scan_tree``) looks
+   in the catalog's files for the sha256 (hex, as the catalog stores it) of every photo of the
    erased subjects and for their wrapped data keys, with live photos as a positive control;
 3. **C. forensic scan** of the whole workspace (catalog and every blob, page cache warm) with
    the needles the verifier would take for 20 photos (about one subject's: ~100 needles),
@@ -654,7 +654,7 @@ def part_a(
 def render_a(a: dict[str, Any]) -> list[Table]:
     tables = []
     for variant, title in (
-        ("vacuum", "purge as shipped: checkpoint + VACUUM + checkpoint, twice per erasure"),
+        ("vacuum", "purge as shipped: checkpoint + VACUUM + checkpoint, once per erasure"),
         ("checkpoint", "experiment: purge by WAL checkpoint only, no VACUUM"),
     ):
         if variant not in a:
@@ -721,8 +721,8 @@ def render_phases(a: dict[str, Any]) -> Table:
 _NESTED = {
     "verify()": "↳ verify() (inside step:verify)",
     "forensic scan": "↳ scan_tree (inside verify())",
-    "purge (VACUUM)": "↳ purge_free_space, both calls (purge_database, verify)",
-    "purge (checkpoint)": "↳ checkpoint-only purge, both calls (purge_database, verify)",
+    "purge (VACUUM)": "↳ purge_free_space (the purge_database step)",
+    "purge (checkpoint)": "↳ checkpoint-only purge (the purge_database step)",
 }
 
 
