@@ -68,7 +68,7 @@ def share(
         raise InvalidInput("a backfilled transfer records a legacy export: it writes no bundle")
     if out is not None and out.exists():
         raise InvalidInput(f"{out} already exists; choose another output file")
-    if out is not None and ws.config.home in out.resolve().parents:
+    if out is not None and Path(ws.root).resolve() in out.resolve().parents:
         raise InvalidInput("write the bundle outside the workspace: it holds photos in clear")
 
     with ws.reader() as session:
