@@ -1663,6 +1663,8 @@ class Workspace:
         return GcReport(len(orphans), len(temps), not dry_run)
 
     def status(self) -> dict[str, Any]:
+        from .catalog.models import ErasureRequest, Peer, Transfer
+
         with self.reader() as session:
 
             def count(model: Any, *where: Any) -> int:
@@ -1685,6 +1687,13 @@ class Workspace:
                 "assets": count(Asset, Asset.state == "active"),
                 "asset_bytes": int(size or 0),
                 "consent_records": count(ConsentRecord),
+                "recipients": count(Peer, Peer.role == "recipient"),
+                "senders": count(Peer, Peer.role == "sender"),
+                "transfers_out": count(Transfer, Transfer.direction == "out"),
+                "transfers_in": count(Transfer, Transfer.direction == "in"),
+                "erasures_awaiting_recipients": count(
+                    ErasureRequest, ErasureRequest.state == "awaiting_recipients"
+                ),
                 "audit_events": last.seq if last else 0,
                 "audit_head": last.hash if last else audit.GENESIS,
             }
