@@ -1133,7 +1133,7 @@ def render_b(b: dict[str, Any]) -> Table:
             row(
                 "the delete_blobs step",
                 ph.get("step:delete_blobs", 0.0),
-                "the source's blob files unlinked (no overwrite: they are ciphertext)",
+                "unlinked; those whose owner keeps a key (about 10 %) zeroed first",
             )
         executed = ph.get("plan+record", 0.0) + ph.get("approve (re-plan, journal)", 0.0)
         executed += sum(
