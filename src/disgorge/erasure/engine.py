@@ -67,6 +67,7 @@ from ..catalog.models import (
 )
 from ..errors import ErasureBlocked, IntegrityError, InvalidInput, NotFound
 from ..vault import new_key, open_sealed, seal
+from ..vault.blobstore import wipe_file
 from ..vision.phash import phash_context
 from .certificate import SCHEMA, canonical, leaf_from_sha256, section_digests
 from .forensics import scan_tree
@@ -434,13 +435,7 @@ class ErasureEngine:
 
     def _drop_samples(self, request_id: str) -> None:
         """Overwrite, then unlink (best effort below the file system: see docs/certificate.md)."""
-        path = self._samples_path(request_id)
-        if path.exists():
-            with open(path, "r+b") as fh:
-                fh.write(b"\0" * path.stat().st_size)
-                fh.flush()
-                os.fsync(fh.fileno())
-            path.unlink()
+        wipe_file(self._samples_path(request_id), unlink=True)
 
     # -- the steps ---------------------------------------------------------------------
     def _step_sample(self, req: ErasureRequest) -> dict[str, Any]:

@@ -61,30 +61,39 @@ _HTTP_TIMEOUT = 10.0
 def recipients_of(session: Any, asset_ids: list[str], transfer_id: str | None = None) -> list[dict[str, Any]]:
     """The outgoing transfers that carried any of ``asset_ids`` (or all of one transfer)."""
     query = (
-        select(Transfer.id, Peer.name, Transfer.backfilled, Transfer.id_kind)
+        select(Transfer.id, Peer.name, Transfer.backfilled, Transfer.id_kind, TransferItem.asset_id)
         .join(Peer, Peer.id == Transfer.peer_id)
+        .join(TransferItem, TransferItem.transfer_id == Transfer.id)
         .where(Transfer.direction == "out")
+        .order_by(Transfer.at, Transfer.id, TransferItem.asset_id)
     )
-    out = []
-    for tid, name, backfilled, id_kind in session.execute(query.order_by(Transfer.at, Transfer.id)):
-        if transfer_id is not None and tid != transfer_id:
-            continue
-        items = select(TransferItem.asset_id).where(TransferItem.transfer_id == tid)
-        if transfer_id is None:
-            items = items.where(TransferItem.asset_id.in_(asset_ids))
-        ids = sorted(session.scalars(items))
-        if ids:
-            out.append(
+    if transfer_id is not None:
+        chunks = [query.where(Transfer.id == transfer_id)]
+    else:
+        chunks = [
+            query.where(TransferItem.asset_id.in_(asset_ids[i : i + 900]))
+            for i in range(0, len(asset_ids), 900)
+        ]
+    found: dict[str, dict[str, Any]] = {}
+    for chunk in chunks:
+        for tid, name, backfilled, id_kind, asset_id in session.execute(chunk):
+            entry = found.setdefault(
+                tid,
                 {
                     "recipient": name,
                     "transfer": tid,
-                    "items": len(ids),
-                    "asset_ids": ids,
+                    "items": 0,
+                    "asset_ids": [],
                     "backfilled": bool(backfilled),
                     "id_kind": id_kind,
-                }
+                },
             )
-    return out
+            entry["asset_ids"].append(asset_id)
+    order = dict(session.execute(select(Transfer.id, Transfer.at).where(Transfer.id.in_(list(found)))).all())
+    for entry in found.values():
+        entry["asset_ids"].sort()
+        entry["items"] = len(entry["asset_ids"])
+    return sorted(found.values(), key=lambda e: (order[e["transfer"]], e["transfer"]))
 
 
 def create_notices(ws: Any, req: ErasureRequest, *, deadline: datetime) -> int:

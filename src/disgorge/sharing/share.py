@@ -107,6 +107,15 @@ def share(
             )
     transfer_id = uuid.uuid4().hex
     fingerprints = {r.id: shared_fingerprint(ws.vault, r.sha256) for r in shipped}
+    summary = {
+        "transfer": transfer_id,
+        "recipient": peer.name,
+        "dataset": f"{ds.name}@{ds.version}",
+        "purposes": declared,
+        "items": len(shipped),
+        "excluded": 0 if backfill else len(bad),
+        "backfilled": backfill,
+    }
 
     bundle_sha256 = ""
     if out is not None:
@@ -186,21 +195,7 @@ def share(
                 TransferItem(transfer_id=transfer_id, asset_id=r.id, fingerprint=fingerprints[r.id])
                 for r in shipped
             )
-            audit.append(
-                session,
-                "transfer.shared",
-                {
-                    "transfer": transfer_id,
-                    "recipient": peer.name,
-                    "dataset": f"{ds.name}@{ds.version}",
-                    "purposes": declared,
-                    "items": len(shipped),
-                    "excluded": 0 if backfill else len(bad),
-                    "backfilled": backfill,
-                },
-                actor=ws.actor,
-                at=at,
-            )
+            audit.append(session, "transfer.shared", summary, actor=ws.actor, at=at)
     except BaseException:
         if out is not None:
             out.unlink(missing_ok=True)
@@ -208,15 +203,9 @@ def share(
         raise
     ws._finish_run(handle, "completed", at)
     return {
-        "transfer": transfer_id,
-        "recipient": peer.name,
-        "dataset": f"{ds.name}@{ds.version}",
-        "purposes": declared,
-        "items": len(shipped),
-        "excluded": 0 if backfill else len(bad),
+        **summary,
         "excluded_by_rule": {} if backfill else dict(refused.most_common()),
         "not_covered_at_the_time": len(bad) if backfill else 0,
-        "backfilled": backfill,
         "bundle": str(out) if out is not None else None,
         "bundle_sha256": bundle_sha256 or None,
         "run": handle.id,

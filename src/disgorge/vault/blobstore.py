@@ -20,7 +20,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from ..errors import IntegrityError, NotFound
 
-__all__ = ["BlobStore", "put_local"]
+__all__ = ["BlobStore", "put_local", "wipe_file"]
 
 _TMP = ".tmp"
 
@@ -82,12 +82,7 @@ class BlobStore:
         """
         path = self._path(key)
         if overwrite and self.is_local:
-            with contextlib.suppress(FileNotFoundError), open(path, "r+b") as fh:
-                size = os.fstat(fh.fileno()).st_size
-                for start in range(0, size, 1 << 20):
-                    fh.write(b"\0" * min(1 << 20, size - start))
-                fh.flush()
-                os.fsync(fh.fileno())
+            wipe_file(path)
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(path)
 
@@ -107,6 +102,20 @@ class BlobStore:
     def remove_path(self, path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(path)
+
+
+def wipe_file(path: str | os.PathLike[str], *, unlink: bool = False) -> None:
+    """Write zeros over a local file in place and fsync (a missing file is nothing to do);
+    then unlink it if asked. Best effort below the file system."""
+    with contextlib.suppress(FileNotFoundError):
+        with open(path, "r+b") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            for start in range(0, size, 1 << 20):
+                fh.write(b"\0" * min(1 << 20, size - start))
+            fh.flush()
+            os.fsync(fh.fileno())
+        if unlink:
+            os.unlink(path)
 
 
 def put_local(root: str, blobs: list[bytes]) -> list[str]:
