@@ -341,3 +341,16 @@ def test_a_legacy_transfer_is_recorded_under_override_and_erased_by_sha256(pair:
         assert vendor.status()["subjects_erased"] == len(USERS)  # nothing of them is left there
     with Workspace.open(pair.root / "app", actor="tester") as app:
         assert app.erasure_ack(answer)["erasure"]["state"] == "completed"
+
+
+def test_status_counts_peers_transfers_and_erasures_awaiting_recipients(pair: Pair) -> None:
+    _, bundle = _share(pair, ["ai_training"])
+    with Workspace.open(pair.root / "vendor", actor="tester") as vendor:
+        vendor.receive_bundle(bundle)
+        status = vendor.status()
+        assert (status["senders"], status["recipients"], status["transfers_in"]) == (1, 0, 1)
+    with Workspace.open(pair.root / "app", actor="tester") as app:
+        app.erase("subject", USERS[0], reason=REASON, wait=0)
+        status = app.status()
+        assert (status["recipients"], status["transfers_out"]) == (1, 1)
+        assert status["erasures_awaiting_recipients"] == 1
