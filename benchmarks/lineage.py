@@ -214,7 +214,7 @@ def generate_catalog(path: Path, p: Params) -> tuple[Shape, dict[str, Any]]:
         con.execute("PRAGMA journal_mode=OFF")
         con.execute("PRAGMA synchronous=OFF")
         con.execute("PRAGMA cache_size=-1000000")
-        loaded = ("assets", "asset_subjects", "dataset_members", "run_inputs", "artifacts", "runs")
+        loaded = ("assets", "asset_subjects", "dataset_member_rows", "run_inputs", "artifacts", "runs")
         marks = ",".join("?" * len(loaded))
         indexes = con.execute(
             f"SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
@@ -320,11 +320,11 @@ def generate_catalog(path: Path, p: Params) -> tuple[Shape, dict[str, Any]]:
             fraction = rng.uniform(0.10, 0.50)
             a, b = rng.randrange(1, PRIME), rng.randrange(PRIME)
             con.execute(
-                "INSERT INTO dataset_members (dataset_id, asset_id) SELECT ?, id FROM assets "
+                "INSERT INTO dataset_member_rows (dataset_id, asset_id) SELECT ?, id FROM assets "
                 "WHERE ((rowid * ? + ?) % ?) < ? ORDER BY id",
                 (dataset_id, a, b, PRIME, int(fraction * PRIME)),
             )
-        counts = dict(con.execute("SELECT dataset_id, count(*) FROM dataset_members GROUP BY dataset_id"))
+        counts = dict(con.execute("SELECT dataset_id, count(*) FROM dataset_member_rows GROUP BY dataset_id"))
         con.executemany(
             "INSERT INTO dataset_versions (artifact_id, name, version, purpose, merkle_root, members, "
             "excluded, built_at, selector) "

@@ -192,3 +192,75 @@ def test_consent_check_per_subject(ws: Workspace, tmp_path: Path) -> None:
     now = ws.consent_check("ben", "ai_training")
     assert then["allowed"] and then["covered"] == 3
     assert not now["allowed"] and {i["rule"] for i in now["items"]} == {"consent_revoked"}
+
+
+def _asset_ids(ws: Workspace, shas: set[str]) -> set[str]:
+    from sqlalchemy import select
+
+    from disgorge.catalog.models import Asset
+
+    with ws.reader() as session:
+        return set(session.scalars(select(Asset.id).where(Asset.sha256.in_(shas))))
+
+
+def test_a_derived_version_stores_its_drops_not_a_copy_and_chains_flatten(
+    ws: Workspace, tmp_path: Path
+) -> None:
+    """Deriving a version without a few photos (unlearning, erasure) writes those few rows:
+    members, root, diff and lineage read the base's rows minus the drops."""
+    from sqlalchemy import func, select
+
+    from disgorge.catalog.models import DatasetDrop, DatasetMemberRow, DatasetVersion
+    from disgorge.datasets import derive_without
+    from disgorge.datasets.build import find_dataset
+
+    _setup(ws, tmp_path, "")
+    ws.build_dataset("faces", purpose="ai_training", at="2014-01-01")
+    everyone = _shas(0) | _shas(1) | _shas(2) | _shas(3)
+    with ws.sessions.begin() as session:
+        second = derive_without(
+            session, "faces@1.0.0", _asset_ids(ws, _shas(1)), at=ws_now(), actor="t", reason="r"
+        )
+        third = derive_without(
+            session, f"faces@{second.version}", _asset_ids(ws, _shas(2)), at=ws_now(), actor="t", reason="r"
+        )
+        again = derive_without(
+            session, f"faces@{second.version}", _asset_ids(ws, _shas(2)), at=ws_now(), actor="t", reason="r"
+        )
+        assert again.artifact_id == third.artifact_id  # idempotent: the same drops give the same version
+        base = find_dataset(session, "faces@1.0.0").artifact_id
+        assert (second.members_of, third.members_of) == (base, base)  # a chain reads the first rows
+        stored = dict(
+            session.execute(
+                select(DatasetMemberRow.dataset_id, func.count()).group_by(DatasetMemberRow.dataset_id)
+            ).all()
+        )
+        assert stored == {base: 12}
+        drops = dict(
+            session.execute(
+                select(DatasetDrop.dataset_id, func.count()).group_by(DatasetDrop.dataset_id)
+            ).all()
+        )
+        assert drops == {second.artifact_id: 3, third.artifact_id: 6}
+        assert session.get(DatasetVersion, third.artifact_id).merkle_root == ""  # computed when asked
+    assert (second.version, third.version) == ("2.0.0", "3.0.0")
+    info = ws.dataset("faces@3.0.0", members=True)
+    assert set(info["member_sha256"]) == _shas(0) | _shas(3) and info["members"] == 6
+    assert info["merkle_root"] == merkle_root(_shas(0) | _shas(3))
+    assert set(ws.dataset("faces@1.0.0", members=True)["member_sha256"]) == everyone  # untouched
+    diff = ws.dataset_diff("faces@1.0.0", "faces@3.0.0")
+    assert set(diff["removed"]) == _shas(1) | _shas(2) and diff["added"] == []
+    # the gate building the same content again recognises the derived version by its root
+    revoked = tmp_path / "revoked.csv"
+    revoked.write_text(
+        "subject,purpose,decision,at\nben,ai_training,denied,2015-01-01\ncat,ai_training,denied,2015-01-01\n"
+    )
+    ws.import_consent(revoked)
+    same = ws.build_dataset("faces", purpose="ai_training", at="2016-01-01")
+    assert (same.version, same.created, same.merkle_root) == ("3.0.0", False, info["merkle_root"])
+
+
+def ws_now():
+    from disgorge._time import utcnow
+
+    return utcnow()

@@ -44,3 +44,39 @@ def test_outdated_schema_is_refused_with_the_fix(tmp_path: Path) -> None:
     engine.dispose()
     with pytest.raises(WorkspaceError, match="disgorge migrate"):
         Workspace.open(tmp_path / "ws")
+
+
+def test_0006_keeps_every_membership_when_it_turns_the_table_into_a_view(tmp_path: Path) -> None:
+    """A catalog built before 0006 (membership a table) reads the same members after it."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from disgorge import Workspace
+    from disgorge.catalog.db import _alembic_config
+    from disgorge.samples import synthetic_photo
+
+    ws = Workspace.init(tmp_path / "ws", actor="tester")
+    ws.add_source("app")
+    ws.add_policy("app", "2013", text=b"p", effective_from="2013-01-01", allows=["ai_training"])
+    folder = tmp_path / "photos"
+    for p in range(3):
+        (folder / f"s{p}").mkdir(parents=True)
+        (folder / f"s{p}" / "1.jpg").write_bytes(synthetic_photo(p, 1, size=64))
+    ws.ingest(folder, source="app", subject_from="dirname", at="2013-02-01")
+    ws.build_dataset("faces", purpose="ai_training", at="2014-01-01")
+    url = ws.engine.url
+    ws.close()
+    engine = make_engine(str(url))
+    query = text("SELECT dataset_id, asset_id FROM dataset_members ORDER BY 1, 2")
+    with engine.connect() as conn:
+        before = conn.execute(query).all()
+    assert len(before) == 3
+    command.downgrade(_alembic_config(engine), "0005")
+    with engine.connect() as conn:
+        assert "dataset_members" in inspect(conn).get_table_names()  # a table again
+        assert conn.execute(query).all() == before
+    upgrade(engine)
+    with engine.connect() as conn:
+        assert "dataset_members" not in inspect(conn).get_table_names()  # a view now
+        assert conn.execute(query).all() == before
+    engine.dispose()

@@ -239,14 +239,22 @@ def test_unlearning_equals_training_from_scratch_without(
                     stat[f"{key}.ckpt"].st_ino,
                     stat[f"{key}.ckpt"].st_mtime_ns,
                 )
-    # every checkpoint that saw the items is gone, its bytes overwritten, in no other file
-    destroyed = [k for keys in saw.values() for k in keys]
+    # every checkpoint that saw the items is gone, its bytes overwritten;
+    # so are earlier ones of an incremental shard retrained from its first slice because its
+    # classes changed (which of the shards that is depends on the partition)
+    destroyed = report.stale_checkpoints
+    assert {k for keys in saw.values() for k in keys} <= set(destroyed)
     assert destroyed and report.checkpoints_destroyed == len(destroyed)
+    assert not set(destroyed) & set(model.checkpoint_keys())
+    if kind != "sgd":  # not incremental: only what saw the items is retrained
+        assert set(destroyed) == {k for keys in saw.values() for k in keys}
     for key in destroyed:
         name = f"{key}.ckpt"
         assert not (folder / name).exists()
         assert (tmp_path / "links" / name).read_bytes() == b"\0" * len(before[name])
-        assert all(before[name] != data for data in after.values())
+    # (an old checkpoint's bytes may equal a new one's: SGD's hinge loss gives a photo
+    # beyond the margin no gradient, so training without it can end in the same state; what
+    # is left is exactly the from-scratch model's checkpoints, asserted above)
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temporaries
 
 

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from cryptography.hazmat.primitives import serialization
@@ -68,6 +68,9 @@ from .ingest.pipeline import ProgressFn
 from .runs import Override, add_output, finish_run, resolve_inputs, start_run
 from .subjects import find_subject, ref_of
 from .vault import BlobStore, EnvKek, FileKek, KekProvider, Vault, new_key
+
+if TYPE_CHECKING:
+    from .vision.hash_cache import HashCache
 
 __all__ = ["GcReport", "RunHandle", "Workspace"]
 
@@ -590,6 +593,10 @@ class Workspace:
                 session, "subject.key_destroyed", {"subject": subject.ref}, actor=self.actor, at=when
             )
             ref = subject.ref
+            owned = list(session.scalars(select(Asset.id).where(Asset.owner_id == subject.id)))
+        # after the commit, so no search can put them back: the PDQ cache holds the subject's
+        # hashes decrypted, under the live KEK, where the destroyed key no longer guards them
+        self.hash_cache.drop_assets(owned)
         purge_free_space(self.engine)
         return ref
 
@@ -597,6 +604,14 @@ class Workspace:
     @property
     def face_index_path(self) -> Path:
         return self.config.home / "index" / "faces.faiss"
+
+    @property
+    def hash_cache(self) -> HashCache:
+        """The sealed cache of the decrypted PDQ hashes (``index/pdq.sealed``), so a copy
+        search does not decrypt every hash (see :mod:`disgorge.vision.hash_cache`)."""
+        from .vision.hash_cache import HashCache
+
+        return HashCache(self.config.home / "index" / "pdq.sealed", self.kek)
 
     def analyze(
         self,
@@ -649,13 +664,15 @@ class Workspace:
             FaceIndex,
             find_copies,
             find_faces,
+            load_hash_matrix,
             reconcile_index,
         )
 
         data = image if isinstance(image, bytes) else Path(image).read_bytes()
         if by == "copy":
             threshold = int(max_distance) if max_distance is not None else DEFAULT_MAX_DISTANCE
-            matches = find_copies(self.reader, self.vault, data, max_distance=threshold)
+            matrix = load_hash_matrix(self.reader, self.vault, cache=self.hash_cache)
+            matches = find_copies(self.reader, self.vault, data, max_distance=threshold, matrix=matrix)
             result: dict[str, Any] = {"by": "copy", "metric": "pdq_hamming_bits", "threshold": threshold}
         elif by == "face":
             threshold_f = max_distance if max_distance is not None else SAME_PERSON_DISTANCE
@@ -939,6 +956,9 @@ class Workspace:
                 lapsed |= {a for a, v in check.items() if not v.allowed}
             lapsed -= forget
             forget |= lapsed
+            # the new dataset version drops them all, photos without a face (never trained
+            # on) included: a model must not keep an erased photo upstream in its lineage
+            drop = set(forget)
             forget &= trained
             if not forget:
                 return {
@@ -976,7 +996,7 @@ class Workspace:
         report = model.unlearn(sorted(forget), loader, destroy=False)
         after = membership_inference(model, forgotten_data.X, never_seen.X)
         with self.sessions.begin() as session:
-            new_ds = derive_without(session, ds_ref, forget, at=when, actor=self.actor, reason=reason)
+            new_ds = derive_without(session, ds_ref, drop, at=when, actor=self.actor, reason=reason)
             new_ref = f"{new_ds.name}@{new_ds.version}"
         extra = dict(artifact.extra)
         extra.update(

@@ -32,7 +32,7 @@ _MIGRATIONS = Path(__file__).parent / "migrations"
 
 #: the latest Alembic revision; opening a workspace compares against it without loading
 #: Alembic (tests/test_migrations.py checks it is the head of migrations/versions)
-SCHEMA_HEAD = "0005"
+SCHEMA_HEAD = "0006"
 
 
 def make_engine(url: str) -> Engine:
@@ -106,15 +106,17 @@ def current_revision(engine: Engine) -> str | None:
         return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
-def purge_free_space(engine: Engine) -> None:
+def purge_free_space(engine: Engine, *, vacuum: bool = True) -> None:
     """Physically remove deleted data: checkpoint and truncate the WAL, then VACUUM.
 
     With ``secure_delete`` deleted cells and freed pages are already zeroed, but that is
-    not enough: a B-tree page rebuilt while rebalancing keeps stale copies of cells that
-    moved in its unallocated space (``benchmarks/erasure.py`` found erased photos' sha256
-    there after erasing a 100,000-photo source with a checkpoint and no VACUUM). VACUUM
-    rewrites every page; the checkpoints also remove the old page images that the WAL
-    still holds. The erasure engine calls it after destroying keys.
+    not always enough: a B-tree page rebuilt while rebalancing keeps stale copies of cells
+    that moved in its unallocated space (``benchmarks/erasure.py`` found erased photos'
+    sha256 there after erasing a 100,000-photo source with a checkpoint and no VACUUM).
+    VACUUM rewrites every page; the checkpoints also remove the old page images that the
+    WAL still holds. ``vacuum=False`` only checkpoints: the erasure engine does that for
+    small erasures and VACUUMs when its forensic scan finds a sample in the database
+    files (design note 16). PostgreSQL always gets VACUUM.
     """
     if engine.dialect.name != "sqlite":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
@@ -124,8 +126,9 @@ def purge_free_space(engine: Engine) -> None:
     try:
         cur = raw.cursor()
         cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        cur.execute("VACUUM")
-        cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        if vacuum:
+            cur.execute("VACUUM")
+            cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         cur.close()
     finally:
         raw.close()

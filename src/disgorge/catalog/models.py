@@ -19,19 +19,22 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Column,
     DateTime,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, registry, relationship
 
 __all__ = [
+    "DATASET_MEMBERS_VIEW",
     "Artifact",
     "Asset",
     "AssetDerivative",
@@ -40,8 +43,10 @@ __all__ = [
     "AuditHead",
     "Base",
     "ConsentRecord",
+    "DatasetDrop",
     "DatasetExclusion",
     "DatasetMember",
+    "DatasetMemberRow",
     "DatasetVersion",
     "ErasedFingerprint",
     "ErasureRequest",
@@ -269,21 +274,67 @@ class DatasetVersion(Base):
     name: Mapped[str] = mapped_column(String(200))
     version: Mapped[str] = mapped_column(String(32))
     purpose: Mapped[str] = mapped_column(String(32))
+    #: over the members' sha256; "" for a derived version until asked for (see content_root)
     merkle_root: Mapped[str] = mapped_column(String(64))
     members: Mapped[int] = mapped_column(Integer)
     excluded: Mapped[int] = mapped_column(Integer)
     built_at: Mapped[datetime] = mapped_column(UTCDateTime)
     selector: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: the version whose stored rows this one reads (minus its DatasetDrop rows); None: its own
+    members_of: Mapped[str | None] = mapped_column(String(32), default=None)
     __table_args__ = (UniqueConstraint("name", "version"),)
 
 
-class DatasetMember(Base):
-    """Membership: (dataset version, asset). A relation, not millions of lineage edges."""
+class DatasetMemberRow(Base):
+    """Stored membership: (dataset version, asset), for the versions the gate built.
 
-    __tablename__ = "dataset_members"
+    A relation, not millions of lineage edges. A version derived without some items
+    (unlearning, erasure) stores none: it reads its base's rows minus its drops. Read
+    membership through :class:`DatasetMember` (the view), write it here."""
+
+    __tablename__ = "dataset_member_rows"
     dataset_id: Mapped[str] = mapped_column(ForeignKey("artifacts.id"), primary_key=True)
     asset_id: Mapped[str] = mapped_column(ForeignKey("assets.id"), primary_key=True)
     __table_args__ = (Index("ix_dataset_members_asset", "asset_id"),)
+
+
+class DatasetDrop(Base):
+    """An item a derived version left out of its base's members (all of them, since the base)."""
+
+    __tablename__ = "dataset_drops"
+    dataset_id: Mapped[str] = mapped_column(ForeignKey("artifacts.id"), primary_key=True)
+    asset_id: Mapped[str] = mapped_column(ForeignKey("assets.id"), primary_key=True)
+
+
+#: Views live in their own registry: Alembic compares tables, and a view is made by SQL.
+_views = registry()
+
+#: The SQL of the ``dataset_members`` view (migration 0006 creates it). Deriving a version
+#: of half a million photos without one person's eight then costs eight rows, not a copy.
+DATASET_MEMBERS_VIEW = """
+CREATE VIEW dataset_members AS
+SELECT v.artifact_id AS dataset_id, r.asset_id AS asset_id
+FROM dataset_versions AS v
+JOIN dataset_member_rows AS r ON r.dataset_id = coalesce(v.members_of, v.artifact_id)
+WHERE v.members_of IS NULL OR NOT EXISTS (
+    SELECT 1 FROM dataset_drops AS d WHERE d.dataset_id = v.artifact_id AND d.asset_id = r.asset_id
+)
+"""
+
+
+@_views.mapped
+class DatasetMember:
+    """Membership of every version, derived ones included: the ``dataset_members`` view
+    (read-only; builds write :class:`DatasetMemberRow`, derivations :class:`DatasetDrop`)."""
+
+    __table__ = Table(
+        "dataset_members",
+        _views.metadata,
+        Column("dataset_id", String(32), primary_key=True),
+        Column("asset_id", String(32), primary_key=True),
+    )
+    dataset_id: Mapped[str]
+    asset_id: Mapped[str]
 
 
 class DatasetExclusion(Base):

@@ -133,13 +133,14 @@ def _print_result(result: dict, json_out: bool) -> None:
             )
             for c in ver.get("copy_candidates", []):
                 console.print(
-                    f"  review: possible copy {c['sha256'][:16]} "
+                    f"  review: possible copy {(c['sha256'] or 'erased since')[:16]} "
                     f"(owner {c['owner']}, distance {c['distance']})",
                     markup=False,
                 )
             for c in ver.get("face_candidates", []):
                 console.print(
-                    f"  review: same face? {c['sha256'][:16]} (owner {c['owner']}, distance {c['distance']})",
+                    f"  review: same face? {(c['sha256'] or 'erased since')[:16]} "
+                    f"(owner {c['owner']}, distance {c['distance']})",
                     markup=False,
                 )
         for r in result.get("recipients", []):

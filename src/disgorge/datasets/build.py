@@ -12,14 +12,14 @@ are serialised and the second one sees the first one's version.
 
 from __future__ import annotations
 
-import json
+import hashlib
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from .. import audit
@@ -29,8 +29,10 @@ from ..catalog.models import (
     Artifact,
     Asset,
     AssetSubject,
+    DatasetDrop,
     DatasetExclusion,
     DatasetMember,
+    DatasetMemberRow,
     DatasetVersion,
     Run,
     Source,
@@ -170,7 +172,7 @@ def build_dataset(
     excluded_items = [
         {"sha256": r.sha256, "rule": verdicts[r.id].rule, "reason": verdicts[r.id].reason} for r in excluded
     ]
-    if latest is not None and latest.merkle_root == root and latest.purpose == purpose_value:
+    if latest is not None and latest.purpose == purpose_value and content_root(session, latest) == root:
         return DatasetBuild(
             name,
             latest.version,
@@ -239,7 +241,9 @@ def build_dataset(
         )
     )
     session.flush()
-    session.execute(insert(DatasetMember), [{"dataset_id": artifact.id, "asset_id": r.id} for r in members])
+    session.execute(
+        insert(DatasetMemberRow), [{"dataset_id": artifact.id, "asset_id": r.id} for r in members]
+    )
     if excluded:
         session.execute(
             insert(DatasetExclusion),
@@ -283,6 +287,21 @@ def build_dataset(
     )
 
 
+def content_root(session: Session, dataset: DatasetVersion) -> str:
+    """The version's Merkle root over its members' sha256.
+
+    A derived version does not compute it when it is made (that would read every member:
+    seconds for half a million photos, in the middle of an erasure); it is computed here,
+    when someone asks. An erased version's members have lost their sha256, so its root is
+    what was stored, or "" when none was."""
+    if dataset.merkle_root:
+        return dataset.merkle_root
+    artifact = session.get(Artifact, dataset.artifact_id)
+    if artifact is None or artifact.state == "erased":
+        return ""
+    return merkle_root(_member_shas(session, dataset))
+
+
 def _member_shas(session: Session, dataset: DatasetVersion) -> set[str]:
     return set(
         session.scalars(
@@ -316,7 +335,7 @@ def dataset_view(session: Session, ref: str, *, with_members: bool = False) -> d
         "members": ds.members,
         "excluded": ds.excluded,
         "excluded_by_rule": rules,
-        "merkle_root": ds.merkle_root,
+        "merkle_root": content_root(session, ds),
         "selector": ds.selector,
         "state": artifact.state if artifact else "unknown",
         "run": artifact.run_id if artifact else None,
@@ -349,26 +368,16 @@ def dataset_diff(session: Session, a: str, b: str) -> dict[str, Any]:
     }
 
 
-def _kept_members(session: Session, dataset_id: str, dropped: set[str], dropped_json: str) -> list[Any]:
-    """(asset id, sha256) of the members of ``dataset_id`` not in ``dropped``."""
-    query = (
-        select(Asset.id, Asset.sha256)
-        .join(DatasetMember, DatasetMember.asset_id == Asset.id)
-        .where(DatasetMember.dataset_id == dataset_id)
-    )
-    if session.get_bind().dialect.name == "sqlite":
-        query = query.where(text("dataset_members.asset_id NOT IN (SELECT value FROM json_each(:dropped))"))
-        return list(session.execute(query, {"dropped": dropped_json}).all())
-    return [r for r in session.execute(query).all() if r[0] not in dropped]
-
-
 def derive_without(
     session: Session, ref: str, asset_ids: set[str], *, at: datetime, actor: str, reason: str
 ) -> DatasetVersion:
     """A new MAJOR version of a dataset without ``asset_ids`` (for unlearning and erasure).
 
     No consent re-check: it is a subset of a version already built through the gate. If
-    none of the items is a member, the version itself is returned unchanged.
+    none of the items is a member, the version itself is returned unchanged. The new
+    version stores no member rows: it reads those of the version the gate built, minus
+    its drops (``dataset_drops``), so its cost follows the items dropped, not the members
+    kept (design note 17). Its Merkle root is computed when asked for (:func:`content_root`).
     """
     ds = find_dataset(session, ref)
     dropped: set[str] = set()
@@ -384,34 +393,38 @@ def derive_without(
         )
     if not dropped:
         return ds
-    # the kept photos' sha256, read in one pass (a version may hold half a million photos)
-    dropped_json = json.dumps(sorted(dropped))
-    kept_rows = _kept_members(session, ds.artifact_id, dropped, dropped_json)
-    if not kept_rows:
+    if len(dropped) >= ds.members:
         raise InvalidInput(f"dataset {ds.name}@{ds.version} would be left empty; retire it instead")
-    shas = dict(kept_rows)
-    keep = shas.keys()
+    base = ds.members_of or ds.artifact_id
+    drops = dropped | set(
+        session.scalars(select(DatasetDrop.asset_id).where(DatasetDrop.dataset_id == ds.artifact_id))
+    )
+    drops_digest = hashlib.sha256("\n".join(sorted(drops)).encode()).hexdigest()
+    derived_from = f"{ds.name}@{ds.version}"
+    # idempotent: a crash after deriving (mid-unlearning, mid-erasure) must not derive it twice
+    for prior in session.scalars(
+        select(DatasetVersion).where(DatasetVersion.name == ds.name, DatasetVersion.members_of == base)
+    ):
+        prior_art = session.get(Artifact, prior.artifact_id)
+        selector = prior.selector or {}
+        if (
+            selector.get("derived_from") == derived_from
+            and selector.get("drops_sha256") == drops_digest
+            and prior_art is not None
+            and prior_art.state == "active"
+        ):
+            return prior
     latest = max(
         session.scalars(select(DatasetVersion).where(DatasetVersion.name == ds.name)).all(),
         key=lambda r: _semver_key(r.version),
     )
     version = bump(latest.version, dropped=True, purpose_changed=False)
-    root = merkle_root(shas.values())
-    # idempotent: a crash after deriving (mid-unlearning, mid-erasure) must not derive it twice
-    for prior in session.scalars(
-        select(DatasetVersion).where(DatasetVersion.name == ds.name, DatasetVersion.merkle_root == root)
-    ):
-        prior_art = session.get(Artifact, prior.artifact_id)
-        if (prior.selector or {}).get("derived_from") == f"{ds.name}@{ds.version}" and (
-            prior_art is not None and prior_art.state == "active"
-        ):
-            return prior
     run = Run(
         id=uuid.uuid4().hex,
         job=f"dataset.derive:{ds.name}",
         purpose=ds.purpose,
         state="completed",
-        parameters={"from": f"{ds.name}@{ds.version}", "dropped": len(dropped), "reason": reason},
+        parameters={"from": derived_from, "dropped": len(dropped), "reason": reason},
         code_version="disgorge",
         started_at=at,
         ended_at=at,
@@ -424,11 +437,11 @@ def derive_without(
         name=ds.name,
         version=version,
         uri=f"disgorge:dataset/{ds.name}@{version}",
-        content_sha256=root,
+        content_sha256="",
         run_id=run.id,
         state="active",
         created_at=at,
-        extra={"derived_from": f"{ds.name}@{ds.version}"},
+        extra={"derived_from": derived_from},
     )
     session.add(run)
     session.flush()
@@ -439,36 +452,24 @@ def derive_without(
         name=ds.name,
         version=version,
         purpose=ds.purpose,
-        merkle_root=root,
-        members=len(keep),
+        merkle_root="",
+        members=ds.members - len(dropped),
         excluded=ds.excluded,
         built_at=at,
-        selector={**ds.selector, "derived_from": f"{ds.name}@{ds.version}"},
+        selector={**ds.selector, "derived_from": derived_from, "drops_sha256": drops_digest},
+        members_of=base,
     )
     session.add(new)
     session.flush()
-    if session.get_bind().dialect.name == "sqlite":  # copy the rows inside the database
-        session.execute(
-            text(
-                "INSERT INTO dataset_members (dataset_id, asset_id) SELECT :new, asset_id "
-                "FROM dataset_members WHERE dataset_id = :old "
-                "AND asset_id NOT IN (SELECT value FROM json_each(:dropped))"
-            ),
-            {"new": artifact.id, "old": ds.artifact_id, "dropped": dropped_json},
-        )
-    else:
-        session.execute(
-            insert(DatasetMember), [{"dataset_id": artifact.id, "asset_id": a} for a in sorted(keep)]
-        )
+    session.execute(insert(DatasetDrop), [{"dataset_id": artifact.id, "asset_id": a} for a in sorted(drops)])
     audit.append(
         session,
         "dataset.derived",
         {
             "dataset": f"{ds.name}@{version}",
-            "from": f"{ds.name}@{ds.version}",
+            "from": derived_from,
             "dropped": len(dropped),
             "reason": reason,
-            "merkle_root": root,
         },
         actor=actor,
         at=at,

@@ -22,7 +22,8 @@ Steps:
 8. ``tombstone_assets``: catalog rows keep their place in the lineage but lose every
    personal field; a keyed fingerprint of each photo blocks its re-ingestion;
 9. ``shred_keys``: the subjects' data keys are destroyed, their consent records deleted;
-10. ``purge_database``: WAL checkpoint and VACUUM, so no old page holds any of it;
+10. ``purge_database``: WAL checkpoint, and VACUUM for large erasures, so no old page holds
+    any of it (a small one VACUUMs only if the verifier's scan finds a stale copy);
 11. ``verify``: the forensic scan and the lineage and look-alike checks;
 12. ``certificate``: the signed certificate.
 """
@@ -40,7 +41,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from .. import audit
@@ -70,7 +71,7 @@ from ..vault import new_key, open_sealed, seal
 from ..vault.blobstore import wipe_file
 from ..vision.phash import phash_context
 from .certificate import SCHEMA, canonical, leaf_from_sha256, section_digests
-from .forensics import scan_tree
+from .forensics import Hit, TreeStats, scan_tree
 from .plan import make_plan, summarize
 
 __all__ = ["STEPS", "ErasureEngine"]
@@ -94,6 +95,9 @@ STEPS = (
 _CLAIM_TTL = timedelta(seconds=120)
 _SAMPLES_AAD = b"disgorge:erasure-samples"
 _WINDOW = 48
+#: erasures of at least this many photos VACUUM the catalog at once (their many deletes make
+#: stale cells likely, and a second scan with that many samples costs more than the VACUUM)
+_VACUUM_AT = 1000
 
 
 def _windows(data: bytes) -> list[bytes]:
@@ -448,6 +452,7 @@ class ErasureEngine:
         leaves: list[str] = []
         unreadable = 0
         vault = self.ws.vault
+        shred = set(plan["subjects_to_shred"])
         with self.ws.reader() as session:
             assets = session.scalars(select(Asset).where(Asset.id.in_(plan["assets"]))).all()
             for n, asset in enumerate(assets):
@@ -455,6 +460,17 @@ class ErasureEngine:
                 needles[f"sha256-hex:{n}"] = asset.sha256.encode().hex()
                 needles[f"sha256:{n}"] = asset.sha256
                 owner = asset.owner
+                if owner.id not in shred:
+                    # sealed under a key that lives on: its ciphertext must go too (the
+                    # purge skips VACUUM for small erasures; the scan is what decides)
+                    sealed = [
+                        asset.origin_enc,
+                        *session.scalars(
+                            select(AssetDerivative.value_enc).where(AssetDerivative.asset_id == asset.id)
+                        ),
+                    ]
+                    for k, value in enumerate(v for v in sealed if v):
+                        needles[f"sealed:{n}:{k}"] = value[1:29].hex()
                 if owner.dek_wrapped is None or asset.blob_key is None:
                     unreadable += 1
                     continue
@@ -594,14 +610,10 @@ class ErasureEngine:
                 names.add(d["dataset"].partition("@")[0])
             for name in sorted(names):
                 latest = find_dataset(session, name)
-                members = set(
-                    session.scalars(
-                        select(DatasetMember.asset_id).where(DatasetMember.dataset_id == latest.artifact_id)
-                    )
-                )
-                if not members & assets:
+                held = self._held(session, latest.artifact_id, req.plan["assets"])
+                if not held:
                     continue
-                if not members - assets:
+                if held >= latest.members:
                     session.get(Artifact, latest.artifact_id).state = "erased"
                     continue
                 new = derive_without(
@@ -616,6 +628,19 @@ class ErasureEngine:
                 created.append(f"{new.name}@{new.version}")
         return {"new_versions": created}
 
+    @staticmethod
+    def _held(session: Session, dataset_id: str, asset_ids: list[str]) -> int:
+        """How many of ``asset_ids`` the dataset version holds (by index, not by reading it)."""
+        return sum(
+            session.scalar(
+                select(func.count()).where(
+                    DatasetMember.dataset_id == dataset_id, DatasetMember.asset_id.in_(asset_ids[i : i + 900])
+                )
+            )
+            or 0
+            for i in range(0, len(asset_ids), 900)
+        )
+
     def _embedding_ids(self, session: Session, assets: list[str]) -> list[int]:
         return list(
             session.scalars(
@@ -626,6 +651,19 @@ class ErasureEngine:
         )
 
     def _step_remove_index(self, req: ErasureRequest) -> dict[str, Any]:
+        # The PDQ cache holds the photos' hashes decrypted (sealed under the KEK, which lives
+        # on): their rows stop being active first, so that no copy search running meanwhile
+        # (it reads the catalog under the cache's lock) writes them back before
+        # delete_derivatives removes them; then the cache is rewritten without them.
+        assets = req.plan["assets"]
+        with self.ws.sessions.begin() as session:
+            for i in range(0, len(assets), 900):
+                session.execute(
+                    update(AssetDerivative)
+                    .where(AssetDerivative.asset_id.in_(assets[i : i + 900]), AssetDerivative.kind == "phash")
+                    .values(state="erased")
+                )
+        self.ws.hash_cache.drop_assets(assets)
         path = self.ws.face_index_path
         if not path.exists():
             return {"removed": 0}
@@ -760,9 +798,21 @@ class ErasureEngine:
         return {"keys_destroyed": len(subjects)}
 
     def _step_purge_database(self, req: ErasureRequest) -> dict[str, Any]:
+        # VACUUM rewrites the whole catalog (seconds at a million photos). A small erasure
+        # only checkpoints: secure_delete has zeroed its rows, and should a stale copy survive
+        # in a rebuilt page, the verifier's scan finds it and VACUUMs then (design note 16).
+        vacuum = len(req.plan["assets"]) >= _VACUUM_AT or self.ws.engine.dialect.name != "sqlite"
         started = time.perf_counter()
-        purge_free_space(self.ws.engine)
-        return {"seconds": round(time.perf_counter() - started, 3)}
+        purge_free_space(self.ws.engine, vacuum=vacuum)
+        return {"seconds": round(time.perf_counter() - started, 3), "vacuum": vacuum}
+
+    def _database_files(self) -> set[str]:
+        """The SQLite catalog's files (database, WAL, shared memory), as absolute paths."""
+        database = self.ws.engine.url.database
+        if self.ws.engine.dialect.name != "sqlite" or not database:
+            return set()
+        path = os.path.realpath(database)
+        return {path, path + "-wal", path + "-shm", path + "-journal"}
 
     def _step_verify(self, req: ErasureRequest) -> dict[str, Any]:
         if req.verification:
@@ -787,25 +837,33 @@ class ErasureEngine:
         """The forensic scan, the lineage check and the look-alike search."""
         samples = self._samples(req)
         needles = {k: bytes.fromhex(v) for k, v in samples.get("needles", {}).items()}
+        home = self.ws.config.home
         started = time.perf_counter()
-        files = total = 0
-        for dirpath, _dirs, names in os.walk(self.ws.config.home):
-            for name in names:
-                files += 1
-                total += os.path.getsize(os.path.join(dirpath, name))
-        hits = scan_tree(self.ws.config.home, needles)
+        stats = TreeStats()
+        hits = scan_tree(home, needles, stats=stats)
+        stale: list[Hit] = []
+        database = self._database_files()
+        if hits and database and all(os.path.realpath(home / h.file) in database for h in hits):
+            # a stale copy in the database's free space (a page rebuilt while rebalancing):
+            # VACUUM rewrites every page; then scan again, from scratch
+            purge_free_space(self.ws.engine, vacuum=True)
+            stale, hits = hits, []
+            stats = TreeStats()
+            hits = scan_tree(home, needles, stats=stats)
         seconds = time.perf_counter() - started
         with self.ws.reader() as session:
             still_used = active_models_using(session, req.plan["assets"])
         copies = self._lookalikes_by_copy(samples.get("phashes", []))
         faces = self._lookalikes_by_face(samples.get("embeddings", []))
         scan = {
-            "files": files,
-            "bytes": total,
+            "files": stats.files,
+            "bytes": stats.bytes,
             "needles": len(needles),
+            "vacuumed_after_scan": bool(stale),
+            "found_before_vacuum": _hits_view(stale),
             "seconds": round(seconds, 3),
-            "mb_per_second": round(total / 1e6 / seconds, 1) if seconds else None,
-            "hits": [{"needle": h.label.split(":")[0], "file": h.file} for h in hits],
+            "mb_per_second": round(stats.bytes / 1e6 / seconds, 1) if seconds else None,
+            "hits": _hits_view(hits),
         }
         return {
             "ok": not hits and not still_used,
@@ -821,7 +879,7 @@ class ErasureEngine:
             return []
         from ..vision import load_hash_matrix
 
-        matrix = load_hash_matrix(self.ws.reader, self.ws.vault)
+        matrix = load_hash_matrix(self.ws.reader, self.ws.vault, cache=self.ws.hash_cache)
         found: dict[str, int] = {}
         for h in phashes:
             for asset_id, dist in matrix.search([bytes.fromhex(h)]):
@@ -857,21 +915,41 @@ class ErasureEngine:
         return self._describe(per_asset)
 
     def _describe(self, found: dict[str, float]) -> list[dict[str, Any]]:
+        """Candidates for review, stored by catalog id, not by sha256: should one of them be
+        erased later, this request must not keep its hash (``view`` looks it up)."""
         if not found:
             return []
         with self.ws.reader() as session:
             rows = session.execute(
-                select(Asset.id, Asset.sha256, Subject.ref)
+                select(Asset.id, Subject.ref)
                 .join(Subject, Subject.id == Asset.owner_id)
                 .where(Asset.id.in_(list(found)), Asset.state == "active")
             ).all()
         return sorted(
-            (
-                {"sha256": sha, "owner": ref, "distance": round(float(found[aid]), 4)}
-                for aid, sha, ref in rows
-            ),
-            key=lambda m: (m["distance"], m["sha256"]),
+            ({"asset": aid, "owner": ref, "distance": round(float(found[aid]), 4)} for aid, ref in rows),
+            key=lambda m: (m["distance"], m["asset"]),
         )
+
+    @staticmethod
+    def _with_sha256(session: Session, verification: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The verification as shown: each review candidate with its photo's sha256 now
+        (None once that photo was erased too)."""
+        if not verification:
+            return None
+        kinds = ("copy_candidates", "face_candidates")
+        ids = [c["asset"] for k in kinds for c in verification.get(k) or [] if "asset" in c]
+        rows = dict(
+            session.execute(
+                select(Asset.id, Asset.sha256).where(Asset.id.in_(ids), Asset.state == "active")
+            ).all()
+        )
+        shown = dict(verification)
+        for k in kinds:
+            shown[k] = [
+                {"sha256": rows.get(c["asset"]), **c} if "asset" in c else c
+                for c in verification.get(k) or []
+            ]
+        return shown
 
     def _step_certificate(self, req: ErasureRequest) -> dict[str, Any]:
         with self.ws.reader() as session:
@@ -949,7 +1027,7 @@ class ErasureEngine:
                 "updated_at": iso(req.updated_at),
                 "plan": summarize(req.plan),
                 "steps": [{"step": s.name, "done_at": iso(s.done_at), "summary": s.summary} for s in steps],
-                "verification": req.verification or None,
+                "verification": self._with_sha256(session, req.verification),
                 "certificate": bool(req.certificate),
                 "error": req.error,
                 "recipients": self._recipient_states(req.id),
@@ -994,6 +1072,11 @@ class ErasureEngine:
                     )
                 )
             )
+
+
+def _hits_view(hits: list[Hit]) -> list[dict[str, str]]:
+    """Hits as the verification shows them: the kind of sample and the file, no bytes."""
+    return [{"needle": h.label.split(":")[0], "file": h.file} for h in hits]
 
 
 def _for_certificate(verification: dict[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ in a file, as ``bytes.find`` would report it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Mapping
@@ -37,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Hit", "scan_tree"]
+__all__ = ["Hit", "TreeStats", "scan_tree"]
 
 _CHUNK = 8 * 1024 * 1024
 _MAX_STEP = 64  # grams indexed per needle: memory against positions looked at
@@ -54,6 +55,14 @@ class Hit:
     label: str
     file: str
     offset: int
+
+
+@dataclass
+class TreeStats:
+    """What a scan read: regular files and their bytes (filled in by :func:`scan_tree`)."""
+
+    files: int = 0
+    bytes: int = 0
 
 
 def _grams(data: bytes | bytearray, dtype: np.dtype, count: int, step: int) -> np.ndarray:
@@ -174,13 +183,23 @@ class _Matcher:
         return out
 
 
-def scan_tree(root: Path, needles: Mapping[str, bytes]) -> list[Hit]:
+def scan_tree(root: Path, needles: Mapping[str, bytes], *, stats: TreeStats | None = None) -> list[Hit]:
     """Every (needle label, file, offset) of each needle's first occurrence in each file under ``root``.
 
     Small files (blobs) are read whole, many to one buffer, and scanned together: an
-    occurrence counts only inside one file. Large ones are read in chunks."""
+    occurrence counts only inside one file. Large ones are read in chunks. ``stats``, if
+    given, counts the files and bytes under ``root`` (so that a caller need not walk the
+    tree a second time to report what was scanned)."""
     live = {label: bytes(n) for label, n in needles.items() if n}
     if not live:
+        if stats is not None:
+            for dirpath, _dirs, files in os.walk(root):
+                for name in files:
+                    with contextlib.suppress(FileNotFoundError):
+                        info = os.lstat(os.path.join(dirpath, name))
+                        if stat.S_ISREG(info.st_mode):
+                            stats.files += 1
+                            stats.bytes += info.st_size
         return []
     matcher = _Matcher(live)
     overlap = max(len(n) for n in live.values()) - 1
@@ -200,6 +219,9 @@ def scan_tree(root: Path, needles: Mapping[str, bytes]) -> list[Hit]:
                 continue
             if not stat.S_ISREG(info.st_mode):
                 continue
+            if stats is not None:
+                stats.files += 1
+                stats.bytes += info.st_size
             rel = prefix + name
             if info.st_size < small:
                 if not batch.fits(info.st_size):

@@ -150,11 +150,11 @@ def _pages(fetch: Any) -> Iterator[Any]:
 def _datasets(ws: Workspace) -> dict[str, list[tuple[str, str]]]:
     """disgorge dataset name -> [(version, merkle root)]."""
     out: dict[str, list[tuple[str, str]]] = {}
+    from ..datasets.build import content_root
+
     with ws.reader() as session:
-        for name, version, root in session.execute(
-            select(DatasetVersion.name, DatasetVersion.version, DatasetVersion.merkle_root)
-        ):
-            out.setdefault(name, []).append((version, root))
+        for ds in session.scalars(select(DatasetVersion)):
+            out.setdefault(ds.name, []).append((ds.version, content_root(session, ds)))
     return out
 
 

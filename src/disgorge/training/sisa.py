@@ -91,7 +91,9 @@ class UnlearnReport:
     checkpoints_destroyed: int
     classes_removed: list[Any]
     message: str
-    #: keys of the checkpoints that saw the items (destroyed, unless ``unlearn(destroy=False)``)
+    #: keys of the checkpoints replaced: all that saw the items, and for an incremental
+    #: estimator whose shard lost a class, that shard's earlier ones too (destroyed, unless
+    #: ``unlearn(destroy=False)``)
     stale_checkpoints: list[str] = field(default_factory=list)
 
     @property

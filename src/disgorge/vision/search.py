@@ -7,20 +7,26 @@ their distances and the thresholds used, nearest first.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+import numpy as np
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..catalog.models import Asset, AssetDerivative, Subject
 from ..vault import Vault
 from .faces import analyze
+from .hash_cache import ROW, HashCache, pack
 from .image import rgb_array, unframed
 from .index import SAME_PERSON_DISTANCE, FaceIndex
 from .phash import DEFAULT_MAX_DISTANCE, HashMatrix, pdq_dihedral, phash_context
 
 __all__ = ["Match", "find_copies", "find_faces", "load_hash_matrix"]
+
+_log = logging.getLogger("disgorge")
 
 
 @dataclass(frozen=True)
@@ -34,29 +40,95 @@ class Match:
         return {"sha256": self.sha256, "owner": self.owner, "distance": self.distance, "state": self.state}
 
 
-def load_hash_matrix(reader: sessionmaker[Session], vault: Vault) -> HashMatrix:
-    """Decrypt every active PDQ hash into the scan matrix (rows keyed by asset id)."""
-    items: list[tuple[str, bytes]] = []
-    with reader() as session:
-        owners: dict[int, Subject] = {}
-        rows = session.execute(
-            select(
-                AssetDerivative.asset_id,
-                AssetDerivative.face_index,
-                AssetDerivative.value_enc,
-                Asset.owner_id,
-            )
-            .join(Asset, Asset.id == AssetDerivative.asset_id)
-            .where(
-                AssetDerivative.kind == "phash", AssetDerivative.state == "active", Asset.state == "active"
-            )
+def load_hash_matrix(
+    reader: sessionmaker[Session], vault: Vault, *, cache: HashCache | None = None
+) -> HashMatrix:
+    """Every active PDQ hash in the scan matrix (rows keyed by asset id, by row id).
+
+    With ``cache``, hashes come from it and only rows it lacks are decrypted; the cache is
+    rewritten when it lacked a row or held one that is no longer active. Without, every
+    row is decrypted."""
+    if cache is None:
+        with reader() as session:
+            rows = session.execute(_ACTIVE.add_columns(AssetDerivative.value_enc)).all()
+            hashes = _open(session, vault, rows, {r.id: r.value_enc for r in rows})
+        return HashMatrix.from_hashes([(r.asset_id, h) for r, h in zip(rows, hashes, strict=True)])
+    with cache.locked():  # across the catalog read and the write: see HashCache
+        stored = cache.read()
+        with reader() as session:
+            # Core rows, transposed in C: the ORM's per-row work would cost as much as the cache saves
+            rows = session.connection().execute(_ACTIVE).all()
+            ids, assets, faces, runs, _ = (list(c) for c in zip(*rows, strict=True)) if rows else ([],) * 5
+            table = pack(ids, assets, faces, runs)
+            if table is None:  # ids that do not fit the packed rows: this catalog is not cached
+                return load_hash_matrix(reader, vault)
+            held = stored if stored is not None else np.zeros(0, dtype=ROW)
+            found, where = _match(table, held)
+            missing = [rows[i] for i in np.flatnonzero(~found)]
+            opened = _open(session, vault, missing, _sealed(session, [r.id for r in missing]))
+        table["hash"][found] = held["hash"][where[found]]
+        if missing:
+            table["hash"][~found] = np.frombuffer(b"".join(opened), dtype=np.uint8).reshape(-1, 32)
+        if missing or stored is None or int(found.sum()) < len(stored):
+            try:
+                cache.write(table)
+            except OSError as exc:  # a read-only workspace can still search
+                _log.warning("could not rewrite the PDQ cache %s: %s", cache.path, exc)
+    return HashMatrix(np.ascontiguousarray(table["hash"]).view(np.uint64), assets)
+
+
+#: the active PDQ rows (the owner's key alive), without their sealed values, by row id
+_ACTIVE = (
+    select(
+        AssetDerivative.id,
+        AssetDerivative.asset_id,
+        AssetDerivative.face_index,
+        AssetDerivative.run_id,
+        Asset.owner_id,
+    )
+    .join(Asset, Asset.id == AssetDerivative.asset_id)
+    .join(Subject, Subject.id == Asset.owner_id)
+    .where(
+        AssetDerivative.kind == "phash",
+        AssetDerivative.state == "active",
+        Asset.state == "active",
+        Subject.dek_wrapped.is_not(None),
+    )
+    .order_by(AssetDerivative.id)
+)
+
+
+def _match(table: np.ndarray, held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(which catalog rows the cache holds under the same key, at which of its rows): both
+    are by row id, so one binary search per row finds its candidate."""
+    if not len(held):
+        return np.zeros(len(table), dtype=bool), np.zeros(len(table), dtype=np.intp)
+    where = np.minimum(np.searchsorted(held["id"], table["id"]), len(held) - 1)
+    candidate = held[where]
+    found = np.ones(len(table), dtype=bool)
+    for field in ("id", "face", "asset", "run"):
+        found &= candidate[field] == table[field]
+    return found, where
+
+
+def _sealed(session: Session, ids: list[int]) -> dict[int, bytes]:
+    out: dict[int, bytes] = {}
+    for i in range(0, len(ids), 900):
+        query = select(AssetDerivative.id, AssetDerivative.value_enc).where(
+            AssetDerivative.id.in_(ids[i : i + 900])
         )
-        for asset_id, index, sealed, owner_id in rows:
-            owner = owners.get(owner_id) or owners.setdefault(owner_id, session.get(Subject, owner_id))
-            if owner.dek_wrapped is None:
-                continue
-            items.append((asset_id, vault.open(owner, sealed, phash_context(asset_id, index))))
-    return HashMatrix.from_hashes(items)
+        out.update((row_id, value) for row_id, value in session.execute(query))
+    return out
+
+
+def _open(session: Session, vault: Vault, rows: Sequence[Row[Any]], sealed: dict[int, bytes]) -> list[bytes]:
+    """Decrypt the rows' hashes with their owners' data keys."""
+    owners: dict[int, Subject] = {}
+    out = []
+    for r in rows:
+        owner = owners.get(r.owner_id) or owners.setdefault(r.owner_id, session.get(Subject, r.owner_id))
+        out.append(vault.open(owner, sealed[r.id], phash_context(r.asset_id, r.face_index)))
+    return out
 
 
 def _describe(reader: sessionmaker[Session], hits: dict[str, float]) -> list[Match]:

@@ -1,0 +1,143 @@
+"""A sealed cache of the decrypted PDQ hashes, so a copy search does not open every row.
+
+Each active PDQ row is sealed under its owner's data key; opening 100,000 of them costs
+seconds (docs/benchmarks.md), and ``find --by copy`` and the erasure verifier would pay
+that on every call. The cache keeps (derivative row id, asset id, face index, run id,
+hash) of every active row in one file, ``<workspace>/index/pdq.sealed``::
+
+    4-byte length | wrapped key | sealed payload (packed rows, see ``ROW``, by row id)
+
+The payload is sealed under a fresh random key on every write, and that key is stored
+wrapped by the workspace KEK (as the erasure samples are): the hashes are never on disk
+in clear, and no two versions of the file share a key.
+
+The cache is a copy, never the truth: a hash is used only when its (row id, asset id,
+face index, run id) is an active row of the catalog (the run id because SQLite reuses the
+ids of the last rows deleted: a re-analysed photo may get its old row ids back), and a
+file that does not open or parse is treated as absent and rebuilt. It must not outlive
+what it copies, so it is rewritten without a photo's rows when the photo is erased or its
+owner's key destroyed, and every rewrite overwrites the old file with zeros before the
+new one replaces it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DisgorgeError
+from ..vault import KekProvider, new_key, open_sealed, seal
+from ..vault.blobstore import wipe_file
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no lock, see HashCache.locked
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["CACHE_AAD", "ROW", "HashCache", "pack"]
+
+_log = logging.getLogger("disgorge")
+
+#: binds the wrapped key and the payload to this file's purpose and format (a new format
+#: gets a new AAD, so an old file fails to open and is rebuilt)
+CACHE_AAD = b"disgorge:pdq-cache:1"
+#: one cached row, packed (no padding, 108 bytes); rows are kept in row-id order, so a
+#: catalog read in that order is matched against them in one vectorised pass
+ROW = np.dtype([("id", "<i8"), ("face", "<i4"), ("asset", "S32"), ("run", "S32"), ("hash", "u1", (32,))])
+
+
+def pack(ids: list[int], assets: list[str], faces: list[int], runs: list[str]) -> np.ndarray | None:
+    """Rows of ``ROW`` (hashes zero) for these keys; None when an asset or run id does not
+    fit a packed field (32 ASCII characters): such a catalog is simply not cached."""
+    rows = np.zeros(len(ids), dtype=ROW)
+    if not ids:
+        return rows
+    try:
+        text = np.array(assets), np.array(runs)
+        if any(t.dtype.kind != "U" or t.dtype.itemsize > 4 * 32 for t in text):
+            return None
+        rows["asset"], rows["run"] = (t.astype("S32") for t in text)  # ASCII or UnicodeEncodeError
+    except UnicodeEncodeError:
+        return None
+    rows["id"], rows["face"] = ids, faces
+    return rows
+
+
+class HashCache:
+    """The cache file of one workspace. ``read``/``write`` do not lock: a caller that reads
+    the catalog and then writes the cache holds :meth:`locked` across both (otherwise a
+    search that read the catalog before an erasure could write the erased rows back)."""
+
+    def __init__(self, path: Path, kek: KekProvider) -> None:
+        self.path = path
+        self.kek = kek
+
+    @property
+    def _tmp(self) -> Path:
+        return self.path.with_name(self.path.name + ".tmp")
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the cache's lock (an exclusive ``flock`` on a file beside it; released by
+        the kernel if the process dies). Not re-entrant."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_name(self.path.name + ".lock"), "ab") as fh:
+            if fcntl is not None:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            yield
+
+    def read(self) -> np.ndarray | None:
+        """The cached rows (``ROW``, by increasing row id); None when the file is absent or
+        does not open or parse (a damaged or foreign file is never trusted, only rebuilt)."""
+        try:
+            data = self.path.read_bytes()
+            size = int.from_bytes(data[:4], "big")
+            key = self.kek.unwrap(data[4 : 4 + size], CACHE_AAD)
+            rows = np.frombuffer(open_sealed(key, data[4 + size :], CACHE_AAD, what="PDQ cache"), ROW)
+            if np.any(np.diff(rows["id"]) <= 0):
+                raise ValueError("rows out of order")
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, DisgorgeError) as exc:
+            _log.warning("PDQ cache %s is unreadable (%s); it will be rebuilt", self.path, exc)
+            return None
+        return rows
+
+    def write(self, rows: np.ndarray) -> None:
+        """Replace the file with ``rows`` (``ROW``, by increasing row id) sealed under a fresh
+        key: write a temporary beside it, fsync, overwrite the old file with zeros, rename.
+        A crash leaves the old file, the new one, or zeros (which read as absent)."""
+        payload = np.ascontiguousarray(rows, dtype=ROW).tobytes()
+        key = new_key()
+        wrapped = self.kek.wrap(key, CACHE_AAD)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        wipe_file(self._tmp, unlink=True)  # a crash's leftover holds older rows
+        with open(self._tmp, "wb") as fh:
+            fh.write(len(wrapped).to_bytes(4, "big") + wrapped)
+            fh.write(seal(key, payload, CACHE_AAD))
+            fh.flush()
+            os.fsync(fh.fileno())
+        wipe_file(self.path)
+        os.replace(self._tmp, self.path)
+
+    def drop_assets(self, asset_ids: Iterable[str]) -> int:
+        """Rewrite the cache without the rows of ``asset_ids``; returns how many went.
+
+        Idempotent; nothing to do when there is no cache. A file that does not open is
+        wiped: it may still hold rows of these photos."""
+        gone = [a.encode() for a in asset_ids if a.isascii() and len(a) <= 32]  # others: never cached
+        with self.locked():
+            wipe_file(self._tmp, unlink=True)
+            rows = self.read()
+            if rows is None:
+                wipe_file(self.path, unlink=True)
+                return 0
+            dropped = np.isin(rows["asset"], np.array(gone, dtype="S32"))
+            if dropped.any():
+                self.write(rows[~dropped])
+            return int(dropped.sum())
