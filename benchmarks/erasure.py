@@ -84,6 +84,7 @@ from disgorge import Workspace
 from disgorge.catalog import SCHEMA_HEAD, current_revision, make_engine, upgrade
 from disgorge.erasure.engine import STEPS, ErasureEngine, _windows
 from disgorge.erasure.forensics import scan_tree
+from disgorge.vision import load_hash_matrix
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
@@ -265,15 +266,34 @@ def ensure_workspace(cache: Path, s: Setup, fresh: bool) -> tuple[Path, dict[str
         saved = json.loads(marker.read_text())
         if saved.get("setup") == s.key() and pristine.exists():
             migrate_cached(pristine)
+            prime_hash_cache(pristine)
             return pristine, saved
     marker.unlink(missing_ok=True)
     shutil.rmtree(pristine, ignore_errors=True)
     console.print(f"building the workspace in {pristine} ...")
     info = build_workspace(pristine, s)
+    prime_hash_cache(pristine)
     saved = {"setup": s.key(), **info}
     marker.write_text(json.dumps(saved, indent=2) + "\n")
     console.print(f"built in {info['seconds']:.0f} s")
     return pristine, saved
+
+
+def prime_hash_cache(pristine: Path) -> None:
+    """Write the sealed PDQ cache (``index/pdq.sealed``) that ``analyze`` keeps current in a
+    real workspace: the catalog here was bulk-loaded, not analysed."""
+    ws = Workspace.open(pristine, actor="bench")
+    try:
+        if ws.hash_cache.path.exists():
+            return
+        started = time.perf_counter()
+        matrix = load_hash_matrix(ws.reader, ws.vault, cache=ws.hash_cache)
+        console.print(
+            f"  PDQ cache primed, as analyze keeps it: {len(matrix.ids):,} hashes decrypted "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
+    finally:
+        ws.close()
 
 
 def migrate_cached(pristine: Path) -> None:
@@ -295,20 +315,42 @@ def migrate_cached(pristine: Path) -> None:
 
 
 def fresh_copy(pristine: Path, run: Path) -> Path:
-    """A working copy: files copied, blobs hard-linked (erasure unlinks them, never writes)."""
+    """A working copy: files copied, blobs hard-linked (erasure unlinks them), except the
+    blobs an erasure may overwrite in place before unlinking (photos whose owner's key can
+    outlive the erasure: :func:`overwritable_blobs`), which are copied, so that the pristine
+    workspace keeps its bytes."""
     shutil.rmtree(run, ignore_errors=True)
     src_home, dst_home = pristine / ".disgorge", run / ".disgorge"
+    copy = overwritable_blobs(src_home / "catalog.sqlite")
     for dirpath, _dirs, files in os.walk(src_home):
         rel = Path(dirpath).relative_to(src_home)
         (dst_home / rel).mkdir(parents=True, exist_ok=True)
         in_blobs = rel.parts[:1] == ("blobs",)
         for name in files:
             src, dst = Path(dirpath) / name, dst_home / rel / name
-            if in_blobs:
+            if in_blobs and name not in copy:
                 os.link(src, dst)
             else:
                 shutil.copy2(src, dst)
     return run
+
+
+def overwritable_blobs(db: Path) -> set[str]:
+    """Blob keys of photos that show someone besides their owner, or whose owner has photos
+    in more than one source: erasing a subject or a source keeps such an owner's key, so
+    the engine zeroes those blobs before unlinking them (through any hard link)."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return {
+            key
+            for (key,) in con.execute(
+                "SELECT blob_key FROM assets WHERE blob_key IS NOT NULL AND ("
+                "id IN (SELECT asset_id FROM asset_subjects WHERE role != 'owner') OR owner_id IN "
+                "(SELECT owner_id FROM assets GROUP BY owner_id HAVING count(DISTINCT source_id) > 1))"
+            )
+        }
+    finally:
+        con.close()
 
 
 def tree_bytes(root: Path) -> tuple[int, int]:

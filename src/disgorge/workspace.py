@@ -638,7 +638,7 @@ class Workspace:
         if shas is not None:
             with self.reader() as session:
                 ids = (ids or []) + [self._asset(session, sha).id for sha in shas]
-        return run_analyze(
+        report = run_analyze(
             self.sessions,
             self.reader,
             self.vault,
@@ -652,6 +652,13 @@ class Workspace:
             embedder=embedder,
             progress=progress,
         )
+        if report.analyzed:
+            # the new hashes go into the PDQ cache now, while few: otherwise the next copy
+            # search (or an erasure's verifier) decrypts them all at once
+            from .vision import load_hash_matrix
+
+            load_hash_matrix(self.reader, self.vault, cache=self.hash_cache)
+        return report
 
     def find(
         self, image: str | Path | bytes, *, by: str = "copy", max_distance: float | None = None

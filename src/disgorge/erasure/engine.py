@@ -37,6 +37,7 @@ import secrets
 import socket
 import time
 import uuid
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,20 @@ def _claimant_alive(claimed_by: str, claimed_at: datetime | None, now: datetime)
             return True
         return True
     return claimed_at is not None and now - claimed_at < _CLAIM_TTL
+
+
+@dataclass
+class _Taken:
+    """What the ``sample`` step takes before anything is destroyed (kept only sealed)."""
+
+    salt: str
+    #: label -> hex of the bytes the forensic scan must not find afterwards
+    needles: dict[str, str]
+    phashes: list[str] = field(default_factory=list)
+    embeddings: list[str] = field(default_factory=list)
+    #: one certificate leaf per photo
+    leaves: list[str] = field(default_factory=list)
+    unreadable: int = 0
 
 
 class AwaitingRecipients(Exception):
@@ -444,68 +459,82 @@ class ErasureEngine:
     # -- the steps ---------------------------------------------------------------------
     def _step_sample(self, req: ErasureRequest) -> dict[str, Any]:
         plan = req.plan
-        samples = self._samples(req)
-        needles: dict[str, str] = samples.get("needles", {})
-        phashes: list[str] = []
-        embeddings: list[str] = []
-        salt = samples.get("salt") or secrets.token_hex(16)
-        leaves: list[str] = []
-        unreadable = 0
-        vault = self.ws.vault
+        before = self._samples(req)
+        taken = _Taken(salt=before.get("salt") or secrets.token_hex(16), needles=before.get("needles", {}))
         shred = set(plan["subjects_to_shred"])
+        ids = plan["assets"]
         with self.ws.reader() as session:
-            assets = session.scalars(select(Asset).where(Asset.id.in_(plan["assets"]))).all()
-            for n, asset in enumerate(assets):
-                leaves.append(leaf_from_sha256(salt, asset.sha256))
-                needles[f"sha256-hex:{n}"] = asset.sha256.encode().hex()
-                needles[f"sha256:{n}"] = asset.sha256
-                owner = asset.owner
-                if owner.id not in shred:
-                    # sealed under a key that lives on: its ciphertext must go too (the
-                    # purge skips VACUUM for small erasures; the scan is what decides)
-                    sealed = [
-                        asset.origin_enc,
-                        *session.scalars(
-                            select(AssetDerivative.value_enc).where(AssetDerivative.asset_id == asset.id)
-                        ),
-                    ]
-                    for k, value in enumerate(v for v in sealed if v):
-                        needles[f"sealed:{n}:{k}"] = value[1:29].hex()
-                if owner.dek_wrapped is None or asset.blob_key is None:
-                    unreadable += 1
-                    continue
-                try:
-                    data = vault.get_blob(owner, asset.id, asset.blob_key)
-                except Exception:  # noqa: BLE001 - a missing blob is simply nothing to sample
-                    unreadable += 1
-                    continue
-                for w, window in enumerate(_windows(data)):
-                    needles[f"photo:{n}:{w}"] = window.hex()
-                if asset.origin_enc:
-                    origin = vault.open(owner, asset.origin_enc, f"origin:{asset.id}")
-                    if len(origin) >= 12:
-                        needles[f"origin:{n}"] = origin.hex()
-                for d in session.scalars(select(AssetDerivative).where(AssetDerivative.asset_id == asset.id)):
-                    if d.kind == "phash" and d.value_enc:
-                        value = vault.open(owner, d.value_enc, phash_context(asset.id, d.face_index))
-                        phashes.append(value.hex())
-                        needles[f"phash:{n}:{d.face_index}"] = value.hex()
-                    elif d.kind == "embedding" and d.value_enc:
-                        value = vault.open(owner, d.value_enc, f"embedding:{asset.id}:{d.id}")
-                        embeddings.append(value.hex())
-                        needles[f"embedding:{n}:{d.face_index}"] = value[:64].hex()
+            # in chunks, with their owners and derived values read at once (a source may
+            # hold 100,000 photos: one query per photo would cost more than the decryption)
+            for i in range(0, len(ids), 900):
+                chunk = ids[i : i + 900]
+                assets = session.scalars(select(Asset).where(Asset.id.in_(chunk)).order_by(Asset.id)).all()
+                owners = {
+                    s.id: s
+                    for s in session.scalars(
+                        select(Subject).where(Subject.id.in_({a.owner_id for a in assets}))
+                    )
+                }
+                derived: dict[str, list[Any]] = {}
+                for d in session.execute(
+                    select(
+                        AssetDerivative.asset_id,
+                        AssetDerivative.id,
+                        AssetDerivative.kind,
+                        AssetDerivative.face_index,
+                        AssetDerivative.value_enc,
+                    )
+                    .where(AssetDerivative.asset_id.in_(chunk))
+                    .order_by(AssetDerivative.id)
+                ):
+                    derived.setdefault(d.asset_id, []).append(d)
+                for asset in assets:
+                    owner = owners[asset.owner_id]
+                    self._sample_photo(taken, asset, owner, derived.get(asset.id, []), owner.id not in shred)
             for subject in session.scalars(select(Subject).where(Subject.id.in_(plan["subjects_to_shred"]))):
                 if subject.dek_wrapped:
-                    needles[f"wrapped-key:{subject.ref}"] = subject.dek_wrapped.hex()
-        sealed = {
-            "needles": needles,
-            "phashes": phashes,
-            "embeddings": embeddings,
-            "salt": salt,
-            "leaves": leaves,
-        }
-        self._write_samples(req.id, sealed)
-        return {"photos": len(plan["assets"]), "needles": len(needles), "unreadable": unreadable}
+                    taken.needles[f"wrapped-key:{subject.ref}"] = subject.dek_wrapped.hex()
+        self._write_samples(req.id, asdict(taken))
+        return {"photos": len(ids), "needles": len(taken.needles), "unreadable": taken.unreadable}
+
+    def _sample_photo(
+        self, taken: _Taken, asset: Asset, owner: Subject, derived: list[Any], keeps_key: bool
+    ) -> None:
+        """Add one photo's Merkle leaf and the samples the verifier will look for."""
+        vault = self.ws.vault
+        n = len(taken.leaves)
+        taken.leaves.append(leaf_from_sha256(taken.salt, asset.sha256))
+        taken.needles[f"sha256-hex:{n}"] = asset.sha256.encode().hex()
+        taken.needles[f"sha256:{n}"] = asset.sha256
+        if keeps_key:
+            # sealed under a key that lives on: its ciphertext must go too (the purge skips
+            # VACUUM for small erasures; the scan is what decides)
+            sealed = [asset.origin_enc, *(d.value_enc for d in derived)]
+            for k, value in enumerate(v for v in sealed if v):
+                taken.needles[f"sealed:{n}:{k}"] = value[1:29].hex()
+        if owner.dek_wrapped is None or asset.blob_key is None:
+            taken.unreadable += 1
+            return
+        try:
+            data = vault.get_blob(owner, asset.id, asset.blob_key)
+        except Exception:  # noqa: BLE001 - a missing blob is simply nothing to sample
+            taken.unreadable += 1
+            return
+        for w, window in enumerate(_windows(data)):
+            taken.needles[f"photo:{n}:{w}"] = window.hex()
+        if asset.origin_enc:
+            origin = vault.open(owner, asset.origin_enc, f"origin:{asset.id}")
+            if len(origin) >= 12:
+                taken.needles[f"origin:{n}"] = origin.hex()
+        for d in derived:
+            if d.kind == "phash" and d.value_enc:
+                value = vault.open(owner, d.value_enc, phash_context(asset.id, d.face_index))
+                taken.phashes.append(value.hex())
+                taken.needles[f"phash:{n}:{d.face_index}"] = value.hex()
+            elif d.kind == "embedding" and d.value_enc:
+                value = vault.open(owner, d.value_enc, f"embedding:{asset.id}:{d.id}")
+                taken.embeddings.append(value.hex())
+                taken.needles[f"embedding:{n}:{d.face_index}"] = value[:64].hex()
 
     def _step_notify_recipients(self, req: ErasureRequest) -> dict[str, Any]:
         """Sign one request per recipient while the photos can still be named (before
