@@ -52,3 +52,28 @@ def test_agrees_with_bytes_find(haystack: bytes, needles: list[bytes]) -> None:
         got = {h.label: h.offset for h in scan_tree(root, labelled)}
     expected = {str(i): haystack.find(n) for i, n in enumerate(needles) if haystack.find(n) >= 0}
     assert got == expected
+
+
+def test_many_needles_sharing_long_prefixes_are_told_apart(tmp_path: Path, monkeypatch) -> None:
+    """Thousands of needles alike in all but their last bytes (the index keys only a prefix of
+    each gram), more of them than the index holds at full step (so the step shrinks): every
+    hit is exact and none is missed."""
+    import random
+
+    monkeypatch.setattr(forensics, "_MAX_ENTRIES", 1 << 12)  # 3,000 needles: step 1, not 41
+    monkeypatch.setattr(forensics, "_CHUNK", 1 << 16)
+    rng = random.Random(5)
+    common = os.urandom(40)
+    needles = {f"n{i}": common + rng.randbytes(8) for i in range(3000)}
+    data = bytearray(os.urandom(400_000))
+    slots = rng.sample(range(0, len(data) - 48, 64), 500)  # 64 bytes apart: no overlaps
+    placed = {}
+    for label, at in zip(rng.sample(sorted(needles), 300), slots[:300], strict=True):
+        data[at : at + 48] = needles[label]
+        placed[label] = at
+    for at in slots[300:]:  # near misses: the common part with a tail no needle has
+        data[at : at + 48] = common + b"\xff" * 8
+    (tmp_path / "f").write_bytes(bytes(data))
+    got = {h.label: h.offset for h in scan_tree(tmp_path, needles)}
+    expected = {k: bytes(data).find(n) for k, n in needles.items() if bytes(data).find(n) >= 0}
+    assert got == expected and placed.items() <= got.items()

@@ -509,9 +509,10 @@ class ErasureEngine:
         if keeps_key:
             # sealed under a key that lives on: its ciphertext must go too (the purge skips
             # VACUUM for small erasures; the scan is what decides)
+            # (32 bytes: nonce and ciphertext; as long as a sha256, so the scan needs no extra pass)
             sealed = [asset.origin_enc, *(d.value_enc for d in derived)]
-            for k, value in enumerate(v for v in sealed if v):
-                taken.needles[f"sealed:{n}:{k}"] = value[1:29].hex()
+            for k, value in enumerate(v for v in sealed if v and len(v) >= 33):
+                taken.needles[f"sealed:{n}:{k}"] = value[1:33].hex()
         if owner.dek_wrapped is None or asset.blob_key is None:
             taken.unreadable += 1
             return

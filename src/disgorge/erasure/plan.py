@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import exists, func, select
+from sqlalchemy.orm import Session, aliased
 
 from ..catalog.lineage import NodeRef, downstream
 from ..catalog.models import (
@@ -94,6 +94,14 @@ def make_plan(session: Session, kind: str, key: str, scope_ref: str) -> dict[str
         )
 
     assets = scope_assets(session, kind, key)
+    # what the queries below match the photos by: a source's as a subquery on its indexed
+    # column (100,000 ids as literal parameters cost seconds to bind and to search), others
+    # as the list (a subject's, a request's: few)
+    in_scope: Any = (
+        select(Asset.id).where(Asset.source_id == int(key), Asset.state == "active")
+        if kind == "source"
+        else assets
+    )
     notes: list[str] = []
     plan: dict[str, Any] = {"scope": {"kind": kind, "ref": scope_ref}, "assets": assets}
 
@@ -115,11 +123,25 @@ def make_plan(session: Session, kind: str, key: str, scope_ref: str) -> dict[str
         plan["owned"] = len(assets) - len(others)
         plan["depicting"] = len(others)
     elif kind in ("source", "request"):
-        # subjects whose every photo is in the scope lose their key; others keep it
-        in_source = select(Asset.owner_id).where(Asset.id.in_(assets)).distinct()
-        elsewhere = select(Asset.owner_id).where(Asset.id.not_in(assets), Asset.state == "active").distinct()
+        # subjects whose every photo is in the scope lose their key; others keep it (by the
+        # owner index: NOT EXISTS a photo of theirs outside the scope)
+        mine, other = aliased(Asset), aliased(Asset)
+        if kind == "source":
+            inside, outside = (
+                (mine.source_id == int(key), mine.state == "active"),
+                other.source_id != int(key),
+            )
+        else:
+            inside, outside = (mine.id.in_(assets),), other.id.not_in(assets)
         subjects_to_shred = sorted(
-            session.scalars(select(Subject.id).where(Subject.id.in_(in_source), Subject.id.not_in(elsewhere)))
+            session.scalars(
+                select(mine.owner_id)
+                .distinct()
+                .where(
+                    *inside,
+                    ~exists().where(other.owner_id == mine.owner_id, other.state == "active", outside),
+                )
+            )
         )
     plan["subjects_to_shred"] = subjects_to_shred
     plan["subject_refs"] = (
@@ -132,7 +154,7 @@ def make_plan(session: Session, kind: str, key: str, scope_ref: str) -> dict[str
         dict(
             session.execute(
                 select(AssetDerivative.kind, func.count())
-                .where(AssetDerivative.asset_id.in_(assets))
+                .where(AssetDerivative.asset_id.in_(in_scope))
                 .group_by(AssetDerivative.kind)
             ).all()
         )
@@ -145,7 +167,7 @@ def make_plan(session: Session, kind: str, key: str, scope_ref: str) -> dict[str
     datasets = (
         session.execute(
             select(DatasetMember.dataset_id, func.count())
-            .where(DatasetMember.asset_id.in_(assets))
+            .where(DatasetMember.asset_id.in_(in_scope))
             .group_by(DatasetMember.dataset_id)
         ).all()
         if assets
