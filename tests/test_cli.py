@@ -128,10 +128,22 @@ def test_gc_and_keygen(cli_ws: Path) -> None:
     orphan = cli_ws / ".disgorge" / "blobs" / "ab" / "cd"
     orphan.mkdir(parents=True)
     (orphan / ("abcd" + "0" * 60)).write_bytes(b"sealed leftovers")
+    # an erasure's samples whose request was never recorded (a crash in between)
+    samples = cli_ws / ".disgorge" / "erasure" / ("f" * 32 + ".samples")
+    samples.parent.mkdir(exist_ok=True)
+    samples.write_bytes(b"sealed samples")
     dry = json.loads(run("gc", "--grace", "0", "--dry-run", "--json", "-w", str(cli_ws)).stdout)
-    assert dry == {"orphan_blobs": 1, "temporaries": 0, "removed": False}
-    done = json.loads(run("gc", "--grace", "0", "--json", "-w", str(cli_ws)).stdout)
-    assert done["removed"] and not (orphan / ("abcd" + "0" * 60)).exists()
+    assert dry == {
+        "orphan_blobs": 1,
+        "temporaries": 0,
+        "orphan_samples": 1,
+        "vacuumed": False,
+        "removed": False,
+    }
+    assert samples.exists()
+    done = json.loads(run("gc", "--grace", "0", "--vacuum", "--json", "-w", str(cli_ws)).stdout)
+    assert done["removed"] and done["vacuumed"] and not (orphan / ("abcd" + "0" * 60)).exists()
+    assert not samples.exists()
     key = run("keygen").stdout.strip()
     assert len(key) == 44
 

@@ -344,6 +344,14 @@ def test_a_small_erasure_checkpoints_and_vacuums_only_when_the_scan_finds_a_stal
         assert sha(data).encode() not in database.read_bytes()
 
 
+def test_gc_keeps_the_samples_of_an_open_erasure(sws: Workspace) -> None:
+    """The samples of a planned erasure are what its verifier will need: gc leaves them."""
+    planned = sws.erase("subject", "Ada_Lovelace", reason=REASON, execute=False)
+    path = sws.config.home / "erasure" / f"{planned['id']}.samples"
+    assert path.exists()
+    assert sws.gc(grace_seconds=0).orphan_samples == 0 and path.exists()
+
+
 def test_cancel_works_before_execution_and_is_refused_after(sws: Workspace, syn: Syn) -> None:
     first = sws.erase("subject", "Ada_Lovelace", reason=REASON, execute=False)
     cancelled = sws.erasure_cancel(first["id"], reason="the request was withdrawn")

@@ -87,9 +87,19 @@ class GcReport:
     orphan_blobs: int
     temporaries: int
     removed: bool
+    #: erasure sample files no request needs any more (left by a crash)
+    orphan_samples: int = 0
+    #: whether the catalog was VACUUMed (``gc(vacuum=True)``)
+    vacuumed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"orphan_blobs": self.orphan_blobs, "temporaries": self.temporaries, "removed": self.removed}
+        return {
+            "orphan_blobs": self.orphan_blobs,
+            "temporaries": self.temporaries,
+            "orphan_samples": self.orphan_samples,
+            "vacuumed": self.vacuumed,
+            "removed": self.removed,
+        }
 
 
 class RunHandle:
@@ -1660,12 +1670,19 @@ class Workspace:
         ]
 
     # -- maintenance ----------------------------------------------------------------------
-    def gc(self, *, grace_seconds: float = 900, dry_run: bool = False) -> GcReport:
-        """Remove blobs the catalog does not know (left by a crash) and stale temp files.
+    def gc(self, *, grace_seconds: float = 900, dry_run: bool = False, vacuum: bool = False) -> GcReport:
+        """Remove blobs the catalog does not know (left by a crash), stale temp files, and
+        erasure sample files no open request needs (a crash between writing one and
+        recording its request); with ``vacuum``, also rewrite the catalog (VACUUM), which
+        small erasures skip unless their scan asks for it (design note 16).
 
         Only files older than ``grace_seconds`` are touched, so an ingest running right
         now keeps the blobs it is about to register.
         """
+        from .catalog.models import ErasureRequest
+        from .erasure.plan import OPEN_STATES
+        from .vault.blobstore import wipe_file
+
         cutoff = time.time() - grace_seconds
         with self.reader() as session:
             known = set(session.scalars(select(Asset.blob_key).where(Asset.blob_key.is_not(None))))
@@ -1673,21 +1690,41 @@ class Workspace:
             known |= set(
                 session.scalars(select(AssetDerivative.blob_key).where(AssetDerivative.blob_key.is_not(None)))
             )
+            open_requests = set(
+                session.scalars(select(ErasureRequest.id).where(ErasureRequest.state.in_(OPEN_STATES)))
+            )
         orphans = [k for k, mtime in self.store.entries() if k not in known and mtime <= cutoff]
         temps = [p for p, mtime in self.store.temporaries() if mtime <= cutoff]
+        samples_dir = self.config.home / "erasure"
+        samples = [
+            p
+            for p in (sorted(samples_dir.iterdir()) if samples_dir.is_dir() else [])
+            if p.suffix in (".samples", ".tmp")
+            and p.stem not in open_requests
+            and p.stat().st_mtime <= cutoff
+        ]
         if not dry_run:
             for key in orphans:
                 self.store.delete(key)
             for path in temps:
                 self.store.remove_path(path)
+            for path in samples:  # they hold photo bytes: overwritten, then unlinked
+                wipe_file(path, unlink=True)
+            if vacuum:
+                purge_free_space(self.engine, vacuum=True)
             with self.sessions.begin() as session:
                 audit.append(
                     session,
                     "gc.completed",
-                    {"orphan_blobs": len(orphans), "temporaries": len(temps)},
+                    {
+                        "orphan_blobs": len(orphans),
+                        "temporaries": len(temps),
+                        "orphan_samples": len(samples),
+                        "vacuumed": vacuum,
+                    },
                     actor=self.actor,
                 )
-        return GcReport(len(orphans), len(temps), not dry_run)
+        return GcReport(len(orphans), len(temps), not dry_run, len(samples), vacuum and not dry_run)
 
     def status(self) -> dict[str, Any]:
         from .catalog.models import ErasureRequest, Peer, Transfer

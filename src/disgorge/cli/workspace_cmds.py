@@ -78,16 +78,27 @@ def gc(
         float, typer.Option(help="Only remove files older than this many seconds (protects running ingests).")
     ] = 900,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count, remove nothing.")] = False,
+    vacuum: Annotated[
+        bool,
+        typer.Option(
+            "--vacuum",
+            help="Also rewrite the catalog (VACUUM): small erasures skip it unless their scan asks for it.",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Remove blobs left behind by an interrupted ingest."""
+    """Remove what interrupted work left behind: orphan blobs, temporary files, erasure samples."""
     with open_workspace(workspace) as ws:
-        report = ws.gc(grace_seconds=grace, dry_run=dry_run)
+        report = ws.gc(grace_seconds=grace, dry_run=dry_run, vacuum=vacuum)
     if json_out:
         print_json(report.to_dict())
         return
     verb = "would remove" if dry_run else "removed"
-    console.print(f"{verb} {report.orphan_blobs} orphan blob(s) and {report.temporaries} temporary file(s)")
+    console.print(
+        f"{verb} {report.orphan_blobs} orphan blob(s), {report.temporaries} temporary file(s) and "
+        f"{report.orphan_samples} orphan erasure sample file(s)"
+        + ("; catalog VACUUMed" if report.vacuumed else "")
+    )
 
 
 def keygen() -> None:
