@@ -281,7 +281,7 @@ class DatasetVersion(Base):
     built_at: Mapped[datetime] = mapped_column(UTCDateTime)
     selector: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     #: the version whose stored rows this one reads (minus its DatasetDrop rows); None: its own
-    members_of: Mapped[str | None] = mapped_column(String(32), default=None)
+    members_of: Mapped[str | None] = mapped_column(String(32), default=None, index=True)
     __table_args__ = (UniqueConstraint("name", "version"),)
 
 
@@ -311,11 +311,17 @@ _views = registry()
 
 #: The SQL of the ``dataset_members`` view (migration 0006 creates it). Deriving a version
 #: of half a million photos without one person's eight then costs eight rows, not a copy.
+#: One join, so that SQLite flattens the view into each query (a UNION ALL view is not
+#: pushed into for ``asset_id IN (subquery)``: it scanned all 30 million rows): a stored
+#: row belongs to its own (built) version and to each version derived from that one
+#: (``members_of``, indexed), less the latter's drops. 8 ms a subject's datasets at 30
+#: million rows, against 6.5 ms on the stored rows alone and 19-24 ms for a join on
+#: ``coalesce(members_of, artifact_id)``, which no index serves.
 DATASET_MEMBERS_VIEW = """
 CREATE VIEW dataset_members AS
 SELECT v.artifact_id AS dataset_id, r.asset_id AS asset_id
-FROM dataset_versions AS v
-JOIN dataset_member_rows AS r ON r.dataset_id = coalesce(v.members_of, v.artifact_id)
+FROM dataset_member_rows AS r
+JOIN dataset_versions AS v ON v.artifact_id = r.dataset_id OR v.members_of = r.dataset_id
 WHERE v.members_of IS NULL OR NOT EXISTS (
     SELECT 1 FROM dataset_drops AS d WHERE d.dataset_id = v.artifact_id AND d.asset_id = r.asset_id
 )

@@ -34,12 +34,14 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("dataset_versions", recreate="never") as batch_op:
         batch_op.add_column(sa.Column("members_of", sa.String(length=32), nullable=True))
+        batch_op.create_index("ix_dataset_versions_members_of", ["members_of"], unique=False)
     op.execute(DATASET_MEMBERS_VIEW)
 
 
 def downgrade() -> None:
     op.execute("DROP VIEW dataset_members")
     with op.batch_alter_table("dataset_versions") as batch_op:
+        batch_op.drop_index("ix_dataset_versions_members_of")
         batch_op.drop_column("members_of")
     op.drop_table("dataset_drops")
     op.rename_table("dataset_member_rows", "dataset_members")
