@@ -1680,6 +1680,7 @@ class Workspace:
         now keeps the blobs it is about to register.
         """
         from .catalog.models import ErasureRequest
+        from .erasure.engine import samples_folder
         from .erasure.plan import OPEN_STATES
         from .vault.blobstore import wipe_file
 
@@ -1695,13 +1696,11 @@ class Workspace:
             )
         orphans = [k for k, mtime in self.store.entries() if k not in known and mtime <= cutoff]
         temps = [p for p, mtime in self.store.temporaries() if mtime <= cutoff]
-        samples_dir = self.config.home / "erasure"
-        samples = [
+        folder = samples_folder(self.config.home)
+        samples = [  # <request id>.samples, or its temporary <request id>.samples.tmp
             p
-            for p in (sorted(samples_dir.iterdir()) if samples_dir.is_dir() else [])
-            if p.suffix in (".samples", ".tmp")
-            and p.stem not in open_requests
-            and p.stat().st_mtime <= cutoff
+            for p in (sorted(folder.iterdir()) if folder.is_dir() else [])
+            if p.name.split(".")[0] not in open_requests and p.stat().st_mtime <= cutoff
         ]
         if not dry_run:
             for key in orphans:

@@ -68,8 +68,8 @@ from ..catalog.models import (
     Transfer,
 )
 from ..errors import ErasureBlocked, IntegrityError, InvalidInput, NotFound
-from ..vault import new_key, open_sealed, seal
 from ..vault.blobstore import wipe_file
+from ..vault.sealed_file import read_sealed_file, write_sealed_file
 from ..vision.phash import phash_context
 from .certificate import SCHEMA, canonical, leaf_from_sha256, section_digests
 from .forensics import Hit, TreeStats, scan_tree
@@ -99,6 +99,11 @@ _WINDOW = 48
 #: erasures of at least this many photos VACUUM the catalog at once (their many deletes make
 #: stale cells likely, and a second scan with that many samples costs more than the VACUUM)
 _VACUUM_AT = 1000
+
+
+def samples_folder(home: Path) -> Path:
+    """Where erasures keep their sealed samples (``<request id>.samples``) until verified."""
+    return home / "erasure"
 
 
 def _windows(data: bytes) -> list[bytes]:
@@ -427,30 +432,19 @@ class ErasureEngine:
     # keys to destroy) live in a sealed file of their own, not in the catalog: dropping
     # them must not need another rewrite (VACUUM) of a catalog of a million photos.
     def _samples_path(self, request_id: str) -> Path:
-        return self.ws.config.home / "erasure" / f"{request_id}.samples"
+        return samples_folder(self.ws.config.home) / f"{request_id}.samples"
 
     def _write_samples(self, request_id: str, samples: dict[str, Any]) -> None:
         """Seal under a fresh key (wrapped by the KEK, stored alongside); replace atomically."""
-        key = new_key()
-        wrapped = self.ws.kek.wrap(key, _SAMPLES_AAD)
-        path = self._samples_path(request_id)
-        path.parent.mkdir(exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(len(wrapped).to_bytes(4, "big") + wrapped)
-            fh.write(seal(key, json.dumps(samples).encode(), _SAMPLES_AAD))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_sealed_file(
+            self._samples_path(request_id), json.dumps(samples).encode(), self.ws.kek, _SAMPLES_AAD
+        )
 
     def _samples(self, req: ErasureRequest) -> dict[str, Any]:
         path = self._samples_path(req.id)
         if not path.exists():
             return {"needles": {}}
-        data = path.read_bytes()
-        size = int.from_bytes(data[:4], "big")
-        key = self.ws.kek.unwrap(data[4 : 4 + size], _SAMPLES_AAD)
-        return json.loads(open_sealed(key, data[4 + size :], _SAMPLES_AAD, what="erasure samples"))
+        return json.loads(read_sealed_file(path, self.ws.kek, _SAMPLES_AAD, what="erasure samples"))
 
     def _drop_samples(self, request_id: str) -> None:
         """Overwrite, then unlink (best effort below the file system: see docs/certificate.md)."""
@@ -877,7 +871,7 @@ class ErasureEngine:
             # a stale copy in the database's free space (a page rebuilt while rebalancing):
             # VACUUM rewrites every page; then scan again, from scratch
             purge_free_space(self.ws.engine, vacuum=True)
-            stale, hits = hits, []
+            stale = hits
             stats = TreeStats()
             hits = scan_tree(home, needles, stats=stats)
         seconds = time.perf_counter() - started

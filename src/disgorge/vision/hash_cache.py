@@ -24,15 +24,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import DisgorgeError
-from ..vault import KekProvider, new_key, open_sealed, seal
+from ..vault import KekProvider
 from ..vault.blobstore import wipe_file
+from ..vault.sealed_file import read_sealed_file, write_sealed_file
 
 try:
     import fcntl
@@ -78,7 +78,7 @@ class HashCache:
         self.kek = kek
 
     @property
-    def _tmp(self) -> Path:
+    def _tmp(self) -> Path:  # write_sealed_file's temporary
         return self.path.with_name(self.path.name + ".tmp")
 
     @contextlib.contextmanager
@@ -95,10 +95,7 @@ class HashCache:
         """The cached rows (``ROW``, by increasing row id); None when the file is absent or
         does not open or parse (a damaged or foreign file is never trusted, only rebuilt)."""
         try:
-            data = self.path.read_bytes()
-            size = int.from_bytes(data[:4], "big")
-            key = self.kek.unwrap(data[4 : 4 + size], CACHE_AAD)
-            rows = np.frombuffer(open_sealed(key, data[4 + size :], CACHE_AAD, what="PDQ cache"), ROW)
+            rows = np.frombuffer(read_sealed_file(self.path, self.kek, CACHE_AAD, what="PDQ cache"), ROW)
             if np.any(np.diff(rows["id"]) <= 0):
                 raise ValueError("rows out of order")
         except FileNotFoundError:
@@ -110,20 +107,9 @@ class HashCache:
 
     def write(self, rows: np.ndarray) -> None:
         """Replace the file with ``rows`` (``ROW``, by increasing row id) sealed under a fresh
-        key: write a temporary beside it, fsync, overwrite the old file with zeros, rename.
-        A crash leaves the old file, the new one, or zeros (which read as absent)."""
-        payload = np.ascontiguousarray(rows, dtype=ROW).tobytes()
-        key = new_key()
-        wrapped = self.kek.wrap(key, CACHE_AAD)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        wipe_file(self._tmp, unlink=True)  # a crash's leftover holds older rows
-        with open(self._tmp, "wb") as fh:
-            fh.write(len(wrapped).to_bytes(4, "big") + wrapped)
-            fh.write(seal(key, payload, CACHE_AAD))
-            fh.flush()
-            os.fsync(fh.fileno())
-        wipe_file(self.path)
-        os.replace(self._tmp, self.path)
+        key (:func:`~disgorge.vault.sealed_file.write_sealed_file`: the old file is zeroed
+        first; a crash leaves the old file, the new one, or zeros, which read as absent)."""
+        write_sealed_file(self.path, np.ascontiguousarray(rows, dtype=ROW).tobytes(), self.kek, CACHE_AAD)
 
     def drop_assets(self, asset_ids: Iterable[str]) -> int:
         """Rewrite the cache without the rows of ``asset_ids``; returns how many went.
