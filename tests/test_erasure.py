@@ -344,6 +344,30 @@ def test_a_small_erasure_checkpoints_and_vacuums_only_when_the_scan_finds_a_stal
         assert sha(data).encode() not in database.read_bytes()
 
 
+def test_review_candidates_are_kept_by_id_and_shown_with_their_hash_while_it_exists(
+    sws: Workspace, syn: Syn
+) -> None:
+    """Look-alikes listed for review are other people's photos: the request keeps their
+    catalog ids, and shows each one's sha256 only while that photo exists."""
+    first = sws.erase("subject", "Ada_Lovelace", reason=REASON)
+    edsger = {sha(d) for d in syn.of("Edsger_Dijkstra").values()}
+
+    def listed(view: dict[str, Any]) -> list[Any]:
+        ver = view["verification"]
+        return [c["sha256"] for c in ver["copy_candidates"] + ver["face_candidates"]]
+
+    assert set(listed(first)) & edsger  # the drawn portraits look alike: some of his are listed
+    sws.erase("subject", "Edsger_Dijkstra", reason=REASON)
+    again = sws.erasure(first["id"])
+    assert not set(listed(again)) & edsger and None in listed(again)
+    con = sqlite3.connect(sws.config.home / "catalog.sqlite")
+    [stored] = con.execute(
+        "SELECT verification FROM erasure_requests WHERE id = ?", (first["id"],)
+    ).fetchone()
+    con.close()
+    assert not any(digest in stored for digest in edsger)
+
+
 def test_gc_keeps_the_samples_of_an_open_erasure(sws: Workspace) -> None:
     """The samples of a planned erasure are what its verifier will need: gc leaves them."""
     planned = sws.erase("subject", "Ada_Lovelace", reason=REASON, execute=False)
