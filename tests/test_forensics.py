@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from disgorge.erasure import forensics
-from disgorge.erasure.forensics import scan_tree
+from disgorge.erasure.forensics import scan_tree_in_process as scan_tree  # no catalog here
 
 
 def test_finds_needles_in_every_file_and_across_chunk_boundaries(tmp_path: Path, monkeypatch) -> None:

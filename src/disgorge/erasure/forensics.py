@@ -24,13 +24,24 @@ Small files (blobs: a workspace holds one per photo) are read whole, many into o
 and scanned together, an occurrence counting only inside one file; larger files are read
 in chunks that overlap by the longest needle. Each hit is the first occurrence of a needle
 in a file, as ``bytes.find`` would report it.
+
+The scan runs in a child process of its own (:func:`scan_tree`). It reads the catalog's
+database, WAL and ``-shm`` files as raw bytes, and closing any descriptor of a database file
+drops every POSIX lock the *calling* process holds on it (SQLite's "How To Corrupt An SQLite
+Database File", 2.2): a server that scanned in-process looked, to every other process, as if
+it had no connection, and the next one to close its own deleted the WAL under it. A child
+that opens no connection has no locks to lose. :func:`scan_tree_in_process` is the scan
+itself, for processes that hold no connection to a database under the folder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Hit", "TreeStats", "scan_tree"]
+__all__ = ["Hit", "ScanFailed", "TreeStats", "scan_tree", "scan_tree_in_process"]
 
 _CHUNK = 8 * 1024 * 1024
 _MAX_STEP = 64  # grams indexed per needle: memory against positions looked at
@@ -227,8 +238,43 @@ class _Matcher:
         return out
 
 
+class ScanFailed(RuntimeError):
+    """The scanning child process did not finish (killed, out of memory, or a bug)."""
+
+
 def scan_tree(root: Path, needles: Mapping[str, bytes], *, stats: TreeStats | None = None) -> list[Hit]:
-    """Every (needle label, file, offset) of each needle's first occurrence in each file under ``root``.
+    """Every (needle label, file, offset) of each needle's first occurrence in each file under
+    ``root``, found by :func:`scan_tree_in_process` in a child process that holds no database
+    connection (see the module's docstring for why). The needles travel through a pipe, never
+    a file."""
+    request = json.dumps(
+        {"root": os.fspath(root), "needles": {label: bytes(n).hex() for label, n in needles.items()}}
+    ).encode()
+    package_parent = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    proc = subprocess.run(
+        [sys.executable, "-m", "disgorge.erasure._scan_child"],
+        input=request,
+        capture_output=True,
+        env=env,
+        check=False,
+    )
+    if proc.returncode != 0:
+        last = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
+        raise ScanFailed(f"the forensic scan's process ended with status {proc.returncode}: {last[0]}")
+    answer = json.loads(proc.stdout)
+    if stats is not None:
+        stats.files += answer["files"]
+        stats.bytes += answer["bytes"]
+    return [Hit(label, file, offset) for label, file, offset in answer["hits"]]
+
+
+def scan_tree_in_process(
+    root: Path, needles: Mapping[str, bytes], *, stats: TreeStats | None = None
+) -> list[Hit]:
+    """The scan itself, in this process: only for a process that holds no connection to a
+    SQLite database under ``root`` (:func:`scan_tree` is the safe entry point).
 
     Small files (blobs) are read whole, many to one buffer, and scanned together: an
     occurrence counts only inside one file. Large ones are read in chunks. ``stats``, if
