@@ -102,12 +102,16 @@ def _jsonl_rows(
             obj = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise InvalidInput(f"{name} line {line}: not valid JSON ({exc.msg})") from None
+        except RecursionError:  # a row is a flat object; thousands of nested [ are hostile
+            raise InvalidInput(f"{name} line {line}: JSON nested too deeply") from None
         if not isinstance(obj, dict):
             raise InvalidInput(f"{name} line {line}: expected a JSON object")
         _check_columns(name, f" line {line}", set(obj), required, known)
         values: dict[str, str] = {}
         for key, value in obj.items():
             if isinstance(value, list):
+                if any(isinstance(v, list | dict) for v in value):
+                    raise InvalidInput(f"{name} line {line}: field {key!r} must be a flat list")
                 values[key] = ";".join(str(v) for v in value)
             elif value is None:
                 values[key] = ""

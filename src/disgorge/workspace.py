@@ -60,6 +60,7 @@ from .catalog import (
 from .catalog.lineage import LineageGraph, downstream, parse_node, upstream
 from .config import MARKER, Config, find_workspace
 from .consent import ConsentGate, ConsentImportReport, ItemRef, Purpose, import_consent, parse_purpose
+from .consent.records import prevails
 from .datasets import DatasetBuild, build_dataset, dataset_diff, dataset_view, find_dataset
 from .erasure.forensics import MIN_NEEDLE_BYTES
 from .errors import ConsentDenied, DisgorgeError, IntegrityError, InvalidInput, NotFound, WorkspaceError
@@ -517,9 +518,12 @@ class Workspace:
                 .order_by(ConsentRecord.at, ConsentRecord.id)
             ).all()
             current: dict[str, str] = {}
-            for rec in records:
-                if rec.asset_id is None:
-                    current[rec.purpose] = rec.decision
+            current_at: dict[str, datetime] = {}
+            for rec in records:  # at one instant the more restrictive decision prevails
+                if rec.asset_id is None and prevails(
+                    rec.decision, rec.at, current.get(rec.purpose), current_at.get(rec.purpose)
+                ):
+                    current[rec.purpose], current_at[rec.purpose] = rec.decision, rec.at
             return {
                 "ref": subject.ref,
                 "state": subject.state,
@@ -1629,8 +1633,10 @@ class Workspace:
             return dict(req.certificate)
 
     def verify_erasure(self, request_id: str) -> dict[str, Any]:
-        """Re-run the lineage and look-alike checks and scan the workspace for the
-        certificate's items (the byte samples were discarded after the first scan)."""
+        """Check a completed erasure again: its tombstones, shredded keys and re-ingestion
+        fingerprints in the catalog, and that no active model uses its photos. The forensic
+        scan is not repeated (its byte samples were destroyed at completion); the result
+        says so and quotes the scan made then (``ErasureEngine.reverify``)."""
         from .erasure.engine import ErasureEngine
 
         engine = ErasureEngine(self)
@@ -1638,7 +1644,7 @@ class Workspace:
             req = engine.get(session, request_id)
             if req.state != "completed":
                 raise InvalidInput(f"erasure {req.id} is {req.state}; verify runs on completed erasures")
-        result = engine.verify(req)
+        result = engine.reverify(req)
         with self.sessions.begin() as session:
             audit.append(
                 session, "erasure.reverified", {"request": req.id, "ok": result["ok"]}, actor=self.actor

@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from ..ingest import IngestReport
-from ._common import AtOpt, JsonOpt, WorkspaceOpt, console, err, fail, open_workspace, print_json
+from ._common import AtOpt, JsonOpt, WorkspaceOpt, console, err, fail, open_workspace, print_json, shown
 
 consent_app = typer.Typer(
     help="Consent history: import it from CSV or JSON Lines (format: docs/formats.md).", no_args_is_help=True
@@ -63,15 +64,15 @@ def ingest(
             print_json(received)
         elif received["already_received"]:
             console.print(
-                f"transfer {received['transfer'][:12]} from {received['sender']} was already received",
+                f"transfer {received['transfer'][:12]} from {shown(received['sender'])} was already received",
                 markup=False,
             )
         else:
             console.print(
-                f"transfer {received['transfer'][:12]} from {received['sender']}: "
+                f"transfer {received['transfer'][:12]} from {shown(received['sender'])}: "
                 f"{received['ingested']} stored, "
                 f"{received['duplicates']} already present, {len(received['rejected'])} refused; source "
-                f"{received['source']}, usable for {', '.join(received['purposes'])} only",
+                f"{shown(received['source'])}, usable for {', '.join(received['purposes'])} only",
                 markup=False,
             )
         if received["rejected"]:
@@ -116,7 +117,10 @@ def ingest(
 def _print_report(report: IngestReport) -> None:
     d = report.to_dict()
     table = Table(
-        show_header=False, box=None, title=f"ingest into source {report.source}", title_justify="left"
+        show_header=False,
+        box=None,
+        title=f"ingest into source {shown(report.source)}",
+        title_justify="left",
     )
     table.add_row("files seen", str(d["files"]))
     table.add_row("stored", str(d["ingested"]))
@@ -126,11 +130,11 @@ def _print_report(report: IngestReport) -> None:
     table.add_row("bytes", f"{d['bytes'] / 1e6:.1f} MB")
     table.add_row("time", f"{d['seconds']:.2f} s ({d['photos_per_second']} photos/s)")
     console.print(table)
-    shown = report.rejected[:50]
-    for r in shown:
-        console.print(f"  [yellow]refused[/] {r.path}: {r.reason}", markup=True, highlight=False)
-    if len(report.rejected) > len(shown):
-        console.print(f"  ... and {len(report.rejected) - len(shown)} more (--json lists all)")
+    first = report.rejected[:50]
+    for r in first:
+        console.print(f"  [yellow]refused[/] {escape(shown(r.path))}: {escape(shown(r.reason))}", markup=True)
+    if len(report.rejected) > len(first):
+        console.print(f"  ... and {len(report.rejected) - len(first)} more (--json lists all)")
 
 
 @consent_app.command("import")
@@ -147,9 +151,16 @@ def consent_import(
         print_json(report.to_dict())
         return
     console.print(
-        f"imported {report.imported} consent record(s) from {report.file} "
-        f"({report.already_present} already present, {report.subjects_created} new subject(s))"
+        f"imported {report.imported} consent record(s) from {shown(report.file)} "
+        f"({report.already_present} already present, {report.subjects_created} new subject(s))",
+        markup=False,
     )
+    if report.conflicts:
+        err.print(
+            f"warning: {report.conflicts} conflict(s): different decisions for the same subject, "
+            "purpose and instant; the most restrictive one applies (denial wins)",
+            markup=False,
+        )
 
 
 @consent_app.command("check")
@@ -259,7 +270,7 @@ def _print_analysis(report, json_out: bool) -> None:
             markup=False,
         )
     for e in d["errors"]:
-        console.print(f"  [yellow]could not analyse[/] {e['sha256'][:16]}: {e['reason']}")
+        console.print(f"  [yellow]could not analyse[/] {e['sha256'][:16]}: {escape(shown(e['reason']))}")
 
 
 def find(
@@ -279,7 +290,7 @@ def find(
     Exit code 0 when something matched, 1 when nothing did.
     """
     if not image.is_file():
-        raise fail(f"{image}: no such file")
+        raise fail(f"{shown(image)}: no such file")
     with open_workspace(workspace) as ws:
         result = ws.find(image, by=by, max_distance=max_distance)
     if json_out:

@@ -4,6 +4,12 @@ A file is checked whole before anything is written: if any row is bad, every bad
 reported (file, line, reason) and nothing is imported, so a half-imported file never
 leaves consent history in a state nobody intended. Importing the same file again adds
 nothing (each record has a natural key).
+
+Two decisions of one subject for one purpose (and the same photo, or both subject-wide)
+at the same instant *conflict*: nobody can tell which was meant last, and the order of
+rows in a file (or of two imports) must not decide. Both are kept; the more restrictive
+one prevails wherever records are read (``prevails``), and the import counts the conflicts
+it met so that an operator can look at them.
 """
 
 from __future__ import annotations
@@ -20,16 +26,49 @@ from sqlalchemy.orm import Session
 from .. import audit
 from .._tabular import read_rows
 from .._time import iso, parse_instant
-from ..catalog.models import Asset, ConsentRecord
+from ..catalog.models import Asset, ConsentRecord, Subject
 from ..errors import InvalidInput
 from ..subjects import get_or_create_subject, ref_of
 from ..vault import Vault
 from .purposes import Decision, Purpose, parse_decision, parse_purpose
 
-__all__ = ["ConsentImportReport", "ConsentRow", "import_consent", "parse_consent_file"]
+__all__ = [
+    "ConsentImportReport",
+    "ConsentRow",
+    "import_consent",
+    "parse_consent_file",
+    "prevails",
+    "restrictiveness",
+]
 
 REQUIRED = ("subject", "purpose", "decision", "at")
 OPTIONAL = ("policy_version", "evidence", "asset")
+
+#: at one instant, the more restrictive decision prevails (denial wins whatever the order)
+_RESTRICTIVENESS = {
+    Decision.GRANTED.value: 0,
+    Decision.CONSTRAINED.value: 1,
+    Decision.REVOKED.value: 2,
+    Decision.DENIED.value: 3,
+}
+
+
+def restrictiveness(decision: str) -> int:
+    """Rank of a decision: higher is more restrictive (an unknown one counts as a denial)."""
+    return _RESTRICTIVENESS.get(decision, _RESTRICTIVENESS[Decision.DENIED.value])
+
+
+def prevails(new: str, new_at: datetime, old: str | None, old_at: datetime | None) -> bool:
+    """Whether decision ``new`` replaces ``old`` as the current one (same scope).
+
+    Later wins; at the same instant the more restrictive wins, so the outcome does not
+    depend on the order the records were written in.
+    """
+    if old is None or old_at is None:
+        return True
+    if new_at != old_at:
+        return new_at > old_at
+    return restrictiveness(new) > restrictiveness(old)
 
 
 @dataclass(frozen=True)
@@ -65,6 +104,9 @@ class ConsentImportReport:
     imported: int = 0
     already_present: int = 0
     subjects_created: int = 0
+    #: groups of records (subject, purpose, photo or none, instant) with different
+    #: decisions, in this file or between it and the catalog; the most restrictive wins
+    conflicts: int = 0
     errors: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -74,6 +116,7 @@ class ConsentImportReport:
             "imported": self.imported,
             "already_present": self.already_present,
             "subjects_created": self.subjects_created,
+            "conflicts": self.conflicts,
         }
 
 
@@ -135,6 +178,7 @@ def import_consent(
                 f"{path.name}: line(s) {', '.join(map(str, unknown[:20]))} name an asset this "
                 "workspace does not hold; nothing imported"
             )
+    report.conflicts = _count_conflicts(session, rows, asset_ids)
     for row in rows:
         key = row.row_key
         if key in existing:
@@ -165,8 +209,39 @@ def import_consent(
             "records": report.imported,
             "already_present": report.already_present,
             "subjects_created": report.subjects_created,
+            "conflicts": report.conflicts,
         },
         actor=actor,
         at=at,
     )
     return report
+
+
+def _count_conflicts(session: Session, rows: list[ConsentRow], asset_ids: dict[str, str]) -> int:
+    """Groups (subject, purpose, photo, instant) that hold more than one decision.
+
+    Counts those within the file and those between the file and records already in the
+    catalog (an earlier import), each group once.
+    """
+    groups: dict[tuple[str, str, str | None, str], set[str]] = {}
+    for r in rows:
+        asset = asset_ids.get(r.asset_sha256) if r.asset_sha256 else None
+        groups.setdefault((r.ref, r.purpose.value, asset, iso(r.at) or ""), set()).add(r.decision.value)
+    refs = sorted({r.ref for r in rows})
+    for i in range(0, len(refs), 500):
+        query = (
+            select(
+                Subject.ref,
+                ConsentRecord.purpose,
+                ConsentRecord.asset_id,
+                ConsentRecord.at,
+                ConsentRecord.decision,
+            )
+            .join(Subject, Subject.id == ConsentRecord.subject_id)
+            .where(Subject.ref.in_(refs[i : i + 500]))
+        )
+        for ref, purpose, asset, at, decision in session.execute(query):
+            group = groups.get((ref, purpose, asset, iso(at) or ""))
+            if group is not None:
+                group.add(decision)
+    return sum(1 for decisions in groups.values() if len(decisions) > 1)

@@ -1,0 +1,141 @@
+"""Hostile input (issue 12): input crafted to mislead, exhaust or disguise.
+
+Conflicting consent rows whose outcome must not depend on their order, JSON nested to
+break the parser, file names that rewrite the terminal, zips whose headers lie, a
+workspace readable by other users, arguments that one path accepts and another refuses,
+certificates with a forged algorithm. Real files, real SQLite, the real CLI; no mocks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from disgorge import InvalidInput, Workspace
+from disgorge.samples import synthetic_photo
+
+DISGORGE = str(Path(sys.executable).parent / "disgorge")
+
+
+def run(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISGORGE_")}
+    env.update(DISGORGE_ACTOR="hostile-test", COLUMNS="400", NO_COLOR="1", TERM="dumb")
+    return subprocess.run(
+        [DISGORGE, *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    """The CLI failed with a one-line message and no traceback; return the message."""
+    assert result.returncode in (1, 2), (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    return lines[0]
+
+
+# -- consent conflicts (defect 6) ------------------------------------------------------------
+def _policy(ws: Workspace) -> None:
+    ws.add_policy(
+        "app", "v1", text=b"policy", effective_from="2010-01-01", allows=["ai_training", "data_mining"]
+    )
+
+
+def _verdicts(ws: Workspace, subject: str) -> set[str]:
+    return {item["rule"] for item in ws.consent_check(subject, "ai_training", at="2020-01-01")["items"]}
+
+
+@pytest.mark.parametrize("order", ["denied_first", "granted_first"])
+def test_denial_wins_a_tie_in_one_file_whatever_the_order(ws: Workspace, tmp_path: Path, order: str) -> None:
+    _policy(ws)
+    photos = tmp_path / "p" / "Ada_Lovelace"
+    photos.mkdir(parents=True)
+    (photos / "a.jpg").write_bytes(synthetic_photo(0, 0))
+    ws.ingest(tmp_path / "p", source="app", subject_from="dirname")
+    rows = [
+        "Ada_Lovelace,ai_training,denied,2015-01-01T00:00:00Z",
+        "Ada_Lovelace,ai_training,granted,2015-01-01T00:00:00Z",
+    ]
+    if order == "granted_first":
+        rows.reverse()
+    path = tmp_path / "consent.csv"
+    path.write_text("subject,purpose,decision,at\n" + "\n".join(rows) + "\n")
+    report = ws.import_consent(path)
+    assert report.imported == 2
+    assert report.conflicts == 1
+    assert report.to_dict()["conflicts"] == 1
+    assert _verdicts(ws, "Ada_Lovelace") == {"consent_denied"}
+    assert ws.subject("Ada_Lovelace")["consent_now"]["ai_training"] == "denied"
+
+
+@pytest.mark.parametrize("first", ["denied", "granted"])
+def test_denial_wins_a_tie_across_two_imports(ws: Workspace, tmp_path: Path, first: str) -> None:
+    _policy(ws)
+    photos = tmp_path / "p" / "Ada_Lovelace"
+    photos.mkdir(parents=True)
+    (photos / "a.jpg").write_bytes(synthetic_photo(0, 0))
+    ws.ingest(tmp_path / "p", source="app", subject_from="dirname")
+    second = "granted" if first == "denied" else "denied"
+    for i, decision in enumerate([first, second]):
+        path = tmp_path / f"consent{i}.jsonl"
+        row = {"subject": "Ada_Lovelace", "purpose": "ai_training", "decision": decision, "at": "2015-01-01"}
+        path.write_text(json.dumps(row) + "\n")
+        report = ws.import_consent(path)
+        assert report.conflicts == i  # the second import meets the first one's record
+    assert _verdicts(ws, "Ada_Lovelace") == {"consent_denied"}
+    assert ws.subject("Ada_Lovelace")["consent_now"]["ai_training"] == "denied"
+    # a later grant is not a conflict and still wins
+    later = tmp_path / "later.csv"
+    later.write_text("subject,purpose,decision,at\nAda_Lovelace,ai_training,granted,2016-01-01\n")
+    assert ws.import_consent(later).conflicts == 0
+    assert _verdicts(ws, "Ada_Lovelace") == {"allowed"}
+
+
+def test_cli_reports_the_conflict_count_without_the_subject(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    assert run("init", ws).returncode == 0
+    path = tmp_path / "consent.csv"
+    path.write_text(
+        "subject,purpose,decision,at\n"
+        "Grace_Hopper,ai_training,granted,2015-01-01\n"
+        "Grace_Hopper,ai_training,denied,2015-01-01\n"
+        "Grace_Hopper,data_mining,denied,2015-01-01\n"
+    )
+    plain = run("consent", "import", path, "-w", ws)
+    assert plain.returncode == 0, plain.stderr
+    assert "1 conflict(s)" in plain.stderr
+    assert "Grace_Hopper" not in plain.stdout + plain.stderr
+    again = run("consent", "import", path, "-w", ws, "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["conflicts"] == 1
+    assert json.loads(again.stdout)["already_present"] == 3
+
+
+# -- deep JSON Lines (defect 7) --------------------------------------------------------------
+def test_deeply_nested_jsonl_consent_line_is_a_clear_error(ws: Workspace, tmp_path: Path) -> None:
+    path = tmp_path / "consent.jsonl"
+    good = {"subject": "Ada_Lovelace", "purpose": "ai_training", "decision": "granted", "at": "2015-01-01"}
+    path.write_text(json.dumps(good) + "\n" + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(InvalidInput, match=r"consent\.jsonl line 2: JSON nested too deeply"):
+        ws.import_consent(path)
+    assert ws.status()["consent_records"] == 0
+    nested_field = tmp_path / "nested.jsonl"
+    nested_field.write_text(json.dumps({**good, "evidence": [[["x"]]]}) + "\n")
+    with pytest.raises(InvalidInput, match=r"nested\.jsonl line 1: field 'evidence' must be a flat list"):
+        ws.import_consent(nested_field)
+
+
+def test_cli_deep_jsonl_is_one_line_naming_the_line(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    assert run("init", ws).returncode == 0
+    path = tmp_path / "consent.jsonl"
+    path.write_text("\n\n" + "[" * 100_000 + "]" * 100_000 + "\n")
+    message = one_line_error(run("consent", "import", path, "-w", ws))
+    assert "line 3" in message and "nested too deeply" in message
