@@ -58,7 +58,7 @@ from .catalog import (
     upgrade,
 )
 from .catalog.lineage import LineageGraph, downstream, parse_node, upstream
-from .config import MARKER, Config, find_workspace
+from .config import MARKER, Config, find_workspace, make_private
 from .consent import ConsentGate, ConsentImportReport, ItemRef, Purpose, import_consent, parse_purpose
 from .consent.records import prevails
 from .datasets import DatasetBuild, build_dataset, dataset_diff, dataset_view, find_dataset
@@ -233,6 +233,7 @@ class Workspace:
         when = _when(at)
         kek: KekProvider = EnvKek(kek_env) if kek_env else None  # type: ignore[assignment]
         home.mkdir(parents=True)
+        make_private(home)  # before anything is created in it: umask 0o077, folder 0700
         try:
             config = Config(home=home)
             if kek_env:
@@ -273,6 +274,7 @@ class Workspace:
     def open(cls, path: str | Path | None = None, *, actor: str | None = None) -> Workspace:
         """Open the workspace at ``path``, ``$DISGORGE_WORKSPACE`` or the cwd upwards."""
         config = Config.load(find_workspace(path))
+        make_private(config.home, config)
         if config.kek_source == "env":
             kek: KekProvider = EnvKek(config.kek_env)
         elif config.kek_source == "file":
@@ -944,8 +946,14 @@ class Workspace:
         consent no longer covers training are forgotten too (and reported).
         """
         from .datasets import derive_without
-        from .training.forgetting import membership_inference
-        from .training.registry import dataset_members, find_model, load_model, load_training_data
+        from .training.forgetting import retrain_check
+        from .training.registry import (
+            audit_candidates,
+            ever_trained,
+            find_model,
+            load_model,
+            load_training_data,
+        )
 
         when = _when(at)
         self._finish_unlearning(name.partition("@")[0], when)
@@ -991,31 +999,22 @@ class Workspace:
             ds_id = artifact.extra["dataset_id"]
             ds = session.get(DatasetVersion, ds_id)
             ds_ref = f"{ds.name}@{ds.version}"
+            # the forgetting audit's members (the photos to forget) and candidate non-members
             forgotten_data = load_training_data(session, self.vault, sorted(forget))
-            others = set(dataset_members(session, ds_id)) | trained
-            outsiders = [
-                a
-                for a in session.scalars(
-                    select(AssetDerivative.asset_id).where(AssetDerivative.kind == "embedding").distinct()
-                )
-                if a not in others
-            ]
-            never_seen = load_training_data(session, self.vault, outsiders)
+            candidates = audit_candidates(session, self.vault, forget)
+            photo_shard, subject_shard = ever_trained(session, artifact)
 
-        def loader(ids: Any) -> tuple[np.ndarray, np.ndarray]:
-            with self.reader() as s:
-                d = load_training_data(s, self.vault, list(ids))
-            if len(d.asset_ids) != len(ids):
-                raise IntegrityError(
-                    "some remaining training photos lost their embeddings; cannot retrain exactly"
-                )
-            return d.X, d.labels
-
-        before = membership_inference(model, forgotten_data.X, never_seen.X)
+        loader = self._embedding_loader()
+        before = self._membership_audit(model, forgotten_data, candidates, photo_shard, subject_shard)
         # the old checkpoints stay until the new version is recorded: a crash before that
         # leaves the old version active and whole
         report = model.unlearn(sorted(forget), loader, destroy=False)
-        after = membership_inference(model, forgotten_data.X, never_seen.X)
+        after = self._membership_audit(model, forgotten_data, candidates, photo_shard, subject_shard)
+        forgetting_audit = {
+            "before": before,
+            "after": after,
+            "retrained_from_scratch": retrain_check(model, report.shards_retrained, loader),
+        }
         with self.sessions.begin() as session:
             new_ds = derive_without(session, ds_ref, drop, at=when, actor=self.actor, reason=reason)
             new_ref = f"{new_ds.name}@{new_ds.version}"
@@ -1024,7 +1023,7 @@ class Workspace:
             manifest=model.manifest(),
             dataset_id=new_ds.artifact_id,
             unlearned_from=artifact.version,
-            forgetting_audit={"before": before, "after": after},
+            forgetting_audit=forgetting_audit,
         )
         with self.run(
             f"unlearn:{artifact.name}",
@@ -1065,22 +1064,64 @@ class Workspace:
             "slices_retrained": report.slices_retrained,
             "checkpoints_destroyed": report.checkpoints_destroyed,
             "classes_removed": len(report.classes_removed),
-            "forgetting_audit": {"before": before, "after": after},
+            "forgetting_audit": forgetting_audit,
             "message": report.message.replace("left for the caller to destroy", "destroyed"),
         }
 
+    def _embedding_loader(self) -> Any:
+        """``loader(ids) -> (X, labels)`` for SISA retraining, read from the catalog."""
+        from .training.registry import load_training_data
+
+        def loader(ids: Any) -> tuple[np.ndarray, np.ndarray]:
+            with self.reader() as s:
+                d = load_training_data(s, self.vault, list(ids))
+            if len(d.asset_ids) != len(ids):
+                raise IntegrityError(
+                    "some remaining training photos lost their embeddings; cannot retrain exactly"
+                )
+            return d.X, d.labels
+
+        return loader
+
+    @staticmethod
+    def _membership_audit(
+        model: Any,
+        members: Any,
+        candidates: Any,
+        photo_shard: dict[str, int],
+        subject_shard: dict[str, int],
+    ) -> dict[str, Any]:
+        """LiRA on ``members`` (TrainingData of photos some version trained on) against
+        the shards that trained them, with ``candidates`` as non-members where they fit."""
+        from .training.forgetting import lira_audit
+
+        return lira_audit(
+            model,
+            members_X=members.X,
+            member_shards=[photo_shard[a] for a in members.asset_ids],
+            member_subjects=members.labels.tolist(),
+            others_X=candidates.X,
+            other_subjects=candidates.labels.tolist(),
+            subject_shard=subject_shard,
+        )
+
     def model_audit(self, ref: str, *, forgotten: list[str]) -> dict[str, Any]:
-        """Membership inference on ``forgotten`` subjects' photos vs never-seen photos, for
-        this model version and for a model retrained from scratch on its training data."""
-        from .training import MemoryCheckpoints, SISAClassifier
-        from .training.face_id import FaceIdClassifier
-        from .training.forgetting import membership_inference
-        from .training.registry import find_model, load_model, load_training_data
+        """Has this model version forgotten these subjects? Membership inference (LiRA over
+        the SISA shards) on their photos, and the proof: the shards that held them,
+        retrained from scratch without them, have the same weights digest as this model."""
+        from .training.forgetting import retrain_check
+        from .training.registry import (
+            audit_candidates,
+            ever_trained,
+            find_model,
+            load_model,
+            load_training_data,
+        )
 
         with self.reader() as session:
             artifact = find_model(session, ref)
             model = load_model(artifact, self._checkpoints(artifact.name))
-            trained = sorted({i for s in model.shards_ for i in s.ids})
+            trained = {i for s in model.shards_ for i in s.ids}
             targets: set[str] = set()
             for subject_id in forgotten:
                 subject = find_subject(session, self.vault, subject_id)
@@ -1089,48 +1130,34 @@ class Workspace:
                         select(AssetSubject.asset_id).where(AssetSubject.subject_id == subject.id)
                     )
                 )
-            members = load_training_data(session, self.vault, sorted(targets))
-            outsiders = [
-                a
-                for a in session.scalars(
-                    select(AssetDerivative.asset_id).where(AssetDerivative.kind == "embedding").distinct()
+            photo_shard, subject_shard = ever_trained(session, artifact)
+            ever = sorted(targets & set(photo_shard))
+            members = load_training_data(session, self.vault, ever)
+            candidates = audit_candidates(session, self.vault, targets)
+        label = f"model:{artifact.name}@{artifact.version}"
+        if not ever:
+            reason = "neither this version nor those it was unlearned from trained on any of their photos"
+            mia: dict[str, Any] = {"ran": False, "reason": reason, "members": 0, "non_members": 0}
+            check: dict[str, Any] = {"ran": False, "reason": reason}
+        else:
+            mia = self._membership_audit(model, members, candidates, photo_shard, subject_shard)
+            if not len(members.asset_ids):
+                mia["reason"] = (
+                    "no member photos left to attack with: their photos have no face embedding any more "
+                    "(erased); the audit made when the model forgot them is in its forgetting_audit"
                 )
-                if a not in set(trained) and a not in targets
-            ]
-            never_seen = load_training_data(session, self.vault, outsiders)
-            data = load_training_data(session, self.vault, trained)
-        manifest = artifact.extra["manifest"]
-        scratch = SISAClassifier(
-            FaceIdClassifier(**artifact.extra["estimator"]),
-            n_shards=manifest["n_shards"],
-            n_slices=manifest["n_slices"],
-            aggregation=manifest["aggregation"],
-            random_state=manifest["random_state"],
-            partition=manifest.get("partition", "hash"),
-            checkpoints=MemoryCheckpoints(),
-        ).fit(
-            data.X,
-            data.labels,
-            sample_ids=data.asset_ids,
-            groups=list(data.labels),
-            allow_empty_shards=True,  # unlearning may have left fewer subjects than shards
-            # the twin keeps each subject in the shard it is in here (balanced shards
-            # depend on who else was there at training time)
-            assignment=model.assignment_of(data.asset_ids, list(data.labels)),
-        )
-        this = membership_inference(model, members.X, never_seen.X)
-        retrained = membership_inference(scratch, members.X, never_seen.X)
+            shards = sorted({photo_shard[a] for a in ever})
+            check = retrain_check(model, shards, self._embedding_loader(), without=targets)
+        still = len(targets & trained)
         return {
-            "model": f"model:{artifact.name}@{artifact.version}",
+            "model": label,
             "forgotten_subjects": len(forgotten),
-            "this_model": this,
-            "retrained_from_scratch": retrained,
-            "auc_difference": (
-                round(abs(this["auc"] - retrained["auc"]), 4)
-                if this["auc"] is not None and retrained["auc"] is not None
-                else None
-            ),
-            "still_trained_on_them": len(targets & set(trained)),
+            "photos": len(targets),
+            "ever_trained_on": len(ever),
+            "still_trained_on_them": still,
+            "membership_inference": mia,
+            "retrained_from_scratch": check,
+            "forgotten_exactly": bool(check.get("identical")) and still == 0 if check["ran"] else None,
         }
 
     # -- consent gate, datasets, runs, lineage -------------------------------------------
@@ -1652,9 +1679,71 @@ class Workspace:
         return result
 
     # -- audit ---------------------------------------------------------------------------
-    def verify_audit(self) -> audit.ChainReport:
+    def verify_audit(self, since: dict[str, Any] | None = None) -> audit.ChainReport:
+        """Check the hash chain; with ``since`` (a signed tree head kept outside, e.g. from
+        :meth:`audit_checkpoint`), also prove that the log extends it (docs/audit.md)."""
+        from .audit.anchor import check_since
+
+        key, workspace_id = self.public_key().public_bytes_raw().hex(), self.workspace_id
         with self.reader() as session:
-            return audit.verify_chain(session)
+            report = audit.verify_chain(session)
+            if since is None:
+                return report
+            return check_since(session, report, since, public_key_hex=key, workspace_id=workspace_id)
+
+    def audit_checkpoint(self) -> dict[str, Any]:
+        """A signed tree head of the audit log as it stands now (docs/audit.md): keep it
+        outside the workspace; ``verify_audit(since=head)`` later proves the log extends it."""
+        from .audit.anchor import tree_root
+
+        key, workspace_id = self.public_key().public_bytes_raw().hex(), self.workspace_id
+        with self.reader() as session:
+            size, root = tree_root(session, cache_key=f"{workspace_id}:{self.engine.url}")
+        return self._tree_head(key, workspace_id, size, root)
+
+    def _tree_head(self, key: str, workspace_id: str, size: int, root: bytes) -> dict[str, Any]:
+        from .audit.transparency import signed_tree_head
+
+        return signed_tree_head(self.sign, key, workspace_id, size, root, iso(utcnow()) or "")
+
+    def audit_prove(self, *, since: dict[str, Any] | None = None, event: int | None = None) -> dict[str, Any]:
+        """A signed head now, with the consistency proof from ``since`` (a head kept before)
+        and/or the inclusion proof of event ``event``: what a third party checks offline."""
+        from .audit import anchor
+        from .audit.transparency import check_tree_head
+
+        key, workspace_id = self.public_key().public_bytes_raw().hex(), self.workspace_id
+        old = None
+        if since is not None:
+            try:
+                old = check_tree_head(since, key)
+            except ValueError as exc:
+                raise InvalidInput(f"--from: {exc}") from None
+        with self.reader() as session:
+            if old is not None:
+                found = anchor.consistency_proof(session, old.tree_size)
+                if found["root"] is None:
+                    raise IntegrityError(
+                        f"the log has {found['tree_size']} event(s) where the given head has "
+                        f"{old.tree_size}: events were removed (truncation or rollback)"
+                    )
+                size, root = found["tree_size"], found["root"]
+            else:
+                size, root = anchor.tree_root(session)
+            included = anchor.inclusion_proof(session, event) if event is not None else None
+        out: dict[str, Any] = {"head": self._tree_head(key, workspace_id, size, root)}
+        if old is not None:
+            then = {"tree_size": old.tree_size, "root_hash": old.root.hex(), "timestamp": old.timestamp}
+            out["from"] = then
+            out["consistency"] = [p.hex() for p in found["proof"]]
+        if included is not None:
+            out["inclusion"] = {
+                "seq": included["seq"],
+                "leaf_index": included["leaf_index"],
+                "event_hash": included["event_hash"],
+                "path": [p.hex() for p in included["proof"]],
+            }
+        return out
 
     def audit_events(self, *, limit: int = 50, action: str | None = None) -> list[dict[str, Any]]:
         with self.reader() as session:

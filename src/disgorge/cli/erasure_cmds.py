@@ -313,14 +313,32 @@ def erasure_cancel(
 
 
 def verify(request: RequestArg, workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
-    """Re-run an erasure's checks: lineage, look-alikes, and a scan for its items."""
+    """Check a completed erasure again: tombstones, destroyed keys, lineage (no forensic rescan:
+    its samples were destroyed at completion; the result quotes the scan made then)."""
     with open_workspace(workspace) as ws:
         result = ws.verify_erasure(request)
     if json_out:
         print_json(result)
     else:
-        console.print(f"verification {'passed' if result['ok'] else 'FAILED'}", markup=False)
-        console.print(json.dumps(result, indent=2), markup=False)
+        c, scan = result["catalog"], result["forensic_scan"]
+        first = scan["at_completion"]
+        used = result["active_models_using_erased_items"]
+        lines = [
+            f"verification {'passed' if result['ok'] else 'FAILED'}",
+            f"  catalog: {c['photos']} photo(s); not tombstoned {c['photos_not_tombstoned']}, "
+            f"derived values left {c['derived_values_left']}, keys left {c['subjects_with_a_key_left']}, "
+            f"re-ingestion fingerprints {c['reingestion_fingerprints']}",
+            "  lineage: "
+            + (
+                "active models still use erased photos: " + ", ".join(used)
+                if used
+                else "no active model uses an erased photo"
+            ),
+            f"  forensic scan: not repeated ({scan['why']})",
+            f"    at completion ({first['checked_at']}): {first['needles']} needle(s) over "
+            f"{first['files']} file(s), {first['hits']} hit(s)",
+        ]
+        console.print("\n".join(lines), markup=False)
     if not result["ok"]:
         raise typer.Exit(1)
 
