@@ -141,22 +141,30 @@ def append_many(
 
 @dataclass(frozen=True)
 class ChainReport:
-    """Result of checking the chain: ``ok``, how many events, and the first bad link."""
+    """Result of checking the chain: ``ok``, how many events, and the first bad link.
+
+    ``anchor`` is set by ``verify --since`` (:func:`.anchor.check_since`): whether the log
+    extends a signed tree head kept outside the workspace, with the consistency proof.
+    """
 
     ok: bool
     events: int
     head: str
     first_bad_seq: int | None = None
     reason: str | None = None
+    anchor: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "ok": self.ok,
             "events": self.events,
             "head": self.head,
             "first_bad_seq": self.first_bad_seq,
             "reason": self.reason,
         }
+        if self.anchor is not None:
+            out["anchor"] = self.anchor
+        return out
 
 
 def iter_events(session: Session, batch: int = 5000) -> Iterator[AuditEvent]:

@@ -1,27 +1,79 @@
-"""audit verify, audit log."""
+"""audit verify/checkpoint/prove/check, audit log, audit violations."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
-from ._common import JsonOpt, WorkspaceOpt, console, err, open_workspace, print_json
+from ._common import JsonOpt, WorkspaceOpt, console, err, fail, open_workspace, print_json
 
-audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+audit_app = typer.Typer(
+    help="The audit log: hash-chained, with signed tree heads and proofs (docs/audit.md).",
+    no_args_is_help=True,
+)
+
+
+def _read_json(path: Path, what: str) -> Any:
+    """A JSON file the user named; a one-line error (exit 2) if it is missing or not JSON."""
+    if not path.is_file():
+        raise fail(f"{what} {path}: no such file", code=2)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise fail(f"{what} {path}: not JSON ({str(exc).splitlines()[0][:120]})", code=2) from None
+
+
+def _check_out(out: Path | None) -> None:
+    if out is not None and not out.parent.is_dir():
+        raise fail(f"--out {out}: the folder {out.parent} does not exist", code=2)
+    if out is not None and out.is_dir():
+        raise fail(f"--out {out}: is a folder; name a file", code=2)
+
+
+def _write_json(out: Path, doc: Any) -> None:
+    try:
+        out.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise fail(f"--out {out}: cannot write ({exc.strerror})") from None
 
 
 @audit_app.command("verify")
-def audit_verify(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
-    """Check the hash chain; exit 1 and name the first broken link if it is broken."""
+def audit_verify(
+    since: Annotated[
+        Path | None,
+        typer.Option(
+            help="A signed tree head kept from before (`audit checkpoint`, a certificate's "
+            "audit_tree_head): also prove the log extends it; fail on truncation, rollback or rewrite."
+        ),
+    ] = None,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Check the hash chain (and with --since, that the log extends a signed head); exit 1 if not."""
+    head = _read_json(since, "--since") if since is not None else None
+    if isinstance(head, dict) and isinstance(head.get("audit_tree_head"), dict):
+        head = head["audit_tree_head"]  # a certificate body or an answer body: its witness
     with open_workspace(workspace) as ws:
-        report = ws.verify_audit()
+        report = ws.verify_audit(since=head) if since is not None else ws.verify_audit()
+    anchor = report.anchor
     if json_out:
         print_json(report.to_dict())
     elif report.ok:
         console.print(f"audit chain intact: {report.events} event(s), head {report.head[:16]}")
+        if anchor is not None:
+            then = anchor["since"]
+            console.print(
+                f"extends the signed head of {then['tree_size']} event(s) from {then['timestamp']} "
+                f"(consistency proof of {len(anchor['consistency'])} hash(es) checked; "
+                f"root now {anchor['root_hash'][:16]})",
+                markup=False,
+            )
+    elif anchor is not None and not anchor["ok"]:
+        err.print(f"[bold red]audit log does not extend the signed head:[/] {escape(anchor['reason'])}")
     else:
         err.print(
             f"[bold red]audit chain broken[/] at event {report.first_bad_seq}: {report.reason} "
@@ -29,6 +81,116 @@ def audit_verify(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> N
         )
     if not report.ok:
         raise typer.Exit(1)
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the signed tree head here (keep it elsewhere).")
+    ] = None,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Export a signed tree head of the audit log: keep it outside the workspace, then
+    `audit verify --since FILE` proves the log still extends it."""
+    _check_out(out)
+    with open_workspace(workspace) as ws:
+        head = ws.audit_checkpoint()
+    if out is not None:
+        _write_json(out, head)
+    if json_out:
+        print_json(head)
+        return
+    body = head["body"]
+    where = f"wrote {out}: " if out is not None else ""
+    console.print(
+        f"{where}signed tree head of {body['tree_size']} event(s), "
+        f"root {body['root_hash']}, at {body['timestamp']}",
+        markup=False,
+    )
+
+
+@audit_app.command("prove")
+def audit_prove(
+    from_: Annotated[
+        Path | None,
+        typer.Option(
+            "--from", help="A signed tree head kept from before: add the consistency proof from it."
+        ),
+    ] = None,
+    event: Annotated[
+        int | None, typer.Option(help="Add the inclusion proof of this event (its seq) in today's tree.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Also write the proof document here.")
+    ] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Print a signed tree head of today's log with the proofs a third party checks
+    offline (`audit check`, or by hand: docs/audit.md), as JSON."""
+    _check_out(out)
+    head = _read_json(from_, "--from") if from_ is not None else None
+    if isinstance(head, dict) and isinstance(head.get("audit_tree_head"), dict):
+        head = head["audit_tree_head"]
+    with open_workspace(workspace) as ws:
+        doc = ws.audit_prove(since=head, event=event)
+    if out is not None:
+        _write_json(out, doc)
+    print_json(doc)
+
+
+@audit_app.command("check")
+def audit_check(
+    old_head: Annotated[Path, typer.Argument(help="The signed tree head you kept (JSON).")],
+    proof: Annotated[Path, typer.Argument(help="The proof document from `audit prove --from` (JSON).")],
+    public_key: Annotated[
+        Path, typer.Option(help="The workspace's public key you trust (PEM, or 64 hex digits).")
+    ],
+    json_out: JsonOpt = False,
+) -> None:
+    """Check offline, without the workspace, that a log extends a head you kept. Exit 1 if not."""
+    from ..audit.transparency import leaf_hash, verify_inclusion, verify_proof
+    from ..erasure.certificate import load_public_key
+    from ..errors import InvalidInput
+
+    old, doc = _read_json(old_head, "head"), _read_json(proof, "proof")
+    if not public_key.is_file():
+        raise fail(f"--public-key {public_key}: no such file", code=2)
+    try:
+        key_hex = load_public_key(public_key.read_bytes()).public_bytes_raw().hex()
+    except InvalidInput as exc:
+        raise fail(str(exc), code=2) from None
+    if isinstance(old, dict) and isinstance(old.get("audit_tree_head"), dict):
+        old = old["audit_tree_head"]
+    try:
+        new = verify_proof(old, doc, key_hex)
+        included = doc.get("inclusion")
+        if included is not None:
+            ok = verify_inclusion(
+                int(included["leaf_index"]),
+                new.tree_size,
+                leaf_hash(included["event_hash"]),
+                [bytes.fromhex(p) for p in included["path"]],
+                new.root,
+            )
+            if not ok:
+                raise ValueError(
+                    f"the inclusion proof of event {included['seq']} does not lead to the new root"
+                )
+    except (ValueError, KeyError, TypeError) as exc:
+        if json_out:
+            print_json({"ok": False, "reason": str(exc)})
+        else:
+            err.print(f"[bold red]does not verify:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    result = {"ok": True, "tree_size": new.tree_size, "root_hash": new.root.hex(), "timestamp": new.timestamp}
+    if json_out:
+        print_json(result)
+    else:
+        console.print(
+            f"verified: the log of {new.tree_size} event(s) at {new.timestamp} extends the head you kept",
+            markup=False,
+        )
 
 
 @audit_app.command("log")
