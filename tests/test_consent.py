@@ -28,6 +28,7 @@ def test_csv_import_builds_history_per_subject(ws: Workspace, tmp_path: Path) ->
         "imported": 4,
         "already_present": 0,
         "subjects_created": 2,
+        "conflicts": 0,
     }
     alice = ws.subject("alice")
     assert [(c["purpose"], c["decision"], c["at"]) for c in alice["consent"]] == [

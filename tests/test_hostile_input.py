@@ -139,3 +139,50 @@ def test_cli_deep_jsonl_is_one_line_naming_the_line(tmp_path: Path) -> None:
     path.write_text("\n\n" + "[" * 100_000 + "]" * 100_000 + "\n")
     message = one_line_error(run("consent", "import", path, "-w", ws))
     assert "line 3" in message and "nested too deeply" in message
+
+
+# -- a private workspace (defect 7) ----------------------------------------------------------
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_workspace_folder_and_files_are_private(tmp_path: Path, photo_dir: Path) -> None:
+    os.umask(0o022)  # a usual umask: files would be 0644 if the workspace did not care
+    ws = Workspace.init(tmp_path / "ws", actor="tester")
+    try:
+        ws.add_source("app")
+        report = ws.ingest(photo_dir, source="app", subject_from="dirname")
+        assert report.ingested == 12
+        home = ws.config.home
+        assert _mode(home) == 0o700
+        catalog = ws.config.catalog_file()
+        assert catalog is not None and catalog.parent == home
+        wal = catalog.with_name(catalog.name + "-wal")
+        assert wal.exists(), "the catalog is in WAL mode while a connection is open"
+        files = [p for p in home.rglob("*") if p.is_file()]
+        blobs = [p for p in files if "blobs" in p.relative_to(home).parts]
+        assert len(blobs) >= 12 and catalog in files and wal in files
+        assert home / "kek.key" in files and home / "config.toml" in files
+        loose = {str(p.relative_to(home)): oct(_mode(p)) for p in files if _mode(p) & 0o077}
+        assert loose == {}
+        folders = {str(p.relative_to(home)): oct(_mode(p)) for p in home.rglob("*") if p.is_dir()}
+        assert all(int(m, 8) & 0o077 == 0 for m in folders.values()), folders
+    finally:
+        ws.close()
+        os.umask(0o022)
+
+
+def test_opening_a_workspace_tightens_a_loose_folder_and_catalog(tmp_path: Path) -> None:
+    Workspace.init(tmp_path / "ws").close()
+    home = tmp_path / "ws" / ".disgorge"
+    os.chmod(home, 0o755)
+    os.chmod(home / "catalog.sqlite", 0o644)
+    os.chmod(home / "config.toml", 0o644)
+    os.umask(0o022)
+    try:
+        Workspace.open(tmp_path / "ws").close()
+        assert _mode(home) == 0o700
+        assert _mode(home / "catalog.sqlite") == 0o600
+        assert _mode(home / "config.toml") == 0o600
+    finally:
+        os.umask(0o022)

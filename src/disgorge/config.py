@@ -4,22 +4,42 @@ A workspace is a directory holding a ``.disgorge`` folder, found the way git fin
 ``.git``: ``--workspace``, then ``$DISGORGE_WORKSPACE``, then the current directory and
 its parents. Relative paths and URLs in the config are relative to the ``.disgorge``
 folder, so a workspace can be moved or copied whole.
+
+The ``.disgorge`` folder holds the catalog, keys and sealed photos: it is private to its
+owner (mode 0700, its files 0600). ``make_private`` enforces that when a workspace is
+created or opened; it also makes the process's umask at least 0o077, because many parts
+(the blob store, SQLite's WAL and SHM files, indexes, caches) create files later, and a
+file that is never readable by others needs no chmod afterwards.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import WorkspaceError
 
-__all__ = ["CONFIG_NAME", "MARKER", "Config", "find_workspace"]
+__all__ = [
+    "CONFIG_NAME",
+    "MARKER",
+    "PRIVATE_DIR_MODE",
+    "PRIVATE_FILE_MODE",
+    "Config",
+    "find_workspace",
+    "make_private",
+]
 
 MARKER = ".disgorge"
 CONFIG_NAME = "config.toml"
 ENV_WORKSPACE = "DISGORGE_WORKSPACE"
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+#: the catalog's own files: chmod by path only (never opened outside SQLite); SQLite
+#: gives a new WAL/SHM the mode of the database file
+_CATALOG_FILES = ("", "-wal", "-shm", "-journal")
 
 
 @dataclass
@@ -61,6 +81,14 @@ class Config:
 
     def resolved_kek_path(self) -> Path:
         return (self.home / self.kek_path).resolve()
+
+    def catalog_file(self) -> Path | None:
+        """The SQLite catalog file, or None when the catalog is not a local SQLite file."""
+        url = self.resolved_catalog_url()
+        prefix = "sqlite:///"
+        if not url.startswith(prefix) or url.endswith(":memory:"):
+            return None
+        return Path(url[len(prefix) :].split("?", 1)[0])
 
     @classmethod
     def load(cls, home: Path) -> Config:
@@ -104,6 +132,35 @@ class Config:
             f"url = {_q(self.openlineage_url)}\n"
         )
         (self.home / CONFIG_NAME).write_text(text, encoding="utf-8")
+
+
+def make_private(home: Path, config: Config | None = None) -> None:
+    """Keep the workspace private to its owner: umask 0o077, folder 0700, own files 0600.
+
+    Best effort for what this user does not own (a shared workspace set up by an
+    administrator keeps the modes it was given); never opens a file. The KEK file is
+    left alone: one that others could read is refused (``FileKek``), not quietly fixed.
+    """
+    os.umask(os.umask(0o077) | 0o077)
+    _tighten(home, PRIVATE_DIR_MODE)
+    if config is None:
+        return
+    _tighten(home / CONFIG_NAME, PRIVATE_FILE_MODE)
+    _tighten(home / "signing.pub", PRIVATE_FILE_MODE)
+    catalog = config.catalog_file()
+    if catalog is not None:
+        for suffix in _CATALOG_FILES:
+            _tighten(catalog.with_name(catalog.name + suffix), PRIVATE_FILE_MODE)
+
+
+def _tighten(path: Path, mode: int) -> None:
+    """chmod ``path`` to ``mode`` if it is looser (missing or not ours: left alone)."""
+    try:
+        current = stat.S_IMODE(path.stat().st_mode)
+        if current & ~mode & 0o777:
+            os.chmod(path, current & mode)
+    except (FileNotFoundError, PermissionError):
+        pass
 
 
 def _q(value: str) -> str:
