@@ -192,6 +192,9 @@ class ConsentRecord(Base):
     #: sha256 of the record's identity, so importing a file twice adds nothing
     row_key: Mapped[str] = mapped_column(String(64), unique=True)
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    #: the incoming transfer whose terms this is (a bundle's per-photo terms): it counts only
+    #: when the photo is used through that transfer's provenance (design note 19); NULL: always
+    transfer_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     __table_args__ = (Index("ix_consent_subject_purpose_at", "subject_id", "purpose", "at"),)
 
 

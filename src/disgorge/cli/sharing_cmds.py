@@ -95,6 +95,31 @@ def sender_list(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> No
     _list("sender", workspace, json_out)
 
 
+@sender_app.command("legacy")
+def sender_legacy(
+    name: Annotated[str, typer.Argument(help="The registered sender the photos came from.")],
+    source: Annotated[str, typer.Option(help="The source its photos were ingested into.")],
+    workspace: WorkspaceOpt = None,
+    at: AtOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Record that a source's photos came from a sender outside disgorge (a legacy transfer).
+
+    A sender's erasure requests reach only what it sent: without this record, its legacy
+    requests (which name photos by sha256) reach nothing here.
+    """
+    with open_workspace(workspace) as ws:
+        result = ws.receive_legacy(name, source=source, at=at)
+    if json_out:
+        print_json(result)
+        return
+    console.print(
+        f"legacy transfer {result['transfer'][:12]} from {result['sender']}: {result['items']} photo(s) of "
+        f"source {result['source']} ({result['added']} added)",
+        markup=False,
+    )
+
+
 def share(
     dataset: Annotated[str, typer.Argument(help="The dataset version to share, NAME@VERSION.")],
     to: Annotated[str, typer.Option("--to", help="A registered recipient.")],
@@ -110,6 +135,13 @@ def share(
     justification: Annotated[
         str | None, typer.Option(help="Why a legacy transfer the gate would refuse is recorded anyway.")
     ] = None,
+    keep_metadata: Annotated[
+        bool,
+        typer.Option(
+            "--keep-metadata",
+            help="Ship the photos' location metadata (EXIF GPS, XMP, IPTC); stripped by default.",
+        ),
+    ] = False,
     workspace: WorkspaceOpt = None,
     at: AtOpt = None,
     json_out: JsonOpt = False,
@@ -118,7 +150,8 @@ def share(
 
     Every photo must be covered for third_party_sharing and each --purpose; the others
     stay home (listed by rule). Writes a signed bundle for the recipient's `disgorge
-    ingest`. With --at and no --out, records a legacy transfer as it happened instead.
+    ingest`, its photos without location metadata unless --keep-metadata. With --at and
+    no --out, records a legacy transfer as it happened instead.
     """
     if out is None and at is None:
         raise fail("give --out BUNDLE.zip (or --at to record a legacy transfer without a bundle)", code=2)
@@ -128,7 +161,9 @@ def share(
             raise fail("--override-role and --justification go together", code=2)
         override = (override_role, justification)
     with open_workspace(workspace) as ws:
-        result = ws.share(dataset, to=to, purposes=purpose, out=out, at=at, override=override)
+        result = ws.share(
+            dataset, to=to, purposes=purpose, out=out, at=at, override=override, keep_metadata=keep_metadata
+        )
     if json_out:
         print_json(result)
         return
@@ -140,6 +175,10 @@ def share(
     )
     for rule, n in result["excluded_by_rule"].items():
         console.print(f"  kept home: {n} photo(s), {rule}", markup=False)
+    if result.get("location_stripped"):
+        console.print(
+            f"  location metadata stripped from {result['location_stripped']} photo(s)", markup=False
+        )
     if result["not_covered_at_the_time"]:
         console.print(
             f"  recorded under override: {result['not_covered_at_the_time']} photo(s) were not covered",

@@ -10,6 +10,12 @@ from a retired model (retired in turn).
 
 Fail closed: an artifact the planner cannot handle stops the plan with a message, so
 nothing derived from the data is silently left behind.
+
+A sender's request (scope ``request``) reaches only that sender's provenance: a photo it
+sent that is also held through another provenance (another sender's transfer, a source of
+this workspace's own) is not erased; the plan lists it under ``released`` (catalog ids, for
+review) and the ``tombstone_assets`` step removes the sender's transfer items and terms for
+it (``sharing/provenance.py``, design note 19).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from ..catalog.models import (
 from ..errors import ErasureBlocked, InvalidInput, NotFound
 from ..runs import ARTIFACT_KINDS
 from ..sharing.outbox import recipients_of
+from ..sharing.provenance import split_by_provenance
 
 __all__ = ["SCOPES", "make_plan"]
 
@@ -94,6 +101,11 @@ def make_plan(session: Session, kind: str, key: str, scope_ref: str) -> dict[str
         )
 
     assets = scope_assets(session, kind, key)
+    released: list[str] = []
+    if kind == "request":
+        incoming = session.get(IncomingRequest, key)
+        if incoming is not None:
+            assets, released = split_by_provenance(session, incoming.peer_id, assets)
     # what the queries below match the photos by: a source's as a subquery on its indexed
     # column (100,000 ids as literal parameters cost seconds to bind and to search), others
     # as the list (a subject's, a request's: few)
@@ -104,6 +116,13 @@ def make_plan(session: Session, kind: str, key: str, scope_ref: str) -> dict[str
     )
     notes: list[str] = []
     plan: dict[str, Any] = {"scope": {"kind": kind, "ref": scope_ref}, "assets": assets}
+    if kind == "request":
+        plan["released"] = released
+        if released:
+            notes.append(
+                f"{len(released)} photo(s) the sender sent are also held through another provenance: "
+                "they stay; the sender's transfer items and terms for them are removed (listed for review)"
+            )
 
     subjects_to_shred: list[int] = []
     if kind == "subject":
@@ -229,7 +248,7 @@ def make_plan(session: Session, kind: str, key: str, scope_ref: str) -> dict[str
     if blocked:
         raise ErasureBlocked("the plan cannot handle: " + "; ".join(blocked))
     recipients = recipients_of(session, assets, key if kind == "transfer" else None)
-    if kind not in ("model", "transfer") and not assets:
+    if kind not in ("model", "transfer") and not assets and not released:
         raise NotFound("the scope holds no active photos: nothing to erase")
     if kind == "transfer" and not recipients:
         raise NotFound("the transfer carried no photo that is still listed: nothing to erase")
@@ -253,6 +272,8 @@ def make_plan(session: Session, kind: str, key: str, scope_ref: str) -> dict[str
         "recipients": len({r["recipient"] for r in recipients}),
         "items_at_recipients": sum(r["items"] for r in recipients),
     }
+    if kind == "request":
+        plan["counts"]["provenances_released"] = len(released)
     return plan
 
 
@@ -272,5 +293,6 @@ def summarize(plan: dict[str, Any]) -> dict[str, Any]:
             {k: r[k] for k in ("recipient", "transfer", "items", "backfilled")} for r in plan["recipients"]
         ],
         "notes": plan["notes"],
+        **({"kept_for_review": plan["released"]} if plan.get("released") else {}),
         "by_kind": dict(Counter({k: v for k, v in plan["counts"].items() if v})),
     }

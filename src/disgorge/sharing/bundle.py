@@ -2,14 +2,18 @@
 
 Layout::
 
+    photos/<sha256>.<ext>         each photo as it left (decrypted; location metadata
+                                  stripped unless the sender chose --keep-metadata)
     disgorge-bundle.json          signed document (type disgorge.bundle-manifest/1)
-    photos/<sha256>.<ext>         each photo, as stored (decrypted)
 
 The manifest lists each item's sha256, the sender's keyed fingerprint (what erasure
 requests will name it by), its subject's pseudonymous ref, its source, and its consent
-scope as a C2PA/CAWG training-and-mining assertion. Reading checks the signature, that
-the bundle was made for this workspace, and every photo's sha256 before anything is
-ingested: a bundle is taken whole or not at all.
+scope as a C2PA/CAWG training-and-mining assertion. ``sha256`` is that of the bytes the
+bundle carries (after stripping); the fingerprint is the sender's, of its own stored photo,
+so a later erasure request names the photo the way the sender's lineage knows it.
+Reading checks the signature, that the bundle was made for this workspace, every photo's
+sha256, and that the zip holds exactly the manifest and the photos it lists (no extra
+member, no name twice) before anything is ingested: a bundle is taken whole or not at all.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import json
 import os
 import re
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -64,16 +68,22 @@ def photo_path(sha256: str, media_type: str) -> str:
     return f"photos/{sha256}.{_EXT.get(media_type, 'jpg')}"
 
 
-def write_bundle(path: Path, manifest: dict[str, Any], photos: Iterable[tuple[str, bytes]]) -> str:
-    """Write the bundle atomically (a temporary file, then rename); return its sha256."""
+def write_bundle(
+    path: Path, photos: Iterable[tuple[str, bytes]], manifest: Callable[[], dict[str, Any]]
+) -> str:
+    """Write the bundle atomically (a temporary file, then rename); return its sha256.
+
+    The photos are written first and the signed manifest last (``manifest`` is called once
+    they are all written), so the manifest can describe the bytes that were actually written
+    without holding every photo in memory."""
     if path.exists():
         raise InvalidInput(f"{path} already exists; choose another output file")
     tmp = path.with_name(path.name + ".partial")
     try:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
-            zf.writestr(MANIFEST_NAME, json.dumps(manifest, indent=1, sort_keys=True))
             for name, data in photos:
                 zf.writestr(name, data)
+            zf.writestr(MANIFEST_NAME, json.dumps(manifest(), indent=1, sort_keys=True))
         with open(tmp, "rb") as fh:
             digest = hashlib.file_digest(fh, "sha256").hexdigest()
             os.fsync(fh.fileno())
@@ -113,6 +123,7 @@ def read_bundle(
         items = body.get("items")
         if not isinstance(items, list) or not items:
             raise InvalidInput(f"{path.name}: the manifest lists no items")
+        _exactly_listed(path.name, zf, items)
         photos: dict[str, bytes] = {}
         for n, item in enumerate(items):
             where = f"{path.name}: item {n}"
@@ -138,3 +149,25 @@ def read_bundle(
                 )
             photos[item["sha256"]] = data
     return doc, body, photos
+
+
+def _exactly_listed(name: str, zf: zipfile.ZipFile, items: list[Any]) -> None:
+    """The zip holds the manifest and the listed photos, each once, and nothing else.
+
+    An extra member (``../evil.txt``, a photo the signed manifest does not list) or a name
+    twice means the bundle is not what its sender signed: it is refused whole, and the
+    message counts the members without printing their names (they are the sender's paths)."""
+    names = [info.filename for info in zf.infolist()]
+    listed = [i.get("path") for i in items if isinstance(i, dict)]
+    shas = [i.get("sha256") for i in items if isinstance(i, dict)]
+    if len(set(listed)) != len(listed) or len(set(shas)) != len(shas):
+        raise InvalidInput(f"{name}: the manifest lists a photo twice; nothing was ingested")
+    if len(set(names)) != len(names):
+        raise InvalidInput(f"{name}: the zip holds a member name twice; nothing was ingested")
+    extra = set(names) - set(listed) - {MANIFEST_NAME}
+    if extra:
+        raise InvalidInput(
+            f"{name}: {len(extra)} member(s) are not listed in the signed manifest "
+            "(a bundle holds its manifest and the photos it lists, nothing else); "
+            "the bundle is refused whole, nothing was ingested"
+        )

@@ -51,24 +51,19 @@ def receive(ws: Any, doc: Any) -> tuple[int, dict[str, Any]]:
     nonce = body.get("nonce")
     if not isinstance(nonce, str) or not 16 <= len(nonce) <= 64:
         return _error(400, "the request has no valid nonce")
-    with ws.sessions.begin() as session:
+    ours = ws.public_key().public_bytes_raw().hex()  # before any session: one at a time
+    if body.get("recipient_key") != ours:
+        return _error(403, "the request is addressed to another workspace")
+    digest = document_sha256(doc)
+    # the checks and the matching read a snapshot (no write lock, so they never queue behind
+    # an erasure); the write lock is taken only to record, and the nonce checked again there
+    with ws.reader() as session:
         sender = peer_by_key(session, "sender", body["public_key"])
         if sender is None:
             return _error(403, "the request is signed by a key no registered sender holds")
-        if body.get("recipient_key") != ws.public_key().public_bytes_raw().hex():
-            return _error(403, "the request is addressed to another workspace")
-        digest = document_sha256(doc)
-        earlier = session.get(IncomingRequest, nonce)
-        if earlier is not None:
-            if earlier.doc_sha256 != digest or earlier.peer_id != sender.id:
-                audit.append(
-                    session,
-                    "erasure.request_replayed",
-                    {"nonce": nonce, "sender": sender.name},
-                    actor="disgorge",
-                )
-                return _error(409, "this nonce was already used for another request (a replay); refused")
-        else:
+        sender_id, sender_name = sender.id, sender.name
+        matched: tuple[list[str], int] | None = None
+        if session.get(IncomingRequest, nonce) is None:
             items = body.get("items")
             if (
                 not isinstance(items, list)
@@ -76,7 +71,22 @@ def receive(ws: Any, doc: Any) -> tuple[int, dict[str, Any]]:
                 or sum(len(i.get("values", [])) for i in items) > _MAX_ITEMS
             ):
                 return _error(400, "the request's items are missing or too many")
-            asset_ids, named = _match(session, sender, items)
+            matched = _match(session, sender, items)
+    with ws.sessions.begin() as session:
+        earlier = session.get(IncomingRequest, nonce)
+        if earlier is not None:
+            if earlier.doc_sha256 != digest or earlier.peer_id != sender_id:
+                audit.append(
+                    session,
+                    "erasure.request_replayed",
+                    {"nonce": nonce, "sender": sender_name},
+                    actor="disgorge",
+                )
+                return _error(409, "this nonce was already used for another request (a replay); refused")
+        elif matched is None:  # recorded meanwhile by another process: the same document was not
+            return _error(409, "this nonce was already used for another request (a replay); refused")
+        else:
+            asset_ids, named = matched
             try:
                 deadline = parse_instant(body.get("deadline", ""), what="deadline")
             except DisgorgeError:
@@ -84,7 +94,7 @@ def receive(ws: Any, doc: Any) -> tuple[int, dict[str, Any]]:
             session.add(
                 IncomingRequest(
                     nonce=nonce,
-                    peer_id=sender.id,
+                    peer_id=sender_id,
                     doc_sha256=digest,
                     received_at=utcnow(),
                     deadline=deadline,
@@ -96,15 +106,19 @@ def receive(ws: Any, doc: Any) -> tuple[int, dict[str, Any]]:
             audit.append(
                 session,
                 "erasure.request_received",
-                {"nonce": nonce, "sender": sender.name, "named": named, "matched": len(asset_ids)},
+                {"nonce": nonce, "sender": sender_name, "named": named, "matched": len(asset_ids)},
                 actor="disgorge",
             )
     return answer(ws, nonce)
 
 
 def _match(session: Any, sender: Peer, items: list[Any]) -> tuple[list[str], int]:
-    """Active photos the request names: by the sender's fingerprints of what it sent us,
-    or by sha256 (legacy transfers)."""
+    """Active photos the request names, among what THIS sender sent us (its incoming
+    transfer items): by the sender's fingerprints, or by sha256 (legacy transfers).
+
+    A photo another sender sent, or one this workspace holds from a source of its own, is
+    out of a sender's reach: it is simply not matched (``not_found``), exactly as if it were
+    not held at all, so the answer reveals nothing about what else is held here."""
     found: set[str] = set()
     named = 0
     for group in items:
@@ -112,18 +126,17 @@ def _match(session: Any, sender: Peer, items: list[Any]) -> tuple[list[str], int
         named += len(values)
         for i in range(0, len(values), 900):
             chunk = values[i : i + 900]
-            if group.get("id_kind") == "sha256":
-                query = select(Asset.id).where(Asset.sha256.in_(chunk))
-            else:
-                query = (
-                    select(TransferItem.asset_id)
-                    .join(Transfer, Transfer.id == TransferItem.transfer_id)
-                    .where(
-                        Transfer.direction == "in",
-                        Transfer.peer_id == sender.id,
-                        TransferItem.fingerprint.in_(chunk),
-                    )
-                )
+            by = (
+                Asset.sha256.in_(chunk)
+                if group.get("id_kind") == "sha256"
+                else TransferItem.fingerprint.in_(chunk)
+            )
+            query = (
+                select(TransferItem.asset_id)
+                .join(Transfer, Transfer.id == TransferItem.transfer_id)
+                .join(Asset, Asset.id == TransferItem.asset_id)
+                .where(Transfer.direction == "in", Transfer.peer_id == sender.id, by)
+            )
             found.update(session.scalars(query))
     active = sorted(session.scalars(select(Asset.id).where(Asset.id.in_(found), Asset.state == "active")))
     return active, named
@@ -193,4 +206,6 @@ def answer(ws: Any, nonce: str) -> tuple[int, dict[str, Any]]:
             "certificate": certificate,
             "error": incoming.error,
         }
+    # the sender keeps a witness of the audit log with every answer (docs/audit.md)
+    body["audit_tree_head"] = ws.audit_checkpoint()
     return (202 if state == "acknowledged" else 200), sign_document(ws, body)

@@ -4,14 +4,22 @@
 for each purpose the recipient declared, ships only what is covered (the rest is
 reported by rule), writes a signed bundle, and records the transfer as a run whose
 output is an artifact of kind ``transfer`` (so lineage reaches it) with one row per
-item. A backfilled transfer (``at`` in the past, no bundle) records a legacy export as
-it happened: every member, under an override when the gate would not have allowed it.
+item. Each photo leaves without its location metadata (EXIF GPS, XMP, IPTC: see
+``metadata.py``) unless ``keep_metadata``; the manifest gives the sha256 of the bytes that
+left, and the transfer row keeps the sender's fingerprint of its own stored photo, which is
+what later erasure requests name. A backfilled transfer (``at`` in the past, no bundle)
+records a legacy export as it happened: every member, under an override when the gate
+would not have allowed it.
 
 ``receive_bundle`` is the recipient's side: the bundle is checked whole (registered
 sender, addressed to this workspace, signature, every photo's sha256), then ingested
 into a source of its own whose policy allows exactly the declared purposes, and each
-item's scope is recorded as per-photo consent, so this workspace's gate applies the
-sender's terms: a photo shared for ``ai_inference`` cannot be trained on here.
+item's scope is recorded as per-photo consent *scoped to this transfer*
+(``ConsentRecord.transfer_id``), so this workspace's gate applies the sender's terms to
+what came through this transfer only: a photo shared for ``ai_inference`` cannot be
+trained on here, and a bundle that carries bytes this workspace already held from
+elsewhere adds a provenance with its own terms instead of relabelling the photo (the gate
+requires every provenance to allow a use: design note 19).
 """
 
 from __future__ import annotations
@@ -34,9 +42,10 @@ from ..consent import ConsentGate, ItemRef, Purpose, parse_purpose
 from ..errors import ConsentDenied, InvalidInput
 from .bundle import allowed_purposes, cawg_assertion, photo_path, read_bundle, write_bundle
 from .documents import BUNDLE_TYPE, sign_document
+from .metadata import strip_location
 from .peers import find_peer, peer_by_key
 
-__all__ = ["receive_bundle", "share", "shared_fingerprint"]
+__all__ = ["receive_bundle", "receive_legacy", "share", "shared_fingerprint"]
 
 
 def shared_fingerprint(vault: Any, sha256_hex: str) -> str:
@@ -55,6 +64,7 @@ def share(
     at: datetime,
     backfill: bool = False,
     override: tuple[str, str] | None = None,
+    keep_metadata: bool = False,
 ) -> dict[str, Any]:
     from ..datasets import find_dataset
     from ..training.registry import dataset_members
@@ -70,6 +80,8 @@ def share(
         raise InvalidInput(f"{out} already exists; choose another output file")
     if out is not None and Path(ws.root).resolve() in out.resolve().parents:
         raise InvalidInput("write the bundle outside the workspace: it holds photos in clear")
+    if keep_metadata and out is None:
+        raise InvalidInput("--keep-metadata is about the photos of a bundle; a legacy transfer writes none")
 
     with ws.reader() as session:
         peer = find_peer(session, "recipient", recipient)
@@ -120,41 +132,69 @@ def share(
     bundle_sha256 = ""
     if out is not None:
         subjects = _subjects(ws, [r.id for r in shipped])
-        items = []
-        for r in shipped:
-            owner, depicted, source, captured = subjects[r.id]
-            items.append(
+        sent: dict[str, str] = {}  # asset id -> sha256 of the bytes that left
+        stripped: set[str] = set()
+
+        def photos() -> Any:
+            for r in shipped:
+                data = ws.read_asset(r.sha256)
+                if not keep_metadata:
+                    clean = strip_location(data, r.media_type)
+                    if clean is not data:
+                        stripped.add(r.id)
+                    data = clean
+                sha = hashlib.sha256(data).hexdigest()
+                if sha in sent.values():  # two photos that differed only in their metadata
+                    continue
+                sent[r.id] = sha
+                yield photo_path(sha, r.media_type), data
+
+        def manifest() -> dict[str, Any]:
+            items = []
+            for r in shipped:
+                if r.id not in sent:
+                    continue
+                owner, depicted, source, captured = subjects[r.id]
+                items.append(
+                    {
+                        "path": photo_path(sent[r.id], r.media_type),
+                        "sha256": sent[r.id],
+                        "fingerprint": fingerprints[r.id],
+                        "subject": owner,
+                        "depicted": depicted,
+                        "source": source,
+                        "captured_at": captured,
+                        "media_type": r.media_type,
+                        "metadata": "location_stripped" if r.id in stripped else "as_stored",
+                        "assertions": [cawg_assertion(declared)],
+                    }
+                )
+            return sign_document(
+                ws,
                 {
-                    "path": photo_path(r.sha256, r.media_type),
-                    "sha256": r.sha256,
-                    "fingerprint": fingerprints[r.id],
-                    "subject": owner,
-                    "depicted": depicted,
-                    "source": source,
-                    "captured_at": captured,
-                    "media_type": r.media_type,
-                    "assertions": [cawg_assertion(declared)],
-                }
+                    "type": BUNDLE_TYPE,
+                    "transfer": transfer_id,
+                    "sender_workspace": ws.workspace_id,
+                    "recipient": peer.name,
+                    "recipient_key": peer.public_key.hex(),
+                    "dataset": f"{ds.name}@{ds.version}",
+                    "purposes": declared,
+                    "shared_at": iso(at),
+                    "location_metadata": "kept" if keep_metadata else "stripped",
+                    "items": items,
+                },
             )
-        manifest = sign_document(
-            ws,
-            {
-                "type": BUNDLE_TYPE,
-                "transfer": transfer_id,
-                "sender_workspace": ws.workspace_id,
-                "recipient": peer.name,
-                "recipient_key": peer.public_key.hex(),
-                "dataset": f"{ds.name}@{ds.version}",
-                "purposes": declared,
-                "shared_at": iso(at),
-                "items": items,
-            },
-        )
-        bundle_sha256 = write_bundle(
-            out,
-            manifest,
-            ((photo_path(r.sha256, r.media_type), ws.read_asset(r.sha256)) for r in shipped),
-        )
+
+        bundle_sha256 = write_bundle(out, photos(), manifest)
+        if len(sent) < len(shipped):
+            summary["excluded"] += len(shipped) - len(sent)
+            refused["same bytes as another photo once its location metadata was stripped"] += len(
+                shipped
+            ) - len(sent)
+            shipped = [r for r in shipped if r.id in sent]
+            summary["items"] = len(shipped)
+        summary["location_metadata"] = "kept" if keep_metadata else "stripped"
+        summary["location_stripped"] = len(stripped & set(sent))
 
     handle = ws._start_run(
         f"share:{peer.name}",
@@ -334,8 +374,11 @@ def receive_bundle(ws: Any, path: Path, *, at: datetime | None = None) -> dict[s
                 select(AssetSubject.subject_id).where(AssetSubject.asset_id == asset_id)
             )
             for subject_id in subject_ids:
-                for purpose in sorted(allowed):
-                    grants += _grant(session, subject_id, asset_id, purpose, shared_at, transfer_id, when)
+                for purpose in purposes:  # what the item's own assertion narrows is denied for it
+                    decision = "granted" if purpose in allowed else "denied"
+                    grants += _grant(
+                        session, subject_id, asset_id, purpose, decision, shared_at, transfer_id, when
+                    )
         audit.append(
             session,
             "transfer.received",
@@ -396,8 +439,17 @@ def _ensure_source(
 
 
 def _grant(
-    session: Any, subject_id: int, asset_id: str, purpose: str, at: datetime, transfer_id: str, when: datetime
+    session: Any,
+    subject_id: int,
+    asset_id: str,
+    purpose: str,
+    decision: str,
+    at: datetime,
+    transfer_id: str,
+    when: datetime,
 ) -> int:
+    """One per-photo decision from the transfer's terms, scoped to the transfer: it counts
+    only when the photo is used through this provenance (design note 19)."""
     row_key = hashlib.sha256(f"transfer|{transfer_id}|{subject_id}|{asset_id}|{purpose}".encode()).hexdigest()
     if session.scalar(select(ConsentRecord.id).where(ConsentRecord.row_key == row_key)) is not None:
         return 0
@@ -406,11 +458,73 @@ def _grant(
             subject_id=subject_id,
             asset_id=asset_id,
             purpose=purpose,
-            decision="granted",
+            decision=decision,
             at=at,
             policy_version=f"transfer-{transfer_id[:12]}",
             row_key=row_key,
             recorded_at=when,
+            transfer_id=transfer_id,
         )
     )
-    return 1
+    return int(decision == "granted")
+
+
+def receive_legacy(ws: Any, sender_name: str, *, source: str, at: datetime) -> dict[str, Any]:
+    """Record a legacy transfer from a sender: the active photos of ``source`` came from it.
+
+    Before bundles, photos travelled without a manifest and were ingested here as a source
+    of our own. A sender's erasure request reaches only what that sender sent (its transfer
+    items), so without this record its legacy requests (by sha256) reach nothing. One
+    transfer per sender and source, with an id derived from both: recording it again adds
+    the photos ingested since."""
+    transfer_id = hashlib.sha256(f"legacy|{sender_name}|{source}".encode()).hexdigest()[:32]
+    with ws.sessions.begin() as session:
+        sender = find_peer(session, "sender", sender_name)
+        src = session.scalar(select(Source).where(Source.name == source))
+        if src is None:
+            raise InvalidInput(f"no source named {source!r}; ingest the sender's photos into one first")
+        if src.kind == "transfer":
+            raise InvalidInput(f"source {source!r} holds a bundle's photos: its transfer is already recorded")
+        transfer = session.get(Transfer, transfer_id)
+        if transfer is None:
+            transfer = Transfer(
+                id=transfer_id,
+                direction="in",
+                peer_id=sender.id,
+                dataset="",
+                source_id=src.id,
+                purposes=[],
+                at=at,
+                items=0,
+                bundle_sha256="",
+                backfilled=1,
+                id_kind="sha256",
+            )
+            session.add(transfer)
+            session.flush()
+        held = set(
+            session.scalars(select(TransferItem.asset_id).where(TransferItem.transfer_id == transfer_id))
+        )
+        new = [
+            a
+            for a in session.scalars(
+                select(Asset.id).where(Asset.source_id == src.id, Asset.state == "active")
+            )
+            if a not in held
+        ]
+        session.add_all(TransferItem(transfer_id=transfer_id, asset_id=a, fingerprint="") for a in new)
+        transfer.items = len(held) + len(new)
+        audit.append(
+            session,
+            "transfer.legacy_recorded",
+            {"transfer": transfer_id, "sender": sender.name, "source": src.name, "added": len(new)},
+            actor=ws.actor,
+            at=at,
+        )
+    return {
+        "transfer": transfer_id,
+        "sender": sender_name,
+        "source": source,
+        "items": len(held) + len(new),
+        "added": len(new),
+    }

@@ -1,0 +1,92 @@
+"""Provenances of a photo, and what a sender's erasure request removes (design note 19).
+
+The same bytes can be held through several provenances: the source this workspace
+ingested them from itself, and each incoming transfer that carried them (a bundle, or a
+recorded legacy transfer). A source that only holds what incoming transfers carried is not
+a provenance of its own: its photos are held through their transfer items.
+
+A sender's request reaches only that sender's provenance. A photo also held through
+another one (a second sender's transfer, or a source of this workspace's own) is not
+erased: the sender's transfer items, the per-photo terms that came with them and the
+subject links its bundle brought are removed, the bytes stay, and the photo is listed for
+review by catalog id. Only photos held through nothing else are erased.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from ..catalog.models import Asset, AssetSubject, ConsentRecord, Transfer, TransferItem
+
+__all__ = ["release_provenance", "split_by_provenance"]
+
+_CHUNK = 900
+
+
+def _sender_transfers(session: Session, sender_id: int) -> list[str]:
+    return list(
+        session.scalars(select(Transfer.id).where(Transfer.direction == "in", Transfer.peer_id == sender_id))
+    )
+
+
+def split_by_provenance(
+    session: Session, sender_id: int, asset_ids: list[str]
+) -> tuple[list[str], list[str]]:
+    """(photos to erase: held only through this sender, photos held through another provenance too)."""
+    transfer_sources = set(
+        session.scalars(
+            select(Transfer.source_id).where(Transfer.direction == "in", Transfer.source_id.is_not(None))
+        )
+    )
+    elsewhere: set[str] = set()
+    for i in range(0, len(asset_ids), _CHUNK):
+        chunk = asset_ids[i : i + _CHUNK]
+        for asset_id, source_id in session.execute(
+            select(Asset.id, Asset.source_id).where(Asset.id.in_(chunk))
+        ):
+            if source_id not in transfer_sources:  # collected here, from a source of our own
+                elsewhere.add(asset_id)
+        elsewhere.update(
+            session.scalars(
+                select(TransferItem.asset_id)
+                .join(Transfer, Transfer.id == TransferItem.transfer_id)
+                .where(
+                    TransferItem.asset_id.in_(chunk),
+                    Transfer.direction == "in",
+                    Transfer.peer_id != sender_id,
+                )
+            )
+        )
+    erase = sorted(a for a in asset_ids if a not in elsewhere)
+    return erase, sorted(elsewhere & set(asset_ids))
+
+
+def release_provenance(session: Session, sender_id: int, asset_ids: list[str]) -> int:
+    """Remove the sender's provenance of photos that stay: its transfer items, the per-photo
+    terms its transfers brought, and the subject links its bundle brought (depicted ones: the
+    owner link stays, the photo is sealed under that subject's key). Idempotent."""
+    transfers = _sender_transfers(session, sender_id)
+    if not transfers or not asset_ids:
+        return 0
+    sources = set(session.scalars(select(Transfer.source_id).where(Transfer.id.in_(transfers))))
+    removed = 0
+    for i in range(0, len(asset_ids), _CHUNK):
+        chunk = asset_ids[i : i + _CHUNK]
+        removed += session.execute(
+            delete(TransferItem).where(
+                TransferItem.asset_id.in_(chunk), TransferItem.transfer_id.in_(transfers)
+            )
+        ).rowcount
+        session.execute(
+            delete(ConsentRecord).where(
+                ConsentRecord.asset_id.in_(chunk), ConsentRecord.transfer_id.in_(transfers)
+            )
+        )
+        came_with_sender = select(Asset.id).where(Asset.id.in_(chunk), Asset.source_id.in_(sources))
+        session.execute(
+            delete(AssetSubject).where(
+                AssetSubject.asset_id.in_(came_with_sender), AssetSubject.role == "depicted"
+            )
+        )
+    return removed
