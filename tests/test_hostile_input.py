@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import struct
 import subprocess
 import sys
 import zipfile
@@ -186,3 +187,79 @@ def test_opening_a_workspace_tightens_a_loose_folder_and_catalog(tmp_path: Path)
         assert _mode(home / "config.toml") == 0o600
     finally:
         os.umask(0o022)
+
+
+# -- a zip whose headers lie (defect 7) ------------------------------------------------------
+def _lying_zip(path: Path, real_bytes: int, declared: int = 1000) -> None:
+    """A zip with one good photo and ``liar.jpg``: ``real_bytes`` of zeros that its local
+    header and central directory both declare as ``declared`` bytes."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        zf.writestr("Ada_Lovelace/a.jpg", synthetic_photo(0, 0))
+        with zf.open("Ada_Lovelace/liar.jpg", "w") as fh:
+            chunk = bytes(1 << 20)
+            for _ in range(real_bytes >> 20):
+                fh.write(chunk)
+    data = bytearray(path.read_bytes())
+    name = b"Ada_Lovelace/liar.jpg"
+    patched = 0
+    for signature, header, name_len_at, size_at in ((b"PK\x03\x04", 30, 26, 22), (b"PK\x01\x02", 46, 28, 24)):
+        pos = data.find(signature)
+        while pos != -1:
+            (name_len,) = struct.unpack_from("<H", data, pos + name_len_at)
+            if data[pos + header : pos + header + name_len] == name:
+                struct.pack_into("<I", data, pos + size_at, declared)
+                patched += 1
+            pos = data.find(signature, pos + 4)
+    assert patched == 2
+    path.write_bytes(bytes(data))
+
+
+def test_zip_member_inflating_past_its_declared_size_is_refused_in_bounded_memory(tmp_path: Path) -> None:
+    archive = tmp_path / "photos.zip"
+    _lying_zip(archive, 320 * 1024 * 1024)
+    with zipfile.ZipFile(archive) as zf:
+        assert zf.getinfo("Ada_Lovelace/liar.jpg").file_size == 1000
+    ws = tmp_path / "ws"
+    assert run("init", ws).returncode == 0
+    assert run("source", "add", "app", "-w", ws).returncode == 0
+    # measure the ingest alone: a fresh parent whose only child is `disgorge ingest`
+    measure = (
+        "import resource, subprocess, sys\n"
+        "r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+        "sys.stderr.write(r.stdout + r.stderr)\n"
+        "sys.exit(r.returncode)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISGORGE_")}
+    env.update(COLUMNS="400", NO_COLOR="1", TERM="dumb")
+    argv = [DISGORGE, "ingest", str(archive), "-s", "app", "--subject-from", "dirname", "-w", str(ws)]
+    result = subprocess.run(
+        [sys.executable, "-c", measure, *argv, "--workers", "1", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert result.returncode == 3, result.stderr  # finished, one file refused
+    peak_mb = int(result.stdout.strip()) / 1024
+    report = json.loads(result.stderr[: result.stderr.rindex("}") + 1])
+    assert report["ingested"] == 1
+    assert [r["path"] for r in report["rejected"]] == ["Ada_Lovelace/liar.jpg"]
+    assert "corrupt archive member" in report["rejected"][0]["reason"]
+    assert peak_mb < 200, f"ingest peaked at {peak_mb:.0f} MB RSS"
+
+
+def test_zip_member_read_stops_at_the_declared_size(tmp_path: Path) -> None:
+    from disgorge.ingest.members import walk
+
+    archive = tmp_path / "photos.zip"
+    _lying_zip(archive, 8 * 1024 * 1024, declared=4096)
+    outcome: dict[str, bytes | str] = {}
+    for member in walk(archive, max_bytes=256 * 1024 * 1024):  # read while the zip is open
+        assert member.read is not None
+        try:
+            outcome[member.path] = member.read()
+        except InvalidInput as exc:
+            outcome[member.path] = str(exc)
+    assert outcome["Ada_Lovelace/a.jpg"] == synthetic_photo(0, 0)
+    assert str(outcome["Ada_Lovelace/liar.jpg"]).startswith("corrupt archive member")

@@ -114,6 +114,26 @@ def _read_at_most(fh: BinaryIO, limit: int) -> bytes:
     return b"".join(parts)
 
 
+#: the most an archive member's decompressor may produce in one step
+_STEP = 1 << 20
+
+
+def _read_bounded(fh: BinaryIO, limit: int) -> bytes:
+    """Read at most ``limit`` bytes from a decompressing stream, ``_STEP`` at a time.
+
+    Memory stays at what was read plus one step, whatever the stream's headers claim.
+    """
+    parts: list[bytes] = []
+    got = 0
+    while got < limit:
+        chunk = fh.read(min(limit - got, _STEP))
+        if not chunk:
+            break
+        parts.append(chunk)
+        got += len(chunk)
+    return b"".join(parts)
+
+
 def _walk_folder(root: Path, max_bytes: int) -> Iterator[Member]:
     real_root = root.resolve()
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
@@ -170,13 +190,17 @@ def _walk_zip(path: Path, max_bytes: int) -> Iterator[Member]:
                 continue
 
             def read(info: zipfile.ZipInfo = info) -> bytes:
+                # Never trust the headers: read in small steps and stop one byte past the
+                # declared size, so a member that inflates beyond it costs a chunk, not
+                # the whole limit (``fh.read(n)`` inflates up to n bytes at once).
+                declared = info.file_size
                 try:
                     with zf.open(info) as fh:
-                        data = fh.read(max_bytes + 1)
+                        data = _read_bounded(fh, min(declared, max_bytes) + 1)
                 except _DAMAGED as exc:
                     raise InvalidInput(f"corrupt archive member ({_one_line(exc, info.filename)})") from None
-                if len(data) > max_bytes:
-                    raise InvalidInput(f"larger than the {max_bytes}-byte limit")
+                if len(data) > declared:
+                    raise InvalidInput("corrupt archive member (more data than its header declares)")
                 return data
 
             yield Member(rel, info.file_size, read)
@@ -217,7 +241,7 @@ def _walk_tar(path: Path, max_bytes: int) -> Iterator[Member]:
             def read(info: tarfile.TarInfo = info) -> bytes:
                 try:
                     fh = tf.extractfile(info)
-                    data = fh.read(max_bytes + 1) if fh else b""
+                    data = _read_bounded(fh, min(info.size, max_bytes) + 1) if fh else b""
                 except _DAMAGED as exc:
                     raise InvalidInput(f"corrupt archive member ({_one_line(exc, info.name)})") from None
                 return data
