@@ -678,13 +678,18 @@ class ErasureEngine:
         # The PDQ cache holds the photos' hashes decrypted (sealed under the KEK, which lives
         # on): their rows stop being active first, so that no copy search running meanwhile
         # (it reads the catalog under the cache's lock) writes them back before
-        # delete_derivatives removes them; then the cache is rewritten without them.
+        # delete_derivatives removes them; then the cache is rewritten without them. The
+        # embedding rows likewise, so that no index reconciliation (it reads active rows under
+        # the face index's lock) puts their vectors back into the sealed face index.
         assets = req.plan["assets"]
         with self.ws.sessions.begin() as session:
             for i in range(0, len(assets), 900):
                 session.execute(
                     update(AssetDerivative)
-                    .where(AssetDerivative.asset_id.in_(assets[i : i + 900]), AssetDerivative.kind == "phash")
+                    .where(
+                        AssetDerivative.asset_id.in_(assets[i : i + 900]),
+                        AssetDerivative.kind.in_(("phash", "embedding")),
+                    )
                     .values(state="erased")
                 )
         self.ws.hash_cache.drop_assets(assets)
@@ -695,7 +700,7 @@ class ErasureEngine:
 
         with self.ws.reader() as session:
             ids = self._embedding_ids(session, req.plan["assets"])
-        index = FaceIndex(path)
+        index = FaceIndex(path, self.ws.kek)
         index.remove(ids)
         index.save()
         # counted from the result, not from this call: a re-run after a crash reports the same
@@ -798,8 +803,16 @@ class ErasureEngine:
                 session.execute(
                     update(Source).where(Source.id == int(req.plan["key"])).values(state="erased")
                 )
-            self._done(req.id, STEPS.index("tombstone_assets"), {"tombstoned": found}, session)
-        return {"tombstoned": found}
+            summary: dict[str, Any] = {"tombstoned": found}
+            if req.plan.get("released"):  # a sender's request: photos held through another provenance stay
+                from ..sharing.provenance import release_provenance
+
+                incoming = session.get(IncomingRequest, req.plan["key"])
+                summary["provenances_released"] = release_provenance(
+                    session, incoming.peer_id, req.plan["released"]
+                )
+            self._done(req.id, STEPS.index("tombstone_assets"), summary, session)
+        return summary
 
     def _step_shred_keys(self, req: ErasureRequest) -> dict[str, Any]:
         with self.ws.sessions.begin() as session:
@@ -982,7 +995,7 @@ class ErasureEngine:
             return []
         from ..vision.index import FaceIndex
 
-        index = FaceIndex(self.ws.face_index_path)
+        index = FaceIndex(self.ws.face_index_path, self.ws.kek)
         best: dict[int, float] = {}
         for e in embeddings:
             for emb_id, dist in index.search(bytes.fromhex(e)):
@@ -1066,6 +1079,9 @@ class ErasureEngine:
             "verification": _for_certificate(req.verification),
             "forgetting": unlearned.get("unlearned", []),
             "recipients": self._recipients_for_certificate(req.id),
+            # a witness of the audit log as it stood (docs/audit.md): whoever keeps this
+            # certificate can later detect a truncated or rewritten log
+            "audit_tree_head": self.ws.audit_checkpoint(),
             "public_key": self.ws.public_key().public_bytes_raw().hex(),
         }
         body["section_digests"] = section_digests(body)

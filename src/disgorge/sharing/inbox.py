@@ -54,6 +54,13 @@ def receive(ws: Any, doc: Any) -> tuple[int, dict[str, Any]]:
     ours = ws.public_key().public_bytes_raw().hex()  # before any session: one at a time
     if body.get("recipient_key") != ours:
         return _error(403, "the request is addressed to another workspace")
+    items = body.get("items")
+    if (
+        not isinstance(items, list)
+        or not all(isinstance(i, dict) and isinstance(i.get("values", []), list) for i in items)
+        or sum(len(i.get("values", [])) for i in items) > _MAX_ITEMS
+    ):
+        return _error(400, "the request's items are missing or too many")
     digest = document_sha256(doc)
     # the checks and the matching read a snapshot (no write lock, so they never queue behind
     # an erasure); the write lock is taken only to record, and the nonce checked again there
@@ -64,13 +71,6 @@ def receive(ws: Any, doc: Any) -> tuple[int, dict[str, Any]]:
         sender_id, sender_name = sender.id, sender.name
         matched: tuple[list[str], int] | None = None
         if session.get(IncomingRequest, nonce) is None:
-            items = body.get("items")
-            if (
-                not isinstance(items, list)
-                or not all(isinstance(i, dict) and isinstance(i.get("values", []), list) for i in items)
-                or sum(len(i.get("values", [])) for i in items) > _MAX_ITEMS
-            ):
-                return _error(400, "the request's items are missing or too many")
             matched = _match(session, sender, items)
     with ws.sessions.begin() as session:
         earlier = session.get(IncomingRequest, nonce)
@@ -83,10 +83,8 @@ def receive(ws: Any, doc: Any) -> tuple[int, dict[str, Any]]:
                     actor="disgorge",
                 )
                 return _error(409, "this nonce was already used for another request (a replay); refused")
-        elif matched is None:  # recorded meanwhile by another process: the same document was not
-            return _error(409, "this nonce was already used for another request (a replay); refused")
         else:
-            asset_ids, named = matched
+            asset_ids, named = matched or _match(session, sender, items)  # gone meanwhile: match here
             try:
                 deadline = parse_instant(body.get("deadline", ""), what="deadline")
             except DisgorgeError:
