@@ -38,6 +38,7 @@ from disgorge.errors import DisgorgeError
 from disgorge.samples import synthetic_photo
 from disgorge.sharing import inbox
 from disgorge.sharing.documents import REQUEST_TYPE, RESPONSE_TYPE, sign_document, verify_document
+from disgorge.sharing.query import authorization
 from disgorge.sharing.server import running_server
 
 pytest.importorskip("uvicorn")
@@ -62,11 +63,12 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def call(method: str, path: str, doc: Any = None, *, raw: bytes | None = None) -> tuple[int, Any]:
+def call(
+    method: str, path: str, doc: Any = None, *, raw: bytes | None = None, auth: str | None = None
+) -> tuple[int, Any]:
     data = raw if raw is not None else (json.dumps(doc).encode() if doc is not None else None)
-    request = urllib.request.Request(
-        BASE + path, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json", **({"Authorization": auth} if auth else {})}
+    request = urllib.request.Request(BASE + path, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             body = response.read()
@@ -198,10 +200,16 @@ def pair_empty(template: Template, tmp_path: Path) -> Iterator[Pair]:
     yield from _pair(template, tmp_path, "vendor-empty")
 
 
-def wait_answered(nonce: str, timeout: float = 60) -> tuple[int, dict[str, Any]]:
+def state(pair: Pair, nonce: str) -> tuple[int, Any]:
+    """The recipient's answer about ``nonce``, asked as the sender (a signed query)."""
+    signed = authorization(pair.app, nonce, pair.vendor.public_key().public_bytes_raw())
+    return call("GET", f"/v1/erasure-requests/{nonce}", auth=signed)
+
+
+def wait_answered(pair: Pair, nonce: str, timeout: float = 60) -> tuple[int, dict[str, Any]]:
     give_up = time.monotonic() + timeout
     while True:
-        status, doc = call("GET", f"/v1/erasure-requests/{nonce}")
+        status, doc = state(pair, nonce)
         if status != 202 or time.monotonic() > give_up:
             return status, doc
         time.sleep(0.1)
@@ -249,7 +257,7 @@ def test_a_subject_erased_at_the_sender_is_erased_at_the_recipient_over_http(pai
     # the vendor's own certificate is not the sender's: another key does not verify it
     assert not verify_certificate(theirs_cert["certificate"], pair.app.public_key_pem()).ok
     # the recipient answers the same when asked again
-    status, doc = call("GET", f"/v1/erasure-requests/{notice['nonce']}")
+    status, doc = state(pair, notice["nonce"])
     assert status == 200 and verify_document(doc, RESPONSE_TYPE)["certificate"] == theirs_cert["certificate"]
 
     # at the vendor: their photos are gone, the others are still there
@@ -276,7 +284,7 @@ def test_the_server_documents_itself_and_answers_errors_as_json(pair: Pair) -> N
     assert {"get"} <= set(paths["/v1/erasure-requests/{nonce}"])
     assert "/v1/public-key" in paths and "/healthz" in paths
     assert "requestBody" in paths["/v1/erasure-requests"]["post"]
-    assert call("GET", "/v1/erasure-requests/" + "0" * 32) == (404, {"error": "no such request"})
+    assert state(pair, "0" * 32) == (404, {"error": "no such request"})
     assert call("GET", "/nowhere")[0] == 404 and "error" in call("GET", "/nowhere")[1]
     status, doc = call("POST", "/v1/erasure-requests", raw=b"{not json")
     assert status == 400 and doc == {"error": "the request body is not JSON"}
@@ -336,7 +344,7 @@ def test_a_replayed_nonce_is_refused_and_the_same_request_twice_is_one_erasure(p
 
     status, first = call("POST", "/v1/erasure-requests", doc)
     assert status == 202 and verify_document(first, RESPONSE_TYPE)["state"] == "acknowledged"
-    status, done = wait_answered(nonce)
+    status, done = wait_answered(pair, nonce)
     assert status == 200 and done["body"]["state"] == "completed"
     # the sender retrying: the same document is the same request, answered again
     status, again = call("POST", "/v1/erasure-requests", doc)
@@ -362,7 +370,7 @@ def test_items_the_recipient_never_received_are_a_signed_not_found(pair_empty: P
     assert notice["state"] == "not_found"
     [theirs] = pair.app.erasure_certificate(view["id"])["body"]["recipients"]
     assert theirs["state"] == "not_found" and theirs["certificate"] is None
-    status, doc = call("GET", f"/v1/erasure-requests/{notice['nonce']}")
+    status, doc = state(pair, notice["nonce"])
     body = verify_document(doc, RESPONSE_TYPE)
     assert status == 200 and body["public_key"] == pair.vendor.public_key().public_bytes_raw().hex()
     assert body["state"] == "not_found" and body["named"] == PER_PERSON and body["matched"] == 0
@@ -428,7 +436,7 @@ def test_a_request_received_before_a_crash_is_finished_when_the_server_starts(pa
     pair.vendor.erase("request", nonce, reason="as if interrupted", execute=False)
 
     pair.server.start()  # the worker takes up what was under way
-    status, done = wait_answered(nonce)
+    status, done = wait_answered(pair, nonce)
     assert status == 200 and done["body"]["state"] == "completed", done
     assert count(pair.vendor, ErasureRequest) == 1  # the planned one, not a second
     final = pair.app.erasure_resume(view["id"], wait=30)

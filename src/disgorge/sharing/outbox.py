@@ -39,6 +39,7 @@ from .documents import (
     sign_document,
     verify_document,
 )
+from .query import authorization
 
 __all__ = [
     "DONE_STATES",
@@ -180,11 +181,14 @@ def request_document(ws: Any, notice: RecipientNotice) -> dict[str, Any]:
     return json.loads(open_sealed(key, notice.doc_enc, _AAD, what="erasure request to a recipient"))
 
 
-def _http(method: str, url: str, doc: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+def _http(
+    method: str, url: str, doc: dict[str, Any] | None = None, *, authorization: str | None = None
+) -> tuple[int, dict[str, Any]]:
     data = json.dumps(doc).encode() if doc is not None else None
-    request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json"}
+    if authorization:
+        headers["Authorization"] = authorization
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT) as response:
             return response.status, json.loads(response.read() or b"{}")
@@ -291,7 +295,11 @@ def _attempt(ws: Any, notice: RecipientNotice, peer: Peer) -> None:
         n.attempts += 1
     try:
         if notice.state == "acknowledged" or (notice.state == "overdue" and notice.response):
-            code, doc = _http("GET", f"{peer.endpoint}/v1/erasure-requests/{notice.nonce}")
+            # only the sender may read the state: the poll is signed with our key (.query)
+            signed = authorization(ws, notice.nonce, peer.public_key)
+            code, doc = _http(
+                "GET", f"{peer.endpoint}/v1/erasure-requests/{notice.nonce}", authorization=signed
+            )
         else:
             code, doc = _http("POST", f"{peer.endpoint}/v1/erasure-requests", request_document(ws, notice))
     except (OSError, ValueError) as exc:  # refused, timed out, not JSON: try again later
@@ -304,7 +312,9 @@ def _attempt(ws: Any, notice: RecipientNotice, peer: Peer) -> None:
         with ws.sessions.begin() as session:
             n = session.get(RecipientNotice, notice.id)
             detail = doc.get("detail") or doc.get("error") or ""
-            if 400 <= code < 500:  # the recipient refused the request itself: a person must look
+            if code in (408, 429):  # busy or slow: like a 503, try again later
+                n.last_error = f"HTTP {code}: {detail}"[:500]
+            elif 400 <= code < 500:  # the recipient refused the request itself: a person must look
                 _set(session, n, "exception", f"HTTP {code}: {detail}"[:500])
             else:
                 n.last_error = f"HTTP {code}: {detail}"[:500]
