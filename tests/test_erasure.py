@@ -593,7 +593,7 @@ def end_state(ws: Workspace, photos: dict[str, bytes]) -> dict[str, Any]:
         "fingerprints": count(ws, ErasedFingerprint),
         "consent_records": count(ws, ConsentRecord),
         "blobs": len(list(ws.store.entries())),
-        "index_entries": len(FaceIndex(ws.face_index_path)),
+        "index_entries": len(FaceIndex(ws.face_index_path, ws.kek)),
         "checkpoints": sorted(p.name for p in (ws.config.home / "models").rglob("*") if p.is_file()),
         # the verifier's sealed samples are dropped once it has scanned
         "sample_files": sorted(p.name for p in (ws.config.home / "erasure").glob("*")),

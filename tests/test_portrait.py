@@ -197,7 +197,7 @@ def test_embedders_are_not_mixed(tmp_path: Path) -> None:
 
 
 def test_without_faiss_the_index_is_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_faiss(path: Path):
+    def no_faiss(path: Path, kek: object):
         raise FacesUnavailable("the face index needs the faces extra: pip install 'disgorge[faces]'")
 
     photos = _photos(tmp_path / "photos", PEOPLE[:2], range(2))
@@ -212,4 +212,4 @@ def test_without_faiss_the_index_is_skipped(tmp_path: Path, monkeypatch: pytest.
         assert ws.analyze(embedder="portrait", workers=1).face_index == "updated"
         from disgorge.vision import FaceIndex
 
-        assert len(FaceIndex(ws.face_index_path)) == 4
+        assert len(FaceIndex(ws.face_index_path, ws.kek)) == 4

@@ -411,7 +411,7 @@ def test_no_biometric_consent_means_detection_only(trio, shared_faces: FaceFolde
     assert len(blobs) == len(photos) + len(crop_rows)
     # the index holds exactly the consenting embeddings, and nothing near the refused face
     emb_ids = {i for (i,) in sql(ws, "SELECT id FROM asset_derivatives WHERE kind = 'embedding'")}
-    index = FaceIndex(ws.face_index_path)
+    index = FaceIndex(ws.face_index_path, ws.kek)
     assert index.ids() == emb_ids and len(emb_ids) >= 6
     lfw = shared_faces("lfw10x10") / "Hugo_Chavez"
     for f in sorted(lfw.glob("*.jpg"))[:3]:
@@ -447,20 +447,21 @@ def test_removed_vectors_are_gone_from_the_index_file(trio) -> None:
     kept = [f for f in faces if f.owner != blair]
     assert removed and kept
     before = path.read_bytes()
-    assert all(f.vector.tobytes() in before for f in faces)
+    assert not any(f.vector.tobytes()[:32] in before for f in faces)  # sealed at rest
 
-    index = FaceIndex(path)  # what the erasure engine calls
+    index = FaceIndex(path, ws.kek)  # what the erasure engine calls
     assert index.remove(f.emb_id for f in removed) == len(removed)
     index.save()
 
     after = path.read_bytes()
-    for f in removed:
-        assert f.vector.tobytes() not in after
+    assert after[:64] != before[:64]  # a fresh key, wrapped anew
+    for f in faces:
         assert f.vector.tobytes()[:32] not in after  # not even a fragment of one
-    for f in kept:
-        assert f.vector.tobytes() in after
-    assert len(FaceIndex(path)) == len(kept)
-    assert not path.with_suffix(".tmp").exists()
+    reopened = FaceIndex(path, ws.kek)
+    assert reopened.ids() == {f.emb_id for f in kept}
+    for f in removed:
+        assert reopened.search(f.vector.tobytes(), max_distance=0.01) == []
+    assert not path.with_name(path.name + ".tmp").exists()
 
 
 def test_reconcile_restores_a_lost_index_and_drops_orphans(trio, shared_faces: FaceFolder) -> None:
@@ -469,29 +470,23 @@ def test_reconcile_restores_a_lost_index_and_drops_orphans(trio, shared_faces: F
     faces = stored_faces(ws)
     path.unlink()  # a crash that lost the index file
 
-    assert reconcile_index(ws.reader, ws.vault, FaceIndex(path)) == (0, len(faces))
-    restored = path.read_bytes()
-    assert all(f.vector.tobytes() in restored for f in faces)
-    assert FaceIndex(path).ids() == {f.emb_id for f in faces}
+    assert reconcile_index(ws.reader, ws.vault, FaceIndex(path, ws.kek)) == (0, len(faces))
+    assert FaceIndex(path, ws.kek).ids() == {f.emb_id for f in faces}
 
     # erasure deleted Powell's catalog rows but crashed before rewriting the index
     powell = ws.subject_ref("Colin_Powell")
     gone = [f for f in faces if f.owner == powell]
     with ws.sessions.begin() as session:
         session.execute(delete(AssetDerivative).where(AssetDerivative.id.in_([f.emb_id for f in gone])))
-    assert all(f.vector.tobytes() in path.read_bytes() for f in gone)
+    assert {f.emb_id for f in gone} <= FaceIndex(path, ws.kek).ids()
     # ... a stray id no catalog row knows, too
     stray = np.random.default_rng(4).standard_normal(128).astype("<f4")
-    index = FaceIndex(path)
+    index = FaceIndex(path, ws.kek)
     index.add([123_456_789], [stray.tobytes()])
     index.save()
 
-    assert reconcile_index(ws.reader, ws.vault, FaceIndex(path)) == (len(gone) + 1, 0)
-    after = path.read_bytes()
-    for f in gone:
-        assert f.vector.tobytes() not in after
-    assert stray.tobytes() not in after
-    assert all(f.vector.tobytes() in after for f in faces if f.owner != powell)
+    assert reconcile_index(ws.reader, ws.vault, FaceIndex(path, ws.kek)) == (len(gone) + 1, 0)
+    assert FaceIndex(path, ws.kek).ids() == {f.emb_id for f in faces if f.owner != powell}
     # and a face search no longer finds Powell's photos, while Blair's are still found
     lfw = shared_faces("lfw10x10")
     assert ws.find(lfw / "Colin_Powell" / "Colin_Powell_0001.jpg", by="face")["matches"] == []

@@ -289,6 +289,7 @@ class Workspace:
                     f"catalog schema is at {have}, this disgorge expects {want}: run `disgorge migrate`"
                 )
             ws._load_vault()
+            ws._retire_clear_face_index()
         except BaseException:
             ws.close()
             raise
@@ -619,7 +620,23 @@ class Workspace:
     # -- vision ----------------------------------------------------------------------------
     @property
     def face_index_path(self) -> Path:
-        return self.config.home / "index" / "faces.faiss"
+        """The sealed face index (``index/faces.sealed``, see :mod:`disgorge.vision.index`)."""
+        return self.config.home / "index" / "faces.sealed"
+
+    def _retire_clear_face_index(self) -> None:
+        """Older versions kept the face index in clear (``index/faces.faiss``): zero and
+        remove it, and rebuild the sealed one from the catalog (when faiss is installed;
+        otherwise the next analysis or face search does). The old file is never read."""
+        from .vision.index import retire_clear_index
+
+        if retire_clear_index(self.config.home / "index"):
+            from .vision import FaceIndex, FacesUnavailable, reconcile_index
+
+            try:
+                index = FaceIndex(self.face_index_path, self.kek)
+            except FacesUnavailable:
+                return  # no faiss here: the next analysis or face search with it rebuilds it
+            reconcile_index(self.reader, self.vault, index)
 
     @property
     def hash_cache(self) -> HashCache:
@@ -699,7 +716,7 @@ class Workspace:
             result: dict[str, Any] = {"by": "copy", "metric": "pdq_hamming_bits", "threshold": threshold}
         elif by == "face":
             threshold_f = max_distance if max_distance is not None else SAME_PERSON_DISTANCE
-            index = FaceIndex(self.face_index_path)
+            index = FaceIndex(self.face_index_path, self.kek)
             reconcile_index(self.reader, self.vault, index)
             with self.reader() as session:
                 embedder = _embedder_of(session, None)

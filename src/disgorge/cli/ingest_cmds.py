@@ -263,6 +263,18 @@ def _print_analysis(report, json_out: bool) -> None:
         console.print(f"  embedder: {d['embedder']} (a stand-in, not a face recogniser)", markup=False)
     if d["face_index"] != "updated":
         console.print(f"  face index {d['face_index']}", markup=False)
+    if d["consent_granted_photos"]:
+        console.print(
+            f"  consent now allows embedding: {d['consent_granted_photos']} photo(s) analysed before "
+            "with detection only",
+            markup=False,
+        )
+    if d["consent_withdrawn_photos"]:
+        console.print(
+            f"  consent withdrawn: removed {d['removed_embeddings']} embedding(s), {d['removed_crops']} "
+            f"crop(s) and {d['removed_faces']} face outline(s) of {d['consent_withdrawn_photos']} photo(s)",
+            markup=False,
+        )
     if d["detection_only_photos"]:
         reasons = ", ".join(f"{k}: {n}" for k, n in d["detection_only_reasons"].items())
         console.print(

@@ -7,11 +7,25 @@ count and the biometric flag, nothing that identifies the face — and the repor
 how many. Every photo gets a PDQ hash (copy detection needs no consent: it identifies a
 photo, not a person).
 
+Consent changes, so a plain analysis (without ``force``) also returns to photos it has
+analysed before, and does what consent allows *now*: a photo that got detection only
+and whose subjects have all granted ``biometric_processing`` since is analysed again
+with embeddings; a photo whose faces were embedded and whose consent was withdrawn (or
+expired) loses its face geometry, embeddings and crops (the crop blobs overwritten
+before they are unlinked: the owner's key lives on) and their face-index entries. Its
+PDQ hashes, face count and biometric flag stay, as for any detection-only photo. The
+report and the run's audit event count both (``consent_granted_photos``,
+``consent_withdrawn_photos``, ``removed_*``); each stripped photo gets an
+``asset.biometrics_removed`` event with counts only.
+
 Results are sealed under the owner's key: the hash, each face's box and landmarks, each
 embedding (as ``asset_derivatives`` rows) and each face crop (a sealed blob).
-Embeddings also go into the face index. Embedding rows get random 62-bit ids, used as
-the index ids, so a crash between the index and the catalog can never make an id point
-at the wrong face; :func:`reconcile_index` repairs either side after a crash.
+Embeddings also go into the sealed face index (:mod:`disgorge.vision.index`), which is
+brought to what the catalog holds (:func:`reconcile_index`) every minute and at the end
+of the run: the catalog is the truth, so a crash between the two sides is repaired, and
+vectors are only ever added from rows read under the index's lock. Embedding rows get
+random 62-bit ids, used as the index ids, so a crash between the index and the catalog
+can never make an id point at the wrong face.
 
 The embedder ("dlib", or the "portrait" stand-in for drawn samples, see
 :mod:`disgorge.vision.portrait`) is recorded in the run's parameters, so each embedding's
@@ -34,7 +48,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from .. import audit
@@ -43,6 +57,7 @@ from ..catalog.models import Asset, AssetDerivative, Run, Subject
 from ..consent import ConsentGate, ItemRef, Purpose
 from ..errors import InvalidInput
 from ..vault import Vault
+from ..vault.blobstore import wipe_file
 from .faces import ImageAnalysis, analyze_many, check_embedder
 from .index import FaceIndex
 from .models import FacesUnavailable
@@ -51,6 +66,8 @@ from .phash import phash_context
 __all__ = ["AnalyzeReport", "embedders_in_use", "reconcile_index", "run_analyze"]
 
 BATCH = 16
+#: what biometric consent allows beyond detection: removed when it is withdrawn
+BIOMETRIC_KINDS = ("face", "embedding", "crop")
 
 
 @dataclass
@@ -66,6 +83,13 @@ class AnalyzeReport:
     errors: list[dict[str, str]] = field(default_factory=list)
     run: str = ""
     embedder: str = "dlib"
+    #: photos analysed before with detection only, embedded now that consent allows it
+    consent_granted_photos: int = 0
+    #: photos whose faces, embeddings and crops were removed: consent no longer allows them
+    consent_withdrawn_photos: int = 0
+    removed_faces: int = 0
+    removed_embeddings: int = 0
+    removed_crops: int = 0
     #: "updated", or why the face index was not (it is rebuilt from the catalog later)
     face_index: str = "updated"
     seconds: float = 0.0
@@ -80,6 +104,11 @@ class AnalyzeReport:
             "detection_only_photos": self.detection_only_photos,
             "detection_only_reasons": self.detection_only_reasons,
             "upsampled_detections": self.upsampled_detections,
+            "consent_granted_photos": self.consent_granted_photos,
+            "consent_withdrawn_photos": self.consent_withdrawn_photos,
+            "removed_faces": self.removed_faces,
+            "removed_embeddings": self.removed_embeddings,
+            "removed_crops": self.removed_crops,
             "errors": self.errors,
             "run": self.run,
             "embedder": self.embedder,
@@ -95,29 +124,38 @@ class _Job:
     sha256: str
     owner: Subject
     embed: bool
+    redo: bool  # analysed before: its derivatives are replaced
     data: bytes
 
 
 def reconcile_index(reader: sessionmaker[Session], vault: Vault, index: FaceIndex) -> tuple[int, int]:
-    """Make the index hold exactly the active embedding rows; returns (removed, added)."""
-    with reader() as session:
-        rows = session.execute(
-            select(AssetDerivative.id, AssetDerivative.value_enc, AssetDerivative.asset_id, Asset.owner_id)
-            .join(Asset, Asset.id == AssetDerivative.asset_id)
-            .where(AssetDerivative.kind == "embedding", AssetDerivative.state == "active")
-        ).all()
-        catalog = {r.id for r in rows}
-        in_index = index.ids()
-        stale = in_index - catalog
-        missing = [r for r in rows if r.id not in in_index]
-        vectors = []
-        for r in missing:
-            owner = session.get(Subject, r.owner_id)
-            vectors.append(vault.open(owner, r.value_enc, f"embedding:{r.asset_id}:{r.id}"))
-    removed = index.remove(stale)
-    index.add([r.id for r in missing], vectors)
-    if removed or missing:
-        index.save()
+    """Make the index hold exactly the active embedding rows; returns (removed, added).
+
+    Holds the index's exclusive lock from reading its file, through reading the catalog,
+    to writing the file: an erasure marks its embedding rows erased before it removes
+    them from the index, so no vector it removed can come back from a catalog read made
+    before (see :mod:`disgorge.vision.index`)."""
+    with index.locked():
+        index.reload()
+        with reader() as session:
+            d = AssetDerivative
+            rows = session.execute(
+                select(d.id, d.value_enc, d.asset_id, Asset.owner_id)
+                .join(Asset, Asset.id == AssetDerivative.asset_id)
+                .where(AssetDerivative.kind == "embedding", AssetDerivative.state == "active")
+            ).all()
+            catalog = {r.id for r in rows}
+            in_index = index.ids()
+            stale = in_index - catalog
+            missing = [r for r in rows if r.id not in in_index]
+            vectors = []
+            for r in missing:
+                owner = session.get(Subject, r.owner_id)
+                vectors.append(vault.open(owner, r.value_enc, f"embedding:{r.asset_id}:{r.id}"))
+        removed = index.remove(stale)
+        index.add([r.id for r in missing], vectors)
+        if removed or missing or index.changed:
+            index.save()
     return removed, len(missing)
 
 
@@ -135,9 +173,9 @@ def embedders_in_use(session: Session) -> dict[str, set[str]]:
     return out
 
 
-def _open_index(index_path: Path) -> FaceIndex | None:
+def _open_index(index_path: Path, vault: Vault) -> FaceIndex | None:
     try:
-        return FaceIndex(index_path)
+        return FaceIndex(index_path, vault.kek)
     except FacesUnavailable:
         return None
 
@@ -160,38 +198,26 @@ def run_analyze(
     started = time.perf_counter()
     check_embedder(embedder)
     report = AnalyzeReport(embedder=embedder)
-    index = _open_index(index_path)
+    index = _open_index(index_path, vault)
     if index is None:
         report.face_index = "skipped: faiss is not installed (pip install 'disgorge[faces]' to build it)"
-    else:
-        reconcile_index(reader, vault, index)
 
     with reader() as session:
-        query = select(Asset.id, Asset.sha256, Asset.source_id, Asset.owner_id, Asset.blob_key).where(
-            Asset.state == "active"
-        )
-        if asset_ids is not None:
-            query = query.where(Asset.id.in_(asset_ids))
-        if not force:
-            query = query.where(Asset.analyzed_at.is_(None))
-        rows = session.execute(query.order_by(Asset.ingested_at, Asset.sha256)).all()
-        redone = {r.id for r in rows} if force else set()
+        rows, withdrawn, redone, verdicts = _select(session, asset_ids, force, at)
         for other, assets in embedders_in_use(session).items():
-            kept = len(assets - redone)
+            kept = len(assets - redone - set(withdrawn))
             if other != embedder and kept:
                 raise InvalidInput(
                     f"embedder {embedder!r}: {kept} photo(s) here have {other!r} embeddings, and the two "
                     f"kinds of vector cannot be compared; analyse every photo again with force "
                     f"(disgorge analyze --force --embedder {embedder}) or keep {other!r}"
                 )
-        verdicts = ConsentGate(session, Purpose.BIOMETRIC_PROCESSING, at).evaluate(
-            [ItemRef(r.id, r.source_id, r.owner_id) for r in rows]
-        )
         owners = {
             s.id: s
             for s in session.scalars(select(Subject).where(Subject.id.in_({r.owner_id for r in rows})))
         }
     report.photos = len(rows)
+    report.consent_granted_photos = sum(1 for r in rows if r.analyzed_at is not None) if not force else 0
     embed_count = sum(1 for r in rows if verdicts[r.id].allowed)
 
     run = Run(
@@ -219,6 +245,10 @@ def run_analyze(
             at=at,
         )
     report.run = run.id
+    if withdrawn:
+        _withdraw(sessions, vault, run, withdrawn, report, actor, at)
+        if index is None:  # it cannot be rewritten without faiss: it goes, rebuilt later
+            wipe_file(index_path, unlink=True)
 
     def jobs() -> Iterator[list[_Job]]:
         batch: list[_Job] = []
@@ -229,7 +259,7 @@ def run_analyze(
             except Exception as exc:  # noqa: BLE001 - one unreadable photo must not stop the run
                 report.errors.append({"sha256": r.sha256, "reason": f"cannot read ({type(exc).__name__})"})
                 continue
-            batch.append(_Job(r.id, r.sha256, owner, verdicts[r.id].allowed, data))
+            batch.append(_Job(r.id, r.sha256, owner, verdicts[r.id].allowed, r.id in redone, data))
             if len(batch) >= BATCH:
                 yield batch
                 batch = []
@@ -246,15 +276,15 @@ def run_analyze(
         workers=n_workers,
         inline=len(rows) <= BATCH,
     ):
-        _store(sessions, vault, index, run, batch, results, report, verdicts, actor, at, force)
+        _store(sessions, vault, run, batch, results, report, verdicts, actor, at)
         done += len(batch)
         if progress:
             progress(done, len(rows))
         if index is not None and time.monotonic() - last_save > 60:
-            index.save()
+            reconcile_index(reader, vault, index)
             last_save = time.monotonic()
     if index is not None:
-        index.save()
+        reconcile_index(reader, vault, index)
 
     report.seconds = time.perf_counter() - started
     with sessions.begin() as session:
@@ -269,6 +299,10 @@ def run_analyze(
                 "faces": report.faces,
                 "embedded_faces": report.embedded_faces,
                 "detection_only_photos": report.detection_only_photos,
+                "consent_granted_photos": report.consent_granted_photos,
+                "consent_withdrawn_photos": report.consent_withdrawn_photos,
+                "removed_embeddings": report.removed_embeddings,
+                "removed_crops": report.removed_crops,
             },
             actor=actor,
             at=at,
@@ -276,10 +310,108 @@ def run_analyze(
     return report
 
 
+def _select(
+    session: Session, asset_ids: list[str] | None, force: bool, at: datetime
+) -> tuple[list[Any], list[str], set[str], dict[str, Any]]:
+    """(photos to analyse, photos whose biometric derivatives consent no longer allows,
+    ids of the photos to analyse that were analysed before, verdict per photo).
+
+    Without ``force``: the photos never analysed, those analysed with detection only
+    whose consent now allows embedding, and (to strip) those embedded whose consent is
+    gone. The photos with faces are all put through the gate on every run: consent is
+    decided at the time of the analysis, and a grant can expire without any new record."""
+    columns = (Asset.id, Asset.sha256, Asset.source_id, Asset.owner_id, Asset.blob_key, Asset.analyzed_at)
+    query = select(*columns).where(Asset.state == "active")
+    if asset_ids is not None:
+        query = query.where(Asset.id.in_(asset_ids))
+    order = (Asset.ingested_at, Asset.sha256)
+    if force:
+        rows = session.execute(query.order_by(*order)).all()
+        verdicts = _verdicts(session, rows, at)
+        return rows, [], {r.id for r in rows}, verdicts
+    fresh = session.execute(query.where(Asset.analyzed_at.is_(None)).order_by(*order)).all()
+    has_biometrics = (
+        exists()
+        .where(AssetDerivative.asset_id == Asset.id, AssetDerivative.kind.in_(BIOMETRIC_KINDS))
+        .label("has_biometrics")
+    )
+    seen = session.execute(
+        query.add_columns(has_biometrics)
+        .where(Asset.analyzed_at.is_not(None), Asset.biometric == 1)
+        .order_by(*order)
+    ).all()
+    verdicts = _verdicts(session, [*fresh, *seen], at)
+    granted = [r for r in seen if verdicts[r.id].allowed and not r.has_biometrics]
+    withdrawn = [r.id for r in seen if not verdicts[r.id].allowed and r.has_biometrics]
+    return [*fresh, *granted], withdrawn, {r.id for r in granted}, verdicts
+
+
+def _verdicts(session: Session, rows: list[Any], at: datetime) -> dict[str, Any]:
+    return ConsentGate(session, Purpose.BIOMETRIC_PROCESSING, at).evaluate(
+        [ItemRef(r.id, r.source_id, r.owner_id) for r in rows]
+    )
+
+
+def _withdraw(
+    sessions: sessionmaker[Session],
+    vault: Vault,
+    run: Run,
+    asset_ids: list[str],
+    report: AnalyzeReport,
+    actor: str,
+    at: datetime,
+) -> None:
+    """Remove the faces, embeddings and crops of photos whose biometric consent is gone.
+
+    The crop blobs are overwritten and unlinked inside the transaction that deletes their
+    rows (the owner's key lives on, so unlinking alone would leave ciphertext it opens):
+    a crash leaves rows whose blobs are gone, and the next analysis removes those rows.
+    The face index is brought to the catalog afterwards (:func:`reconcile_index`)."""
+    for i in range(0, len(asset_ids), 500):
+        chunk = asset_ids[i : i + 500]
+        with sessions.begin() as session:
+            d = AssetDerivative
+            rows = session.execute(
+                select(d.id, d.asset_id, d.kind, d.blob_key).where(
+                    d.asset_id.in_(chunk), d.kind.in_(BIOMETRIC_KINDS)
+                )
+            ).all()
+            counts: dict[str, dict[str, int]] = {}
+            for r in rows:
+                if r.blob_key:
+                    vault.store.delete(r.blob_key, overwrite=True)
+                per = counts.setdefault(r.asset_id, {k: 0 for k in BIOMETRIC_KINDS})
+                per[r.kind] += 1
+            session.execute(delete(AssetDerivative).where(AssetDerivative.id.in_([r.id for r in rows])))
+            audit.append_many(
+                session,
+                [
+                    (
+                        "asset.biometrics_removed",
+                        {
+                            "asset": asset_id,
+                            "faces": n["face"],
+                            "embeddings": n["embedding"],
+                            "crops": n["crop"],
+                            "reason": "no_biometric_consent",
+                            "run": run.id,
+                        },
+                    )
+                    for asset_id, n in counts.items()
+                ],
+                actor=actor,
+                at=at,
+            )
+        report.consent_withdrawn_photos += len(counts)
+        for n in counts.values():
+            report.removed_faces += n["face"]
+            report.removed_embeddings += n["embedding"]
+            report.removed_crops += n["crop"]
+
+
 def _store(
     sessions: sessionmaker[Session],
     vault: Vault,
-    index: FaceIndex | None,
     run: Run,
     batch: list[_Job],
     results: list[ImageAnalysis],
@@ -287,10 +419,7 @@ def _store(
     verdicts: dict[str, Any],
     actor: str,
     at: datetime,
-    force: bool,
 ) -> None:
-    new_vectors: list[tuple[int, bytes]] = []
-    old_vectors: list[int] = []
     crops: list[str] = []
     events: list[tuple[str, dict[str, Any]]] = []
     try:
@@ -299,16 +428,14 @@ def _store(
                 if res.error:
                     report.errors.append({"sha256": job.sha256, "reason": res.error})
                     continue
-                if force:
+                if job.redo:
                     old = session.execute(
-                        select(AssetDerivative.id, AssetDerivative.kind, AssetDerivative.blob_key).where(
-                            AssetDerivative.asset_id == job.asset_id
+                        select(AssetDerivative.blob_key).where(
+                            AssetDerivative.asset_id == job.asset_id, AssetDerivative.blob_key.is_not(None)
                         )
                     ).all()
-                    old_vectors += [o.id for o in old if o.kind == "embedding"]
-                    for o in old:
-                        if o.blob_key:
-                            vault.store.delete(o.blob_key)
+                    for o in old:  # the owner's key lives on: overwrite, then unlink
+                        vault.store.delete(o.blob_key, overwrite=True)
                     session.execute(delete(AssetDerivative).where(AssetDerivative.asset_id == job.asset_id))
                 rows: list[AssetDerivative] = []
                 if res.phash is not None:
@@ -335,7 +462,6 @@ def _store(
                         row = _row(job, "embedding", i, sealed, run, at)
                         row.id = emb_id
                         rows.append(row)
-                        new_vectors.append((emb_id, face.embedding))
                     if face.crop is not None:
                         key = vault.store.put(vault.seal(job.owner, face.crop, f"crop:{job.asset_id}:{i}"))
                         crops.append(key)
@@ -366,14 +492,9 @@ def _store(
                 )
             session.flush()
             audit.append_many(session, events, actor=actor, at=at)
-            if index is not None:
-                index.remove(old_vectors)
-                index.add([i for i, _ in new_vectors], [v for _, v in new_vectors])
     except BaseException:
         for key in crops:  # the rows were rolled back: their crop blobs must not linger
-            vault.store.delete(key)
-        if index is not None:
-            index.remove([i for i, _ in new_vectors])
+            vault.store.delete(key, overwrite=True)
         raise
 
 
