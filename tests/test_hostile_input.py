@@ -263,3 +263,100 @@ def test_zip_member_read_stops_at_the_declared_size(tmp_path: Path) -> None:
             outcome[member.path] = str(exc)
     assert outcome["Ada_Lovelace/a.jpg"] == synthetic_photo(0, 0)
     assert str(outcome["Ada_Lovelace/liar.jpg"]).startswith("corrupt archive member")
+
+
+# -- erasure arguments and certificates (defects 7 and 10) -----------------------------------
+@pytest.fixture(scope="module")
+def erased(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """A CLI workspace where Ada_Lovelace was erased, and her exported certificate."""
+    tmp = tmp_path_factory.mktemp("erased")
+    photos = tmp / "photos"
+    for person, name in enumerate(["Ada_Lovelace", "Alan_Turing"]):
+        (photos / name).mkdir(parents=True)
+        for i in range(2):
+            (photos / name / f"{name}_{i:04d}.jpg").write_bytes(synthetic_photo(person, i))
+    ws = tmp / "ws"
+    assert run("init", ws).returncode == 0
+    assert run("source", "add", "app", "-w", ws).returncode == 0
+    assert run("ingest", photos, "-s", "app", "--subject-from", "dirname", "-w", ws).returncode == 0
+    done = run("erase", "--subject", "Ada_Lovelace", "--reason", "GDPR Art. 17", "--yes", "--json", "-w", ws)
+    assert done.returncode == 0, done.stderr
+    request = json.loads(done.stdout)["id"]
+    cert = tmp / "cert.json"
+    exported = run("certificate", "export", request, "-o", cert, "-w", ws)
+    assert exported.returncode == 0, exported.stderr
+    return {
+        "ws": ws,
+        "request": request,
+        "cert": cert,
+        "pub": cert.with_suffix(".pub.pem"),
+        "erased_photo": photos / "Ada_Lovelace" / "Ada_Lovelace_0000.jpg",
+        "kept_photo": photos / "Alan_Turing" / "Alan_Turing_0000.jpg",
+        "tmp": tmp,
+    }
+
+
+def test_a_short_reason_is_refused_the_same_way_with_and_without_dry_run(erased: dict[str, object]) -> None:
+    ws = erased["ws"]
+    planned = run("erase", "--subject", "Alan_Turing", "--reason", "t", "--dry-run", "-w", ws)
+    real = run("erase", "--subject", "Alan_Turing", "--reason", "t", "--yes", "-w", ws)
+    assert planned.returncode == real.returncode == 2
+    assert one_line_error(planned) == one_line_error(real)
+    assert "at least 3 characters" in one_line_error(real)
+    assert "at least 3 characters" in one_line_error(
+        run("erase", "--subject", "Alan_Turing", "--reason", " ab ", "--dry-run", "-w", ws)
+    )
+    # a plan without --reason is still a plan
+    assert run("erase", "--subject", "Alan_Turing", "--dry-run", "-w", ws).returncode == 0
+    # nothing was planned or erased
+    listed = json.loads(run("erasure", "list", "--json", "-w", ws).stdout)
+    assert [r["id"] for r in listed] == [erased["request"]]
+
+
+def test_python_api_refuses_a_short_reason_with_the_same_message(ws: Workspace, photo_dir: Path) -> None:
+    ws.ingest(photo_dir, source="app", subject_from="dirname")
+    with pytest.raises(InvalidInput, match="at least 3 characters"):
+        ws.erase("subject", "Ada_Lovelace", reason="ab")
+    assert ws.erasures() == []
+
+
+def test_certificate_export_to_a_missing_folder_is_a_clear_error(erased: dict[str, object]) -> None:
+    missing = Path(erased["tmp"]) / "no" / "such" / "dir" / "c.json"
+    message = one_line_error(
+        run("certificate", "export", erased["request"], "-o", missing, "-w", erased["ws"])
+    )
+    assert "no such folder" in message
+    assert not missing.parent.exists()
+    folder = one_line_error(
+        run("certificate", "export", erased["request"], "-o", erased["tmp"], "-w", erased["ws"])
+    )
+    assert "is a folder" in folder
+
+
+@pytest.mark.parametrize("algorithm", ["Ed24519", "ed25519", "", None, "RS256", ["Ed25519"]])
+def test_certificate_naming_another_algorithm_does_not_verify(
+    erased: dict[str, object], algorithm: object
+) -> None:
+    from disgorge.erasure.certificate import verify_certificate
+
+    cert = json.loads(Path(erased["cert"]).read_text())
+    pub = Path(erased["pub"]).read_bytes()
+    assert cert["algorithm"] == "Ed25519" and verify_certificate(cert, pub).ok
+    if algorithm is None:
+        del cert["algorithm"]
+    else:
+        cert["algorithm"] = algorithm
+    check = verify_certificate(cert, pub)
+    assert not check.ok and check.where == "algorithm" and "only Ed25519" in check.reason
+
+
+def test_cli_refuses_a_certificate_naming_another_algorithm(
+    erased: dict[str, object], tmp_path: Path
+) -> None:
+    cert = json.loads(Path(erased["cert"]).read_text())
+    cert["algorithm"] = "Ed24519"
+    forged = tmp_path / "forged.json"
+    forged.write_text(json.dumps(cert))
+    result = run("certificate", "verify", forged, "--public-key", erased["pub"])
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stdout.startswith("INVALID: unsupported signature algorithm 'Ed24519'")

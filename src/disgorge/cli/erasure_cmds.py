@@ -8,7 +8,9 @@ from typing import Annotated
 
 import typer
 
-from ._common import AtOpt, JsonOpt, WorkspaceOpt, console, err, fail, open_workspace, print_json
+from ..erasure.certificate import check_reason
+from ..errors import InvalidInput
+from ._common import AtOpt, JsonOpt, WorkspaceOpt, console, err, fail, open_workspace, print_json, shown
 
 RequestArg = Annotated[str, typer.Argument(help="Erasure request id (a unique prefix will do).")]
 WaitOpt = Annotated[
@@ -59,7 +61,11 @@ def erase(
         str | None, typer.Option(help="A model NAME[@V] to retire with everything derived.")
     ] = None,
     reason: Annotated[
-        str, typer.Option(help="Why (goes on the certificate), e.g. 'GDPR Art. 17 request 123'.")
+        str,
+        typer.Option(
+            help="Why (goes on the certificate; at least 3 characters, checked with --dry-run too), "
+            "e.g. 'GDPR Art. 17 request 123'."
+        ),
     ] = "",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
@@ -91,13 +97,18 @@ def erase(
     if len(scopes) != 1:
         raise fail("name exactly one of --subject, --asset, --source, --transfer, --model", code=2)
     [(kind, ident)] = scopes.items()
+    # the reason is checked first, by the same rule the erasure itself applies: a plan
+    # (--dry-run) must not accept what the erasure then refuses
+    if reason or not dry_run:
+        try:
+            check_reason(reason)
+        except InvalidInput as exc:
+            raise fail(str(exc), code=2) from None
     with open_workspace(workspace) as ws:
         plan = ws.erasure_plan(kind, ident)
         if dry_run:
             print_json(plan) if json_out else _print_plan(plan)
             return
-        if not reason.strip():
-            raise fail("an erasure needs --reason (it goes on the certificate)", code=2)
         if not json_out:
             _print_plan(plan)
         if not yes:
@@ -207,15 +218,32 @@ def erasure_resume(
     _print_result(result, json_out)
 
 
+def _check_out(out: Path, *, new: bool = False) -> None:
+    """Refuse an output path that cannot be written, before any work is done."""
+    if new and out.exists():
+        raise fail(f"{shown(out)} already exists")
+    if out.is_dir():
+        raise fail(f"{shown(out)} is a folder; name a file")
+    if not out.parent.is_dir():
+        raise fail(f"{shown(out.parent)}: no such folder")
+
+
+def _write(out: Path, data: bytes) -> None:
+    try:
+        out.write_bytes(data)
+    except OSError as exc:
+        raise fail(f"cannot write {shown(out)}: {exc.strerror or exc}") from None
+
+
 def _read_document(file: Path) -> dict:
     if not file.is_file():
-        raise fail(f"{file}: no such file")
+        raise fail(f"{shown(file)}: no such file")
     try:
         doc = json.loads(file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise fail(f"{file.name}: not a JSON document ({exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise fail(f"{shown(file.name)}: not a JSON document ({exc})") from None
     if not isinstance(doc, dict):
-        raise fail(f"{file.name}: not a signed disgorge document")
+        raise fail(f"{shown(file.name)}: not a signed disgorge document")
     return doc
 
 
@@ -227,13 +255,13 @@ def erasure_request(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Write the signed erasure request for a recipient, to deliver by hand."""
-    if out.exists():
-        raise fail(f"{out} already exists")
+    _check_out(out, new=True)
     with open_workspace(workspace) as ws:
         doc = ws.erasure_request_document(request, recipient)
-    out.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    _write(out, (json.dumps(doc, indent=1, sort_keys=True) + "\n").encode())
     console.print(
-        f"wrote {out}: give it to {recipient}; import their answer with `disgorge erasure ack`", markup=False
+        f"wrote {shown(out)}: give it to {shown(recipient)}; import their answer with `disgorge erasure ack`",
+        markup=False,
     )
 
 
@@ -246,12 +274,11 @@ def erasure_receive(
     json_out: JsonOpt = False,
 ) -> None:
     """Carry out a sender's erasure request delivered as a file; write the signed answer."""
-    if out.exists():
-        raise fail(f"{out} already exists")
+    _check_out(out, new=True)
     doc = _read_document(file)
     with open_workspace(workspace) as ws:
         answer = ws.receive_erasure_request(doc, wait=wait)
-    out.write_text(json.dumps(answer, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    _write(out, (json.dumps(answer, indent=1, sort_keys=True) + "\n").encode())
     body = answer["body"]
     if json_out:
         print_json(
@@ -260,7 +287,7 @@ def erasure_receive(
     else:
         console.print(
             f"{body['state']}: {body['matched']} of {body['named']} photo(s) found here; "
-            f"answer written to {out}",
+            f"answer written to {shown(out)}",
             markup=False,
         )
 
@@ -350,12 +377,14 @@ def certificate_export(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Write an erasure's signed certificate (and the workspace public key next to it)."""
+    pub = out.with_suffix(".pub.pem")
+    _check_out(out)
     with open_workspace(workspace) as ws:
         cert = ws.erasure_certificate(request)
         pem = ws.public_key_pem()
-    out.write_text(json.dumps(cert, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    out.with_suffix(".pub.pem").write_bytes(pem)
-    console.print(f"wrote {out} and {out.with_suffix('.pub.pem')}", markup=False)
+    _write(out, (json.dumps(cert, indent=2, sort_keys=True) + "\n").encode())
+    _write(pub, pem)
+    console.print(f"wrote {shown(out)} and {shown(pub)}", markup=False)
 
 
 @certificate_app.command("verify")
@@ -371,11 +400,15 @@ def certificate_verify(
 
     for path in (file, public_key, prove_item):
         if path is not None and not path.is_file():
-            raise fail(f"{path}: no such file")
+            raise fail(f"{shown(path)}: no such file")
     try:
         cert = json.loads(file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise fail(f"{file.name}: not JSON ({exc.msg} at line {exc.lineno})") from None
+        raise fail(f"{shown(file.name)}: not JSON ({exc.msg} at line {exc.lineno})") from None
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise fail(f"{shown(file.name)}: not a JSON document ({type(exc).__name__})") from None
+    if not isinstance(cert, dict):
+        raise fail(f"{shown(file.name)}: not a disgorge certificate")
     check = verify_certificate(cert, public_key.read_bytes())
     result = check.to_dict()
     if check.ok and prove_item is not None:
@@ -391,7 +424,7 @@ def certificate_verify(
         if "item" in result:
             covered = "is" if result["item"]["covered"] else "is NOT"
             console.print(
-                f"{prove_item.name} {covered} among the {result['item']['items']} erased item(s)",
+                f"{shown(prove_item.name)} {covered} among the {result['item']['items']} erased item(s)",
                 markup=False,
             )
     if not check.ok or ("item" in result and not result["item"]["covered"]):

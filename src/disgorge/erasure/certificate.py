@@ -6,7 +6,10 @@ the steps, the verification results, recipients' acknowledgements, and a Merkle 
 over the erased items. Each item's leaf is ``sha256(salt || sha256(photo))`` with a salt
 published in the certificate: whoever holds a photo can prove it is covered
 (``--prove-item``), while the leaves reveal nothing to anyone who does not. The
-signature is Ed25519 over the canonical JSON of the body.
+signature is Ed25519 over the canonical JSON of the body. The top-level ``algorithm``
+is outside the signed body, so a verifier accepts exactly one value, ``"Ed25519"``: an
+unsigned field that could name another algorithm would let whoever edits the file choose
+how it is checked.
 """
 
 from __future__ import annotations
@@ -25,9 +28,12 @@ from .._merkle import merkle_path, merkle_root, root_from_path
 from ..errors import InvalidInput
 
 __all__ = [
+    "ALGORITHM",
+    "MIN_REASON_CHARS",
     "SCHEMA",
     "CertificateCheck",
     "canonical",
+    "check_reason",
     "item_leaf",
     "leaf_from_sha256",
     "load_public_key",
@@ -37,6 +43,25 @@ __all__ = [
 ]
 
 SCHEMA = "disgorge.erasure-certificate/1"
+#: the only signature algorithm a certificate may name
+ALGORITHM = "Ed25519"
+#: a reason goes on the certificate: "t" or "ab" says nothing to whoever reads it
+MIN_REASON_CHARS = 3
+
+
+def check_reason(reason: str | None) -> str:
+    """The reason an erasure is made, stripped; InvalidInput if it is too short to mean anything.
+
+    One rule for every way in (``erase``, ``erase --dry-run``, the Python API), checked
+    before anything is planned.
+    """
+    text = (reason or "").strip()
+    if len(text) < MIN_REASON_CHARS:
+        raise InvalidInput(
+            f"an erasure needs a reason of at least {MIN_REASON_CHARS} characters "
+            "(it goes on the certificate), e.g. --reason 'GDPR Art. 17 request 123'"
+        )
+    return text
 
 
 def canonical(body: dict[str, Any]) -> bytes:
@@ -82,6 +107,12 @@ def verify_certificate(certificate: dict[str, Any], public_key: bytes) -> Certif
     signature = certificate.get("signature")
     if not isinstance(body, dict) or not isinstance(signature, str):
         return CertificateCheck(False, "not a disgorge certificate (no body or signature)", "top level")
+    if certificate.get("algorithm") != ALGORITHM:
+        return CertificateCheck(
+            False,
+            f"unsupported signature algorithm {certificate.get('algorithm')!r} (only Ed25519)",
+            "algorithm",
+        )
     if body.get("schema") != SCHEMA:
         return CertificateCheck(False, f"unknown schema {body.get('schema')!r}", "body.schema")
     try:

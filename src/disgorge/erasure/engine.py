@@ -71,7 +71,7 @@ from ..errors import ErasureBlocked, IntegrityError, InvalidInput, NotFound
 from ..vault.blobstore import wipe_file
 from ..vault.sealed_file import read_sealed_file, write_sealed_file
 from ..vision.phash import phash_context
-from .certificate import SCHEMA, canonical, leaf_from_sha256, section_digests
+from .certificate import SCHEMA, canonical, check_reason, leaf_from_sha256, section_digests
 from .forensics import Hit, TreeStats, scan_tree
 from .plan import make_plan, summarize
 
@@ -233,8 +233,7 @@ class ErasureEngine:
         """Plan and record a request (state ``planned``). ``needles`` are extra byte strings the
         verifier must not find afterwards (e.g. the external id the request named); they are
         kept only sealed, and only until the scan."""
-        if len(reason.strip()) < 3:
-            raise InvalidInput("an erasure needs a reason (it goes on the certificate)")
+        check_reason(reason)
         with self.ws.sessions.begin() as session:
             key, ref = self._resolve_scope(session, kind, ident)
             plan = make_plan(session, kind, key, ref)
