@@ -360,3 +360,38 @@ def test_cli_refuses_a_certificate_naming_another_algorithm(
     result = run("certificate", "verify", forged, "--public-key", erased["pub"])
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stdout.startswith("INVALID: unsupported signature algorithm 'Ed24519'")
+
+
+# -- demo --photos with short folder names (defect 7) ----------------------------------------
+def test_demo_scan_leaves_out_ids_too_short_to_look_for(tmp_path: Path) -> None:
+    """LFW-style folders named with 2 characters: the ids are needles that turn up by chance
+    in ciphertext and SQLite pages, so the demo's scans reported leaks that were not."""
+    from disgorge.demo import _real_people, _scan_needles
+    from disgorge.erasure import scan_tree
+    from disgorge.erasure.forensics import MIN_NEEDLE_BYTES
+
+    layout = tmp_path / "lfw"
+    names = ["ab", "cd", "ef", "gh", "Long_Enough_Name"]
+    for person, name in enumerate(names):
+        (layout / name).mkdir(parents=True)
+        for i in range(6):
+            (layout / name / f"{name}_{i}.jpg").write_bytes(synthetic_photo(person, i))
+    people = _real_people(layout)
+    needles = _scan_needles(people)
+    assert all(len(n) >= MIN_NEEDLE_BYTES for n in needles.values())
+    assert "id Long_Enough_Name" in needles and "id ab" not in needles
+    assert sum(label.startswith("photo ") for label in needles) == sum(
+        len(people.photos[u]) for u in people.users
+    )
+
+    ws = Workspace.init(tmp_path / "ws")
+    try:
+        ws.add_source("app")
+        assert ws.ingest(layout, source="app", subject_from="dirname", workers=1).ingested == 30
+        home = ws.config.home
+    finally:
+        ws.close()
+    assert scan_tree(home, needles) == []
+    # what the demo used to look for: two-byte ids are "found" in a workspace holding none
+    short = {f"id {u}": u.encode() for u in people.users if len(u) < MIN_NEEDLE_BYTES}
+    assert short and scan_tree(home, short), "a 2-byte needle turns up by chance in sealed bytes"
