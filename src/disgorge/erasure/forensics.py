@@ -250,15 +250,10 @@ def scan_tree(root: Path, needles: Mapping[str, bytes], *, stats: TreeStats | No
     request = json.dumps(
         {"root": os.fspath(root), "needles": {label: bytes(n).hex() for label, n in needles.items()}}
     ).encode()
-    package_parent = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    # run as a plain script: it imports only numpy, not the package (a child that imported
+    # all of disgorge took seconds to start on a loaded machine)
     proc = subprocess.run(
-        [sys.executable, "-m", "disgorge.erasure._scan_child"],
-        input=request,
-        capture_output=True,
-        env=env,
-        check=False,
+        [sys.executable, "-I", os.path.abspath(__file__)], input=request, capture_output=True, check=False
     )
     if proc.returncode != 0:
         last = proc.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
@@ -401,3 +396,18 @@ def _scan_file(path: str, rel: str, matcher: _Matcher, overlap: int, buf: bytear
     finally:
         view.release()
     return [Hit(label, rel, offset) for label, offset in found.items()]
+
+
+def _child_main() -> None:
+    """The scanning child: a request ``{"root": PATH, "needles": {label: hex}}`` on stdin, the
+    answer ``{"hits": [[label, file, offset], ...], "files": N, "bytes": N}`` on stdout."""
+    request = json.loads(sys.stdin.buffer.read())
+    needles = {label: bytes.fromhex(value) for label, value in request["needles"].items()}
+    stats = TreeStats()
+    hits = scan_tree_in_process(Path(request["root"]), needles, stats=stats)
+    answer = {"hits": [[h.label, h.file, h.offset] for h in hits], "files": stats.files, "bytes": stats.bytes}
+    sys.stdout.write(json.dumps(answer))
+
+
+if __name__ == "__main__":
+    _child_main()
