@@ -1593,11 +1593,13 @@ class Workspace:
         out: str | Path | None = None,
         at: str | datetime | None = None,
         override: tuple[str, str] | None = None,
+        keep_metadata: bool = False,
     ) -> dict[str, Any]:
         """Send a dataset version to a recipient: gate, signed bundle, transfer in the lineage.
 
         With ``at`` in the past and no ``out``, record a legacy transfer as it happened
         (every member; under ``override`` where the gate would not have allowed it).
+        The bundle's photos leave without location metadata unless ``keep_metadata``.
         """
         from .sharing.share import share
 
@@ -1610,7 +1612,15 @@ class Workspace:
             at=_when(at),
             backfill=out is None,
             override=override,
+            keep_metadata=keep_metadata,
         )
+
+    def receive_legacy(self, sender: str, *, source: str, at: str | datetime | None = None) -> dict[str, Any]:
+        """Record that a registered sender sent the photos of ``source`` outside disgorge (a
+        legacy transfer), so that its erasure requests by sha256 reach them — and only them."""
+        from .sharing.share import receive_legacy
+
+        return receive_legacy(self, sender, source=source, at=_when(at))
 
     def receive_bundle(self, path: str | Path, *, at: str | datetime | None = None) -> dict[str, Any]:
         """Check a bundle from a registered sender whole, then ingest it under its terms."""
@@ -1711,11 +1721,19 @@ class Workspace:
     def audit_checkpoint(self) -> dict[str, Any]:
         """A signed tree head of the audit log as it stands now (docs/audit.md): keep it
         outside the workspace; ``verify_audit(since=head)`` later proves the log extends it."""
-        from .audit.anchor import tree_root
+        from sqlalchemy.exc import OperationalError
+
+        from .audit.anchor import save_frontier, tree_root
 
         key, workspace_id = self.public_key().public_bytes_raw().hex(), self.workspace_id
         with self.reader() as session:
-            size, root = tree_root(session, cache_key=f"{workspace_id}:{self.engine.url}")
+            size, root, to_save = tree_root(session, cache_key=f"{workspace_id}:{self.engine.url}")
+        if to_save is not None:
+            try:  # only a cache (audit.anchor): never worth failing or waiting long for
+                with self.sessions.begin() as session:
+                    save_frontier(session, to_save)
+            except OperationalError:
+                _log.info("audit frontier not saved (the catalog is busy)")
         return self._tree_head(key, workspace_id, size, root)
 
     def _tree_head(self, key: str, workspace_id: str, size: int, root: bytes) -> dict[str, Any]:
@@ -1746,7 +1764,7 @@ class Workspace:
                     )
                 size, root = found["tree_size"], found["root"]
             else:
-                size, root = anchor.tree_root(session)
+                size, root, _ = anchor.tree_root(session)
             included = anchor.inclusion_proof(session, event) if event is not None else None
         out: dict[str, Any] = {"head": self._tree_head(key, workspace_id, size, root)}
         if old is not None:

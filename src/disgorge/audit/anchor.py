@@ -4,14 +4,17 @@
 the leaves (the ``hash`` column of ``audit_events`` in ``seq`` order, one streaming pass,
 O(log n) memory) inside the caller's read session, so the size, root and proof it returns
 describe one snapshot of the log. No table is added: the tree is recomputed from the
-events. For the heads that certificates and answers carry (many per process in a server),
-a per-process frontier (the right edge of the tree, O(log n) hashes) is kept and extended
+events. For the heads that certificates and answers carry (many per process in a server,
+one per erasure in a CLI process), the frontier (the right edge of the tree, O(log n)
+hashes) is kept, in this process and in the ``meta`` row ``audit_frontier``, and extended
 by the new events only, after checking that the event it ended on is still there
-unchanged; :func:`check_since`, the one that judges tampering, never uses it.
+unchanged. It is a cache, not evidence: :func:`check_since`, the one that judges
+tampering, always recomputes from the events.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -19,7 +22,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..catalog.models import AuditEvent
+from ..catalog.models import AuditEvent, Meta
 from ..errors import IntegrityError, InvalidInput
 from .log import ChainReport
 from .transparency import (
@@ -32,9 +35,11 @@ from .transparency import (
     verify_consistency,
 )
 
-__all__ = ["check_since", "consistency_proof", "inclusion_proof", "tree_root"]
+__all__ = ["check_since", "consistency_proof", "inclusion_proof", "save_frontier", "tree_root"]
 
-_BATCH = 20_000
+#: the stored frontier is rewritten once it is this many events behind (a small write)
+SAVE_EVERY = 10_000
+FRONTIER_KEY = "audit_frontier"
 _FRONTIERS: dict[str, tuple[Frontier, str]] = {}
 _LOCK = threading.Lock()
 
@@ -44,45 +49,85 @@ def _size(session: Session) -> int:
 
 
 def _leaves(session: Session, after: int, upto: int) -> Iterator[bytes]:
-    """Leaf hashes of events ``after+1 .. upto``; IntegrityError on a gap in ``seq``."""
+    """Leaf hashes of events ``after+1 .. upto``, one streamed query; IntegrityError on a gap."""
     expected = after + 1
-    while expected <= upto:
-        rows = session.execute(
-            select(AuditEvent.seq, AuditEvent.hash)
-            .where(AuditEvent.seq >= expected, AuditEvent.seq <= upto)
-            .order_by(AuditEvent.seq)
-            .limit(_BATCH)
-        ).all()
-        for seq, digest in rows:
-            if seq != expected:
-                raise IntegrityError(f"audit event {expected} is missing; run `disgorge audit verify`")
-            yield leaf_hash(digest)
-            expected += 1
-        if not rows:
-            raise IntegrityError(f"audit event {expected} is missing; run `disgorge audit verify`")
+    if expected > upto:
+        return
+    rows = session.execute(
+        select(AuditEvent.seq, AuditEvent.hash)
+        .where(AuditEvent.seq > after, AuditEvent.seq <= upto)
+        .order_by(AuditEvent.seq)
+        .execution_options(yield_per=50_000)
+    )
+    for seq, digest in rows:
+        if seq != expected:
+            break
+        yield leaf_hash(digest)
+        expected += 1
+    if expected <= upto:
+        raise IntegrityError(f"audit event {expected} is missing; run `disgorge audit verify`")
 
 
-def tree_root(session: Session, cache_key: str | None = None) -> tuple[int, bytes]:
-    """``(tree_size, root)`` of the log as this session sees it.
+def _encode(frontier: Frontier, last: str) -> bytes:
+    stack = [[start, size, digest.hex()] for start, size, digest in frontier.stack]
+    return json.dumps({"count": frontier.count, "last": last, "stack": stack}).encode()
+
+
+def _decode(value: bytes) -> tuple[Frontier, str] | None:
+    try:
+        doc = json.loads(value)
+        stack = [(int(a), int(b), bytes.fromhex(h)) for a, b, h in doc["stack"]]
+        frontier = Frontier(stack, int(doc["count"]))
+        return frontier, str(doc["last"])
+    except (ValueError, KeyError, TypeError):
+        return None  # a damaged cache is recomputed
+
+
+def _usable(session: Session, cached: tuple[Frontier, str] | None, size: int) -> Frontier | None:
+    if cached is None or not 0 < cached[0].count <= size:
+        return None
+    still = session.scalar(select(AuditEvent.hash).where(AuditEvent.seq == cached[0].count))
+    return cached[0].copy() if still == cached[1] else None
+
+
+def tree_root(session: Session, cache_key: str | None = None) -> tuple[int, bytes, bytes | None]:
+    """``(tree_size, root, to_save)`` of the log as this session sees it.
 
     With ``cache_key`` (one per workspace and catalog), the frontier left by the last call
-    in this process is extended instead of re-reading every event.
+    in this process, or else the one stored in ``meta``, is extended instead of reading
+    every event; ``to_save`` is a new value for the stored one when it is far behind
+    (:func:`save_frontier`), else None.
     """
     size = _size(session)
-    frontier = Frontier()
+    frontier: Frontier | None = None
+    stored_count = 0
     if cache_key is not None:
         with _LOCK:
-            cached = _FRONTIERS.get(cache_key)
-        if cached is not None and 0 < cached[0].count <= size:
-            still = session.scalar(select(AuditEvent.hash).where(AuditEvent.seq == cached[0].count))
-            if still == cached[1]:
-                frontier = cached[0].copy()
+            frontier = _usable(session, _FRONTIERS.get(cache_key), size)
+        row = session.get(Meta, FRONTIER_KEY)
+        stored = _decode(row.value) if row is not None else None
+        stored_count = stored[0].count if stored is not None else 0
+        if frontier is None:
+            frontier = _usable(session, stored, size)
+    frontier = frontier or Frontier()
     frontier.extend(_leaves(session, frontier.count, size))
+    to_save = None
     if cache_key is not None and size:
-        last = session.scalar(select(AuditEvent.hash).where(AuditEvent.seq == size))
+        last = str(session.scalar(select(AuditEvent.hash).where(AuditEvent.seq == size)))
         with _LOCK:
-            _FRONTIERS[cache_key] = (frontier.copy(), str(last))
-    return size, frontier.root()
+            _FRONTIERS[cache_key] = (frontier.copy(), last)
+        if size - stored_count >= SAVE_EVERY:
+            to_save = _encode(frontier, last)
+    return size, frontier.root(), to_save
+
+
+def save_frontier(session: Session, value: bytes) -> None:
+    """Store a frontier from :func:`tree_root` (in a write transaction of its own)."""
+    row = session.get(Meta, FRONTIER_KEY)
+    if row is None:
+        session.add(Meta(key=FRONTIER_KEY, value=value))
+    else:
+        row.value = value
 
 
 def consistency_proof(session: Session, old_size: int) -> dict[str, Any]:

@@ -142,6 +142,9 @@ class Frontier:
     found: dict[Range, bytes] = field(default_factory=dict)
 
     def push(self, leaf: bytes) -> None:
+        if not self.wanted:
+            self._push_fast(leaf)
+            return
         start, size, digest = self.count, 1, leaf
         self.count += 1
         if (start, start + 1) in self.wanted:
@@ -153,9 +156,20 @@ class Frontier:
                 self.found[(start, start + size)] = digest
         self.stack.append((start, size, digest))
 
+    def _push_fast(self, leaf: bytes) -> None:
+        # the same as push, for a frontier that records nothing (the common case)
+        stack, count, digest, size = self.stack, self.count, leaf, 1
+        self.count = count + 1
+        while count & 1:  # each trailing 1 bit of the old count is a subtree to merge with
+            _, _, left = stack.pop()
+            digest = hashlib.sha256(b"\x01" + left + digest).digest()
+            size, count = size * 2, count >> 1
+        stack.append((self.count - size, size, digest))
+
     def extend(self, leaves: Iterable[bytes]) -> None:
+        push = self._push_fast if not self.wanted else self.push
         for leaf in leaves:
-            self.push(leaf)
+            push(leaf)
 
     def root(self) -> bytes:
         """MTH of every leaf pushed so far."""
