@@ -327,6 +327,8 @@ def test_a_legacy_transfer_is_recorded_under_override_and_erased_by_sha256(pair:
             at="2019-06-02",
             workers=1,
         )
+        # ... and records where they came from: a sender's request reaches only what it sent
+        vendor.receive_legacy("app", source="bought-photos", at="2019-06-02")
     with Workspace.open(pair.root / "app", actor="tester") as app:
         plan = app.erasure_plan("transfer", legacy["transfer"][:12])
         assert plan["counts"]["photos"] == 0 and plan["counts"]["items_at_recipients"] == len(pair.photos)

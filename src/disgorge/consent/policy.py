@@ -16,6 +16,13 @@ With no decision on record, other purposes rest on the policy (rule 2). ``known_
 limits the evidence to consent records *recorded* by then: "what did we know on date X".
 Verdicts carry the rule and a reason naming refs, policy versions and dates (never an
 external id), so every exclusion can be explained.
+
+Provenance (DESIGN.md invariant 10, design note 19): the same bytes may be held through
+several provenances — the source they were first ingested from, and each incoming transfer
+that carried them. Rules 1-4 are applied once per provenance, with that provenance's source
+policy and only the consent records that are not scoped to *another* transfer (a bundle's
+per-photo terms, ``ConsentRecord.transfer_id``); the item is allowed only if every
+provenance allows it, and the first that does not is named in the reason.
 """
 
 from __future__ import annotations
@@ -29,7 +36,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .._time import iso
-from ..catalog.models import AssetSubject, ConsentRecord, PolicyVersion, Source, Subject
+from ..catalog.models import (
+    AssetSubject,
+    ConsentRecord,
+    PolicyVersion,
+    Source,
+    Subject,
+    Transfer,
+    TransferItem,
+)
 from .purposes import Decision, Purpose
 
 __all__ = ["ConsentGate", "ItemRef", "Verdict"]
@@ -61,6 +76,8 @@ class _Decision:
     decision: str
     at: datetime
     asset_id: str | None
+    #: the incoming transfer whose terms this is (None: every provenance)
+    transfer_id: str | None = None
 
 
 class ConsentGate:
@@ -79,6 +96,13 @@ class ConsentGate:
             self._policies[policy.source_id].append(policy)
         for sid, name in session.execute(select(Source.id, Source.name)):
             self._source_names[sid] = name
+        #: sources that hold what incoming transfers carried: a photo in one of them is held
+        #: through its transfer items, not through the source itself
+        self._transfer_sources: set[int] = set(
+            session.scalars(
+                select(Transfer.source_id).where(Transfer.direction == "in", Transfer.source_id.is_not(None))
+            )
+        )
 
     def policy_in_force(self, source_id: int) -> PolicyVersion | None:
         found = None
@@ -108,10 +132,63 @@ class ConsentGate:
         refs = dict(
             self.session.execute(select(Subject.id, Subject.ref).where(Subject.id.in_(subject_ids))).all()
         )
+        received: dict[str, list[tuple[str, int]]] = defaultdict(list)
+        if self._transfer_sources:
+            for asset_id, transfer_id, source_id in self.session.execute(
+                select(TransferItem.asset_id, Transfer.id, Transfer.source_id)
+                .join(Transfer, Transfer.id == TransferItem.transfer_id)
+                .where(TransferItem.asset_id.in_(asset_ids), Transfer.direction == "in")
+                .order_by(Transfer.at, Transfer.id)
+            ):
+                received[asset_id].append((transfer_id, source_id))
         out: dict[str, Verdict] = {}
         for it in items:
-            out[it.asset_id] = self._one(it, depicted.get(it.asset_id, []), history, refs)
+            out[it.asset_id] = self._combined(it, depicted.get(it.asset_id, []), history, refs, received)
         return out
+
+    def provenances(self, it: ItemRef, received: list[tuple[str, int]]) -> list[tuple[int, str | None]]:
+        """(source id, incoming transfer id or None) for each provenance the photo is held through.
+
+        Its own source counts unless that source only holds what transfers carried (then the
+        transfer items are the provenances, and one removed by its sender's erasure is gone)."""
+        found: list[tuple[int, str | None]] = []
+        if it.source_id not in self._transfer_sources:
+            found.append((it.source_id, None))
+        found += [(source_id, transfer_id) for transfer_id, source_id in received]
+        return found or [(it.source_id, None)]
+
+    def _combined(
+        self,
+        it: ItemRef,
+        depicted: list[int],
+        history: dict[int, list[_Decision]],
+        refs: dict[int, str],
+        received: dict[str, list[tuple[str, int]]],
+    ) -> Verdict:
+        """Allowed only if allowed through every provenance; the first denial is the verdict."""
+        ways = self.provenances(it, received.get(it.asset_id, []))
+        verdicts = []
+        for source_id, transfer_id in ways:
+            scoped = {
+                s: [d for d in history.get(s, []) if d.transfer_id in (None, transfer_id)]
+                for s in (it.owner_id, *depicted)
+            }
+            verdict = self._one(ItemRef(it.asset_id, source_id, it.owner_id), depicted, scoped, refs)
+            if len(ways) == 1:
+                return verdict
+            where = self._source_names.get(source_id, str(source_id))
+            how = f"received in transfer {transfer_id[:12]}" if transfer_id else "its own source"
+            if not verdict.allowed:
+                return Verdict(
+                    False,
+                    verdict.rule,
+                    f"{verdict.reason} (through {where!r}, {how}: one of {len(ways)} provenances of "
+                    "this photo, and each must allow the use)",
+                )
+            verdicts.append(f"through {where!r}: {verdict.reason}")
+        return Verdict(
+            True, "allowed", f"allowed through each of its {len(ways)} provenances: " + " | ".join(verdicts)
+        )
 
     def _history(self, subject_ids: Iterable[int]) -> dict[int, list[_Decision]]:
         ids = list(subject_ids)
@@ -119,7 +196,11 @@ class ConsentGate:
         for i in range(0, len(ids), _CHUNK):
             query = (
                 select(
-                    ConsentRecord.subject_id, ConsentRecord.decision, ConsentRecord.at, ConsentRecord.asset_id
+                    ConsentRecord.subject_id,
+                    ConsentRecord.decision,
+                    ConsentRecord.at,
+                    ConsentRecord.asset_id,
+                    ConsentRecord.transfer_id,
                 )
                 .where(
                     ConsentRecord.subject_id.in_(ids[i : i + _CHUNK]),
@@ -130,8 +211,8 @@ class ConsentGate:
             )
             if self.known_at is not None:
                 query = query.where(ConsentRecord.recorded_at <= self.known_at)
-            for subject_id, decision, at, asset_id in self.session.execute(query):
-                history[subject_id].append(_Decision(decision, at, asset_id))
+            for subject_id, decision, at, asset_id, transfer_id in self.session.execute(query):
+                history[subject_id].append(_Decision(decision, at, asset_id, transfer_id))
         return history
 
     def _one(
