@@ -1729,7 +1729,7 @@ class Workspace:
         with self.reader() as session:
             size, root, to_save = tree_root(session, cache_key=f"{workspace_id}:{self.engine.url}")
         if to_save is not None:
-            try:  # only a cache (audit.anchor): never worth failing or waiting long for
+            try:  # only a cache (audit.anchor): never worth failing for
                 with self.sessions.begin() as session:
                     save_frontier(session, to_save)
             except OperationalError:
