@@ -197,7 +197,7 @@ def consent_check(
 
 def analyze(
     force: Annotated[
-        bool, typer.Option("--force", help="Analyse again photos that were analysed before.")
+        bool, typer.Option("--force", help="Analyse again every photo, including those analysed before.")
     ] = False,
     cnn: Annotated[
         bool, typer.Option("--cnn", help="Use dlib's CNN detector (slower, finds more faces).")
@@ -219,6 +219,10 @@ def analyze(
 
     Photos whose subjects did not grant biometric_processing get detection only (face
     count and biometric flag): no embedding, landmarks or crop is computed or stored.
+    Each run also does what consent allows now: photos analysed before with detection
+    only whose subjects have since granted biometric_processing are embedded, and photos
+    whose grant was withdrawn or expired lose their embeddings, landmarks, crops and
+    face-index entries (their PDQ hashes stay).
     """
     with open_workspace(workspace) as ws:
         report = _with_progress(

@@ -53,8 +53,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .. import audit
 from .._pool import ordered_map
-from ..catalog.models import Asset, AssetDerivative, Run, Subject
-from ..consent import ConsentGate, ItemRef, Purpose
+from ..catalog.models import Asset, AssetDerivative, ConsentRecord, Run, Subject
+from ..consent import ConsentGate, Decision, ItemRef, Purpose
 from ..errors import InvalidInput
 from ..vault import Vault
 from ..vault.blobstore import wipe_file
@@ -316,10 +316,14 @@ def _select(
     """(photos to analyse, photos whose biometric derivatives consent no longer allows,
     ids of the photos to analyse that were analysed before, verdict per photo).
 
-    Without ``force``: the photos never analysed, those analysed with detection only
-    whose consent now allows embedding, and (to strip) those embedded whose consent is
-    gone. The photos with faces are all put through the gate on every run: consent is
-    decided at the time of the analysis, and a grant can expire without any new record."""
+    Without ``force``: the photos never analysed; those analysed with detection only
+    whose consent now allows embedding; and (to strip) those embedded whose consent is
+    gone. Consent is decided at the time of the analysis, by the gate, for every photo
+    with embedded faces (a grant can be withdrawn, a policy can end, a transfer can add a
+    provenance that denies). A detection-only photo goes to the gate only if its owner
+    has granted ``biometric_processing`` at some time up to ``at``: the gate allows
+    biometric processing on an explicit grant only (design note 4), so the others (most
+    of them, usually) cannot have become allowed."""
     columns = (Asset.id, Asset.sha256, Asset.source_id, Asset.owner_id, Asset.blob_key, Asset.analyzed_at)
     query = select(*columns).where(Asset.state == "active")
     if asset_ids is not None:
@@ -327,22 +331,21 @@ def _select(
     order = (Asset.ingested_at, Asset.sha256)
     if force:
         rows = session.execute(query.order_by(*order)).all()
-        verdicts = _verdicts(session, rows, at)
-        return rows, [], {r.id for r in rows}, verdicts
+        return rows, [], {r.id for r in rows}, _verdicts(session, rows, at)
     fresh = session.execute(query.where(Asset.analyzed_at.is_(None)).order_by(*order)).all()
-    has_biometrics = (
-        exists()
-        .where(AssetDerivative.asset_id == Asset.id, AssetDerivative.kind.in_(BIOMETRIC_KINDS))
-        .label("has_biometrics")
+    embedded = exists().where(AssetDerivative.asset_id == Asset.id, AssetDerivative.kind.in_(BIOMETRIC_KINDS))
+    owner_granted = exists().where(
+        ConsentRecord.subject_id == Asset.owner_id,
+        ConsentRecord.purpose == Purpose.BIOMETRIC_PROCESSING.value,
+        ConsentRecord.decision == Decision.GRANTED.value,
+        ConsentRecord.at <= at,
     )
-    seen = session.execute(
-        query.add_columns(has_biometrics)
-        .where(Asset.analyzed_at.is_not(None), Asset.biometric == 1)
-        .order_by(*order)
-    ).all()
-    verdicts = _verdicts(session, [*fresh, *seen], at)
-    granted = [r for r in seen if verdicts[r.id].allowed and not r.has_biometrics]
-    withdrawn = [r.id for r in seen if not verdicts[r.id].allowed and r.has_biometrics]
+    seen = query.where(Asset.analyzed_at.is_not(None), Asset.biometric == 1)
+    with_faces = session.execute(seen.where(embedded).order_by(*order)).all()
+    detected = session.execute(seen.where(~embedded, owner_granted).order_by(*order)).all()
+    verdicts = _verdicts(session, [*fresh, *with_faces, *detected], at)
+    granted = [r for r in detected if verdicts[r.id].allowed]
+    withdrawn = [r.id for r in with_faces if not verdicts[r.id].allowed]
     return [*fresh, *granted], withdrawn, {r.id for r in granted}, verdicts
 
 

@@ -92,6 +92,7 @@ class FaceIndex:
         self._held = False
         self._added: dict[int, bytes] = {}  # unsaved changes, re-applied to the file at save
         self._removed: set[int] = set()
+        self._stamp: bytes | None = None  # the header of the file as loaded
         with self.locked(shared=True):
             self.index = self._load()
 
@@ -117,8 +118,19 @@ class FaceIndex:
     def _empty(self):
         return self._faiss.IndexIDMap2(self._faiss.IndexFlatL2(DIM))
 
+    def _header(self) -> bytes | None:
+        """The file's length prefix and wrapped key: new on every write (a fresh key, a
+        random nonce), so equal headers mean the file is the one loaded."""
+        try:
+            with open(self.path, "rb") as fh:
+                head = fh.read(4)
+                return head + fh.read(int.from_bytes(head, "big"))
+        except FileNotFoundError:
+            return None
+
     def _load(self):
         """The index in the file; empty when there is none or it does not open."""
+        self._stamp = self._header()
         try:
             payload = read_sealed_file(self.path, self.kek, INDEX_AAD, what="face index")
             index = self._faiss.deserialize_index(np.frombuffer(payload, dtype=np.uint8))
@@ -132,8 +144,11 @@ class FaceIndex:
             return self._empty()
 
     def reload(self) -> None:
-        """Read the file again and re-apply this object's unsaved changes to it."""
+        """Read the file again, if another writer replaced it since, and re-apply this
+        object's unsaved changes to it."""
         with self.locked(shared=True):
+            if self._header() == self._stamp:
+                return  # the file as loaded, this object's changes already applied
             self.index = self._load()
         self._apply()
 
@@ -150,10 +165,10 @@ class FaceIndex:
         """Merge this object's changes into the file as it is now and rewrite it whole,
         sealed under a fresh key (the old file zeroed first), under the exclusive lock."""
         with self.locked():
-            self.index = self._load()
-            self._apply()
+            self.reload()
             payload = self._faiss.serialize_index(self.index)
             write_sealed_file(self.path, payload.tobytes(), self.kek, INDEX_AAD)
+            self._stamp = self._header()
             self._added.clear()
             self._removed.clear()
 
