@@ -327,6 +327,8 @@ def run_demo(directory: Path, say: Say = print, *, photos: Path | None = None) -
             at="2014-03-02",
             workers=1,
         )
+        # where they came from: the app's erasure requests reach what the app sent, nothing else
+        vendor.receive_legacy(APP, source=f"{APP}-2014", at="2014-03-02")
         vendor.ingest(inputs / "stock", source="stock", manifest=stock_manifest, at="2014-03-02", workers=1)
         analysis = vendor.analyze(workers=1, embedder=people.embedder)
         faces = vendor.build_dataset("faces", purpose="ai_training", at="2014-04-01")
