@@ -410,3 +410,22 @@ def test_cli_checkpoint_verify_since_prove_and_check_round_trip(tmp_path: Path) 
     (tmp_path / "junk.json").write_text("{not json")
     junk = run("audit", "verify", "--since", tmp_path / "junk.json", "-w", ws_path)
     assert junk.returncode == 2 and "not JSON" in junk.stderr and "Traceback" not in junk.stderr
+
+
+def test_the_python_in_docs_audit_md_checks_a_real_proof(ws: Workspace) -> None:
+    """The stand-alone verifier docs/audit.md gives third parties works on what disgorge emits."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "audit.md").read_text(encoding="utf-8")
+    [code] = re.findall(r"```python\n(.*?)```", text, re.S)
+    ns: dict = {}
+    exec(compile(code, "docs/audit.md", "exec"), ns)
+    kept = ws.audit_checkpoint()
+    add_sources(ws, [f"s{i}" for i in range(6)])
+    proved = ws.audit_prove(since=kept)
+    key = ws.public_key().public_bytes_raw().hex()
+    first, first_hash = ns["head"](kept, key)
+    second, second_hash = ns["head"](proved["head"], key)
+    proof = [bytes.fromhex(h) for h in proved["consistency"]]
+    assert (first, second) == (2, 8) and ns["consistent"](first, first_hash, second, second_hash, proof)
+    assert not ns["consistent"](first, first_hash, second, second_hash, proof[::-1])
