@@ -428,6 +428,20 @@ def _check_invariants(run: Run, *, killed: bool) -> None:
     assert scan_tree(run.vendor / ".disgorge", needles) == []
 
 
+def _wait_for(predicate: Any, what: str) -> None:
+    give_up = time.monotonic() + DEADLINE_S
+    while not predicate():
+        assert time.monotonic() < give_up, f"gave up waiting for {what}"
+        time.sleep(0.05)
+
+
+def _erasure_started(run: Run, subject: str) -> bool:
+    """Has the vendor recorded an erasure of ``subject`` that is not finished yet?"""
+    with Workspace.open(run.vendor, actor="checker") as ws:
+        ref = ws.subject_ref(subject)
+        return any(e["scope"]["ref"] == ref and e["state"] != "planned" for e in ws.erasures())
+
+
 def _checkpoint(run: Run) -> None:
     head = run.cli("audit", "checkpoint", "-o", str(run.root / "head.json"))
     assert head.returncode == 0, head.stdout + head.stderr
@@ -450,11 +464,13 @@ def test_many_processes_with_sigkills_lose_nothing(run: Run) -> None:
     _checkpoint(run)
     run.start_server()
     _launch(run)
-    time.sleep(2.0)
-    # SIGKILL the server in the middle of the senders' requests, an ingest and an erasure
+    # SIGKILL an ingest and an erasure under way, and the server once it has accepted a
+    # request (so that an accepted request is in flight when it dies)
+    _wait_for(lambda: _erasure_started(run, "Stock_00"), "the vendor's erasure of Stock_00 to start")
+    run.procs["erase-stock-0"].kill()
+    run.procs["ingest-0"].kill()
+    _wait_for(lambda: '" 202' in run.server_logs[-1].read_text(errors="replace"), "a request accepted")
     run.stop_server(signal.SIGKILL)
-    for name in ("ingest-0", "erase-stock-0"):
-        run.procs[name].kill()
     time.sleep(1.0)
     run.start_server()  # an operator restarts the server: accepted requests resume
     _finish(run)
