@@ -512,11 +512,12 @@ def test_face_id_forgets_one_identity_exactly(faces_ws: Workspace, lfw: Lfw) -> 
     assert ws.predict("face-id", photos[0])["model"] == "model:face-id@2"
     # the forgetting audit: before, membership showed; after, it is the retrained model's
     before, after = result["forgetting_audit"]["before"], result["forgetting_audit"]["after"]
-    assert before["members"] == 10 and before["non_members"] == 20
+    assert before["members"] == 10 and before["non_members"] > 20  # other shards' people too
     assert before["auc"] > 0.9 and after["auc"] < before["auc"]
+    assert result["forgetting_audit"]["retrained_from_scratch"]["identical"] is True
     audit = ws.model_audit("face-id", forgotten=[FORGET])
-    assert audit["auc_difference"] == 0 and audit["still_trained_on_them"] == 0
-    assert audit["this_model"] == audit["retrained_from_scratch"] == after
+    assert audit["forgotten_exactly"] is True and audit["still_trained_on_them"] == 0
+    assert audit["membership_inference"] == after
     # lineage: the new version is not downstream of them; the old one is retired
     downstream = ws.lineage(f"subject:{FORGET}").labels()
     assert "model:face-id@1" in downstream and "model:face-id@2" not in downstream
@@ -755,7 +756,7 @@ def test_cli_train_predict_list_unlearn_audit(lfw: Lfw, tmp_path: Path) -> None:
     assert [(m["version"], m["state"]) for m in json.loads(out.stdout)] == [("1", "retired"), ("2", "active")]
     out = _cli("model", "audit", "face-id", "--forgotten", FORGET, "--json", *w)
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["auc_difference"] == 0
+    assert json.loads(out.stdout)["forgotten_exactly"] is True
     out = _cli("model", "unlearn", "face-id", *w)
     assert out.returncode == 2 and "say what to forget" in out.stderr
     out = _cli("predict", "face-id", "--image", str(tmp_path / "missing.jpg"), *w)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -161,10 +161,17 @@ def model_unlearn(
         console.print(
             f"  {result['from']} retired; {result['model']} trained on {result['dataset']}", markup=False
         )
-        before, after = result["forgetting_audit"]["before"], result["forgetting_audit"]["after"]
-        console.print(
-            f"  membership-inference AUC on the forgotten photos: {before['auc']} -> {after['auc']}"
-        )
+        audit = result["forgetting_audit"]
+        before, after = audit["before"], audit["after"]
+        if before.get("ran") and after.get("ran"):
+            console.print(
+                f"  membership inference on the forgotten photos: AUC {before['auc']} -> {after['auc']}, "
+                f"TPR@1%FPR {before['tpr_at_1pct_fpr']} -> {after['tpr_at_1pct_fpr']}",
+                markup=False,
+            )
+        else:
+            console.print(f"  membership inference not run: {after.get('reason') or before.get('reason')}")
+        console.print(f"  {_retrain_line(audit['retrained_from_scratch'])}", markup=False)
 
 
 @model_app.command("audit")
@@ -174,20 +181,53 @@ def model_audit(
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Membership inference on forgotten subjects' photos vs never-seen photos, next to a
-    model retrained from scratch: an exact unlearning lands on the same numbers."""
+    """Has this model forgotten these subjects? Membership inference (LiRA, with the other
+    SISA shards as reference models) on their photos against photos their shard never saw,
+    and the proof: the shards that held them, retrained from scratch without them, have
+    the same weights digest. Exit 1 when the model still holds their photos or the digests
+    differ."""
     with open_workspace(workspace) as ws:
         result = ws.model_audit(ref, forgotten=forgotten)
     if json_out:
         print_json(result)
-        return
-    this, scratch = result["this_model"], result["retrained_from_scratch"]
-    console.print(
-        f"{result['model']}: trained on {result['still_trained_on_them']} of their photos", markup=False
-    )
-    console.print(f"  this model:           AUC {this['auc']}  TPR@1%FPR {this['tpr_at_1pct_fpr']}")
-    console.print(f"  retrained from scratch: AUC {scratch['auc']}  TPR@1%FPR {scratch['tpr_at_1pct_fpr']}")
-    console.print(f"  difference: {result['auc_difference']}")
+    else:
+        console.print(
+            f"{result['model']}: {result['photos']} photo(s) of them, {result['ever_trained_on']} trained on "
+            f"by this version or those it was unlearned from, {result['still_trained_on_them']} still",
+            markup=False,
+        )
+        mia = result["membership_inference"]
+        if mia.get("ran"):
+            console.print(
+                f"  membership inference (LiRA, {mia['reference_models']} reference shard(s)): "
+                f"{mia['members']} member(s) vs {mia['non_members']} non-member(s)",
+                markup=False,
+            )
+            console.print(
+                f"    AUC {mia['auc']}  TPR@1%FPR {mia['tpr_at_1pct_fpr']}  "
+                f"TPR@0.1%FPR {mia['tpr_at_0.1pct_fpr']}  "
+                f"(lowest measurable FPR {mia['lowest_measurable_fpr']})",
+                markup=False,
+            )
+            if mia.get("note"):
+                console.print(f"    note: {mia['note']}", markup=False)
+        else:
+            console.print(f"  membership inference not run: {mia['reason']}", markup=False)
+        console.print(f"  {_retrain_line(result['retrained_from_scratch'])}", markup=False)
+    if result["forgotten_exactly"] is False:
+        raise typer.Exit(1)
+
+
+def _retrain_line(check: dict[str, Any]) -> str:
+    if not check.get("ran"):
+        return f"retrain check not run: {check['reason']}"
+    parts = [
+        f"shard {r['shard']} {r['unlearned'][:12]} {'=' if r['unlearned'] == r['retrained'] else '!='} "
+        f"{r['retrained'][:12]}"
+        for r in check["shards"]
+    ]
+    verdict = "identical" if check["identical"] else "DIFFERENT"
+    return f"retrained from scratch without them: weights {verdict} ({'; '.join(parts)})"
 
 
 @model_app.command("import-mlflow")

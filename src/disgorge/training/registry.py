@@ -12,6 +12,7 @@ every artifact downstream of the model.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,9 +34,12 @@ from .face_id import FaceIdClassifier
 from .sisa import SISAClassifier
 
 __all__ = [
+    "AUDIT_NON_MEMBERS",
     "MODEL_TYPES",
     "SealedCheckpoints",
     "TrainingData",
+    "audit_candidates",
+    "ever_trained",
     "find_model",
     "load_model",
     "load_training_data",
@@ -44,6 +48,8 @@ __all__ = [
 ]
 
 MODEL_TYPES = ("face-id",)
+#: at most this many analysed photos are scored as non-members by the forgetting audit
+AUDIT_NON_MEMBERS = 2000
 
 
 class SealedCheckpoints(DirectoryCheckpoints):
@@ -122,6 +128,49 @@ def load_training_data(session: Session, vault: Vault, asset_ids: list[str]) -> 
     skipped = {"no_embedding": sum(1 for a in asset_ids if a not in vectors)}
     X = np.stack([np.frombuffer(vectors[a], dtype="<f4") for a in kept]) if kept else np.zeros((0, 128))
     return TrainingData(X.astype(np.float64), np.asarray([rows[a] for a in kept]), kept, skipped)
+
+
+def audit_candidates(
+    session: Session, vault: Vault, exclude: set[str], *, limit: int = AUDIT_NON_MEMBERS
+) -> TrainingData:
+    """Analysed photos other than ``exclude``, the forgetting audit's candidate non-members:
+    at most ``limit``, in the order of a hash of their ids (the same sample every time)."""
+    ids = [
+        a
+        for a in session.scalars(
+            select(AssetDerivative.asset_id)
+            .where(AssetDerivative.kind == "embedding", AssetDerivative.state == "active")
+            .distinct()
+        )
+        if a not in exclude
+    ]
+    ids.sort(key=lambda a: hashlib.sha256(a.encode()).digest())
+    return load_training_data(session, vault, ids[:limit])
+
+
+def ever_trained(session: Session, artifact: Artifact) -> tuple[dict[str, int], dict[str, int]]:
+    """(photo -> shard, subject -> shard) over this version and the versions it was
+    unlearned from: where the forgotten photos were, since their manifests stay in the
+    catalog (the partition is fixed at first training, so a shard keeps its index)."""
+    photos: dict[str, int] = {}
+    subjects: dict[str, int] = {}
+    seen: set[str] = set()
+    current: Artifact | None = artifact
+    while current is not None and current.id not in seen:
+        seen.add(current.id)
+        extra = current.extra or {}
+        for k, shard in enumerate(extra.get("manifest", {}).get("shards", [])):
+            for piece in shard["slices"]:
+                for i in piece:
+                    photos.setdefault(str(i), k)
+            for c in shard["classes"]:
+                subjects.setdefault(str(c), k)
+        source = extra.get("unlearned_from")
+        try:
+            current = find_model(session, f"{current.name}@{source}") if source else None
+        except NotFound:
+            current = None
+    return photos, subjects
 
 
 def dataset_members(session: Session, dataset_artifact_id: str) -> list[str]:

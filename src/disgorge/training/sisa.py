@@ -401,6 +401,52 @@ class SISAClassifier:
             len(wanted), forgotten, shards_done, slices_done, len(stale), removed, message, stale
         )
 
+    # -- proof of exactness ------------------------------------------------------------------
+    def shard_digests(self) -> list[str]:
+        """The digest of each shard model's learned weights (see ``forgetting.weights_digest``)."""
+        from .forgetting import weights_digest
+
+        return [weights_digest(s.model) for s in self.shards_]
+
+    def weights_digest(self) -> str:
+        """One digest over every shard's weights, in shard order."""
+        return hashlib.sha256(json.dumps(self.shard_digests()).encode()).hexdigest()
+
+    def retrain_from_scratch(
+        self, shards: Sequence[int], loader: Loader, *, without: Sequence[str] = ()
+    ) -> dict[int, str]:
+        """Train shards ``shards`` again from their first slice, on the items they hold now
+        minus ``without``, into throw-away checkpoints; returns shard -> weights digest.
+
+        Nothing of this model changes. The twin keeps each shard's slices (the partition
+        and slice assignment are fixed at first training), so after exact unlearning the
+        digests equal :meth:`shard_digests` of the unlearned shards."""
+        from .forgetting import weights_digest
+
+        drop = {str(i) for i in without}
+        twin = SISAClassifier(
+            self.estimator,
+            n_shards=self.n_shards,
+            n_slices=self.n_slices,
+            aggregation=self.aggregation,
+            random_state=self.random_state,
+            checkpoints=MemoryCheckpoints(),
+            partition=self.partition,
+        )
+        out: dict[int, str] = {}
+        for k in sorted({int(k) for k in shards}):
+            shard = _Shard(k, [[i for i in s if i not in drop] for s in self.shards_[k].slices])
+            shard.checkpoints = [None] * self.n_slices
+            ids = shard.ids
+            X, y = loader(ids) if ids else (np.zeros((0, 0)), np.asarray([]))
+            if len(X) != len(ids) or len(y) != len(ids):
+                raise InvalidInput(
+                    f"the loader returned {len(X)} rows for {len(ids)} items: cannot retrain shard {k}"
+                )
+            twin._train(shard, {i: (X[n], y[n]) for n, i in enumerate(ids)}, start=0)
+            out[k] = weights_digest(shard.model)
+        return out
+
     # -- persistence -----------------------------------------------------------------------
     def manifest(self) -> dict[str, Any]:
         """Everything but the estimator bytes (which are the checkpoints): JSON-ready."""
