@@ -343,3 +343,25 @@ def test_location_metadata_is_stripped_on_share_unless_kept(world: World) -> Non
 def _ref(world: World, subject: str) -> str:
     with world.ws("app-a") as a:
         return a.subject(subject)["ref"]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "media_type"), [("PNG", "image/png"), ("WEBP", "image/webp"), ("TIFF", "image/tiff")]
+)
+def test_location_metadata_is_stripped_from_other_formats_too(fmt: str, media_type: str) -> None:
+    from disgorge.sharing.metadata import strip_location
+
+    img = Image.new("RGB", (64, 64), (200, 100, 50))
+    exif = Image.Exif()
+    exif[0x0112] = 1
+    exif.get_ifd(0x8825).update({1: "N", 2: (52.0, 31.0, 12.5)})
+    buf = io.BytesIO()
+    img.save(buf, fmt, exif=exif.tobytes(), **({"lossless": True} if fmt == "WEBP" else {}))
+    assert _gps_of(buf.getvalue())
+    out = strip_location(buf.getvalue(), media_type)
+    assert not _gps_of(out)
+    with Image.open(io.BytesIO(out)) as im:
+        assert im.getexif().get(0x0112) == 1 and im.convert("RGB").getpixel((5, 5)) == (200, 100, 50)
+    plain = io.BytesIO()
+    img.save(plain, fmt)
+    assert strip_location(plain.getvalue(), media_type) == plain.getvalue()  # nothing to strip: same bytes

@@ -12,7 +12,8 @@ What is removed, by format:
   every XMP segment (standard and extended), and the APP13 Photoshop/IPTC segment;
 * PNG: the GPS IFD of an ``eXIf`` chunk, and XMP text chunks;
 * WebP: the GPS IFD of the ``EXIF`` chunk, and the ``XMP`` chunk;
-* TIFF: the GPS IFD (the image is re-written by Pillow, losslessly);
+* TIFF: the GPS IFD (the image is re-written by Pillow, losslessly; one Pillow cannot
+  re-write is refused with :class:`InvalidInput` rather than shipped with its GPS);
 * GIF and BMP carry none of these as disgorge reads them, and are returned unchanged.
 
 An EXIF block that cannot be parsed is dropped whole rather than shipped unread.
@@ -25,6 +26,8 @@ import struct
 import zlib
 
 from PIL import Image
+
+from ..errors import InvalidInput
 
 __all__ = ["strip_location"]
 
@@ -171,6 +174,9 @@ def _tiff(data: bytes) -> bytes:
             del exif[_GPS_IFD]
             buf = io.BytesIO()
             im.save(buf, "TIFF", exif=exif, compression=im.info.get("compression", "raw"))
-    except Exception:  # noqa: BLE001 - a TIFF Pillow cannot rewrite is refused by the caller's check
-        return data
+    except Exception:  # noqa: BLE001 - never ship location metadata we could not remove
+        raise InvalidInput(
+            "a TIFF photo carries GPS metadata that could not be removed; share with --keep-metadata "
+            "or store it in another format"
+        ) from None
     return buf.getvalue()
