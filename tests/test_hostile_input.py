@@ -395,3 +395,54 @@ def test_demo_scan_leaves_out_ids_too_short_to_look_for(tmp_path: Path) -> None:
     # what the demo used to look for: two-byte ids are "found" in a workspace holding none
     short = {f"id {u}": u.encode() for u in people.users if len(u) < MIN_NEEDLE_BYTES}
     assert short and scan_tree(home, short), "a 2-byte needle turns up by chance in sealed bytes"
+
+
+# -- names that rewrite the terminal (defect 7) ----------------------------------------------
+ESC_NAME = "evil\x1b[2J\x1b]0;owned\x07\u202egpj.exe\x85end"
+
+
+def _assert_no_raw_controls(text: str) -> None:
+    for ch in ("\x1b", "\x07", "\u202e", "\x85"):
+        assert ch not in text, (ch, text)
+
+
+def test_cli_escapes_control_and_bidi_characters_in_file_names(tmp_path: Path) -> None:
+    photos = tmp_path / "photos" / "Ada_Lovelace"
+    photos.mkdir(parents=True)
+    (photos / "good.jpg").write_bytes(synthetic_photo(0, 0))
+    (photos / ESC_NAME).write_bytes(b"not an image at all")
+    ws = tmp_path / "ws"
+    assert run("init", ws).returncode == 0
+    assert run("source", "add", "app", "-w", ws).returncode == 0
+    plain = run("ingest", photos.parent, "-s", "app", "--subject-from", "dirname", "-w", ws)
+    assert plain.returncode == 3, plain.stderr
+    _assert_no_raw_controls(plain.stdout + plain.stderr)
+    assert "refused Ada_Lovelace/evil\\x1b[2J\\x1b]0;owned\\x07\\u202egpj.exe\\x85end: " in plain.stdout
+    as_json = run("ingest", photos.parent, "-s", "app", "--subject-from", "dirname", "-w", ws, "--json")
+    _assert_no_raw_controls(as_json.stdout)
+    rejected = json.loads(as_json.stdout)["rejected"]
+    assert [r["path"] for r in rejected] == [f"Ada_Lovelace/{ESC_NAME}"]  # the JSON still carries the name
+
+
+def test_cli_prints_names_with_markup_and_controls_as_text(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    assert run("init", ws).returncode == 0
+    name = "src[/]\x1b[31m[bold]x"
+    added = run("source", "add", name, "--description", "desc \u202e [/b]", "-w", ws)
+    assert added.returncode == 0, added.stderr
+    assert "Traceback" not in added.stderr
+    _assert_no_raw_controls(added.stdout)
+    assert "src[/]\\x1b[31m[bold]x" in added.stdout and "desc \\u202e [/b]" in added.stdout
+    missing = one_line_error(run("consent", "import", tmp_path / f"{ESC_NAME}.csv", "-w", ws))
+    _assert_no_raw_controls(missing)
+    assert "\\u202e" in missing
+
+
+def test_shown_escapes_only_what_is_unsafe() -> None:
+    from disgorge.cli._common import shown
+
+    assert shown("Zoë_Ünal/photo 1.jpg") == "Zoë_Ünal/photo 1.jpg"
+    assert shown("a\tb\nc") == "a\\x09b\\x0ac"
+    assert shown("a\tb\nc", keep="\n") == "a\\x09b\nc"
+    assert shown("x\u200by\u2066z\ufeff") == "x\\u200by\\u2066z\\ufeff"
+    assert shown("bad\udcffbyte") == "bad\\udcffbyte"  # an undecodable byte of a file name

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from ._common import AtOpt, JsonOpt, WorkspaceOpt, console, fail, open_workspace, print_json
+from ._common import AtOpt, JsonOpt, WorkspaceOpt, console, fail, open_workspace, print_json, shown
 
 source_app = typer.Typer(help="Sources of data and their privacy-policy versions.", no_args_is_help=True)
 subject_app = typer.Typer(help="Data subjects (by external id or pseudonymous ref).", no_args_is_help=True)
@@ -16,13 +17,17 @@ asset_app = typer.Typer(help="Stored photos.", no_args_is_help=True)
 
 
 def _print_source(info: dict) -> None:
-    console.print(f"[bold]{info['name']}[/] ({info['kind']}) - {info['assets']} asset(s)")
+    console.print(
+        f"[bold]{escape(shown(info['name']))}[/] ({escape(shown(info['kind']))}) - {info['assets']} asset(s)"
+    )
     if info["description"]:
-        console.print(f"  {info['description']}")
+        console.print(f"  {shown(info['description'])}", markup=False)
     for p in info["policies"]:
         until = p["effective_to"] or "now"
         allows = ", ".join(p["allows"]) or "nothing"
-        console.print(f"  policy {p['version']}: {p['effective_from']} .. {until}; allows {allows}")
+        console.print(
+            f"  policy {shown(p['version'])}: {p['effective_from']} .. {until}; allows {allows}", markup=False
+        )
 
 
 @source_app.command("add")
@@ -56,7 +61,7 @@ def source_policy(
 ) -> None:
     """Add a privacy-policy version to a source."""
     if not text.is_file():
-        raise fail(f"{text}: no such file")
+        raise fail(f"{shown(text)}: no such file")
     purposes = [p for p in (x.strip() for x in allows.split(",")) if p]
     with open_workspace(workspace) as ws:
         info = ws.add_policy(
@@ -117,7 +122,9 @@ def subject_show(
     console.print(table)
     for c in info["consent"]:
         console.print(
-            f"    {c['at']}  {c['purpose']:<24} {c['decision']:<11} policy {c['policy_version'] or '-'}"
+            f"    {c['at']}  {c['purpose']:<24} {c['decision']:<11} "
+            f"policy {shown(c['policy_version'] or '-')}",
+            markup=False,
         )
 
 
@@ -135,7 +142,7 @@ def asset_show(
         return
     table = Table(show_header=False, box=None)
     for key, value in info.items():
-        table.add_row(key, ", ".join(value) if isinstance(value, list) else str(value))
+        table.add_row(key, shown(", ".join(value) if isinstance(value, list) else value))
     console.print(table)
 
 
@@ -146,7 +153,12 @@ def asset_get(
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Decrypt a stored photo to a file (checked against its sha256)."""
+    if not out.parent.is_dir() or out.is_dir():
+        raise fail(f"{shown(out)}: not a file in an existing folder")
     with open_workspace(workspace) as ws:
         data = ws.read_asset(sha256)
-    out.write_bytes(data)
-    console.print(f"wrote {len(data)} bytes to {out}")
+    try:
+        out.write_bytes(data)
+    except OSError as exc:
+        raise fail(f"cannot write {shown(out)}: {exc.strerror or exc}") from None
+    console.print(f"wrote {len(data)} bytes to {shown(out)}", markup=False)

@@ -8,18 +8,18 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ._common import AtOpt, JsonOpt, WorkspaceOpt, console, fail, open_workspace, print_json
+from ._common import AtOpt, JsonOpt, WorkspaceOpt, console, fail, open_workspace, print_json, shown
 
 dataset_app = typer.Typer(help="Dataset versions built through the consent gate.", no_args_is_help=True)
 
 
 def _read_subject_file(path: Path) -> list[str]:
     if not path.is_file():
-        raise fail(f"{path}: no such file")
+        raise fail(f"{shown(path)}: no such file")
     ids = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
     ids = [i for i in ids if i and not i.startswith("#")]
     if not ids:
-        raise fail(f"{path.name}: lists no subjects (one external id or sub_ ref per line)")
+        raise fail(f"{shown(path.name)}: lists no subjects (one external id or sub_ ref per line)")
     return ids
 
 
@@ -49,8 +49,9 @@ def dataset_build(
         return
     verb = "built" if build.created else "unchanged:"
     console.print(
-        f"{verb} {build.name}@{build.version} for {build.purpose}: {build.members} photo(s), "
-        f"{build.excluded} excluded"
+        f"{verb} {shown(build.name)}@{build.version} for {build.purpose}: {build.members} photo(s), "
+        f"{build.excluded} excluded",
+        markup=False,
     )
     for rule, n in build.excluded_by_rule.items():
         console.print(f"  excluded {n:>6}  {rule}")
@@ -86,8 +87,8 @@ def dataset_show(
         "state",
         "run",
     ):
-        table.add_row(key, str(info[key]))
-    table.add_row("versions", ", ".join(info["versions"]))
+        table.add_row(key, shown(info[key]))
+    table.add_row("versions", shown(", ".join(info["versions"])))
     for rule, n in info["excluded_by_rule"].items():
         table.add_row(f"excluded: {rule}", str(n))
     console.print(table)
@@ -112,8 +113,9 @@ def dataset_diff_cmd(
         print_json(diff)
         return
     console.print(
-        f"{diff['from']} -> {diff['to']}: +{len(diff['added'])} -{len(diff['removed'])} "
-        f"({diff['unchanged']} unchanged)"
+        f"{shown(diff['from'])} -> {shown(diff['to'])}: +{len(diff['added'])} -{len(diff['removed'])} "
+        f"({diff['unchanged']} unchanged)",
+        markup=False,
     )
     for sha in diff["added"]:
         console.print(f"  + {sha}")
@@ -155,7 +157,7 @@ def dataset_export(
         print_json(summary)
         return
     console.print(
-        f"exported {summary['dataset']} ({summary['members']} photo(s), for {summary['purpose']}) "
-        f"as Croissant 1.1 to {croissant}",
+        f"exported {shown(summary['dataset'])} ({summary['members']} photo(s), for {summary['purpose']}) "
+        f"as Croissant 1.1 to {shown(croissant)}",
         markup=False,
     )

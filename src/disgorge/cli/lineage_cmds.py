@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import AtOpt, JsonOpt, WorkspaceOpt, console, fail, open_workspace, print_json
+from ._common import AtOpt, JsonOpt, WorkspaceOpt, console, fail, open_workspace, print_json, shown
 
 run_app = typer.Typer(help="Runs: jobs with their inputs, purpose and outputs.", no_args_is_help=True)
 
@@ -38,7 +38,7 @@ def lineage(
         print_json(graph.to_dict())
         return
     if dot:
-        print(graph.to_dot(), end="")
+        print(shown(graph.to_dot(), keep="\n\t"), end="")
         return
     console.print(f"{direction} of {graph.node}:", markup=False)
     if graph.assets.get("count"):

@@ -6,12 +6,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import DisgorgeError
 from ..vault import encode_key, new_key
 from ..workspace import Workspace
-from ._common import AtOpt, JsonOpt, WorkspaceOpt, console, fail, open_workspace, print_json
+from ._common import AtOpt, JsonOpt, WorkspaceOpt, console, fail, open_workspace, print_json, shown
 
 
 def init(
@@ -37,11 +38,11 @@ def init(
     if json_out:
         print_json(info)
         return
-    console.print(f"Created workspace [bold]{info['workspace']}[/]")
-    console.print(f"  catalog  {info['catalog']}")
-    console.print(f"  blobs    {info['store']}")
-    console.print(f"  KEK      {info['kek']}")
-    console.print(f"  signing  {ws.config.home / 'signing.pub'}")
+    console.print(f"Created workspace [bold]{escape(shown(info['workspace']))}[/]")
+    console.print(f"  catalog  {shown(info['catalog'])}", markup=False)
+    console.print(f"  blobs    {shown(info['store'])}", markup=False)
+    console.print(f"  KEK      {shown(info['kek'])}", markup=False)
+    console.print(f"  signing  {shown(ws.config.home / 'signing.pub')}", markup=False)
 
 
 def status(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
@@ -59,11 +60,12 @@ def status(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
 
 def migrate(workspace: WorkspaceOpt = None) -> None:
     """Upgrade the catalog schema to this version of disgorge."""
-    from ..config import Config, find_workspace
+    from ..config import Config, find_workspace, make_private
     from ..vault import EnvKek, FileKek
 
     try:
         config = Config.load(find_workspace(workspace))
+        make_private(config.home, config)
         kek = EnvKek(config.kek_env) if config.kek_source == "env" else FileKek(config.resolved_kek_path())
         with Workspace(config, kek) as ws:
             revision = ws.migrate()
