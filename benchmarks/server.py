@@ -28,7 +28,7 @@ What it does, all in one run:
 
 Variants (``--variants``, side by side):
 
-* ``hardened``: ``disgorge serve`` as shipped (``Limits()``: 4 catalog slots, 64 waiting);
+* ``hardened``: ``disgorge serve`` as shipped (``Limits()``: 4 catalog slots, 256 waiting);
 * ``unbounded``: the same app with the limits off (40 catalog slots, as many waiting as
   come, a body budget of 1 TB): what the bounds buy;
 * ``echo``: a plain FastAPI app under plain uvicorn that parses the body and answers 202,

@@ -23,7 +23,7 @@ def serve(
     ] = 64,
     max_waiting: Annotated[
         int, typer.Option(min=1, help="Requests that may wait for the catalog; more are answered 503.")
-    ] = 64,
+    ] = 256,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Answer senders' erasure requests over HTTP (needs the server extra).

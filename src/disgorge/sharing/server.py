@@ -92,7 +92,7 @@ class Limits:
     #: handlers doing catalog work at once (each holds at most one session)
     catalog_slots: int = 4
     #: handlers waiting for a slot; one more is answered 503 at once
-    max_waiting: int = 64
+    max_waiting: int = 256
     #: the longest a handler waits for a slot before answering 503
     wait_s: float = 15.0
     #: what a 503 tells the client to wait (seconds)
