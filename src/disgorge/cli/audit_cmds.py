@@ -72,13 +72,15 @@ def audit_verify(
                 f"root now {anchor['root_hash'][:16]})",
                 markup=False,
             )
-    elif anchor is not None and not anchor["ok"]:
-        err.print(f"[bold red]audit log does not extend the signed head:[/] {escape(anchor['reason'])}")
     else:
-        err.print(
-            f"[bold red]audit chain broken[/] at event {report.first_bad_seq}: {report.reason} "
-            f"({report.events} event(s) before it are intact)"
-        )
+        chain_broken = anchor is None or anchor["ok"] or report.reason != anchor["reason"]
+        if chain_broken:
+            err.print(
+                f"[bold red]audit chain broken[/] at event {report.first_bad_seq}: {report.reason} "
+                f"({report.events} event(s) before it are intact)"
+            )
+        if anchor is not None and not anchor["ok"]:
+            err.print(f"[bold red]audit log does not extend the signed head:[/] {escape(anchor['reason'])}")
     if not report.ok:
         raise typer.Exit(1)
 
