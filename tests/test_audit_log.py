@@ -221,13 +221,15 @@ def test_a_rewrite_of_every_row_with_a_recomputed_chain_is_caught(ws: Workspace)
     assert report.to_dict()["anchor"]["since"]["tree_size"] == head["body"]["tree_size"]
 
 
-def test_a_clumsy_edit_is_named_by_the_chain_and_fails_the_anchor_too(ws: Workspace) -> None:
+def test_an_edit_that_keeps_the_old_hash_is_named_by_the_chain_under_since(ws: Workspace) -> None:
+    """The tree commits to the chain hashes, the chain binds each event to its hash: an
+    edited payload with its old hash left in place passes the tree and fails the chain."""
     add_sources(ws, ["a", "b", "c"])
     head = ws.audit_checkpoint()
     sql(ws, "UPDATE audit_events SET payload = '{}' WHERE seq = 3")
     report = ws.verify_audit(since=head)
     assert not report.ok and report.first_bad_seq == 3 and "edited" in report.reason
-    assert report.anchor is not None and not report.anchor["ok"]
+    assert report.anchor is not None and report.anchor["ok"]
 
 
 def test_a_valid_extension_passes_with_its_proof(ws: Workspace) -> None:
