@@ -255,3 +255,14 @@ def test_cli_model_audit_prints_numbers_or_reasons(ws: Workspace) -> None:
     assert "None" not in out.stdout and "AUC 0." in out.stdout and "identical" in out.stdout
     out = _cli("model", "show", "face-id@2", *w)
     assert out.returncode == 0, out.stderr
+
+
+def test_forgetting_one_photo_of_a_person_still_known_is_noted(ws: Workspace, lfw: Lfw) -> None:
+    ws.train_model("face-id", dataset="faces@1.0.0", shards=4, slices=2)
+    photo = next(i for i, n in zip(lfw.ids, lfw.y, strict=True) if n == FORGET)
+    fa = ws.unlearn_model("face-id", asset_ids=[photo])["forgetting_audit"]
+    before, after = fa["before"], fa["after"]
+    assert before["ran"] and before["members"] == 1 and "note" not in before
+    # the shard still knows the face from nine photos: the attack says so, the proof decides
+    assert after["ran"] and "still learned from other photos" in after["note"]
+    assert fa["retrained_from_scratch"]["identical"] is True

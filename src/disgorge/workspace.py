@@ -1120,6 +1120,7 @@ class Workspace:
             others_X=candidates.X,
             other_subjects=candidates.labels.tolist(),
             subject_shard=subject_shard,
+            member_ids=members.asset_ids,
         )
 
     def model_audit(self, ref: str, *, forgotten: list[str]) -> dict[str, Any]:

@@ -128,10 +128,12 @@ def lira_audit(
     others_X: np.ndarray,
     other_subjects: Sequence[str],
     subject_shard: dict[str, int],
+    member_ids: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """LiRA (offline, fixed variance) against the shards that trained the members.
 
-    ``member_shards[i]`` is the shard that trained (or had trained) member photo ``i``;
+    ``member_shards[i]`` is the shard that trained (or had trained) member photo ``i``
+    (``member_ids[i]``, when given, lets the result note photo-level forgetting);
     ``subject_shard`` maps every subject any shard of this model ever learned to its shard
     (the partition is fixed at first training); ``others_X`` are candidate non-members:
     for each attacked shard, those whose subject it never learned are scored against it.
@@ -198,9 +200,15 @@ def lira_audit(
     member_z, other_z = z[is_member], z[~is_member]
     member_conf = np.asarray([conf[t, i] for i, t, _, m in games if m])
     other_conf = np.asarray([conf[t, i] for i, t, _, m in games if not m])
+    # photo-level forgetting: a photo gone from its shard whose person the shard still knows
     learned = {s.index: {str(c) for c in s.classes} for s in model.shards_ if s.model is not None}
+    held = {s.index: set(s.ids) for s in model.shards_}
     still_known = sum(
-        1 for i, t in enumerate(member_shards) if str(member_subjects[i]) in learned.get(int(t), set())
+        1
+        for i, t in enumerate(member_shards)
+        if member_ids is not None
+        and str(member_ids[i]) not in held[int(t)]
+        and str(member_subjects[i]) in learned.get(int(t), set())
     )
     result = {
         **base,
@@ -216,7 +224,7 @@ def lira_audit(
     }
     if still_known:
         result["note"] = (
-            f"{still_known} forgotten photo(s) show a subject the attacked shard still learned from other "
+            f"{still_known} forgotten photo(s) show a person the attacked shard still learned from other "
             "photos: the attack also sees that it knows the person, so its AUC stays high even when the "
             "photos were forgotten exactly; the retrain check is the proof"
         )
