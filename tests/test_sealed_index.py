@@ -10,6 +10,8 @@ scan (with the catalog closed: nothing may open its files beside a live connecti
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,3 +205,44 @@ def test_a_damaged_index_is_rebuilt_never_trusted(ws: Workspace) -> None:
     # a file sealed under another purpose's key and AAD (the PDQ cache) does not open either
     shutil.copy(path.with_name("pdq.sealed"), path)
     assert len(FaceIndex(path, ws.kek)) == 0
+
+
+_REMOVER = """
+import sys
+from pathlib import Path
+from disgorge.vault.kek import FileKek
+from disgorge.vision import FaceIndex
+path, kek, ids = Path(sys.argv[1]), FileKek(Path(sys.argv[2])), [int(i) for i in sys.argv[3].split(",")]
+for i in ids:  # one removal per load and save: as many chances to lose another's as there can be
+    index = FaceIndex(path, kek)
+    index.remove([i])
+    index.save()
+"""
+
+
+def test_concurrent_processes_lose_no_removal(tmp_path: Path) -> None:
+    """Four processes each remove their own 15 vectors, one load-remove-save at a time, all
+    at once against one sealed index file: every removal holds."""
+    from disgorge.vault.kek import FileKek
+
+    kek_path = tmp_path / "kek.key"
+    kek = FileKek.create(kek_path)
+    path = tmp_path / "index" / "faces.sealed"
+    rng = np.random.default_rng(12)
+    ids = list(range(1, 101))
+    index = FaceIndex(path, kek)
+    index.add(ids, [rng.standard_normal(128).astype("<f4").tobytes() for _ in ids])
+    index.save()
+    groups = [ids[k * 15 : (k + 1) * 15] for k in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _REMOVER, str(path), str(kek_path), ",".join(map(str, g))],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for g in groups
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    assert FaceIndex(path, kek).ids() == set(ids[60:])
