@@ -148,6 +148,22 @@ def test_erasure_removes_the_embedding_from_the_sealed_index(ws: Workspace, ws_p
     assert scan_closed(ws_path, found) == []
 
 
+def test_destroying_a_subject_key_drops_their_vectors_from_the_index(ws: Workspace) -> None:
+    """As for the PDQ cache: the index is sealed under the KEK, which lives on, so a
+    destroyed data key would no longer guard the subject's embeddings in it."""
+    found = embeddings(ws)
+    ws.destroy_subject_key("Tony_Blair")
+    kept = {e.id for e in found if e.person != "Tony_Blair"}
+    assert FaceIndex(ws.face_index_path, ws.kek).ids() == kept
+    # their rows are still in the catalog (the erasure deletes them), sealed under a key
+    # that is gone: a search reconciles the index without them, and finds nobody for them
+    lfw = _shared_faces("lfw10x10")
+    query = sorted((lfw / "Tony_Blair").glob("*.jpg"))[PER_PERSON]
+    owners = {m["owner"] for m in ws.find(query, by="face")["matches"]}
+    assert ws.subject_ref("Tony_Blair") not in owners
+    assert FaceIndex(ws.face_index_path, ws.kek).ids() == kept
+
+
 def test_a_clear_index_of_an_older_version_is_wiped_and_rebuilt_on_open(ws_path: Path) -> None:
     """What an older disgorge left: ``index/faces.faiss`` in clear (and a crash's
     ``faces.tmp``), no sealed index. Opening the workspace zeroes and removes both and

@@ -612,8 +612,10 @@ class Workspace:
             ref = subject.ref
             owned = list(session.scalars(select(Asset.id).where(Asset.owner_id == subject.id)))
         # after the commit, so no search can put them back: the PDQ cache holds the subject's
-        # hashes decrypted, under the live KEK, where the destroyed key no longer guards them
+        # hashes decrypted, under the live KEK, where the destroyed key no longer guards them;
+        # the sealed face index their embeddings likewise
         self.hash_cache.drop_assets(owned)
+        self._drop_from_face_index(owned)
         purge_free_space(self.engine)
         return ref
 
@@ -622,6 +624,32 @@ class Workspace:
     def face_index_path(self) -> Path:
         """The sealed face index (``index/faces.sealed``, see :mod:`disgorge.vision.index`)."""
         return self.config.home / "index" / "faces.sealed"
+
+    def _drop_from_face_index(self, asset_ids: list[str]) -> None:
+        """Rewrite the sealed face index without these photos' embeddings (if there is one)."""
+        from .vault.blobstore import wipe_file
+        from .vision import FaceIndex, FacesUnavailable
+
+        if not self.face_index_path.exists():
+            return
+        with self.reader() as session:
+            ids = [
+                i
+                for chunk in range(0, len(asset_ids), 900)
+                for i in session.scalars(
+                    select(AssetDerivative.id).where(
+                        AssetDerivative.asset_id.in_(asset_ids[chunk : chunk + 900]),
+                        AssetDerivative.kind == "embedding",
+                    )
+                )
+            ]
+        try:
+            index = FaceIndex(self.face_index_path, self.kek)
+        except FacesUnavailable:  # it cannot be rewritten here: it goes whole, rebuilt later
+            wipe_file(self.face_index_path, unlink=True)
+            return
+        if index.remove(ids):
+            index.save()
 
     def _retire_clear_face_index(self) -> None:
         """Older versions kept the face index in clear (``index/faces.faiss``): zero and

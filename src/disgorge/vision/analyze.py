@@ -129,7 +129,8 @@ class _Job:
 
 
 def reconcile_index(reader: sessionmaker[Session], vault: Vault, index: FaceIndex) -> tuple[int, int]:
-    """Make the index hold exactly the active embedding rows; returns (removed, added).
+    """Make the index hold exactly the active embedding rows whose owner's data key
+    exists; returns (removed, added).
 
     Holds the index's exclusive lock from reading its file, through reading the catalog,
     to writing the file: an erasure marks its embedding rows erased before it removes
@@ -142,7 +143,13 @@ def reconcile_index(reader: sessionmaker[Session], vault: Vault, index: FaceInde
             rows = session.execute(
                 select(d.id, d.value_enc, d.asset_id, Asset.owner_id)
                 .join(Asset, Asset.id == AssetDerivative.asset_id)
-                .where(AssetDerivative.kind == "embedding", AssetDerivative.state == "active")
+                .join(Subject, Subject.id == Asset.owner_id)
+                # a destroyed key guards nothing in an index sealed under the KEK
+                .where(
+                    AssetDerivative.kind == "embedding",
+                    AssetDerivative.state == "active",
+                    Subject.dek_wrapped.is_not(None),
+                )
             ).all()
             catalog = {r.id for r in rows}
             in_index = index.ids()
