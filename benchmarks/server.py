@@ -5,6 +5,7 @@ Usage::
     .venv/bin/python benchmarks/server.py                      # 200 valid + 200 unauthenticated
     .venv/bin/python benchmarks/server.py --valid 50 --unauth 50 --variants hardened
     .venv/bin/python benchmarks/server.py --json results.json
+    .venv/bin/python benchmarks/server.py --lock-s 20 --variants hardened,unbounded
 
 What it does, all in one run:
 
@@ -22,6 +23,8 @@ What it does, all in one run:
    ``--drain-s`` passes (variants named in ``--drain``: each accepted request costs one
    erasure of this workspace, about 1-3 s here, mostly its forensic scan), stops the server
    and reads the catalog: every accepted request must be ``completed`` there;
+   With ``--lock-s`` another process takes the vendor catalog's write lock just before the
+   burst and holds it that long (a long import, a ``gc --vacuum``);
 3. reports, per variant: answers by status (first answers, then after retries), p50/p99
    latency of the first answers, the server's peak RSS (``VmHWM``), how many accepted
    requests completed and how long the worker took to finish them.
@@ -96,6 +99,18 @@ else:
     lim = Limits(**limits)
     app = create_app(path, limits=lim)
     uvicorn.Server(uvicorn_config(app, port=port, log_level="warning", limits=lim)).run()
+"""
+#: another process that takes the catalog's write lock and holds it (``--lock-s``)
+_LOCKER = r"""
+import sys, time
+from sqlalchemy import select
+from disgorge import Workspace
+ws = Workspace.open(sys.argv[1], actor="another-process")
+with ws.sessions.begin() as session:
+    session.execute(select(1))
+    print("locked", flush=True)
+    time.sleep(float(sys.argv[2]))
+ws.close()
 """
 _UNBOUNDED = {
     "catalog_slots": 40,
@@ -281,11 +296,19 @@ def run_variant(variant: str, root: Path, args: argparse.Namespace, fingerprints
         threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(len(bodies))]
         for t in threads:
             t.start()
+        locker = None
+        if args.lock_s > 0:  # another process writes for a while, from just before the burst
+            locker = subprocess.Popen(
+                [sys.executable, "-c", _LOCKER, str(vendor), str(args.lock_s)], stdout=subprocess.PIPE
+            )
+            assert locker.stdout is not None and locker.stdout.readline().strip() == b"locked"
         barrier.wait()
         burst = time.perf_counter()
         for t in threads:
             t.join(args.drain_s)
         result.burst_s = time.perf_counter() - burst
+        if locker is not None:
+            locker.wait(args.lock_s + 60)
         result.first = dict(sorted(Counter(str(s) for s, _ in first).items()))
         result.final = dict(
             sorted(Counter(str(s) for (v, _), (s, _) in zip(bodies, final, strict=True) if v).items())
@@ -363,7 +386,8 @@ def _pct(values: list[float], p: int) -> float:
 # -- the report ----------------------------------------------------------------------------
 def render(results: list[Result], args: argparse.Namespace) -> Table:
     table = Table(
-        title=f"{args.valid} valid + {args.unauth} unauthenticated requests at once, 127.0.0.1",
+        title=f"{args.valid} valid + {args.unauth} unauthenticated requests at once, 127.0.0.1"
+        + (f", the catalog locked by another process for {args.lock_s:.0f} s" if args.lock_s else ""),
         show_lines=False,
     )
     table.add_column("")
@@ -426,6 +450,12 @@ def main() -> None:
         "--drain",
         default="hardened",
         help="variants whose accepted requests are waited for (comma-separated)",
+    )
+    parser.add_argument(
+        "--lock-s",
+        type=float,
+        default=0.0,
+        help="another process holds the write lock this long during the burst",
     )
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--keep", action="store_true", help="keep the workspaces (printed)")

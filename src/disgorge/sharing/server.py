@@ -93,8 +93,9 @@ class Limits:
     catalog_slots: int = 4
     #: handlers waiting for a slot; one more is answered 503 at once
     max_waiting: int = 256
-    #: the longest a handler waits for a slot before answering 503
-    wait_s: float = 15.0
+    #: the longest a handler waits for a slot before answering 503 (under the sender's
+    #: 10 s HTTP timeout, so that it hears "come back" rather than nothing)
+    wait_s: float = 5.0
     #: what a 503 tells the client to wait (seconds)
     retry_after_s: int = 2
     #: a request's line and headers must arrive within this (slow-header connections)
@@ -404,6 +405,7 @@ def create_app(
         from sqlalchemy.exc import TimeoutError as PoolTimeout
         from starlette.concurrency import run_in_threadpool
         from starlette.exceptions import HTTPException
+        from starlette.requests import ClientDisconnect
     except ImportError:
         raise InvalidInput(INSTALL_HINT) from None
 
@@ -522,6 +524,8 @@ def create_app(
                             raise Refused(413, "the request body is longer than its Content-Length")
             except TimeoutError:
                 raise Refused(408, f"the body did not arrive within {limits.body_timeout_s:.0f} s") from None
+            except ClientDisconnect:  # nobody to answer; nothing was recorded
+                raise Refused(400, "the client went away before sending the whole body") from None
             doc = await run_in_threadpool(parse_body, data)
             status, answer = await gate.run(inbox.receive, ws, doc)
         if status == 202:
