@@ -19,6 +19,7 @@ from cogapp import Cog
 from typer.main import get_command
 from typer.testing import CliRunner
 
+from conftest import files_elsewhere
 from disgorge import Workspace
 from disgorge.cli import app
 from disgorge.errors import InvalidInput
@@ -196,7 +197,7 @@ def test_consent_example(tmp_path, name):
         assert ws.subject("user-0003@dating.example")["consent"][0]["at"] == "2015-11-30T12:00:00Z"
         assert ws.subject("user-0002@dating.example")["consent_now"]["biometric_processing"] == "constrained"
     # subjects are stored hashed, evidence encrypted
-    stored = b"".join(p.read_bytes() for p in (tmp_path / "ws" / ".disgorge").glob("catalog.sqlite*"))
+    stored = b"".join(files_elsewhere(tmp_path / "ws" / ".disgorge", "catalog.sqlite").values())
     for clear in (b"user-0001@dating.example", b"signup form v3", b"support ticket 4411"):
         assert clear not in stored
 
