@@ -8,6 +8,7 @@ certificates with a forged algorithm. Real files, real SQLite, the real CLI; no 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -74,6 +75,29 @@ def test_denial_wins_a_tie_in_one_file_whatever_the_order(ws: Workspace, tmp_pat
     assert report.to_dict()["conflicts"] == 1
     assert _verdicts(ws, "Ada_Lovelace") == {"consent_denied"}
     assert ws.subject("Ada_Lovelace")["consent_now"]["ai_training"] == "denied"
+
+
+@pytest.mark.parametrize("order", ["subject_denial_first", "photo_grant_first"])
+def test_a_subject_wide_denial_beats_a_per_photo_grant_of_the_same_instant(
+    ws: Workspace, tmp_path: Path, order: str
+) -> None:
+    _policy(ws)
+    photos = tmp_path / "p" / "Ada_Lovelace"
+    photos.mkdir(parents=True)
+    data = synthetic_photo(0, 0)
+    (photos / "a.jpg").write_bytes(data)
+    ws.ingest(tmp_path / "p", source="app", subject_from="dirname")
+    digest = hashlib.sha256(data).hexdigest()
+    rows = [
+        "Ada_Lovelace,ai_training,denied,2015-01-01T00:00:00Z,",
+        f"Ada_Lovelace,ai_training,granted,2015-01-01T00:00:00Z,{digest}",
+    ]
+    if order == "photo_grant_first":
+        rows.reverse()
+    path = tmp_path / "consent.csv"
+    path.write_text("subject,purpose,decision,at,asset\n" + "\n".join(rows) + "\n")
+    ws.import_consent(path)
+    assert _verdicts(ws, "Ada_Lovelace") == {"consent_denied"}
 
 
 @pytest.mark.parametrize("first", ["denied", "granted"])

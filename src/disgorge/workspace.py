@@ -1747,9 +1747,13 @@ class Workspace:
                 return report
             return check_since(session, report, since, public_key_hex=key, workspace_id=workspace_id)
 
-    def audit_checkpoint(self) -> dict[str, Any]:
+    def audit_checkpoint(self, *, save_cache: bool = True) -> dict[str, Any]:
         """A signed tree head of the audit log as it stands now (docs/audit.md): keep it
-        outside the workspace; ``verify_audit(since=head)`` later proves the log extends it."""
+        outside the workspace; ``verify_audit(since=head)`` later proves the log extends it.
+
+        ``save_cache=False`` never writes: the server's answers use it, so that reading a
+        request's state never waits for the catalog's write lock (the process keeps its
+        own copy of the tree's edge either way)."""
         from sqlalchemy.exc import OperationalError
 
         from .audit.anchor import save_frontier, tree_root
@@ -1757,7 +1761,7 @@ class Workspace:
         key, workspace_id = self.public_key().public_bytes_raw().hex(), self.workspace_id
         with self.reader() as session:
             size, root, to_save = tree_root(session, cache_key=f"{workspace_id}:{self.engine.url}")
-        if to_save is not None:
+        if to_save is not None and save_cache:
             try:  # only a cache (audit.anchor): never worth failing for
                 with self.sessions.begin() as session:
                     save_frontier(session, to_save)

@@ -258,10 +258,9 @@ def _latest(decisions: list[_Decision], asset_id: str) -> _Decision | None:
     """The latest decision that applies to this asset (subject-wide or for this asset).
 
     A later subject-wide revocation overrides an earlier per-photo grant, and a later
-    per-photo grant overrides an earlier subject-wide denial; at the same instant the
-    per-photo decision wins, and of two in the same scope the more restrictive one
-    (``records.prevails``: denial wins whatever the order they were recorded in).
-    ``decisions`` is in time order.
+    per-photo grant overrides an earlier subject-wide denial; at the same instant the more
+    restrictive one wins, whatever their scopes and the order they were recorded in
+    (``records.prevails``: denial wins where two apply). ``decisions`` is in time order.
     """
     from .records import prevails
 
@@ -269,12 +268,6 @@ def _latest(decisions: list[_Decision], asset_id: str) -> _Decision | None:
     for d in decisions:
         if d.asset_id not in (None, asset_id):
             continue
-        if best is None:
-            best = d
-            continue
-        same_instant_wins = (d.asset_id is not None and best.asset_id is None) or (
-            d.asset_id == best.asset_id and prevails(d.decision, d.at, best.decision, best.at)
-        )
-        if d.at > best.at or (d.at == best.at and same_instant_wins):
+        if prevails(d.decision, d.at, best.decision if best else None, best.at if best else None):
             best = d
     return best
