@@ -193,6 +193,19 @@ def test_a_bundle_with_a_bad_signature_is_refused(pair: Pair) -> None:
         assert vendor.status()["assets"] == 0
 
 
+def test_a_document_naming_another_signature_algorithm_is_refused(pair: Pair) -> None:
+    _, bundle = _share(pair, ["ai_inference"])
+    with zipfile.ZipFile(bundle) as zf:
+        doc = json.loads(zf.read(MANIFEST_NAME))
+    doc["algorithm"] = "Ed24519"  # outside the signed body: only the one algorithm is accepted
+    bad = pair.root / "other-algorithm.zip"
+    _rewrite_zip(bundle, bad, {MANIFEST_NAME: json.dumps(doc).encode()})
+    with Workspace.open(pair.root / "vendor", actor="tester") as vendor:
+        with pytest.raises(InvalidInput, match="unsupported signature algorithm"):
+            vendor.receive_bundle(bad)
+        assert vendor.status()["assets"] == 0
+
+
 def test_a_bundle_from_an_unknown_sender_or_for_another_workspace_is_refused(
     pair: Pair, tmp_path: Path
 ) -> None:

@@ -52,6 +52,10 @@ def verify_document(doc: Any, expected_type: str) -> dict[str, Any]:
     body = doc["body"]
     if body.get("type") != expected_type:
         raise SignatureError(f"expected a {expected_type} document, got {body.get('type')!r}")
+    if doc.get("algorithm") != "Ed25519":  # the only one there is: nothing to negotiate
+        raise SignatureError(
+            f"unsupported signature algorithm {str(doc.get('algorithm'))[:40]!r} (expected Ed25519)"
+        )
     signature = doc.get("signature")
     key_hex = body.get("public_key")
     if not isinstance(signature, str) or not isinstance(key_hex, str):
