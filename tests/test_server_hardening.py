@@ -274,15 +274,18 @@ def _raw(url: str, head: bytes, body: bytes = b"", *, read_timeout: float = 30) 
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=read_timeout) as sock:
         sock.sendall(head + body)
-        chunks = []
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            if b"\r\n\r\n" in b"".join(chunks) and _complete(b"".join(chunks)):
-                break
-        return b"".join(chunks)
+        return _read_response(sock)
+
+
+def _read_response(sock: socket.socket) -> bytes:
+    """One whole HTTP response from ``sock`` (its head and body may come in several reads)."""
+    chunks: list[bytes] = []
+    while not (b"\r\n\r\n" in b"".join(chunks) and _complete(b"".join(chunks))):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _complete(data: bytes) -> bool:
@@ -319,7 +322,7 @@ def test_bodies_are_refused_from_their_length_and_share_one_budget(env: Env) -> 
                 time.sleep(0.1)
             assert second.status == 503 and second.headers["retry-after"].isdigit(), second.body
             slow.sendall(b" " * 899_998 + b"}")
-            first = slow.recv(65536)
+            first = _read_response(slow)
             assert first.startswith(b"HTTP/1.1 400") and b"not a signed disgorge document" in first
         assert post(url, {"x": "y" * 200_000}).status == 400  # the budget is free again
 

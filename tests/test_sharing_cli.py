@@ -140,5 +140,5 @@ def test_share_receive_erase_and_ack_by_files(tmp_path: Path) -> None:
     stranger = tmp_path / "stranger"
     ok("init", stranger)
     refused = run("erasure", "receive", tmp_path / "request.json", "-o", tmp_path / "x.json", "-w", stranger)
-    assert refused.returncode == 1 and "no registered sender" in refused.stderr
+    assert refused.returncode == 1 and "addressed to another workspace" in refused.stderr
     assert not (tmp_path / "x.json").exists()
