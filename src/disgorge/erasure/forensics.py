@@ -39,6 +39,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 import stat
 import subprocess
 import sys
@@ -247,9 +248,11 @@ def scan_tree(root: Path, needles: Mapping[str, bytes], *, stats: TreeStats | No
     ``root``, found by :func:`scan_tree_in_process` in a child process that holds no database
     connection (see the module's docstring for why). The needles travel through a pipe, never
     a file."""
-    request = json.dumps(
-        {"root": os.fspath(root), "needles": {label: bytes(n).hex() for label, n in needles.items()}}
-    ).encode()
+    # pickle, not JSON: a source's 600,000 needles cost 2.5 s more as hex in JSON. The child is
+    # this file, fed by this process alone, so nothing untrusted is unpickled
+    request = pickle.dumps(
+        (os.fspath(root), {label: bytes(n) for label, n in needles.items()}), protocol=pickle.HIGHEST_PROTOCOL
+    )
     # run as a plain script: it imports only numpy, not the package (a child that imported
     # all of disgorge took seconds to start on a loaded machine)
     proc = subprocess.run(
@@ -399,12 +402,11 @@ def _scan_file(path: str, rel: str, matcher: _Matcher, overlap: int, buf: bytear
 
 
 def _child_main() -> None:
-    """The scanning child: a request ``{"root": PATH, "needles": {label: hex}}`` on stdin, the
-    answer ``{"hits": [[label, file, offset], ...], "files": N, "bytes": N}`` on stdout."""
-    request = json.loads(sys.stdin.buffer.read())
-    needles = {label: bytes.fromhex(value) for label, value in request["needles"].items()}
+    """The scanning child: ``(root, {label: needle})`` pickled on stdin (by :func:`scan_tree`),
+    the answer ``{"hits": [[label, file, offset], ...], "files": N, "bytes": N}`` on stdout."""
+    root, needles = pickle.loads(sys.stdin.buffer.read())
     stats = TreeStats()
-    hits = scan_tree_in_process(Path(request["root"]), needles, stats=stats)
+    hits = scan_tree_in_process(Path(root), needles, stats=stats)
     answer = {"hits": [[h.label, h.file, h.offset] for h in hits], "files": stats.files, "bytes": stats.bytes}
     sys.stdout.write(json.dumps(answer))
 
