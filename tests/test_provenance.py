@@ -290,6 +290,51 @@ def test_two_senders_of_the_same_bytes_each_keep_their_terms(world: World) -> No
     assert not _held(world, "common.jpg")  # nothing holds it any more: erased
 
 
+def test_own_bytes_ingested_after_a_bundle_brought_them_are_held_through_both(world: World) -> None:
+    """The reverse order: A's bundle brings bytes first, then the vendor's own source meets
+    the same bytes. Its ingest records the source as a provenance (not only a duplicate):
+    the stock terms and the stock owner's denial apply, and A's request leaves the bytes."""
+    with world.ws("vendor") as v:
+        v.add_source("stock-late", kind="partner", at="2019-01-01")
+        v.add_policy(
+            "stock-late",
+            "licence",
+            text=b"model release",
+            effective_from="2019-01-01",
+            allows=["ai_training", "ai_inference"],
+            at="2019-01-01",
+        )
+        (world.root / "late-consent.csv").write_text(
+            "subject,purpose,decision,at\nlia@late,ai_training,denied,2019-06-01\n"
+        )
+        v.import_consent(world.root / "late-consent.csv", at="2019-06-01")
+    _receive(world, _send(world, "app-a", ["ai_training", "ai_inference"]))
+    a0 = _asset_id(world, "a0.jpg")
+    folder = world.root / "in" / "late"
+    folder.mkdir(parents=True)
+    (folder / "a0.jpg").write_bytes(PHOTOS["a0.jpg"])
+    (world.root / "in" / "late.csv").write_text("path,subject\na0.jpg,lia@late\n")
+    with world.ws("vendor") as v:
+        report = v.ingest(
+            folder, source="stock-late", manifest=world.root / "in" / "late.csv", at="2021-02-02"
+        )
+        assert report.duplicates == 1 and report.provenances_added == 1
+        assert report.to_dict()["provenances_added"] == 1
+        # lia denied ai_training: through the late source the use is refused, whatever A allowed
+        build = v.build_dataset("train", purpose="ai_training", at="2021-03-01")
+        assert _sha("a0.jpg") not in _members(v, "train", build.version)
+        [why] = [i for i in build.excluded_items if i["sha256"] == _sha("a0.jpg")]
+        assert why["rule"] == "consent_denied" and "one of 2 provenances" in why["reason"], why
+        assert v.consent_check("lia@late", "ai_inference", at="2021-03-01")["allowed"]
+    answer = _erase_at_sender(world, "app-a", "alice@a")
+    assert answer["body"]["state"] == "completed"
+    assert _held(world, "a0.jpg")  # the vendor's own source still holds it
+    assert not _held(world, "a1.jpg")  # held only through A: erased
+    with world.ws("vendor") as v:
+        [erasure] = [e for e in v.erasures() if e["scope"]["kind"] == "request"]
+        assert v.erasure(erasure["id"])["plan"]["kept_for_review"] == [a0]
+
+
 # -- defect 7 (bundle parts) --------------------------------------------------------------
 @pytest.mark.parametrize("extra", ["../evil.txt", "photos/" + "0" * 64 + ".jpg"])
 def test_a_bundle_with_an_extra_member_is_refused_whole(world: World, extra: str) -> None:

@@ -32,7 +32,7 @@ _MIGRATIONS = Path(__file__).parent / "migrations"
 
 #: the latest Alembic revision; opening a workspace compares against it without loading
 #: Alembic (tests/test_migrations.py checks it is the head of migrations/versions)
-SCHEMA_HEAD = "0007"
+SCHEMA_HEAD = "0008"
 
 
 def make_engine(url: str) -> Engine:

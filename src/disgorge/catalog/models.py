@@ -38,6 +38,7 @@ __all__ = [
     "Artifact",
     "Asset",
     "AssetDerivative",
+    "AssetSource",
     "AssetSubject",
     "AuditEvent",
     "AuditHead",
@@ -175,6 +176,22 @@ class AssetSubject(Base):
     subject_id: Mapped[int] = mapped_column(ForeignKey("subjects.id"), primary_key=True)
     role: Mapped[str] = mapped_column(String(16))
     __table_args__ = (Index("ix_asset_subjects_subject", "subject_id"),)
+
+
+class AssetSource(Base):
+    """Another source of this workspace's own that holds the same bytes as an asset.
+
+    An asset row is created once, by the first source that brought its bytes (``Asset.source_id``);
+    when a later ingest from another source of its own meets the same bytes, they are held
+    through that source too, and its policy and its subjects' consent must allow each use
+    (design note 19). Incoming transfers are the other kind of provenance (transfer items).
+    """
+
+    __tablename__ = "asset_sources"
+    asset_id: Mapped[str] = mapped_column(ForeignKey("assets.id"), primary_key=True)
+    source_id: Mapped[int] = mapped_column(ForeignKey("sources.id"), primary_key=True)
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    __table_args__ = (Index("ix_asset_sources_source", "source_id"),)
 
 
 class ConsentRecord(Base):

@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from .._time import iso
 from ..catalog.models import (
+    AssetSource,
     AssetSubject,
     ConsentRecord,
     PolicyVersion,
@@ -141,6 +142,12 @@ class ConsentGate:
                 .order_by(Transfer.at, Transfer.id)
             ):
                 received[asset_id].append((transfer_id, source_id))
+        for asset_id, source_id in self.session.execute(
+            select(AssetSource.asset_id, AssetSource.source_id)
+            .where(AssetSource.asset_id.in_(asset_ids))
+            .order_by(AssetSource.added_at, AssetSource.source_id)
+        ):
+            received[asset_id].append(("", source_id))  # another source of our own: no transfer
         out: dict[str, Verdict] = {}
         for it in items:
             out[it.asset_id] = self._combined(it, depicted.get(it.asset_id, []), history, refs, received)
@@ -154,7 +161,7 @@ class ConsentGate:
         found: list[tuple[int, str | None]] = []
         if it.source_id not in self._transfer_sources:
             found.append((it.source_id, None))
-        found += [(source_id, transfer_id) for transfer_id, source_id in received]
+        found += [(source_id, transfer_id or None) for transfer_id, source_id in received]
         return found or [(it.source_id, None)]
 
     def _combined(

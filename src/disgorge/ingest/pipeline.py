@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from .. import audit
 from .._pool import process_pool
 from .._time import iso
-from ..catalog.models import Asset, AssetSubject, ErasedFingerprint, Source, Subject
+from ..catalog.models import Asset, AssetSource, AssetSubject, ErasedFingerprint, Source, Subject
 from ..errors import DisgorgeError, InvalidInput, NotFound
 from ..subjects import get_or_create_subjects, ref_of
 from ..vault import Vault
@@ -72,6 +72,8 @@ class IngestReport:
     files: int = 0
     ingested: int = 0
     duplicates: int = 0
+    #: duplicates that came through another source before: this one now holds them too
+    provenances_added: int = 0
     rejected: list[Rejection] = field(default_factory=list)
     subjects_created: int = 0
     bytes: int = 0
@@ -89,6 +91,7 @@ class IngestReport:
             "files": self.files,
             "ingested": self.ingested,
             "duplicates": self.duplicates,
+            "provenances_added": self.provenances_added,
             "rejected": [{"path": r.path, "reason": r.reason} for r in self.rejected],
             "subjects_created": self.subjects_created,
             "bytes": self.bytes,
@@ -406,6 +409,7 @@ class _Writer:
             return None
         known = self._existing({pr.sha256 for _, pr in fresh})
         self.report.duplicates += sum(1 for _, pr in fresh if pr.sha256 in known)
+        self._record_provenance([(item, pr.sha256) for item, pr in fresh if pr.sha256 in known])
         fresh = [(i, pr) for i, pr in fresh if pr.sha256 not in known]
         fresh = self._refuse_erased(fresh)
         if not fresh:
@@ -554,6 +558,53 @@ class _Writer:
                 continue
             self.report.rejected.append(Rejection(item.member.path, reason))
         return kept
+
+    def _record_provenance(self, held: list[tuple[_Item, str]]) -> None:
+        """Bytes already held, met again from this source: if they came through another
+        source (a bundle's, say), this source becomes a provenance of theirs too (its policy
+        and its subjects' consent must then allow each use, and a sender's erasure request
+        leaves them in place: design note 19), and the subjects named here are linked to the
+        photo, so their consent counts and their erasure reaches it."""
+        if not held:
+            return
+        with self.sessions() as session:
+            kind = session.scalar(select(Source.kind).where(Source.id == self.source_id))
+            if kind == "transfer":  # a bundle's receipt records its items as transfer items
+                return
+            rows = session.execute(
+                select(Asset.sha256, Asset.id, Asset.source_id, Asset.owner_id).where(
+                    Asset.sha256.in_([sha for _, sha in held]), Asset.state == "active"
+                )
+            ).all()
+        by_sha = {r.sha256: r for r in rows if r.source_id != self.source_id}
+        if not by_sha:
+            return
+        self._ensure_subjects(
+            {ext for item, sha in held if sha in by_sha for ext in (item.owner, *item.depicted)}
+        )
+        added = 0
+        with self.sessions.begin() as session:
+            for item, sha in held:
+                row = by_sha.get(sha)
+                if row is None:
+                    continue
+                if session.get(AssetSource, (row.id, self.source_id)) is None:
+                    session.add(AssetSource(asset_id=row.id, source_id=self.source_id, added_at=self.at))
+                    added += 1
+                for ext in (item.owner, *item.depicted):
+                    subject = self.subjects[ext]
+                    if subject.id != row.owner_id and session.get(AssetSubject, (row.id, subject.id)) is None:
+                        session.add(AssetSubject(asset_id=row.id, subject_id=subject.id, role="depicted"))
+                session.flush()
+            if added:
+                audit.append(
+                    session,
+                    "ingest.provenance_added",
+                    {"source_id": self.source_id, "photos": added},
+                    actor=self.actor,
+                    at=self.at,
+                )
+        self.report.provenances_added += added
 
     def _existing(self, shas: Iterable[str]) -> set[str]:
         wanted = list(shas)

@@ -1,8 +1,9 @@
 """Provenances of a photo, and what a sender's erasure request removes (design note 19).
 
 The same bytes can be held through several provenances: the source this workspace
-ingested them from itself, and each incoming transfer that carried them (a bundle, or a
-recorded legacy transfer). A source that only holds what incoming transfers carried is not
+ingested them from itself (and any other source of its own whose ingest met the same
+bytes later: ``asset_sources``), and each incoming transfer that carried them (a bundle,
+or a recorded legacy transfer). A source that only holds what incoming transfers carried is not
 a provenance of its own: its photos are held through their transfer items.
 
 A sender's request reaches only that sender's provenance. A photo also held through
@@ -17,7 +18,7 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from ..catalog.models import Asset, AssetSubject, ConsentRecord, Transfer, TransferItem
+from ..catalog.models import Asset, AssetSource, AssetSubject, ConsentRecord, Transfer, TransferItem
 
 __all__ = ["release_provenance", "split_by_provenance"]
 
@@ -47,6 +48,8 @@ def split_by_provenance(
         ):
             if source_id not in transfer_sources:  # collected here, from a source of our own
                 elsewhere.add(asset_id)
+        # another source of our own met the same bytes later (ingest records it)
+        elsewhere.update(session.scalars(select(AssetSource.asset_id).where(AssetSource.asset_id.in_(chunk))))
         elsewhere.update(
             session.scalars(
                 select(TransferItem.asset_id)
