@@ -125,6 +125,8 @@ def _print_report(report: IngestReport) -> None:
     table.add_row("files seen", str(d["files"]))
     table.add_row("stored", str(d["ingested"]))
     table.add_row("already present", str(d["duplicates"]))
+    if d["provenances_added"]:
+        table.add_row("  of which now also held through this source", str(d["provenances_added"]))
     table.add_row("refused", str(len(d["rejected"])))
     table.add_row("new subjects", str(d["subjects_created"]))
     table.add_row("bytes", f"{d['bytes'] / 1e6:.1f} MB")
