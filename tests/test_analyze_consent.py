@@ -209,3 +209,63 @@ def test_cli_analyze_after_a_grant_embeds(tmp_path: Path) -> None:
     out = analyze()
     assert "analysed 2 of 2 photo(s)" in out and "2 face(s) embedded" in out
     assert "consent now allows embedding: 2 photo(s) analysed before with detection only" in out
+
+
+# A driver that runs a plain analyze after a withdrawal and SIGKILLs itself at an exact point:
+# inside the removal's transaction right after the first crop blob is wiped (rows not yet
+# deleted), or after the rows are committed but before the face index is brought in line.
+_KILL_DRIVER = """
+import os, signal, sys
+from disgorge import Workspace
+from disgorge.vault.blobstore import BlobStore
+import disgorge.vision.analyze as analyze
+
+where = sys.argv[2]
+if where == "mid-removal":
+    real_delete = BlobStore.delete
+    def delete(self, key, **kw):
+        real_delete(self, key, **kw)
+        os.kill(os.getpid(), signal.SIGKILL)
+    BlobStore.delete = delete
+else:
+    def reconcile(*args, **kw):
+        os.kill(os.getpid(), signal.SIGKILL)
+    analyze.reconcile_index = reconcile
+with Workspace.open(sys.argv[1], actor="tester") as ws:
+    ws.analyze(workers=1, at=sys.argv[3])
+"""
+
+
+@pytest.mark.parametrize("where", ["mid-removal", "before-the-index"])
+def test_a_withdrawal_killed_midway_is_finished_by_the_next_analyze(tmp_path: Path, where: str) -> None:
+    photos = stage(tmp_path / "in", PEOPLE[:2], 2)
+    ws = new_workspace(tmp_path / "ws")
+    try:
+        ws.ingest(photos, source="photos", subject_from="dirname", at=T_INGEST, workers=1)
+        consent(ws, tmp_path, PEOPLE[:2], "granted", T_GRANT)
+        ws.analyze(workers=1, at=T_SECOND)
+        blair = assets_of(ws, "Tony_Blair")
+        _, all_ids, _ = biometric_values(ws, set(kinds_by_asset(ws)))
+        needles, blair_ids, blair_crops = biometric_values(ws, blair)
+        assert blair_ids and blair_crops
+        consent(ws, tmp_path, ("Tony_Blair",), "revoked", T_REVOKE)
+    finally:
+        ws.close()
+
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILL_DRIVER, str(tmp_path / "ws"), where, T_THIRD],
+        capture_output=True,
+        timeout=300,
+    )
+    assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+
+    with Workspace.open(tmp_path / "ws", actor="tester") as ws:
+        again = ws.analyze(workers=1, at=T_THIRD)
+        assert again.consent_withdrawn_photos in (0, len(blair))  # 0: the rows went before the kill
+        kinds = kinds_by_asset(ws)
+        for asset_id in blair:
+            assert set(kinds[asset_id]) == {"phash"}
+        assert not blair_crops & {key for key, _ in ws.store.entries()}
+        assert FaceIndex(ws.face_index_path, ws.kek).ids() == all_ids - blair_ids
+        assert ws.verify_audit().ok
+    assert scan_tree(tmp_path / "ws", needles) == []
