@@ -52,6 +52,7 @@ from .catalog import (
     Source,
     Subject,
     current_revision,
+    in_chunks,
     make_engine,
     make_sessionmaker,
     purge_free_space,
@@ -635,10 +636,10 @@ class Workspace:
         with self.reader() as session:
             ids = [
                 i
-                for chunk in range(0, len(asset_ids), 900)
+                for chunk in in_chunks(asset_ids)
                 for i in session.scalars(
                     select(AssetDerivative.id).where(
-                        AssetDerivative.asset_id.in_(asset_ids[chunk : chunk + 900]),
+                        AssetDerivative.asset_id.in_(chunk),
                         AssetDerivative.kind == "embedding",
                     )
                 )

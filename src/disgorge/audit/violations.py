@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .._time import iso
+from ..catalog.db import in_chunks
 from ..catalog.lineage import NodeRef, downstream
 from ..catalog.models import (
     Artifact,
@@ -142,11 +143,9 @@ def _use(
 ) -> dict[str, Any]:
     bad_ids = [aid for aid, _, _ in bad]
     subjects = set()
-    for i in range(0, len(bad_ids), 900):
+    for part in in_chunks(bad_ids):
         subjects.update(
-            session.scalars(
-                select(AssetSubject.subject_id).where(AssetSubject.asset_id.in_(bad_ids[i : i + 900]))
-            )
+            session.scalars(select(AssetSubject.subject_id).where(AssetSubject.asset_id.in_(part)))
         )
     graph = downstream(session, node)
     use: dict[str, Any] = {

@@ -1,9 +1,11 @@
 """The catalog: SQLAlchemy models, engine set-up and Alembic migrations."""
 
 from .db import (
+    PARAMS_PER_STATEMENT,
     SCHEMA_HEAD,
     current_revision,
     head_revision,
+    in_chunks,
     make_engine,
     make_sessionmaker,
     purge_free_space,
@@ -35,6 +37,7 @@ from .models import (
 )
 
 __all__ = [
+    "PARAMS_PER_STATEMENT",
     "SCHEMA_HEAD",
     "Artifact",
     "Asset",
@@ -60,6 +63,7 @@ __all__ = [
     "Subject",
     "current_revision",
     "head_revision",
+    "in_chunks",
     "make_engine",
     "make_sessionmaker",
     "purge_free_space",

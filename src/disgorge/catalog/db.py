@@ -12,16 +12,19 @@ SQLite is the embedded default. Three settings make it fit for the job:
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session, sessionmaker
 
 __all__ = [
+    "PARAMS_PER_STATEMENT",
     "SCHEMA_HEAD",
     "current_revision",
     "head_revision",
+    "in_chunks",
     "make_engine",
     "make_sessionmaker",
     "purge_free_space",
@@ -33,6 +36,21 @@ _MIGRATIONS = Path(__file__).parent / "migrations"
 #: the latest Alembic revision; opening a workspace compares against it without loading
 #: Alembic (tests/test_migrations.py checks it is the head of migrations/versions)
 SCHEMA_HEAD = "0008"
+
+
+#: values bound in one ``IN (...)`` list: below SQLite's old limit of 999 parameters per
+#: statement (3.32 raised it to 32,766, but a build may still be compiled with the old one),
+#: leaving room for the statement's other parameters
+PARAMS_PER_STATEMENT = 900
+
+_T = TypeVar("_T")
+
+
+def in_chunks(values: Sequence[_T], size: int = PARAMS_PER_STATEMENT) -> Iterator[Sequence[_T]]:
+    """``values`` in consecutive slices of at most ``size``, each small enough to bind as one
+    ``IN (...)`` list; one way for every query over a list of ids of unknown length."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 def make_engine(url: str) -> Engine:

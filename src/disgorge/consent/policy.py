@@ -36,6 +36,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .._time import iso
+from ..catalog.db import in_chunks
 from ..catalog.models import (
     AssetSource,
     AssetSubject,
@@ -49,8 +50,6 @@ from ..catalog.models import (
 from .purposes import Decision, Purpose
 
 __all__ = ["ConsentGate", "ItemRef", "Verdict"]
-
-_CHUNK = 900
 
 
 @dataclass(frozen=True)
@@ -115,8 +114,8 @@ class ConsentGate:
     def evaluate(self, items: Sequence[ItemRef]) -> dict[str, Verdict]:
         """Verdict per asset id."""
         verdicts: dict[str, Verdict] = {}
-        for i in range(0, len(items), _CHUNK):
-            verdicts.update(self._evaluate_chunk(items[i : i + _CHUNK]))
+        for part in in_chunks(items):
+            verdicts.update(self._evaluate_chunk(part))
         return verdicts
 
     def _evaluate_chunk(self, items: Sequence[ItemRef]) -> dict[str, Verdict]:
@@ -200,7 +199,7 @@ class ConsentGate:
     def _history(self, subject_ids: Iterable[int]) -> dict[int, list[_Decision]]:
         ids = list(subject_ids)
         history: dict[int, list[_Decision]] = defaultdict(list)
-        for i in range(0, len(ids), _CHUNK):
+        for part in in_chunks(ids):
             query = (
                 select(
                     ConsentRecord.subject_id,
@@ -210,7 +209,7 @@ class ConsentGate:
                     ConsentRecord.transfer_id,
                 )
                 .where(
-                    ConsentRecord.subject_id.in_(ids[i : i + _CHUNK]),
+                    ConsentRecord.subject_id.in_(part),
                     ConsentRecord.purpose == self.purpose.value,
                     ConsentRecord.at <= self.at,
                 )

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from .. import audit
 from .._merkle import merkle_root
 from .._time import iso
+from ..catalog.db import in_chunks
 from ..catalog.models import (
     Artifact,
     Asset,
@@ -382,12 +383,12 @@ def derive_without(
     ds = find_dataset(session, ref)
     dropped: set[str] = set()
     wanted = sorted(asset_ids)
-    for i in range(0, len(wanted), 900):
+    for part in in_chunks(wanted):
         dropped.update(
             session.scalars(
                 select(DatasetMember.asset_id).where(
                     DatasetMember.dataset_id == ds.artifact_id,
-                    DatasetMember.asset_id.in_(wanted[i : i + 900]),
+                    DatasetMember.asset_id.in_(part),
                 )
             )
         )

@@ -48,7 +48,7 @@ from sqlalchemy.orm import Session
 from .. import audit
 from .._merkle import merkle_root
 from .._time import iso, utcnow
-from ..catalog import purge_free_space
+from ..catalog import in_chunks, purge_free_space
 from ..catalog.lineage import NodeRef, downstream
 from ..catalog.models import (
     Artifact,
@@ -459,8 +459,7 @@ class ErasureEngine:
         with self.ws.reader() as session:
             # in chunks, with their owners and derived values read at once (a source may
             # hold 100,000 photos: one query per photo would cost more than the decryption)
-            for i in range(0, len(ids), 900):
-                chunk = ids[i : i + 900]
+            for chunk in in_chunks(ids):
                 assets = session.scalars(select(Asset).where(Asset.id.in_(chunk)).order_by(Asset.id)).all()
                 owners = {
                     s.id: s
@@ -657,11 +656,11 @@ class ErasureEngine:
         return sum(
             session.scalar(
                 select(func.count()).where(
-                    DatasetMember.dataset_id == dataset_id, DatasetMember.asset_id.in_(asset_ids[i : i + 900])
+                    DatasetMember.dataset_id == dataset_id, DatasetMember.asset_id.in_(part)
                 )
             )
             or 0
-            for i in range(0, len(asset_ids), 900)
+            for part in in_chunks(asset_ids)
         )
 
     def _embedding_ids(self, session: Session, assets: list[str]) -> list[int]:
@@ -682,11 +681,11 @@ class ErasureEngine:
         # the face index's lock) puts their vectors back into the sealed face index.
         assets = req.plan["assets"]
         with self.ws.sessions.begin() as session:
-            for i in range(0, len(assets), 900):
+            for part in in_chunks(assets):
                 session.execute(
                     update(AssetDerivative)
                     .where(
-                        AssetDerivative.asset_id.in_(assets[i : i + 900]),
+                        AssetDerivative.asset_id.in_(part),
                         AssetDerivative.kind.in_(("phash", "embedding")),
                     )
                     .values(state="erased")
@@ -757,21 +756,19 @@ class ErasureEngine:
             # in bulk (a source may hold 100,000 photos): one UPDATE per row by primary key
             found = 0
             fingerprints: dict[str, str] = {}
-            for i in range(0, len(ids), 900):
+            for part in in_chunks(ids):
                 for asset_id, sha, state in session.execute(
-                    select(Asset.id, Asset.sha256, Asset.state).where(Asset.id.in_(ids[i : i + 900]))
+                    select(Asset.id, Asset.sha256, Asset.state).where(Asset.id.in_(part))
                 ):
                     found += 1
                     if state != "erased":
                         fingerprints[asset_id] = self.ws.vault.photo_fingerprint(sha)
             known: set[str] = set()
             values = sorted(set(fingerprints.values()))
-            for i in range(0, len(values), 900):
+            for part in in_chunks(values):
                 known.update(
                     session.scalars(
-                        select(ErasedFingerprint.fingerprint).where(
-                            ErasedFingerprint.fingerprint.in_(values[i : i + 900])
-                        )
+                        select(ErasedFingerprint.fingerprint).where(ErasedFingerprint.fingerprint.in_(part))
                     )
                 )
             new = [
@@ -796,8 +793,8 @@ class ErasureEngine:
                         for asset_id, fp in fingerprints.items()
                     ],
                 )
-            for i in range(0, len(ids), 900):
-                session.execute(delete(ConsentRecord).where(ConsentRecord.asset_id.in_(ids[i : i + 900])))
+            for part in in_chunks(ids):
+                session.execute(delete(ConsentRecord).where(ConsentRecord.asset_id.in_(part)))
             if req.scope_kind == "source":
                 session.execute(
                     update(Source).where(Source.id == int(req.plan["key"])).values(state="erased")
@@ -926,8 +923,7 @@ class ErasureEngine:
         ids = list(plan["assets"])
         not_tombstoned = derived = fingerprints = 0
         with self.ws.reader() as session:
-            for i in range(0, len(ids), 900):
-                chunk = ids[i : i + 900]
+            for chunk in in_chunks(ids):
                 not_tombstoned += session.scalar(
                     select(func.count())
                     .select_from(Asset)
@@ -1202,8 +1198,7 @@ def active_models_using(session: Session, asset_ids: list[str]) -> list[str]:
     holds them, or a run that read them directly). Walks downstream from what holds the
     photos, so its cost follows the erasure's size, not the number of models."""
     seeds: set[str] = set()
-    for i in range(0, len(asset_ids), 900):
-        chunk = asset_ids[i : i + 900]
+    for chunk in in_chunks(asset_ids):
         seeds.update(
             session.scalars(select(DatasetMember.dataset_id).where(DatasetMember.asset_id.in_(chunk)))
         )

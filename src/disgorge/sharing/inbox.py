@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from .. import audit
 from .._time import iso, parse_instant, utcnow
+from ..catalog.db import in_chunks
 from ..catalog.models import Asset, ErasureRequest, IncomingRequest, Peer, Transfer, TransferItem
 from ..errors import DisgorgeError
 from .documents import (
@@ -122,8 +123,7 @@ def _match(session: Any, sender: Peer, items: list[Any]) -> tuple[list[str], int
     for group in items:
         values = [v for v in group.get("values", []) if isinstance(v, str)]
         named += len(values)
-        for i in range(0, len(values), 900):
-            chunk = values[i : i + 900]
+        for chunk in in_chunks(values):
             by = (
                 Asset.sha256.in_(chunk)
                 if group.get("id_kind") == "sha256"

@@ -28,6 +28,7 @@ from sqlalchemy import select
 
 from .. import audit
 from .._time import iso, utcnow
+from ..catalog.db import in_chunks
 from ..catalog.models import Asset, ErasureRequest, Peer, RecipientNotice, Transfer, TransferItem
 from ..errors import InvalidInput, NotFound
 from ..vault import new_key, open_sealed, seal
@@ -71,10 +72,7 @@ def recipients_of(session: Any, asset_ids: list[str], transfer_id: str | None = 
     if transfer_id is not None:
         chunks = [query.where(Transfer.id == transfer_id)]
     else:
-        chunks = [
-            query.where(TransferItem.asset_id.in_(asset_ids[i : i + 900]))
-            for i in range(0, len(asset_ids), 900)
-        ]
+        chunks = [query.where(TransferItem.asset_id.in_(part)) for part in in_chunks(asset_ids)]
     found: dict[str, dict[str, Any]] = {}
     for chunk in chunks:
         for tid, name, backfilled, id_kind, asset_id in session.execute(chunk):

@@ -18,11 +18,10 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from ..catalog.db import in_chunks
 from ..catalog.models import Asset, AssetSource, AssetSubject, ConsentRecord, Transfer, TransferItem
 
 __all__ = ["release_provenance", "split_by_provenance"]
-
-_CHUNK = 900
 
 
 def _sender_transfers(session: Session, sender_id: int) -> list[str]:
@@ -41,8 +40,7 @@ def split_by_provenance(
         )
     )
     elsewhere: set[str] = set()
-    for i in range(0, len(asset_ids), _CHUNK):
-        chunk = asset_ids[i : i + _CHUNK]
+    for chunk in in_chunks(asset_ids):
         for asset_id, source_id in session.execute(
             select(Asset.id, Asset.source_id).where(Asset.id.in_(chunk))
         ):
@@ -74,8 +72,7 @@ def release_provenance(session: Session, sender_id: int, asset_ids: list[str]) -
         return 0
     sources = set(session.scalars(select(Transfer.source_id).where(Transfer.id.in_(transfers))))
     removed = 0
-    for i in range(0, len(asset_ids), _CHUNK):
-        chunk = asset_ids[i : i + _CHUNK]
+    for chunk in in_chunks(asset_ids):
         removed += session.execute(
             delete(TransferItem).where(
                 TransferItem.asset_id.in_(chunk), TransferItem.transfer_id.in_(transfers)

@@ -16,6 +16,7 @@ import numpy as np
 from sqlalchemy import Row, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..catalog.db import in_chunks
 from ..catalog.models import Asset, AssetDerivative, Subject
 from ..vault import Vault
 from .faces import analyze
@@ -113,10 +114,8 @@ def _match(table: np.ndarray, held: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 def _sealed(session: Session, ids: list[int]) -> dict[int, bytes]:
     out: dict[int, bytes] = {}
-    for i in range(0, len(ids), 900):
-        query = select(AssetDerivative.id, AssetDerivative.value_enc).where(
-            AssetDerivative.id.in_(ids[i : i + 900])
-        )
+    for part in in_chunks(ids):
+        query = select(AssetDerivative.id, AssetDerivative.value_enc).where(AssetDerivative.id.in_(part))
         out.update((row_id, value) for row_id, value in session.execute(query))
     return out
 
