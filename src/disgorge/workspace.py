@@ -52,7 +52,6 @@ from .catalog import (
     Source,
     Subject,
     current_revision,
-    in_chunks,
     make_engine,
     make_sessionmaker,
     purge_free_space,
@@ -630,20 +629,12 @@ class Workspace:
         """Rewrite the sealed face index without these photos' embeddings (if there is one)."""
         from .vault.blobstore import wipe_file
         from .vision import FaceIndex, FacesUnavailable
+        from .vision.analyze import embedding_ids
 
         if not self.face_index_path.exists():
             return
         with self.reader() as session:
-            ids = [
-                i
-                for chunk in in_chunks(asset_ids)
-                for i in session.scalars(
-                    select(AssetDerivative.id).where(
-                        AssetDerivative.asset_id.in_(chunk),
-                        AssetDerivative.kind == "embedding",
-                    )
-                )
-            ]
+            ids = embedding_ids(session, asset_ids)
         try:
             index = FaceIndex(self.face_index_path, self.kek)
         except FacesUnavailable:  # it cannot be rewritten here: it goes whole, rebuilt later

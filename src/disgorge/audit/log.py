@@ -13,7 +13,6 @@ never put external subject ids, file paths or image data in them.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +21,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from .._canonical import canonical
 from .._time import iso, utcnow
 from ..catalog.models import AuditEvent, AuditHead
 
@@ -32,7 +32,7 @@ GENESIS = "0" * 64
 
 
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return canonical(value).decode("utf-8")
 
 
 def event_hash(

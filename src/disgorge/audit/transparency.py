@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from .._canonical import canonical
 
 __all__ = [
     "EMPTY_ROOT",
@@ -58,11 +59,6 @@ TREE_HEAD_TYPE = "disgorge.audit-tree-head/1"
 EMPTY_ROOT = hashlib.sha256(b"").digest()
 
 Range = tuple[int, int]
-
-
-def _canonical(body: dict[str, Any]) -> bytes:
-    # the same bytes as erasure.certificate.canonical (kept here so this module stands alone)
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def leaf_hash(event_hash_hex: str) -> bytes:
@@ -268,7 +264,7 @@ def signed_tree_head(
     }
     return {
         "body": body,
-        "signature": base64.b64encode(sign(_canonical(body))).decode(),
+        "signature": base64.b64encode(sign(canonical(body))).decode(),
         "algorithm": "Ed25519",
     }
 
@@ -309,7 +305,7 @@ def check_tree_head(doc: Any, public_key_hex: str | None = None) -> HeadCheck:
     try:
         root = bytes.fromhex(root_hex)
         key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(key_hex))
-        key.verify(base64.b64decode(doc["signature"], validate=True), _canonical(body))
+        key.verify(base64.b64decode(doc["signature"], validate=True), canonical(body))
     except (ValueError, InvalidSignature):
         raise ValueError(
             "the tree head's signature does not match: it was altered or signed by another key"

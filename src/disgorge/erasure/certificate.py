@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +23,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from .._canonical import canonical
 from .._merkle import merkle_path, merkle_root, root_from_path
 from ..errors import InvalidInput
 
@@ -62,10 +62,6 @@ def check_reason(reason: str | None) -> str:
             "(it goes on the certificate), e.g. --reason 'GDPR Art. 17 request 123'"
         )
     return text
-
-
-def canonical(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def leaf_from_sha256(salt_hex: str, sha256_hex: str) -> str:

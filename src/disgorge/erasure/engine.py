@@ -663,15 +663,6 @@ class ErasureEngine:
             for part in in_chunks(asset_ids)
         )
 
-    def _embedding_ids(self, session: Session, assets: list[str]) -> list[int]:
-        return list(
-            session.scalars(
-                select(AssetDerivative.id).where(
-                    AssetDerivative.asset_id.in_(assets), AssetDerivative.kind == "embedding"
-                )
-            )
-        )
-
     def _step_remove_index(self, req: ErasureRequest) -> dict[str, Any]:
         # The PDQ cache holds the photos' hashes decrypted (sealed under the KEK, which lives
         # on): their rows stop being active first, so that no copy search running meanwhile
@@ -694,10 +685,11 @@ class ErasureEngine:
         path = self.ws.face_index_path
         if not path.exists():
             return {"removed": 0}
+        from ..vision.analyze import embedding_ids
         from ..vision.index import FaceIndex
 
         with self.ws.reader() as session:
-            ids = self._embedding_ids(session, req.plan["assets"])
+            ids = embedding_ids(session, req.plan["assets"])
         index = FaceIndex(path, self.ws.kek)
         index.remove(ids)
         index.save()

@@ -16,7 +16,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ..erasure.certificate import canonical
+from .._canonical import canonical
 from ..errors import InvalidInput
 
 __all__ = [

@@ -133,6 +133,7 @@ def share(
     if out is not None:
         subjects = _subjects(ws, [r.id for r in shipped])
         sent: dict[str, str] = {}  # asset id -> sha256 of the bytes that left
+        sent_shas: set[str] = set()  # the same values, to look up in O(1)
         stripped: set[str] = set()
 
         def photos() -> Any:
@@ -144,9 +145,10 @@ def share(
                         stripped.add(r.id)
                     data = clean
                 sha = hashlib.sha256(data).hexdigest()
-                if sha in sent.values():  # two photos that differed only in their metadata
+                if sha in sent_shas:  # two photos that differed only in their metadata
                     continue
                 sent[r.id] = sha
+                sent_shas.add(sha)
                 yield photo_path(sha, r.media_type), data
 
         def manifest() -> dict[str, Any]:

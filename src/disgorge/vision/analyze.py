@@ -42,7 +42,7 @@ import json
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -53,6 +53,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .. import audit
 from .._pool import ordered_map
+from ..catalog.db import in_chunks
 from ..catalog.models import Asset, AssetDerivative, ConsentRecord, Run, Subject
 from ..consent import ConsentGate, Decision, ItemRef, Purpose
 from ..errors import InvalidInput
@@ -63,7 +64,7 @@ from .index import FaceIndex
 from .models import FacesUnavailable
 from .phash import phash_context
 
-__all__ = ["AnalyzeReport", "embedders_in_use", "reconcile_index", "run_analyze"]
+__all__ = ["AnalyzeReport", "embedders_in_use", "embedding_ids", "reconcile_index", "run_analyze"]
 
 BATCH = 16
 #: what biometric consent allows beyond detection: removed when it is withdrawn
@@ -128,6 +129,19 @@ class _Job:
     data: bytes
 
 
+def embedding_ids(session: Session, asset_ids: Sequence[str]) -> list[int]:
+    """The catalog ids of these photos' embedding rows (the face index's keys)."""
+    return [
+        i
+        for part in in_chunks(asset_ids)
+        for i in session.scalars(
+            select(AssetDerivative.id).where(
+                AssetDerivative.asset_id.in_(part), AssetDerivative.kind == "embedding"
+            )
+        )
+    ]
+
+
 def reconcile_index(reader: sessionmaker[Session], vault: Vault, index: FaceIndex) -> tuple[int, int]:
     """Make the index hold exactly the active embedding rows whose owner's data key
     exists; returns (removed, added).
@@ -140,21 +154,30 @@ def reconcile_index(reader: sessionmaker[Session], vault: Vault, index: FaceInde
         index.reload()
         with reader() as session:
             d = AssetDerivative
-            rows = session.execute(
-                select(d.id, d.value_enc, d.asset_id, Asset.owner_id)
-                .join(Asset, Asset.id == AssetDerivative.asset_id)
-                .join(Subject, Subject.id == Asset.owner_id)
-                # a destroyed key guards nothing in an index sealed under the KEK
-                .where(
-                    AssetDerivative.kind == "embedding",
-                    AssetDerivative.state == "active",
-                    Subject.dek_wrapped.is_not(None),
+            catalog = set(
+                session.scalars(
+                    select(d.id)
+                    .join(Asset, Asset.id == AssetDerivative.asset_id)
+                    .join(Subject, Subject.id == Asset.owner_id)
+                    # a destroyed key guards nothing in an index sealed under the KEK
+                    .where(
+                        AssetDerivative.kind == "embedding",
+                        AssetDerivative.state == "active",
+                        Subject.dek_wrapped.is_not(None),
+                    )
                 )
-            ).all()
-            catalog = {r.id for r in rows}
+            )
             in_index = index.ids()
             stale = in_index - catalog
-            missing = [r for r in rows if r.id not in in_index]
+            # only the vectors the index lacks are read and opened (not every row's, every time)
+            missing = []
+            for part in in_chunks(sorted(catalog - in_index)):
+                missing += session.execute(
+                    select(d.id, d.value_enc, d.asset_id, Asset.owner_id)
+                    .join(Asset, Asset.id == AssetDerivative.asset_id)
+                    .where(AssetDerivative.id.in_(part))
+                    .order_by(AssetDerivative.id)
+                ).all()
             vectors = []
             for r in missing:
                 owner = session.get(Subject, r.owner_id)
