@@ -61,6 +61,7 @@ from .catalog.lineage import LineageGraph, downstream, parse_node, upstream
 from .config import MARKER, Config, find_workspace, make_private
 from .consent import ConsentGate, ConsentImportReport, ItemRef, Purpose, import_consent, parse_purpose
 from .consent.records import prevails
+from .context import Context
 from .datasets import DatasetBuild, build_dataset, dataset_diff, dataset_view, find_dataset
 from .erasure.forensics import MIN_NEEDLE_BYTES
 from .errors import ConsentDenied, DisgorgeError, IntegrityError, InvalidInput, NotFound, WorkspaceError
@@ -209,6 +210,7 @@ class Workspace:
         self.kek = kek
         self.store = BlobStore(config.resolved_store_url())
         self._vault: Vault | None = None
+        self._ctx: Context | None = None
         self._emitter: Any = None
 
     # -- opening ---------------------------------------------------------------------
@@ -311,8 +313,20 @@ class Workspace:
             self.kek.unwrap(self._meta(session, "kek_check"), _KEK_CHECK_AAD)
             pseudonym = self.kek.unwrap(self._meta(session, "pseudonym_key"), _PSEUDONYM_AAD)
         self._vault = Vault(self.kek, self.store, pseudonym)
+        self._ctx = Context(
+            config=self.config,
+            engine=self.engine,
+            sessions=self.sessions,
+            reader=self.reader,
+            kek=self.kek,
+            store=self.store,
+            vault=self._vault,
+            actor=self.actor,
+        )
 
     def close(self) -> None:
+        if self._ctx is not None:
+            self._ctx.close()
         if self._emitter is not None:
             self._emitter.close()
             self._emitter = None
@@ -333,6 +347,13 @@ class Workspace:
     def vault(self) -> Vault:
         assert self._vault is not None
         return self._vault
+
+    @property
+    def ctx(self) -> Context:
+        """The context the domain services work in (see :mod:`disgorge.context`)."""
+        if self._ctx is None:
+            raise WorkspaceError("the workspace is not open")
+        return self._ctx
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
