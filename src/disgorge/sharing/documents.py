@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -24,6 +24,7 @@ __all__ = [
     "REQUEST_TYPE",
     "RESPONSE_TYPE",
     "SignatureError",
+    "Signer",
     "document_sha256",
     "sign_document",
     "verify_document",
@@ -38,10 +39,22 @@ class SignatureError(InvalidInput):
     """A document that is not signed, or not by the key it names, or altered since."""
 
 
-def sign_document(ws: Any, body: dict[str, Any]) -> dict[str, Any]:
+class Signer(Protocol):
+    """What signing a document needs: the workspace's key pair, nothing else.
+
+    A :class:`~disgorge.context.Context` is one (and so is a :class:`~disgorge.Workspace`,
+    which tests and benchmarks that forge documents pass): signing needs neither the
+    catalog's sessions nor the vault, so it asks for no more."""
+
+    def public_key(self) -> Ed25519PublicKey: ...
+
+    def sign(self, data: bytes) -> bytes: ...
+
+
+def sign_document(signer: Signer, body: dict[str, Any]) -> dict[str, Any]:
     """Sign ``body`` with the workspace's key (its public key is added to the body)."""
-    body = {**body, "public_key": ws.public_key().public_bytes_raw().hex()}
-    signature = base64.b64encode(ws.sign(canonical(body))).decode()
+    body = {**body, "public_key": signer.public_key().public_bytes_raw().hex()}
+    signature = base64.b64encode(signer.sign(canonical(body))).decode()
     return {"body": body, "signature": signature, "algorithm": "Ed25519"}
 
 
@@ -49,7 +62,7 @@ def verify_document(doc: Any, expected_type: str) -> dict[str, Any]:
     """The body of a correctly signed document of ``expected_type``; :class:`SignatureError` if not."""
     if not isinstance(doc, dict) or not isinstance(doc.get("body"), dict):
         raise SignatureError("not a signed disgorge document (no body)")
-    body = doc["body"]
+    body: dict[str, Any] = doc["body"]
     if body.get("type") != expected_type:
         raise SignatureError(f"expected a {expected_type} document, got {body.get('type')!r}")
     if doc.get("algorithm") != "Ed25519":  # the only one there is: nothing to negotiate

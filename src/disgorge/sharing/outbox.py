@@ -22,14 +22,16 @@ import time
 import urllib.error
 import urllib.request
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from .. import audit
 from .._time import iso, utcnow
 from ..catalog.db import in_chunks
 from ..catalog.models import Asset, ErasureRequest, Peer, RecipientNotice, Transfer, TransferItem
+from ..context import Context
 from ..errors import InvalidInput, NotFound
 from ..vault import new_key, open_sealed, seal
 from .documents import (
@@ -44,12 +46,17 @@ from .query import authorization
 
 __all__ = [
     "DONE_STATES",
+    "NoticeClosed",
+    "NoticeView",
+    "RecipientEntry",
+    "ResponseImported",
     "await_recipients",
     "close_notice",
     "create_notices",
     "find_notice",
     "import_response",
     "notices_view",
+    "recipients_of",
     "request_document",
 ]
 
@@ -60,7 +67,50 @@ _BACKOFF_START, _BACKOFF_CAP = 0.25, 8.0
 _HTTP_TIMEOUT = 10.0
 
 
-def recipients_of(session: Any, asset_ids: list[str], transfer_id: str | None = None) -> list[dict[str, Any]]:
+class RecipientEntry(TypedDict):
+    """One outgoing transfer an erasure reaches (kept in the request's plan)."""
+
+    recipient: str
+    transfer: str
+    items: int
+    asset_ids: list[str]
+    backfilled: bool
+    id_kind: str
+
+
+class NoticeView(TypedDict):
+    """Where the request to one recipient stands (``disgorge erasure show``)."""
+
+    recipient: str
+    public_key: str
+    delivery: str
+    transfers: list[str]
+    items: int
+    nonce: str
+    state: str
+    deadline: str
+    attempts: int
+    last_error: str | None
+    closed_reason: str | None
+    answered_at: str | None
+    certificate: dict[str, Any] | None
+
+
+class ResponseImported(TypedDict):
+    request: str
+    nonce: str
+    state: str
+
+
+class NoticeClosed(TypedDict):
+    request: str
+    recipient: str
+    state: str
+
+
+def recipients_of(
+    session: Session, asset_ids: list[str], transfer_id: str | None = None
+) -> list[RecipientEntry]:
     """The outgoing transfers that carried any of ``asset_ids`` (or all of one transfer)."""
     query = (
         select(Transfer.id, Peer.name, Transfer.backfilled, Transfer.id_kind, TransferItem.asset_id)
@@ -73,7 +123,7 @@ def recipients_of(session: Any, asset_ids: list[str], transfer_id: str | None = 
         chunks = [query.where(Transfer.id == transfer_id)]
     else:
         chunks = [query.where(TransferItem.asset_id.in_(part)) for part in in_chunks(asset_ids)]
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, RecipientEntry] = {}
     for chunk in chunks:
         for tid, name, backfilled, id_kind, asset_id in session.execute(chunk):
             entry = found.setdefault(
@@ -95,14 +145,14 @@ def recipients_of(session: Any, asset_ids: list[str], transfer_id: str | None = 
     return sorted(found.values(), key=lambda e: (order[e["transfer"]], e["transfer"]))
 
 
-def create_notices(ws: Any, req: ErasureRequest, *, deadline: datetime) -> int:
+def create_notices(ctx: Context, req: ErasureRequest, *, deadline: datetime) -> int:
     """Sign and store (sealed) one request per recipient; idempotent for a request."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for entry in req.plan.get("recipients", []):
         groups.setdefault(entry["recipient"], []).append(entry)
     if not groups:
         return 0
-    with ws.sessions.begin() as session:
+    with ctx.sessions.begin() as session:
         if session.scalar(select(RecipientNotice.id).where(RecipientNotice.request_id == req.id)):
             return len(groups)
         now = utcnow()
@@ -128,12 +178,12 @@ def create_notices(ws: Any, req: ErasureRequest, *, deadline: datetime) -> int:
                 items.append({"transfer": entry["transfer"], "id_kind": entry["id_kind"], "values": values})
             nonce = secrets.token_hex(16)
             doc = sign_document(
-                ws,
+                ctx,
                 {
                     "type": REQUEST_TYPE,
                     "nonce": nonce,
                     "request": req.id,
-                    "sender_workspace": ws.workspace_id,
+                    "sender_workspace": ctx.workspace_id,
                     "recipient": name,
                     "recipient_key": peer.public_key.hex(),
                     "issued_at": iso(now),
@@ -154,7 +204,7 @@ def create_notices(ws: Any, req: ErasureRequest, *, deadline: datetime) -> int:
                     state="pending",
                     deadline=deadline,
                     updated_at=now,
-                    doc_key=ws.kek.wrap(key, _AAD),
+                    doc_key=ctx.kek.wrap(key, _AAD),
                     doc_enc=seal(key, json.dumps(doc).encode(), _AAD),
                     doc_sha256=document_sha256(doc),
                     response={},
@@ -164,19 +214,22 @@ def create_notices(ws: Any, req: ErasureRequest, *, deadline: datetime) -> int:
             session,
             "erasure.recipients_notified",
             {"request": req.id, "recipients": sorted(groups)},
-            actor=ws.actor,
+            actor=ctx.actor,
         )
     return len(groups)
 
 
-def request_document(ws: Any, notice: RecipientNotice) -> dict[str, Any]:
+def request_document(ctx: Context, notice: RecipientNotice) -> dict[str, Any]:
     """The signed request of a notice (for delivery by hand, or to send again)."""
     if notice.doc_enc is None or notice.doc_key is None:
         raise InvalidInput(
             f"the request to this recipient was answered ({notice.state}); its document was discarded"
         )
-    key = ws.kek.unwrap(notice.doc_key, _AAD)
-    return json.loads(open_sealed(key, notice.doc_enc, _AAD, what="erasure request to a recipient"))
+    key = ctx.kek.unwrap(notice.doc_key, _AAD)
+    doc: dict[str, Any] = json.loads(
+        open_sealed(key, notice.doc_enc, _AAD, what="erasure request to a recipient")
+    )
+    return doc
 
 
 def _http(
@@ -198,13 +251,13 @@ def _http(
         return exc.code, payload
 
 
-def _apply(ws: Any, notice_id: int, doc: dict[str, Any]) -> str:
+def _apply(ctx: Context, notice_id: int, doc: dict[str, Any]) -> str:
     """Check a recipient's signed answer and record it; returns the notice's new state."""
     from ..erasure.certificate import verify_certificate
 
-    with ws.sessions.begin() as session:
-        notice = session.get(RecipientNotice, notice_id)
-        peer = session.get(Peer, notice.peer_id)
+    with ctx.sessions.begin() as session:
+        notice = session.get_one(RecipientNotice, notice_id)
+        peer = session.get_one(Peer, notice.peer_id)
         if notice.state in DONE_STATES:
             return notice.state
         try:
@@ -233,7 +286,7 @@ def _apply(ws: Any, notice_id: int, doc: dict[str, Any]) -> str:
         return _set(session, notice, state, body.get("error"))
 
 
-def _set(session: Any, notice: RecipientNotice, state: str, error: str | None) -> str:
+def _set(session: Session, notice: RecipientNotice, state: str, error: str | None) -> str:
     notice.state = state
     notice.last_error = error
     notice.updated_at = utcnow()
@@ -249,35 +302,35 @@ def _set(session: Any, notice: RecipientNotice, state: str, error: str | None) -
     return state
 
 
-def await_recipients(ws: Any, request_id: str, *, wait: float) -> dict[str, str]:
+def await_recipients(ctx: Context, request_id: str, *, wait: float) -> dict[str, str]:
     """Deliver and poll every open notice with an endpoint, with backoff, for up to
     ``wait`` seconds; mark the ones past their deadline overdue. Returns name -> state."""
     give_up = time.monotonic() + max(0.0, wait)
     delay = _BACKOFF_START
     first = True
     while True:
-        for notice, peer in _open(ws, request_id):
+        for notice, peer in _open(ctx, request_id):
             # a refusal (exception) is tried again once per resume, not in a loop
             if peer.endpoint and (first or notice.state != "exception"):
-                _attempt(ws, notice, peer)
+                _attempt(ctx, notice, peer)
         first = False
-        reachable = [n for n, p in _open(ws, request_id) if p.endpoint and n.state != "exception"]
+        reachable = [n for n, p in _open(ctx, request_id) if p.endpoint and n.state != "exception"]
         if not reachable or time.monotonic() + delay > give_up:
             break
         time.sleep(delay)
         delay = min(delay * 2, _BACKOFF_CAP)
     now = utcnow()
-    with ws.sessions.begin() as session:
+    with ctx.sessions.begin() as session:
         for notice in session.scalars(
             select(RecipientNotice).where(RecipientNotice.request_id == request_id)
         ):
             if notice.state in ("pending", "acknowledged") and notice.deadline < now:
                 _set(session, notice, "overdue", notice.last_error)
-    return {n["recipient"]: n["state"] for n in notices_view(ws, request_id)}
+    return {n["recipient"]: n["state"] for n in notices_view(ctx, request_id)}
 
 
-def _open(ws: Any, request_id: str) -> list[tuple[RecipientNotice, Peer]]:
-    with ws.reader() as session:
+def _open(ctx: Context, request_id: str) -> list[tuple[RecipientNotice, Peer]]:
+    with ctx.reader() as session:
         rows = session.execute(
             select(RecipientNotice, Peer)
             .join(Peer, Peer.id == RecipientNotice.peer_id)
@@ -286,29 +339,29 @@ def _open(ws: Any, request_id: str) -> list[tuple[RecipientNotice, Peer]]:
         return [(notice, peer) for notice, peer in rows]
 
 
-def _attempt(ws: Any, notice: RecipientNotice, peer: Peer) -> None:
+def _attempt(ctx: Context, notice: RecipientNotice, peer: Peer) -> None:
     """One delivery (POST) or, once acknowledged, one status poll (GET)."""
-    with ws.sessions.begin() as session:
-        n = session.get(RecipientNotice, notice.id)
+    with ctx.sessions.begin() as session:
+        n = session.get_one(RecipientNotice, notice.id)
         n.attempts += 1
     try:
         if notice.state == "acknowledged" or (notice.state == "overdue" and notice.response):
             # only the sender may read the state: the poll is signed with our key (.query)
-            signed = authorization(ws, notice.nonce, peer.public_key)
+            signed = authorization(ctx, notice.nonce, peer.public_key)
             code, doc = _http(
                 "GET", f"{peer.endpoint}/v1/erasure-requests/{notice.nonce}", authorization=signed
             )
         else:
-            code, doc = _http("POST", f"{peer.endpoint}/v1/erasure-requests", request_document(ws, notice))
+            code, doc = _http("POST", f"{peer.endpoint}/v1/erasure-requests", request_document(ctx, notice))
     except (OSError, ValueError) as exc:  # refused, timed out, not JSON: try again later
-        with ws.sessions.begin() as session:
-            n = session.get(RecipientNotice, notice.id)
+        with ctx.sessions.begin() as session:
+            n = session.get_one(RecipientNotice, notice.id)
             n.last_error = f"{peer.endpoint} unreachable: {exc.__class__.__name__}"
             n.updated_at = utcnow()
         return
     if code >= 400 and "body" not in doc:
-        with ws.sessions.begin() as session:
-            n = session.get(RecipientNotice, notice.id)
+        with ctx.sessions.begin() as session:
+            n = session.get_one(RecipientNotice, notice.id)
             detail = doc.get("detail") or doc.get("error") or ""
             if code in (408, 429):  # busy or slow: like a 503, try again later
                 n.last_error = f"HTTP {code}: {detail}"[:500]
@@ -317,22 +370,22 @@ def _attempt(ws: Any, notice: RecipientNotice, peer: Peer) -> None:
             else:
                 n.last_error = f"HTTP {code}: {detail}"[:500]
         return
-    _apply(ws, notice.id, doc)
+    _apply(ctx, notice.id, doc)
 
 
-def import_response(ws: Any, doc: dict[str, Any]) -> dict[str, Any]:
+def import_response(ctx: Context, doc: dict[str, Any]) -> ResponseImported:
     """Record a recipient's answer delivered by hand (``disgorge erasure ack FILE``)."""
     body = doc.get("body") if isinstance(doc, dict) else None
     nonce = body.get("nonce") if isinstance(body, dict) else None
-    with ws.reader() as session:
+    with ctx.reader() as session:
         notice = session.scalar(select(RecipientNotice).where(RecipientNotice.nonce == str(nonce)))
         if notice is None:
             raise NotFound("this answer is for no erasure request sent from this workspace (unknown nonce)")
-    state = _apply(ws, notice.id, doc)
+    state = _apply(ctx, notice.id, doc)
     return {"request": notice.request_id, "nonce": notice.nonce, "state": state}
 
 
-def find_notice(session: Any, request_id: str, recipient: str) -> RecipientNotice:
+def find_notice(session: Session, request_id: str, recipient: str) -> RecipientNotice:
     notice = session.scalar(
         select(RecipientNotice)
         .join(Peer, Peer.id == RecipientNotice.peer_id)
@@ -343,10 +396,10 @@ def find_notice(session: Any, request_id: str, recipient: str) -> RecipientNotic
     return notice
 
 
-def close_notice(ws: Any, request_id: str, recipient: str, reason: str) -> dict[str, Any]:
+def close_notice(ctx: Context, request_id: str, recipient: str, reason: str) -> NoticeClosed:
     if len(reason.strip()) < 3:
         raise InvalidInput("closing a recipient by hand needs a reason (it goes on the certificate)")
-    with ws.sessions.begin() as session:
+    with ctx.sessions.begin() as session:
         notice = find_notice(session, request_id, recipient)
         if notice.state in DONE_STATES:
             raise InvalidInput(f"the request to {recipient!r} is already {notice.state}")
@@ -356,20 +409,20 @@ def close_notice(ws: Any, request_id: str, recipient: str, reason: str) -> dict[
             session,
             "erasure.recipient_closed",
             {"request": request_id, "recipient": recipient},
-            actor=ws.actor,
+            actor=ctx.actor,
         )
     return {"request": request_id, "recipient": recipient, "state": "closed"}
 
 
-def notices_view(ws: Any, request_id: str) -> list[dict[str, Any]]:
-    with ws.reader() as session:
+def notices_view(ctx: Context, request_id: str) -> list[NoticeView]:
+    with ctx.reader() as session:
         rows = session.execute(
             select(RecipientNotice, Peer.name, Peer.public_key, Peer.endpoint)
             .join(Peer, Peer.id == RecipientNotice.peer_id)
             .where(RecipientNotice.request_id == request_id)
             .order_by(Peer.name)
         ).all()
-    out = []
+    out: list[NoticeView] = []
     for notice, name, key, endpoint in rows:
         body = (notice.response or {}).get("body") or {}
         out.append(
@@ -381,7 +434,7 @@ def notices_view(ws: Any, request_id: str) -> list[dict[str, Any]]:
                 "items": notice.items,
                 "nonce": notice.nonce,
                 "state": notice.state,
-                "deadline": iso(notice.deadline),
+                "deadline": iso(notice.deadline) or "",  # never None: the column is NOT NULL
                 "attempts": notice.attempts,
                 "last_error": notice.last_error,
                 "closed_reason": notice.closed_reason,

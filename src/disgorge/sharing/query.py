@@ -20,14 +20,14 @@ from __future__ import annotations
 import base64
 import json
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select
 
 from .._time import iso, parse_instant, utcnow
 from ..catalog.models import IncomingRequest
+from ..context import Context
 from ..errors import DisgorgeError
-from .documents import SignatureError, sign_document, verify_document
+from .documents import SignatureError, Signer, sign_document, verify_document
 from .peers import peer_by_key
 
 __all__ = ["MAX_SKEW_S", "QUERY_TYPE", "SCHEME", "authorization", "check_authorization"]
@@ -39,7 +39,7 @@ MAX_SKEW_S = 300.0
 _MAX_HEADER = 4096
 
 
-def authorization(ws: Any, nonce: str, recipient_key: bytes, *, at: datetime | None = None) -> str:
+def authorization(signer: Signer, nonce: str, recipient_key: bytes, *, at: datetime | None = None) -> str:
     """The ``Authorization`` header value with which this workspace (the sender) asks a
     recipient (its raw public key) about the request ``nonce``."""
     body = {
@@ -48,12 +48,12 @@ def authorization(ws: Any, nonce: str, recipient_key: bytes, *, at: datetime | N
         "recipient_key": recipient_key.hex(),
         "issued_at": iso(at or utcnow()),
     }
-    raw = json.dumps(sign_document(ws, body), separators=(",", ":")).encode()
+    raw = json.dumps(sign_document(signer, body), separators=(",", ":")).encode()
     return f"{SCHEME} {base64.urlsafe_b64encode(raw).decode().rstrip('=')}"
 
 
 def check_authorization(
-    ws: Any, header: str | None, nonce: str, *, recipient_key: str, now: datetime | None = None
+    ctx: Context, header: str | None, nonce: str, *, recipient_key: str, now: datetime | None = None
 ) -> tuple[int, str] | None:
     """``None`` when ``header`` is a fresh query about ``nonce`` signed by the registered
     sender that sent that request; else ``(status, message)``: 401 no or bad signature,
@@ -75,7 +75,7 @@ def check_authorization(
         return 401, "the signed query has no valid issued_at"
     if abs(((now or utcnow()) - issued).total_seconds()) > MAX_SKEW_S:
         return 403, f"the signed query is stale (more than {MAX_SKEW_S:.0f} s from this server's clock)"
-    with ws.reader() as session:
+    with ctx.reader() as session:
         sender = peer_by_key(session, "sender", str(body.get("public_key")))
         if sender is None:
             return 403, "the query is signed by a key no registered sender holds"
