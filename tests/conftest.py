@@ -1,18 +1,46 @@
-"""Shared fixtures: real workspaces in temp folders, real generated JPEGs."""
+"""Shared fixtures and helpers: real workspaces in temp folders, real generated JPEGs, the
+real ``disgorge`` console script. Test files import the plain helpers with
+``from conftest import ...``; fixtures are found by pytest."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import func, select
 
 from disgorge import Workspace
+from disgorge.ingest import IngestReport
 from disgorge.samples import synthetic_photo
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_FACES = ROOT.parent / "shared" / "data" / "faces"
+
+
+def _console_script() -> str:
+    exe = Path(sys.executable).parent / "disgorge"
+    if exe.exists():
+        return str(exe)
+    return shutil.which("disgorge") or str(exe)
+
+
+#: the installed ``disgorge`` console script (the tests run the real CLI, not ``cli.app``)
+DISGORGE = _console_script()
+
+
+def sha(data: bytes) -> str:
+    """The sha256 hex digest disgorge addresses a photo by."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def _shared_faces(sub: str = "") -> Path:
@@ -97,3 +125,204 @@ def files_elsewhere(root: Path, prefix: str = "") -> dict[str, bytes]:
 def read_elsewhere(path: Path) -> bytes:
     """One file's bytes, read by a child process (see :func:`files_elsewhere`); b"" if missing."""
     return files_elsewhere(path.parent, path.name).get(path.name, b"")
+
+
+# -- the real CLI ------------------------------------------------------------------------------
+def cli(*args: str, cwd: Path | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    """Run the real ``disgorge`` console script once, outside any ``DISGORGE_WORKSPACE``."""
+    env = {k: v for k, v in os.environ.items() if k != "DISGORGE_WORKSPACE"}
+    env.update({"DISGORGE_ACTOR": "erasure-test", "COLUMNS": "200"})
+    return subprocess.run(
+        [DISGORGE, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout
+    )
+
+
+def run_cli_many(*argvs: list[str | Path]) -> list[subprocess.CompletedProcess[str]]:
+    """Run the real ``disgorge`` console script once per argv, all at the same time."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISGORGE_")}
+    env.update(COLUMNS="400", NO_COLOR="1", TERM="dumb")
+    procs = [
+        (
+            argv := [DISGORGE, *map(str, args)],
+            subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env),
+        )
+        for args in argvs
+    ]
+    results = []
+    for argv, proc in procs:
+        out, err = proc.communicate(timeout=120)
+        results.append(subprocess.CompletedProcess(argv, proc.returncode, out, err))
+    return results
+
+
+def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """:func:`run_cli_many` for one command: no ``DISGORGE_*`` variables, plain wide output."""
+    return run_cli_many(list(args))[0]
+
+
+# -- looking inside a workspace from the outside ----------------------------------------------
+def count(ws: Workspace, model: Any, *where: Any) -> int:
+    """Rows of ``model`` (a catalog table) matching ``where``."""
+    with ws.reader() as session:
+        return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+def raw_scan(root: Path, needles: dict[str, bytes]) -> list[tuple[str, str]]:
+    """(needle label, file) for every needle found in any file under ``root``: read whole, raw."""
+    hits = []
+    for rel, data in sorted(files_elsewhere(root).items()):  # a child reads the catalog's files
+        hits += [(label, rel) for label, n in needles.items() if n in data]
+    return hits
+
+
+def catalog_db(ws: Workspace) -> Path:
+    """The catalog's SQLite file."""
+    url = ws.config.resolved_catalog_url()
+    assert url.startswith("sqlite:///")
+    return Path(url.removeprefix("sqlite:///"))
+
+
+def sql(ws: Workspace, statement: str, *params: object) -> list[tuple]:
+    """Run one statement on the catalog with the plain sqlite3 module (an outside edit)."""
+    with closing(sqlite3.connect(catalog_db(ws))) as con:
+        rows = con.execute(statement, params).fetchall()
+        con.commit()
+    return rows
+
+
+def write_rows(path: Path, text: str) -> Path:
+    """Write a CSV/JSONL file (leading newlines dropped), creating its folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text.lstrip("\n"), encoding="utf-8")
+    return path
+
+
+# -- bad input: what survives, what must not leak ---------------------------------------------
+#: external subject ids: they may appear in the user's own inputs, never in our outputs
+SECRET_IDS = ("Ada_Lovelace", "Alan_Turing", "Grace_Hopper")
+
+
+def ingest_good(ws: Workspace, photo_dir: Path) -> dict[str, bytes]:
+    """Ingest the 12 good photos of ``photo_dir``; return sha256 -> original bytes."""
+    report = ws.ingest(photo_dir, source="app", subject_from="dirname")
+    assert report.ok and report.ingested == 12, report.to_dict()
+    return {sha(p.read_bytes()): p.read_bytes() for p in sorted(photo_dir.rglob("*.jpg"))}
+
+
+def blob_files(ws: Workspace) -> list[Path]:
+    root = Path(ws.config.resolved_store_url())
+    return [p for p in root.rglob("*") if p.is_file() and ".tmp" not in p.relative_to(root).parts]
+
+
+def assert_intact(ws: Workspace, stored: dict[str, bytes]) -> None:
+    """The catalog holds exactly ``stored`` (no loss, no duplicate), each one decrypting."""
+    assert ws.status()["assets"] == len(stored)
+    assert len(blob_files(ws)) == len(stored), "a blob was written for something not catalogued"
+    for digest, data in stored.items():
+        assert ws.read_asset(digest) == data
+
+
+def assert_private(ws: Workspace, *messages: str) -> None:
+    """No external subject id in the given messages nor anywhere in the audit log."""
+    log = json.dumps(ws.audit_events(limit=1000))
+    for secret in SECRET_IDS:
+        for message in messages:
+            assert secret not in message, message
+        assert secret not in log
+
+
+def rejections(report: IngestReport) -> dict[str, str]:
+    """An ingest report's refused files: path -> reason."""
+    return {r.path: r.reason for r in report.rejected}
+
+
+# -- the synthetic erasure workspace ----------------------------------------------------------
+SYN_PEOPLE = ["Ada_Lovelace", "Alan_Turing", "Grace_Hopper", "Edsger_Dijkstra"]
+GROUP = "group.jpg"  # owned by Alan_Turing, shows Grace_Hopper too
+REASON = "GDPR Art. 17 request 2024-117"
+
+
+@dataclass
+class Syn:
+    template: Path  # closed; copy it before changing
+    folder: Path  # the photos, flat, with a manifest next to the folder
+    manifest: Path
+    photos: dict[str, bytes]  # file name -> bytes
+    owner: dict[str, str]  # file name -> owner
+
+    def of(self, person: str) -> dict[str, bytes]:
+        return {n: d for n, d in self.photos.items() if self.owner[n] == person}
+
+
+def _write_photos(folder: Path, people: list[str], per_person: int, *, offset: int = 0) -> dict[str, bytes]:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for p, person in enumerate(people):
+        for i in range(per_person):
+            data = synthetic_photo(p + offset, i, size=160)
+            (folder / f"{person}_{i}.jpg").write_bytes(data)
+            out[f"{person}_{i}.jpg"] = data
+    return out
+
+
+@pytest.fixture(scope="session")
+def syn(tmp_path_factory: pytest.TempPathFactory) -> Syn:
+    """Drawn portraits of four people, one photo owned by Alan_Turing that also shows
+    Grace_Hopper, faces analysed (dlib finds the drawn faces), a dataset, a SISA face model
+    and an "external" model recorded with ``record_run``. Built once: copy it to change it."""
+    root = tmp_path_factory.mktemp("syn")
+    folder = root / "photos"
+    photos = _write_photos(folder, SYN_PEOPLE, 3)
+    owner = {n: n.rsplit("_", 1)[0] for n in photos}
+    photos[GROUP] = synthetic_photo(9, 0, size=160)
+    (folder / GROUP).write_bytes(photos[GROUP])
+    owner[GROUP] = "Alan_Turing"
+    manifest = root / "manifest.csv"
+    manifest.write_text(
+        "path,subject,depicted\n"
+        + "".join(f"{n},{o},{'Grace_Hopper' if n == GROUP else ''}\n" for n, o in sorted(owner.items()))
+    )
+    with Workspace.init(root / "ws", actor="tester") as ws:
+        ws.add_source("app", at="2013-01-01")
+        ws.add_policy(
+            "app",
+            "2013",
+            text=b"we train face recognition on your photos, with your explicit consent",
+            effective_from="2013-01-01",
+            allows=["ai_training", "biometric_processing"],
+            at="2013-01-01",
+        )
+        report = ws.ingest(folder, source="app", manifest=manifest, at="2013-02-01")
+        assert report.ingested == 13 and not report.rejected
+        consent = root / "consent.csv"
+        consent.write_text(
+            "subject,purpose,decision,at\n"
+            + "".join(f"{p},biometric_processing,granted,2013-01-05\n" for p in SYN_PEOPLE)
+        )
+        ws.import_consent(consent, at="2013-01-05")
+        assert ws.analyze(workers=1).embedded_faces >= 9
+        ws.build_dataset("faces", purpose="ai_training", at="2014-01-01")
+        ws.train_model("faceid", dataset="faces", shards=2, slices=2, at="2014-02-01")
+        ws.record_run(
+            "vendor-train",
+            purpose="ai_training",
+            inputs=["faces@1.0.0"],
+            outputs=[{"kind": "model", "name": "vendor"}],
+            at="2014-03-01",
+        )
+    return Syn(root / "ws", folder, manifest, photos, owner)
+
+
+@pytest.fixture
+def sws(syn: Syn, tmp_path: Path):
+    """A private, open copy of the synthetic workspace."""
+    shutil.copytree(syn.template, tmp_path / "ws")
+    ws = Workspace.open(tmp_path / "ws", actor="tester")
+    yield ws
+    ws.close()
+
+
+def only_request(ws: Workspace) -> str:
+    """The id of the workspace's one erasure request."""
+    [req] = ws.erasures()
+    return req["id"]
