@@ -72,6 +72,8 @@ from .subjects import find_subject, ref_of
 from .vault import BlobStore, EnvKek, FileKek, KekProvider, Vault, new_key
 
 if TYPE_CHECKING:
+    from .sharing.peers import PeerView
+    from .sharing.transfers import TransferView
     from .vision.hash_cache import HashCache
 
 __all__ = ["GcReport", "RunHandle", "Workspace"]
@@ -1604,27 +1606,18 @@ class Workspace:
         endpoint: str = "",
         agreement: str = "",
         at: str | datetime | None = None,
-    ) -> dict[str, Any]:
+    ) -> PeerView:
         """Register a recipient (we send photos to) or a sender (we accept them from)."""
-        from .sharing.peers import add_peer, peer_view
+        from .sharing.peers import add_peer
 
-        when = _when(at)
-        with self.sessions.begin() as session:
-            peer = add_peer(
-                session, role, name, public_key=public_key, endpoint=endpoint, agreement=agreement, at=when
-            )
-            audit.append(session, f"{role}.added", {"name": peer.name}, actor=self.actor, at=when)
-            return peer_view(peer)
+        return add_peer(
+            self.ctx, role, name, public_key=public_key, endpoint=endpoint, agreement=agreement, at=at
+        )
 
-    def peers(self, role: str) -> list[dict[str, Any]]:
-        from .catalog.models import Peer
-        from .sharing.peers import peer_view
+    def peers(self, role: str) -> list[PeerView]:
+        from .sharing.peers import list_peers
 
-        with self.reader() as session:
-            return [
-                peer_view(p)
-                for p in session.scalars(select(Peer).where(Peer.role == role).order_by(Peer.name))
-            ]
+        return list_peers(self.ctx, role)
 
     def share(
         self,
@@ -1670,27 +1663,10 @@ class Workspace:
 
         return receive_bundle(self, Path(path), at=_when(at) if at is not None else None)
 
-    def transfers(self) -> list[dict[str, Any]]:
-        from .catalog.models import Peer, Transfer
+    def transfers(self) -> list[TransferView]:
+        from .sharing.transfers import list_transfers
 
-        with self.reader() as session:
-            rows = session.execute(
-                select(Transfer, Peer.name).join(Peer, Peer.id == Transfer.peer_id).order_by(Transfer.at)
-            ).all()
-            return [
-                {
-                    "id": t.id,
-                    "direction": t.direction,
-                    "peer": name,
-                    "dataset": t.dataset or None,
-                    "purposes": t.purposes,
-                    "at": iso(t.at),
-                    "items": t.items,
-                    "backfilled": bool(t.backfilled),
-                    "bundle_sha256": t.bundle_sha256 or None,
-                }
-                for t, name in rows
-            ]
+        return list_transfers(self.ctx)
 
     def receive_erasure_request(self, document: dict[str, Any], *, wait: float = 30.0) -> dict[str, Any]:
         """Handle a sender's erasure request delivered as a file: check it, erase, and

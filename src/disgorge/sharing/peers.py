@@ -8,32 +8,73 @@ request signed by an unknown key is refused, whatever it claims to be.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TypedDict
 from urllib.parse import urlparse
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .. import audit
 from ..catalog.models import Peer
+from ..context import Context, when
 from ..erasure.certificate import load_public_key
 from ..errors import InvalidInput, NotFound
 
-__all__ = ["ROLES", "add_peer", "find_peer", "peer_by_key", "peer_view"]
+__all__ = ["ROLES", "PeerView", "add_peer", "find_peer", "list_peers", "peer_by_key", "peer_view"]
 
 ROLES = ("recipient", "sender")
 
 
+class PeerView(TypedDict):
+    """A registered recipient or sender (``disgorge recipient list``)."""
+
+    name: str
+    role: str
+    public_key: str
+    endpoint: str | None
+    agreement: str | None
+    created_at: str
+
+
 def add_peer(
-    session: Session,
+    ctx: Context,
     role: str,
     name: str,
     *,
     public_key: bytes,
     endpoint: str = "",
     agreement: str = "",
+    at: str | datetime | None = None,
+) -> PeerView:
+    """Register a recipient (we send photos to) or a sender (we accept them from)."""
+    instant = when(at)
+    with ctx.sessions.begin() as session:
+        peer = _insert_peer(
+            session, role, name, public_key=public_key, endpoint=endpoint, agreement=agreement, at=instant
+        )
+        audit.append(session, f"{role}.added", {"name": peer.name}, actor=ctx.actor, at=instant)
+        return peer_view(peer)
+
+
+def list_peers(ctx: Context, role: str) -> list[PeerView]:
+    """The recipients or the senders, by name."""
+    with ctx.reader() as session:
+        return [
+            peer_view(p) for p in session.scalars(select(Peer).where(Peer.role == role).order_by(Peer.name))
+        ]
+
+
+def _insert_peer(
+    session: Session,
+    role: str,
+    name: str,
+    *,
+    public_key: bytes,
+    endpoint: str,
+    agreement: str,
     at: datetime,
 ) -> Peer:
-    """Register a recipient or a sender (``public_key``: PEM or hex of the raw key)."""
+    """The new row of a recipient or a sender (``public_key``: PEM or hex of the raw key)."""
     if role not in ROLES:
         raise InvalidInput(f"peer role {role!r}: expected recipient or sender")
     name = name.strip()
@@ -77,7 +118,7 @@ def peer_by_key(session: Session, role: str, key_hex: str) -> Peer | None:
     return session.scalar(select(Peer).where(Peer.role == role, Peer.public_key == raw))
 
 
-def peer_view(peer: Peer) -> dict[str, Any]:
+def peer_view(peer: Peer) -> PeerView:
     return {
         "name": peer.name,
         "role": peer.role,
