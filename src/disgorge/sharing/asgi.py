@@ -80,7 +80,7 @@ def _protocol(header_timeout_s: float) -> type[Any]:
     import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    class HeaderDeadline(H11Protocol):  # type: ignore[misc]
+    class HeaderDeadline(H11Protocol):
         _header_timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: Any) -> None:
