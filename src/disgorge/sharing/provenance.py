@@ -15,7 +15,7 @@ review by catalog id. Only photos held through nothing else are erased.
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.orm import Session
 
 from ..catalog.db import in_chunks
@@ -73,11 +73,13 @@ def release_provenance(session: Session, sender_id: int, asset_ids: list[str]) -
     sources = set(session.scalars(select(Transfer.source_id).where(Transfer.id.in_(transfers))))
     removed = 0
     for chunk in in_chunks(asset_ids):
-        removed += session.execute(
+        deleted = session.execute(
             delete(TransferItem).where(
                 TransferItem.asset_id.in_(chunk), TransferItem.transfer_id.in_(transfers)
             )
-        ).rowcount
+        )
+        assert isinstance(deleted, CursorResult)  # a DELETE's result counts its rows
+        removed += deleted.rowcount
         session.execute(
             delete(ConsentRecord).where(
                 ConsentRecord.asset_id.in_(chunk), ConsentRecord.transfer_id.in_(transfers)
