@@ -141,7 +141,8 @@ def _write_folder(folder: Path, people: People, who: list[str], *, bad_files: bo
     return manifest
 
 
-def _consent_file(path: Path, rows: list[tuple[str, str, str, str]]) -> Path:
+def _consent_file(path: Path, rows: list[tuple[str, str, str, str, str]]) -> Path:
+    """A consent CSV of (subject, purpose, decision, at, evidence) rows."""
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["subject", "purpose", "decision", "at", "evidence"])

@@ -90,12 +90,14 @@ def find_violations(session: Session, *, as_of: datetime | None = None) -> dict[
         if as_of is not None and run.started_at > as_of:
             continue
         checked_uses += 1
-        inputs = [
-            NodeRef("asset", a, "") if a is not None else NodeRef("artifact", f, "")
-            for a, f in session.execute(
-                select(RunInput.asset_id, RunInput.artifact_id).where(RunInput.run_id == run.id)
-            )
-        ]
+        inputs: list[NodeRef] = []
+        for a, f in session.execute(
+            select(RunInput.asset_id, RunInput.artifact_id).where(RunInput.run_id == run.id)
+        ):  # each input names exactly one of the two
+            if a is not None:
+                inputs.append(NodeRef("asset", a, ""))
+            elif f is not None:
+                inputs.append(NodeRef("artifact", f, ""))
         asset_ids = select(upstream_asset_ids(session, inputs).c[0])
         total, bad = _check(session, asset_ids, run.purpose, run.started_at, as_of, names)
         if bad:
@@ -142,7 +144,7 @@ def _use(
     run: Run | None,
 ) -> dict[str, Any]:
     bad_ids = [aid for aid, _, _ in bad]
-    subjects = set()
+    subjects: set[int] = set()
     for part in in_chunks(bad_ids):
         subjects.update(
             session.scalars(select(AssetSubject.subject_id).where(AssetSubject.asset_id.in_(part)))

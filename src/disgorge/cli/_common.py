@@ -71,7 +71,7 @@ def shown(value: object, *, keep: str = "") -> str:
 class _SafeConsole(Console):
     """A console that escapes unsafe characters in every string it is asked to print."""
 
-    def print(self, *objects: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def print(self, *objects: Any, **kwargs: Any) -> None:
         super().print(*(shown(o, keep="\n\t") if isinstance(o, str) else o for o in objects), **kwargs)
 
 

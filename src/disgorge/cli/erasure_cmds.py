@@ -421,7 +421,7 @@ def certificate_verify(
             + (f" ({check.where})" if check.where else ""),
             markup=False,
         )
-        if "item" in result:
+        if prove_item is not None and "item" in result:  # the item is proved only with the flag
             covered = "is" if result["item"]["covered"] else "is NOT"
             console.print(
                 f"{shown(prove_item.name)} {covered} among the {result['item']['items']} erased item(s)",

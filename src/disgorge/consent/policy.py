@@ -140,7 +140,8 @@ class ConsentGate:
                 .where(TransferItem.asset_id.in_(asset_ids), Transfer.direction == "in")
                 .order_by(Transfer.at, Transfer.id)
             ):
-                received[asset_id].append((transfer_id, source_id))
+                if source_id is not None:  # always so for "in": the source the bundle filled
+                    received[asset_id].append((transfer_id, source_id))
         for asset_id, source_id in self.session.execute(
             select(AssetSource.asset_id, AssetSource.source_id)
             .where(AssetSource.asset_id.in_(asset_ids))

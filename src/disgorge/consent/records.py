@@ -161,7 +161,7 @@ def import_consent(
     """Validate ``path`` whole, then add its records in the caller's transaction."""
     rows = parse_consent_file(path, vault)
     report = ConsentImportReport(file=path.name, rows=len(rows))
-    existing = set()
+    existing: set[str] = set()
     keys = [r.row_key for r in rows]
     for i in range(0, len(keys), 500):
         existing.update(

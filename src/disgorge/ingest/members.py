@@ -18,7 +18,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 from ..errors import InvalidInput
 
@@ -93,7 +93,7 @@ def _reader(path: Path, max_bytes: int) -> Callable[[], bytes]:
     return read
 
 
-def _read_at_most(fh: BinaryIO, limit: int) -> bytes:
+def _read_at_most(fh: IO[bytes], limit: int) -> bytes:
     """Read to the end of ``fh`` or to ``limit`` bytes, whichever comes first.
 
     Like ``fh.read(limit)``, which allocates ``limit`` bytes up front: a 256 MiB buffer for
@@ -118,7 +118,7 @@ def _read_at_most(fh: BinaryIO, limit: int) -> bytes:
 _STEP = 1 << 20
 
 
-def _read_bounded(fh: BinaryIO, limit: int) -> bytes:
+def _read_bounded(fh: IO[bytes], limit: int) -> bytes:
     """Read at most ``limit`` bytes from a decompressing stream, ``_STEP`` at a time.
 
     Memory stays at what was read plus one step, whatever the stream's headers claim.

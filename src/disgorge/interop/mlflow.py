@@ -208,8 +208,9 @@ def import_mlflow(ws: Workspace, tracking_uri: str, *, purpose: str = "ai_traini
             if not mv.run_id:
                 result.skipped.append({"model": label, "reason": "the model version names no MLflow run"})
                 continue
-            origin = existing.get((mv.name, str(mv.version)), False)
-            if origin is not False:
+            key = (mv.name, str(mv.version))
+            if key in existing:
+                origin = existing[key]
                 if origin and origin.get("run_id") == mv.run_id:
                     result.already_imported.append(label)
                 else:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -94,8 +95,12 @@ def _largest_face_embeddings(session: Session, vault: Vault, asset_ids: list[str
         faces: dict[str, dict[int, float]] = {}
         embeddings: dict[tuple[str, int], bytes] = {}
         for row, owner_id in rows:
-            owner = owners.get(owner_id) or owners.setdefault(owner_id, session.get(Subject, owner_id))
-            if owner.dek_wrapped is None:
+            owner = owners.get(owner_id)
+            if owner is None:
+                owner = owners[owner_id] = session.get_one(Subject, owner_id)
+            # a destroyed key leaves nothing to read; faces and embeddings are always sealed
+            # in the row (only crops live in blobs), so the second test only tells the type
+            if owner.dek_wrapped is None or row.value_enc is None:
                 continue
             if row.kind == "face":
                 geometry = json.loads(
@@ -198,7 +203,7 @@ def _version_key(version: str) -> tuple[int, str]:
     return (int(version), "") if version.isdigit() else (-1, version)
 
 
-def _versions(rows: list[Artifact]) -> list[str]:
+def _versions(rows: Sequence[Artifact]) -> list[str]:
     return [r.version for r in sorted(rows, key=lambda r: _version_key(r.version))]
 
 

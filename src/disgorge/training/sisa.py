@@ -228,7 +228,7 @@ class SISAClassifier:
         return out
 
     def _params_tag(self) -> str:
-        params = getattr(self.estimator, "get_params", lambda: {})()
+        params: dict[str, Any] = getattr(self.estimator, "get_params", lambda: {})()
         text = json.dumps({k: _stable_repr(v) for k, v in sorted(params.items())}, sort_keys=True)
         return f"{type(self.estimator).__name__}:{text}"
 
@@ -256,8 +256,9 @@ class SISAClassifier:
         shard.classes = labels
         incremental = hasattr(self.estimator, "partial_fit")
         model = None
-        if start > 0 and shard.checkpoints[start - 1] is not None:
-            model = pickle.loads(self.checkpoints.get(shard.checkpoints[start - 1]))
+        previous = shard.checkpoints[start - 1] if start > 0 else None
+        if previous is not None:
+            model = pickle.loads(self.checkpoints.get(previous))
         trained = 0
         for r in range(start, self.n_slices):
             if not labels:
@@ -269,18 +270,16 @@ class SISAClassifier:
                         model = self._fresh(shard)
                     X = np.stack([data[i][0] for i in batch])
                     y = np.asarray([data[i][1] for i in batch])
-                    model = _fit_or_single(
-                        lambda m, X=X, y=y: m.partial_fit(X, y, classes=np.asarray(labels)), model, labels
-                    )
+                    step = functools.partial(model.partial_fit, X, y, classes=np.asarray(labels))
+                    model = _fit_or_single(step, model, labels)
             else:
                 prefix = [i for s in shard.slices[: r + 1] for i in s]
                 if prefix:
                     X = np.stack([data[i][0] for i in prefix])
                     y = np.asarray([data[i][1] for i in prefix])
+                    fresh = self._fresh(shard)
                     model = _fit_or_single(
-                        lambda m, X=X, y=y: m.fit(X, y),
-                        self._fresh(shard),
-                        sorted(set(y.tolist()), key=_label_key),
+                        functools.partial(fresh.fit, X, y), fresh, sorted(set(y.tolist()), key=_label_key)
                     )
                 else:
                     model = None
@@ -494,10 +493,11 @@ class SISAClassifier:
         return {k for s in self.shards_ for k in s.checkpoints if k}
 
 
-def _fit_or_single(step: Callable[[Any], Any], model: Any, labels: list[Any]) -> Any:
-    """Run a fit step; an estimator that cannot learn from one class becomes _SingleClass."""
+def _fit_or_single(step: Callable[[], object], model: Any, labels: list[Any]) -> Any:
+    """Run a fit step of ``model`` (bound to it and its data); an estimator that cannot learn
+    from one class becomes _SingleClass."""
     try:
-        step(model)
+        step()
     except ValueError:
         if len(labels) != 1:
             raise

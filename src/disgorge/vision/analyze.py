@@ -170,7 +170,7 @@ def reconcile_index(reader: sessionmaker[Session], vault: Vault, index: FaceInde
             in_index = index.ids()
             stale = in_index - catalog
             # only the vectors the index lacks are read and opened (not every row's, every time)
-            missing = []
+            missing: list[Any] = []  # rows of (id, value_enc, asset_id, owner_id)
             for part in in_chunks(sorted(catalog - in_index)):
                 missing += session.execute(
                     select(d.id, d.value_enc, d.asset_id, Asset.owner_id)
@@ -180,7 +180,7 @@ def reconcile_index(reader: sessionmaker[Session], vault: Vault, index: FaceInde
                 ).all()
             vectors = []
             for r in missing:
-                owner = session.get(Subject, r.owner_id)
+                owner = session.get_one(Subject, r.owner_id)
                 vectors.append(vault.open(owner, r.value_enc, f"embedding:{r.asset_id}:{r.id}"))
         removed = index.remove(stale)
         index.add([r.id for r in missing], vectors)
@@ -342,7 +342,7 @@ def run_analyze(
 
 def _select(
     session: Session, asset_ids: list[str] | None, force: bool, at: datetime
-) -> tuple[list[Any], list[str], set[str], dict[str, Any]]:
+) -> tuple[Sequence[Any], list[str], set[str], dict[str, Any]]:
     """(photos to analyse, photos whose biometric derivatives consent no longer allows,
     ids of the photos to analyse that were analysed before, verdict per photo).
 
@@ -379,7 +379,7 @@ def _select(
     return [*fresh, *granted], withdrawn, {r.id for r in granted}, verdicts
 
 
-def _verdicts(session: Session, rows: list[Any], at: datetime) -> dict[str, Any]:
+def _verdicts(session: Session, rows: Sequence[Any], at: datetime) -> dict[str, Any]:
     return ConsentGate(session, Purpose.BIOMETRIC_PROCESSING, at).evaluate(
         [ItemRef(r.id, r.source_id, r.owner_id) for r in rows]
     )

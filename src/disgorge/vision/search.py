@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Row, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..catalog.db import in_chunks
@@ -65,7 +65,7 @@ def load_hash_matrix(
                 return load_hash_matrix(reader, vault)
             held = stored if stored is not None else np.zeros(0, dtype=ROW)
             found, where = _match(table, held)
-            missing = [rows[i] for i in np.flatnonzero(~found)]
+            missing = [rows[i] for i in np.flatnonzero(~found).tolist()]
             opened = _open(session, vault, missing, _sealed(session, [r.id for r in missing]))
         table["hash"][found] = held["hash"][where[found]]
         if missing:
@@ -116,16 +116,20 @@ def _sealed(session: Session, ids: list[int]) -> dict[int, bytes]:
     out: dict[int, bytes] = {}
     for part in in_chunks(ids):
         query = select(AssetDerivative.id, AssetDerivative.value_enc).where(AssetDerivative.id.in_(part))
-        out.update((row_id, value) for row_id, value in session.execute(query))
+        # an active hash is always sealed in its row: the test only tells the type checker
+        out.update((row_id, value) for row_id, value in session.execute(query) if value is not None)
     return out
 
 
-def _open(session: Session, vault: Vault, rows: Sequence[Row[Any]], sealed: dict[int, bytes]) -> list[bytes]:
-    """Decrypt the rows' hashes with their owners' data keys."""
+def _open(session: Session, vault: Vault, rows: Sequence[Any], sealed: dict[int, bytes]) -> list[bytes]:
+    """Decrypt the rows' hashes (rows of ``_ACTIVE``: id, asset_id, face_index, run_id, owner_id)
+    with their owners' data keys."""
     owners: dict[int, Subject] = {}
     out = []
     for r in rows:
-        owner = owners.get(r.owner_id) or owners.setdefault(r.owner_id, session.get(Subject, r.owner_id))
+        owner = owners.get(r.owner_id)
+        if owner is None:
+            owner = owners[r.owner_id] = session.get_one(Subject, r.owner_id)
         out.append(vault.open(owner, sealed[r.id], phash_context(r.asset_id, r.face_index)))
     return out
 
