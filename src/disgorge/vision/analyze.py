@@ -59,10 +59,11 @@ from ..consent import ConsentGate, Decision, ItemRef, Purpose
 from ..errors import InvalidInput
 from ..vault import Vault
 from ..vault.blobstore import wipe_file
-from .faces import ImageAnalysis, analyze_many, check_embedder
+from .faces import analyze_many, check_embedder
 from .index import FaceIndex
 from .models import FacesUnavailable
 from .phash import phash_context
+from .results import ImageAnalysis
 
 __all__ = ["AnalyzeReport", "embedders_in_use", "embedding_ids", "reconcile_index", "run_analyze"]
 

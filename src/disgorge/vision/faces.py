@@ -13,7 +13,6 @@ stand-in for drawn sample portraits, not a face recogniser; it needs no dlib.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
@@ -21,6 +20,8 @@ from PIL import Image
 from .image import rgb_array
 from .models import dlib_models
 from .phash import CENTRE_CROPS, centre_crop, pdq
+from .portrait import portrait_face
+from .results import CROP_SIZE, Face, ImageAnalysis
 
 __all__ = ["EMBEDDERS", "Face", "ImageAnalysis", "analyze", "analyze_many", "check_embedder"]
 
@@ -28,7 +29,6 @@ __all__ = ["EMBEDDERS", "Face", "ImageAnalysis", "analyze", "analyze_many", "che
 DETECT_MAX_SIDE = 1600
 #: retry upsampling only while the upsampled image stays below this many pixels a side
 _RETRY_MAX_SIDE = 1200
-CROP_SIZE = 150
 #: "dlib": HOG/CNN detection and dlib's ResNet embedding (extra ``faces``);
 #: "portrait": the portrait descriptor stand-in (core dependencies only)
 EMBEDDERS = ("dlib", "portrait")
@@ -40,27 +40,6 @@ def check_embedder(embedder: str) -> str:
 
         raise InvalidInput(f"embedder {embedder!r}: expected one of {', '.join(EMBEDDERS)}")
     return embedder
-
-
-@dataclass
-class Face:
-    box: tuple[int, int, int, int]  # left, top, right, bottom
-    landmarks: list[tuple[int, int]]
-    embedding: bytes | None = None  # 128 float32, little-endian
-    crop: bytes | None = None  # JPEG of the aligned face chip
-
-
-@dataclass
-class ImageAnalysis:
-    width: int
-    height: int
-    upsample: int
-    faces: list[Face] = field(default_factory=list)
-    phash: bytes | None = None
-    phash_quality: int = 0
-    #: hashes of the centre crops (CENTRE_CROPS), for copies cut by a few percent
-    phash_crops: list[bytes] = field(default_factory=list)
-    error: str | None = None
 
 
 def _detect(models: dict, rgb: np.ndarray, cnn: bool) -> tuple[list, int]:
@@ -113,8 +92,6 @@ def analyze(
     if not faces:
         return result
     if embedder == "portrait":
-        from .portrait import portrait_face
-
         result.upsample = 1
         result.faces.append(portrait_face(rgb, embed=embed))
         return result

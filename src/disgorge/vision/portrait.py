@@ -32,7 +32,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from .faces import CROP_SIZE, Face
+from .results import CROP_SIZE, Face
 
 __all__ = [
     "CENTRE_KEEP",
