@@ -21,15 +21,12 @@ import functools
 import itertools
 import multiprocessing
 import os
-import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from multiprocessing.connection import Connection
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -37,7 +34,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from .. import audit
-from .._pool import process_pool
+from .._pool import ordered_map, process_pool
 from .._time import iso
 from ..catalog.models import Asset, AssetSource, AssetSubject, ErasedFingerprint, Source, Subject
 from ..errors import DisgorgeError, InvalidInput, NotFound
@@ -252,21 +249,16 @@ def _decoded(items: Iterator[_Item], options: IngestOptions) -> Iterator[tuple[l
     batches = _chunks(items, options.batch_size, options.batch_bytes)
     first = list(itertools.islice(batches, 2))
     batches = itertools.chain(first, batches)
-    if workers <= 1 or len(first) < 2:
-        for batch in batches:
-            yield batch, probe_many([i.data for i in batch], options.max_pixels)
-        return
-    _preload_forkserver()
-    with _pool(workers) as pool:
-        pending: deque[tuple[list[_Item], Future[list[Probe]]]] = deque()
-        for batch in batches:
-            pending.append((batch, pool.submit(probe_many, [i.data for i in batch], options.max_pixels)))
-            if len(pending) > workers + 1:
-                done_batch, fut = pending.popleft()
-                yield done_batch, fut.result()
-        while pending:
-            done_batch, fut = pending.popleft()
-            yield done_batch, fut.result()
+    inline = workers <= 1 or len(first) < 2
+    if not inline:
+        _preload_forkserver()
+    yield from ordered_map(
+        probe_many,
+        batches,
+        args=lambda batch: ([i.data for i in batch], options.max_pixels),
+        workers=workers,
+        inline=inline,
+    )
 
 
 def _preload_forkserver() -> None:
@@ -279,39 +271,6 @@ def _preload_forkserver() -> None:
         multiprocessing.get_context("forkserver").set_forkserver_preload(
             ["__main__", "disgorge.ingest.decode", "disgorge.vault.blobstore"]
         )
-
-
-@contextlib.contextmanager
-def _pool(workers: int) -> Iterator[Executor]:
-    """A process pool (decoders, blob writers) whose workers end when this process does, even by SIGKILL.
-
-    Left alone, the workers of a killed ingest live on for ever: each waits on a call
-    queue whose write end it holds itself, and they keep the forkserver and the resource
-    tracker alive. So every worker gets the read end of a pipe whose only write end stays
-    here; when this process is gone the read sees EOF and the worker exits.
-    """
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    parent_alive, held_here = ctx.Pipe(duplex=False)
-    try:
-        with ProcessPoolExecutor(
-            max_workers=workers, mp_context=ctx, initializer=_exit_with_parent, initargs=(parent_alive,)
-        ) as pool:
-            yield pool
-    finally:  # the pool has shut down: its workers are gone already
-        held_here.close()
-        parent_alive.close()
-
-
-def _exit_with_parent(parent_alive: Connection) -> None:
-    """Pool initializer (in the worker): exit as soon as the ingest process is gone."""
-
-    def watch() -> None:
-        with contextlib.suppress(EOFError, OSError):
-            parent_alive.recv_bytes()  # nothing is ever sent: this returns at EOF
-        os._exit(1)
-
-    threading.Thread(target=watch, name="disgorge-parent-watch", daemon=True).start()
 
 
 @dataclass
