@@ -8,13 +8,18 @@ inside a subject's folder)::
 
     DisgorgeError
     ├── WorkspaceError        no workspace, already initialised, schema out of date
-    ├── KeyError_             wrong or missing key-encryption key
+    ├── KekError              wrong or missing key-encryption key
     ├── NotFound              unknown subject, asset, source, policy version
     ├── InvalidInput          a malformed row, date, purpose, manifest or archive member
-    ├── ErasureBlocked        an erasure that cannot be planned or run as asked
-    ├── ConsentDenied         a run or export that consent does not cover (and no override)
+    │   └── SignatureError    a signed document that does not verify (sharing.documents)
     ├── IntegrityError        a blob or audit event that was altered
-    └── KeyDestroyed          the subject's data key was destroyed (crypto-shredded)
+    ├── KeyDestroyed          the subject's data key was destroyed (crypto-shredded)
+    ├── ConsentDenied         a run or export that consent does not cover (and no override)
+    ├── ErasureBlocked        an erasure that cannot be planned or run as asked
+    └── FacesUnavailable      the ``faces`` extra is not installed (vision.models)
+
+The subclasses defined next to the code that raises them are named with their module;
+tests/test_architecture.py checks that this tree names every subclass there is.
 """
 
 from __future__ import annotations
