@@ -7,6 +7,8 @@ Usage::
     .venv/bin/python benchmarks/erasure.py --fresh         # regenerate the cached workspace
     .venv/bin/python benchmarks/erasure.py --json results.json
     .venv/bin/python benchmarks/erasure.py --a-variants shipped --a-order 3,4 --skip-scan --skip-source
+    .venv/bin/python benchmarks/erasure.py --assets 50000 --source-assets 5000 --subjects 5000 \
+        --cache /tmp/disgorge-bench-erasure-small --baseline-src /tmp/disgorge-before   # before/after
 
 What it does, all in one run:
 
@@ -48,13 +50,19 @@ What it does, all in one run:
    unlink each (on a copy of the source's blob files, made before the erasure; stopped
    after ``--overwrite-s`` seconds, the rate then being over the files done).
 
-The machine is reported with its load average (``uptime``) at each part: on a shared
-machine wall-clock times are slower and noisier than on an idle one.
+The machine is reported with its load average at each part: on a shared machine
+wall-clock times are slower and noisier than on an idle one.
+
+``--plain`` times only what the public API shows (``Workspace.erasure_plan``,
+``Workspace.erase``): no step timed apart, the verifier's scan as shipped (the whole
+workspace, in part A too), part A as shipped only, parts B; no C or V. It imports nothing of
+the engine's, so the same script runs on any version of disgorge: ``--baseline-src DIR`` runs
+it on the code of the checkout DIR and on this tree's, alternating, and prints both side by
+side (``benchmarks/_harness.py``).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -66,40 +74,41 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from lineage import PRIME, Params, _chunks, _hex, _ts, generate_catalog, machine
+from _harness import (
+    before_after,
+    describe,
+    finish,
+    load_average,
+    machine,
+    make_console,
+    make_parser,
+    show,
+    write_json,
+)
+from lineage import PRIME, Params, chunks, generate_catalog, hex_id, timestamp
 
-import disgorge.erasure.engine as engine_mod
 from disgorge import Workspace
 from disgorge.catalog import SCHEMA_HEAD, current_revision, make_engine, upgrade
-from disgorge.erasure.engine import STEPS, ErasureEngine, _windows
 from disgorge.erasure.forensics import scan_tree
 from disgorge.vision import load_hash_matrix
 
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+console = make_console(160)
 
 GOAL_SUBJECT_S = 2.0
 GOAL_SCAN_MBS = 200.0
 SOURCE_NAME = "tainted-scrape"
 _DONE = ".complete"
 _CATALOG_FILES = ("catalog.sqlite", "catalog.sqlite-wal", "catalog.sqlite-shm")
-
-
-def uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-    except OSError:
-        return "load average: " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 # -- the workspace -------------------------------------------------------------------------
@@ -144,22 +153,28 @@ def build_workspace(path: Path, s: Setup) -> dict[str, Any]:
     con.execute(
         "INSERT INTO sources (id, name, kind, description, created_at, state) "
         "VALUES (?, ?, 'scrape', '', ?, 'active')",
-        (source_id, SOURCE_NAME, _ts(0)),
+        (source_id, SOURCE_NAME, timestamp(0)),
     )
     only_here = max(1, s.source_assets // 10)  # 10 photos each
     first = s.subjects + 1
     con.executemany(
         "INSERT INTO subjects (id, ref, dek_wrapped, state, created_at) VALUES (?, ?, ?, 'active', ?)",
-        ((i, "sub_" + _hex(i, b"subject", 16), bytes(60), _ts(i)) for i in range(first, first + only_here)),
+        (
+            (i, "sub_" + hex_id(i, b"subject", 16), bytes(60), timestamp(i))
+            for i in range(first, first + only_here)
+        ),
     )
     source_rows: list[tuple[str, int]] = []
     for n in range(s.source_assets):
         owner = first + n % only_here if rng.random() < 0.9 else rng.randrange(1, s.subjects + 1)
-        source_rows.append((_hex(n + 1, b"source-asset", 16), owner))
+        source_rows.append((hex_id(n + 1, b"source-asset", 16), owner))
     con.executemany(
         "INSERT INTO assets (id, sha256, size, media_type, width, height, source_id, owner_id, "
         "ingested_at, state) VALUES (?, ?, 0, 'image/jpeg', 250, 250, ?, ?, ?, 'active')",
-        ((a, _hex(n, b"source-sha", 32), source_id, o, _ts(10)) for n, (a, o) in enumerate(source_rows)),
+        (
+            (a, hex_id(n, b"source-sha", 32), source_id, o, timestamp(10))
+            for n, (a, o) in enumerate(source_rows)
+        ),
     )
     con.executemany(
         "INSERT INTO asset_subjects (asset_id, subject_id, role) VALUES (?, ?, 'owner')", source_rows
@@ -215,17 +230,17 @@ def build_workspace(path: Path, s: Setup) -> dict[str, Any]:
         f"(SELECT asset_id FROM asset_subjects WHERE subject_id IN ({marks})) ORDER BY id",
         (source_id, *chosen),
     ).fetchall()
-    run_id = _hex(1, b"bench-analyze", 16)
+    run_id = hex_id(1, b"bench-analyze", 16)
     con.execute(
         "INSERT INTO runs (id, job, purpose, state, parameters, code_version, started_at, ended_at, "
         "consent_check, override_justification, actor, external) VALUES "
         "(?, 'analyze', 'ai_training', 'completed', '{}', 'bench', ?, ?, '{}', NULL, 'bench', 0)",
-        (run_id, _ts(20), _ts(21)),
+        (run_id, timestamp(20), timestamp(21)),
     )
     t = time.perf_counter()
     blob_bytes = 0
     with console.status(f"writing {len(rows):,} encrypted blobs ..."):
-        for chunk in _chunks(iter(rows), 5000):
+        for chunk in chunks(iter(rows), 5000):
             updates, phashes = [], []
             for asset_id, owner_id in chunk:
                 owner = SimpleNamespace(ref=refs[owner_id], dek_wrapped=wrapped[owner_id])
@@ -234,7 +249,7 @@ def build_workspace(path: Path, s: Setup) -> dict[str, Any]:
                 key = ws.vault.put_blob(owner, asset_id, data)  # type: ignore[arg-type]
                 updates.append((hashlib.sha256(data).hexdigest(), len(data), key, asset_id))
                 sealed = ws.vault.seal(owner, os.urandom(32), f"phash:{asset_id}")  # type: ignore[arg-type]
-                phashes.append((asset_id, sealed, run_id, _ts(22)))
+                phashes.append((asset_id, sealed, run_id, timestamp(22)))
             con.execute("BEGIN")
             con.executemany("UPDATE assets SET sha256 = ?, size = ?, blob_key = ? WHERE id = ?", updates)
             con.executemany(
@@ -406,30 +421,56 @@ def _wrap(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
     return inner
 
 
+def _step_timer(name: str) -> tuple[Callable[[], None], Callable[[], None]]:
+    """A (start, stop) pair for a step's ``before`` and ``after`` points."""
+    started: list[float] = []
+
+    def start() -> None:
+        started.append(time.perf_counter())
+
+    def stop() -> None:
+        CURRENT.add(name, time.perf_counter() - started.pop())
+
+    return start, stop
+
+
 class Patches:
-    """Instruments ErasureEngine (per step, plan, scan, purge) and selects scan and purge."""
+    """Instruments ErasureEngine (per step, plan, scan, purge) and selects scan and purge.
+
+    Not installed with ``--plain`` (the before/after run), which uses the public API only."""
 
     def __init__(self) -> None:
         self.saved: dict[tuple[Any, str], Any] = {}
         self.scan_scope = "catalog"  # "catalog" or "full"
         self.purge = "shipped"  # "shipped" (purge_free_space as the engine calls it) or "always-vacuum"
-        self.original_purge = engine_mod.purge_free_space
+        self.installed = False
+        self.steps: list[str] = []  # the engine's steps in journal order, for the tables
+        self.hooks = ExitStack()  # the step timers armed with disgorge.erasure.steps.inject
 
     def _set(self, owner: Any, name: str, value: Any) -> None:
         self.saved.setdefault((owner, name), getattr(owner, name))
         setattr(owner, name, value)
 
     def install(self) -> None:
-        for step in STEPS:
-            name = f"_step_{step}"
-            self._set(ErasureEngine, name, _wrap(getattr(ErasureEngine, name), f"step:{step}"))
-        self._set(ErasureEngine, "create", _wrap(ErasureEngine.create, "plan+record"))
-        self._set(ErasureEngine, "approve", _wrap(ErasureEngine.approve, "approve (re-plan, journal)"))
-        self._set(ErasureEngine, "verify", _wrap(ErasureEngine.verify, "verify()"))
-        self._set(engine_mod, "scan_tree", self._scan)
-        self._set(engine_mod, "purge_free_space", self._purge)
+        # the engine is imported here, not at the top, so that --plain runs on any version
+        from disgorge.erasure import removal, requests, verifier
+        from disgorge.erasure.steps import STEPS, inject
+
+        self.original_purge = removal.purge_free_space
+        self.steps = list(STEPS)
+        self.installed = True
+        for step in STEPS:  # each step timed through the engine's fault-injection hook
+            start, stop = _step_timer(f"step:{step}")
+            self.hooks.enter_context(inject(step, before=start, after=stop))
+        self._set(requests, "create", _wrap(requests.create, "plan+record"))
+        self._set(requests, "approve", _wrap(requests.approve, "approve (re-plan, journal)"))
+        self._set(verifier, "verify", _wrap(verifier.verify, "verify()"))
+        self._set(verifier, "scan_tree", self._scan)
+        self._set(verifier, "purge_free_space", self._purge)
+        self._set(removal, "purge_free_space", self._purge)
 
     def uninstall(self) -> None:
+        self.hooks.close()
         for (owner, name), value in self.saved.items():
             setattr(owner, name, value)
         self.saved.clear()
@@ -635,6 +676,7 @@ def part_a(
     order: list[int] | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {"assets": assets, "variants": list(variants)}
+    out |= {"instrumented": patches.installed, "steps": patches.steps}
     refs = list(saved["subjects"])
     labels = [f"typical #{i + 1}" for i in range(len(refs) - 1)] + ["most photos"]
     if order:  # 1-based positions in the list above
@@ -674,7 +716,7 @@ def part_a(
             f"{check['hex_found']} of {check['hex']} erased photos' sha256 (hex) found, "
             f"{check['keys_found']} of {check['keys']} wrapped keys found; "
             f"control: {check['controls_found']} of {check['controls']} live photos' sha256 found "
-            f"({uptime()})"
+            f"(load {load_average()})"
         )
     return out
 
@@ -688,9 +730,11 @@ def render_a(a: dict[str, Any]) -> list[Table]:
         if variant not in a:
             continue
         res = a[variant]
+        apart = a.get("instrumented", True)  # --plain: nothing inside erase() is timed apart
+        plain = "" if apart else " (--plain: public API only, the verifier scans the whole workspace)"
         table = Table(
             title=f"A. one subject at {a['assets']:,} assets: {title}; catalog {res['db_mb']:,.0f} MB, "
-            f"{res['freelist']:,} free pages of {res['pages']:,} after",
+            f"{res['freelist']:,} free pages of {res['pages']:,} after{plain}",
             title_justify="left",
         )
         for col in (
@@ -717,11 +761,11 @@ def render_a(a: dict[str, Any]) -> list[Table]:
                 f"{r['models_retired']} (+{r['artifacts_retired']} other)",
                 f"{r['dry_run_s']:.2f} s",
                 f"{r['total_s']:.2f} s",
-                f"{r['purge_s']:.2f} s",
-                f"{r['scan_s']:.2f} s ({r['scan_mb']:,.0f} MB, {r['needles']} needles)",
-                _goal(r["without_scan_s"], GOAL_SUBJECT_S),
-                _goal(r["without_scan_and_purge_s"], GOAL_SUBJECT_S),
-                f"{r['hits']}" + _status(r),
+                f"{r['purge_s']:.2f} s" if apart else "-",
+                f"{r['scan_s']:.2f} s ({r['scan_mb']:,.0f} MB, {r['needles']} needles)" if apart else "-",
+                _goal(r["without_scan_s"], GOAL_SUBJECT_S) if apart else "-",
+                _goal(r["without_scan_and_purge_s"], GOAL_SUBJECT_S) if apart else "-",
+                (f"{r['hits']}" if apart else "-") + _status(r),
             )
         tables.append(table)
     return tables
@@ -738,7 +782,7 @@ def render_phases(a: dict[str, Any]) -> Table:
         for r in a[variant]["rows"]:
             cols.append(r)
             table.add_column(f"{r['subject']}\n({variant})", justify="right")
-    names: list[str] = ["plan+record", "approve (re-plan, journal)"] + [f"step:{s}" for s in STEPS]
+    names: list[str] = ["plan+record", "approve (re-plan, journal)"] + [f"step:{s}" for s in a["steps"]]
     extra = sorted({k for r in cols for k in r["phases"]} - set(names))
     for name in names + extra:
         table.add_row(_phase_label(name), *[f"{r['phases'].get(name, 0.0):.3f}" for r in cols])
@@ -773,6 +817,8 @@ def _goal(seconds: float, goal: float) -> str:
 # -- part C: the forensic scan -------------------------------------------------------------
 def sample_needles(ws: Workspace, n_photos: int, rng: random.Random) -> dict[str, bytes]:
     """The needles the verifier takes for ``n_photos`` photos (windows, sha256 raw and hex, key)."""
+    from disgorge.erasure.samples import windows  # the verifier's windows
+
     needles: dict[str, bytes] = {}
     con = sqlite3.connect(ws.config.home / "catalog.sqlite")
     try:
@@ -785,7 +831,7 @@ def sample_needles(ws: Workspace, n_photos: int, rng: random.Random) -> dict[str
     for n, (asset_id, sha, key, ref, dek) in enumerate(rng.sample(rows, min(n_photos, len(rows)))):
         owner = SimpleNamespace(ref=ref, dek_wrapped=dek)
         data = ws.vault.get_blob(owner, asset_id, key)  # type: ignore[arg-type]
-        for w, window in enumerate(_windows(data)):
+        for w, window in enumerate(windows(data)):
             needles[f"photo:{n}:{w}"] = window
         needles[f"sha256-hex:{n}"] = sha.encode()
         needles[f"sha256:{n}"] = bytes.fromhex(sha)
@@ -901,7 +947,9 @@ def part_c(
             row["grep_mb"] = g[1] / 1e6
             row["grep_needles"] = g[2]
         rows.append(row)
-        console.print(f"  {len(needles):,} needles: scan_tree {row['scan_mbs']:,.0f} MB/s ({uptime()})")
+        console.print(
+            f"  {len(needles):,} needles: scan_tree {row['scan_mbs']:,.0f} MB/s (load {load_average()})"
+        )
     return rows
 
 
@@ -955,7 +1003,7 @@ def part_v(pristine: Path, run: Path, refs: list[str]) -> dict[str, Any]:
     from sqlalchemy import select
 
     from disgorge.catalog.models import Asset, AssetSubject, Subject
-    from disgorge.erasure.engine import active_models_using
+    from disgorge.erasure.verifier import active_models_using
 
     fresh_copy(pristine, run)
     ws = Workspace.open(run, actor="bench")
@@ -984,7 +1032,7 @@ def part_v(pristine: Path, run: Path, refs: list[str]) -> dict[str, Any]:
         out["hash_cache_warm_s"] = time.perf_counter() - t
     finally:
         ws.close()
-    console.print(f"  V: done ({uptime()})")
+    console.print(f"  V: done (load {load_average()})")
     return out
 
 
@@ -1074,7 +1122,7 @@ def baseline_overwrite(run: Path, tmp: Path, budget_s: float) -> dict[str, Any]:
     with console.status(f"B: baseline: overwrite + fsync + unlink {len(targets):,} files ..."):
         seconds, done = overwrite_and_unlink(targets, budget_s)
     shutil.rmtree(copies, ignore_errors=True)
-    console.print(f"  baseline: {done:,} files in {seconds:.1f} s ({uptime()})")
+    console.print(f"  baseline: {done:,} files in {seconds:.1f} s (load {load_average()})")
     return {"photos": len(paths), "mb": nbytes / 1e6, "seconds": seconds, "files": done}
 
 
@@ -1094,7 +1142,8 @@ def erase_source(run: Path, patches: Patches, scope: str, variant: str) -> dict[
         ws.close()
     where = locate(run / ".disgorge" / "catalog.sqlite", timer.hit_offsets)
     console.print(
-        f"  erase --source ({variant}) done in {total:.1f} s; catalog hits: {where or 'none'} ({uptime()})"
+        f"  erase --source ({variant}) done in {total:.1f} s; catalog hits: {where or 'none'} "
+        f"(load {load_average()})"
     )
     steps = {s["step"]: s["summary"] for s in result["steps"]}
     return {
@@ -1115,7 +1164,7 @@ def erase_source(run: Path, patches: Patches, scope: str, variant: str) -> dict[
 def part_b(
     pristine: Path, run: Path, patches: Patches, scope: str, tmp: Path, budget_s: float
 ) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"instrumented": patches.installed, "steps": patches.steps}
     for variant in ("shipped",):  # 100,000 photos: the purge VACUUMs either way
         fresh_copy(pristine, run)
         warm([run / ".disgorge" / "catalog.sqlite"])
@@ -1143,6 +1192,15 @@ def render_b(b: dict[str, Any]) -> Table:
     for variant, label in (("shipped", "as shipped"),):
         r = b[variant]
         ph = r["phases"]
+        status = "[green]ok[/]" if r["ok"] else "[red]NOT OK[/]"
+        if not b.get("instrumented", True):  # --plain: only the end-to-end time
+            row(
+                f"erase --source, end to end ({label}, --plain)",
+                r["total_s"],
+                f"plan .. verify (the whole tree scanned, as shipped): {status}; + certificate; "
+                f"{r['keys_destroyed']:,} data keys destroyed, {r['photos']:,} photos tombstoned",
+            )
+            continue
         if variant == "shipped":
             row(
                 "crypto-shredding: the shred_keys step",
@@ -1166,7 +1224,6 @@ def render_b(b: dict[str, Any]) -> Table:
             "plan, approve, sample .. purge_database: blobs unlinked, rows tombstoned, keys shredded, "
             "dataset versions derived",
         )
-        status = "[green]ok[/]" if r["ok"] else "[red]NOT OK[/]"
         row(
             f"erase --source, end to end ({label})",
             r["total_s"],
@@ -1190,7 +1247,7 @@ def render_b_phases(b: dict[str, Any]) -> Table:
     )
     table.add_column("phase")
     table.add_column("as shipped (VACUUM: 1,000 photos or more)", justify="right")
-    names: list[str] = ["plan+record", "approve (re-plan, journal)"] + [f"step:{s}" for s in STEPS]
+    names: list[str] = ["plan+record", "approve (re-plan, journal)"] + [f"step:{s}" for s in b["steps"]]
     extra = sorted(set(b["shipped"]["phases"]) - set(names))
     for name in names + extra:
         table.add_row(_phase_label(name), f"{b['shipped']['phases'].get(name, 0.0):,.2f}")
@@ -1199,8 +1256,27 @@ def render_b_phases(b: dict[str, Any]) -> Table:
 
 
 # -- main ----------------------------------------------------------------------------------
+def headline(results: dict[str, Any]) -> dict[str, float]:
+    """What ``--baseline-src`` compares, in seconds: per subject of part A (as shipped) the dry
+    run and the erasure end to end, and their sum; part B end to end; part C's scans."""
+    out: dict[str, float] = {}
+    rows = results.get("a", {}).get("shipped", {}).get("rows", [])
+    for r in rows:
+        out[f"A. {r['subject']} ({r['photos']} photos): dry run"] = r["dry_run_s"]
+        out[f"A. {r['subject']} ({r['photos']} photos): erase, end to end"] = r["total_s"]
+    if rows:
+        out[f"A. all {len(rows)} subjects: dry runs + erasures"] = sum(
+            r["dry_run_s"] + r["total_s"] for r in rows
+        )
+    if "b" in results:
+        out["B. erase --source, end to end"] = results["b"]["shipped"]["total_s"]
+    for r in results.get("c", []):
+        out[f"C. scan_tree, {r['needles']:,} needles (best of 3)"] = r["scan_s"]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = make_parser(__doc__)
     parser.add_argument("--assets", type=int, default=1_000_000, help="assets in all (default 1000000)")
     parser.add_argument(
         "--source-assets", type=int, default=100_000, help="photos of the erased source (default 100000)"
@@ -1255,10 +1331,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--build-only", action="store_true", help="build (or check) the cached workspace, then stop"
     )
-    parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    parser.add_argument(
+        "--plain",
+        action="store_true",
+        help="public API only (Workspace.erasure_plan, Workspace.erase), nothing inside them timed "
+        "apart, the verifier's scan as shipped: part A as shipped, part B; no C, no V (what "
+        "--baseline-src runs, on both versions)",
+    )
     args = parser.parse_args(argv)
     if not 0 < args.source_assets < args.assets:
         parser.error("--source-assets must be positive and below --assets")
+    if args.baseline_src:
+        return before_after(__file__, args, argv, headline, child_args=["--plain"])
+    if args.plain:
+        args.a_variants, args.skip_scan, args.verify_parts = "shipped", True, False
     setup = Setup(
         args.assets,
         args.source_assets,
@@ -1271,10 +1357,7 @@ def main(argv: list[str] | None = None) -> int:
         args.seed,
     )
     info = machine()
-    console.print(
-        f"machine: {info['nproc']} cores ({info['cpu']}), {info['memory']} RAM, Python {info['python']}, "
-        f"SQLite {info['sqlite']}, {info['platform']}, disgorge {info['disgorge']}\n{uptime()}"
-    )
+    console.print(describe(info))
     pristine, saved = ensure_workspace(args.cache, setup, args.fresh)
     shape = saved["shape"]
     db = pristine / ".disgorge" / "catalog.sqlite"
@@ -1292,12 +1375,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.build_only:
         return 0
-    results: dict[str, Any] = {"machine": info, "setup": asdict(setup), "uptime_start": uptime()}
+    results: dict[str, Any] = {"machine": info, "setup": asdict(setup), "plain": args.plain}
     run = args.cache / "run"
     tmp = args.cache / "tmp"
     tmp.mkdir(exist_ok=True)
     patches = Patches()
-    patches.install()
+    if not args.plain:
+        patches.install()
     try:
         if not args.skip_subject:
             variants = tuple(v for v in args.a_variants.split(",") if v)
@@ -1305,11 +1389,12 @@ def main(argv: list[str] | None = None) -> int:
             a = part_a(pristine, run, saved, patches, args.assets, tmp, variants, order)
             results["a"] = a
             for table in render_a(a):
-                console.print(table)
-            console.print(render_phases(a))
+                show(console, table, args.markdown)
+            if patches.installed:
+                show(console, render_phases(a), args.markdown)
         if args.verify_parts:
             results["v"] = part_v(pristine, run, list(saved["subjects"]))
-            console.print(render_v(results["v"]))
+            show(console, render_v(results["v"]), args.markdown)
         if not args.skip_scan:
             ws = Workspace.open(run, actor="bench")
             try:
@@ -1317,19 +1402,18 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 ws.close()
             results["c"] = c
-            console.print(render_c(c))
+            show(console, render_c(c), args.markdown)
         if not args.skip_source:
             b = part_b(pristine, run, patches, args.source_scan, tmp, args.overwrite_s)
             results["b"] = b
-            console.print(render_b(b))
-            console.print(render_b_phases(b))
+            show(console, render_b(b), args.markdown)
+            if patches.installed:
+                show(console, render_b_phases(b), args.markdown)
     finally:
         patches.uninstall()
         shutil.rmtree(tmp, ignore_errors=True)
-    results["uptime_end"] = uptime()
-    console.print(results["uptime_end"])
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    console.print(finish(info))
+    write_json(args.json, results)
     return 0
 
 

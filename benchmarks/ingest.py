@@ -5,6 +5,7 @@ Usage::
     .venv/bin/python benchmarks/ingest.py                      # 10,000 photos, 1 and 2 workers, CLI
     .venv/bin/python benchmarks/ingest.py --photos 2000 --workers 2 --no-cli
     .venv/bin/python benchmarks/ingest.py --repeat 2 --markdown --json results.json
+    .venv/bin/python benchmarks/ingest.py --photos 2000 --no-cli --baseline-src /tmp/disgorge-before
 
 What it does, all in one run so every number comes from the same machine state:
 
@@ -31,10 +32,8 @@ audit chain intact, one blob each), outside the timed section.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -45,17 +44,20 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import before_after, describe, finish, machine, make_console, make_parser, show, write_json
+
 from disgorge import Workspace
-from disgorge._version import __version__
 from disgorge.catalog import AuditEvent
 from disgorge.samples import synthetic_photo
 
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+console = make_console(140)
 
 GOAL_RATE = 300.0
 GOAL_RATIO = 5.0
@@ -364,25 +366,6 @@ def _check(ws: Workspace, d: dict, photos: int, what: str) -> None:
 
 
 # -- reporting -----------------------------------------------------------------------------
-def machine() -> dict[str, str]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip() or str(os.cpu_count())
-    return {
-        "nproc": nproc,
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "disgorge": __version__,
-    }
-
-
 COLUMNS = ("run", "seconds", "photos/s", "MB/s", "x baseline time", "CPU s", "x baseline CPU", "note")
 
 
@@ -408,14 +391,19 @@ def render(rows: list[Row], base: Row) -> Table:
     return table
 
 
-def markdown(rows: list[Row], base: Row) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "|".join(["---"] + ["---:"] * 6 + ["---"]) + "|"]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in _cells(r, base)) + " |" for r in rows]
-    return "\n".join(lines)
+def headline(results: dict[str, Any]) -> dict[str, float]:
+    """What ``--baseline-src`` compares: wall and CPU seconds of each disgorge run, and of the
+    baseline (which does not depend on disgorge: it shows how the machine moved between runs)."""
+    out: dict[str, float] = {}
+    for r in results.get("rows", []):
+        out[r["name"]] = r["seconds"]
+        if r["name"].startswith("disgorge"):
+            out[f"{r['name']}, CPU s"] = r["cpu"]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = make_parser(__doc__)
     parser.add_argument("--photos", type=int, default=10_000, help="number of photos (default 10000)")
     parser.add_argument("--per-person", type=int, default=10, help="photos per person (default 10)")
     parser.add_argument(
@@ -437,20 +425,16 @@ def main(argv: list[str] | None = None) -> int:
         default=Path(tempfile.gettempdir()) / "disgorge-bench",
         help="photo cache folder (default: /tmp/disgorge-bench)",
     )
-    parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
-    parser.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
     args = parser.parse_args(argv)
     if min(args.photos, args.per_person, args.repeat, args.baseline_repeat) < 1:
         parser.error("--photos, --per-person, --repeat and --baseline-repeat must be positive")
+    if args.baseline_src:
+        return before_after(__file__, args, argv, headline, width=140)
     workers = [int(w) for w in args.workers.split(",") if w.strip()]
     cli_workers = args.cli_workers or os.cpu_count() or 1
 
     info = machine()
-    load_before = os.getloadavg()
-    console.print(
-        f"machine: {info['nproc']} cores ({info['cpu']}), Python {info['python']}, "
-        f"{info['platform']}, disgorge {info['disgorge']}"
-    )
+    console.print(describe(info))
     root = ensure_photos(args.cache, args.photos, args.per_person, jobs=os.cpu_count() or 1)
     files = photo_files(root)
     if len(files) != args.photos:
@@ -478,15 +462,9 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(
                     _best([cli_ingest(root, scratch, cli_workers, len(files)) for _ in range(args.repeat)])
                 )
-    load_after = os.getloadavg()
 
-    console.print(render(rows, base_rows[-1]))
-    if args.markdown:
-        print(markdown(rows, base_rows[-1]))
-    console.print(
-        f"load average (1 min) before: {load_before[0]:.2f}, after: {load_after[0]:.2f} on {info['nproc']} "
-        "cores" + (" (other processes were busy: timings are noisy)" if load_before[0] > 1.0 else "")
-    )
+    show(console, render(rows, base_rows[-1]), args.markdown)
+    console.print(finish(info))
     ours = rows[len(base_rows) :]
     best = min(ours, key=lambda r: r.seconds)
     rate_ok = best.rate >= GOAL_RATE
@@ -496,24 +474,16 @@ def main(argv: list[str] | None = None) -> int:
         f"{'met' if rate_ok else 'MISSED'} ({best.rate:,.0f}); within {GOAL_RATIO:.0f}x of the "
         f"baseline: {'met' if ratio_ok else 'MISSED'} ({best.seconds / base:.2f}x)"
     )
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "machine": info,
-                    "photos": len(files),
-                    "bytes": nbytes,
-                    "baseline_seconds": base,
-                    "load_before": load_before[0],
-                    "load_after": load_after[0],
-                    "rows": [
-                        {**asdict(r), "photos_per_second": r.rate, "mb_per_second": r.mb_per_s} for r in rows
-                    ],
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+    write_json(
+        args.json,
+        {
+            "machine": info,
+            "photos": len(files),
+            "bytes": nbytes,
+            "baseline_seconds": base,
+            "rows": [{**asdict(r), "photos_per_second": r.rate, "mb_per_second": r.mb_per_s} for r in rows],
+        },
+    )
     return 0
 
 

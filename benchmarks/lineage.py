@@ -6,6 +6,8 @@ Usage::
     .venv/bin/python benchmarks/lineage.py --assets 20000 --subjects 2000 --datasets 10 --models 20
     .venv/bin/python benchmarks/lineage.py --fresh  # regenerate the cached catalog
     .venv/bin/python benchmarks/lineage.py --json results.json
+    .venv/bin/python benchmarks/lineage.py --assets 20000 --subjects 2000 --datasets 10 --models 20 \
+        --cache /tmp/disgorge-bench-lineage-small --baseline-src /tmp/disgorge-before   # before/after
 
 What it does, all in one run so every number comes from the same machine state:
 
@@ -44,38 +46,50 @@ What it does, all in one run so every number comes from the same machine state:
 
 The baselines run on plain ``sqlite3`` connections with integer node ids, which favours them
 (no ORM, smaller keys than Marquez's UUIDs).
+
+Percentiles interpolate between ranks (``benchmarks/_harness.py``). ``--baseline-src DIR``
+runs the benchmark on the code of the checkout DIR and on this tree's, alternating, and
+prints ours side by side (the generic walks do not depend on disgorge's code).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
-import math
-import os
-import platform
 import random
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
 from bisect import bisect
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
-from disgorge._version import __version__
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import (
+    Timing,
+    before_after,
+    describe,
+    finish,
+    machine,
+    make_console,
+    make_parser,
+    measure,
+    show,
+    write_json,
+)
+
 from disgorge.catalog.db import make_engine, make_sessionmaker, upgrade
 from disgorge.catalog.lineage import LineageGraph, downstream, parse_node, upstream
 
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
+console = make_console(150)
 
 GOAL_P99_MS = 50.0
 BASELINE_DEPTH = 20  # Marquez's default lineage depth
@@ -112,16 +126,16 @@ class Params:
 
 
 # -- the synthetic catalog -----------------------------------------------------------------
-def _hex(n: int, salt: bytes, size: int) -> str:
+def hex_id(n: int, salt: bytes, size: int) -> str:
     return hashlib.blake2b(n.to_bytes(8, "little"), digest_size=size, person=salt).hexdigest()
 
 
-def _ts(seconds: float) -> str:
+def timestamp(seconds: float) -> str:
     """A timestamp as SQLAlchemy's DateTime stores it on SQLite."""
     return (T0 + timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
-def _chunks(rows: Iterator[tuple[Any, ...]], size: int = 100_000) -> Iterator[list[tuple[Any, ...]]]:
+def chunks(rows: Iterator[tuple[Any, ...]], size: int = 100_000) -> Iterator[list[tuple[Any, ...]]]:
     chunk: list[tuple[Any, ...]] = []
     for row in rows:
         chunk.append(row)
@@ -161,7 +175,7 @@ class _Graph:
 
     def run(self, job: str, purpose: str, artifacts: list[str], assets: list[str] | None = None) -> str:
         self.clock += 60
-        run_id = _hex(len(self.runs) + 1, b"run", 16)
+        run_id = hex_id(len(self.runs) + 1, b"run", 16)
         self.runs.append(
             (
                 run_id,
@@ -170,8 +184,8 @@ class _Graph:
                 "completed",
                 "{}",
                 "bench",
-                _ts(self.clock),
-                _ts(self.clock + 30),
+                timestamp(self.clock),
+                timestamp(self.clock + 30),
                 "{}",
                 None,
                 "bench",
@@ -183,7 +197,7 @@ class _Graph:
         return run_id
 
     def artifact(self, kind: str, name: str, version: str, run_id: str) -> str:
-        artifact_id = _hex(len(self.artifacts) + 1, b"artifact", 16)
+        artifact_id = hex_id(len(self.artifacts) + 1, b"artifact", 16)
         self.artifacts.append(
             (
                 artifact_id,
@@ -194,7 +208,7 @@ class _Graph:
                 "",
                 run_id,
                 "active",
-                _ts(self.clock + 30),
+                timestamp(self.clock + 30),
                 "{}",
             )
         )
@@ -226,18 +240,21 @@ def generate_catalog(path: Path, p: Params) -> tuple[Shape, dict[str, Any]]:
         con.execute("BEGIN")
         con.executemany(
             "INSERT INTO sources (id, name, kind, description, created_at) VALUES (?, ?, ?, '', ?)",
-            [(i, name, kind, _ts(0)) for i, (name, kind, _) in enumerate(SOURCES, 1)],
+            [(i, name, kind, timestamp(0)) for i, (name, kind, _) in enumerate(SOURCES, 1)],
         )
         con.executemany(
             "INSERT INTO subjects (id, ref, dek_wrapped, state, created_at) VALUES (?, ?, ?, 'active', ?)",
-            ((i, "sub_" + _hex(i, b"subject", 16), bytes(60), _ts(i)) for i in range(1, p.subjects + 1)),
+            (
+                (i, "sub_" + hex_id(i, b"subject", 16), bytes(60), timestamp(i))
+                for i in range(1, p.subjects + 1)
+            ),
         )
         cumulative = list(accumulate(w for _, _, w in SOURCES))
         links: list[tuple[str, int, str]] = []
 
         def assets() -> Iterator[tuple[Any, ...]]:
             for n in range(1, p.assets + 1):
-                asset_id = _hex(n, b"asset", 16)
+                asset_id = hex_id(n, b"asset", 16)
                 source = min(bisect(cumulative, rng.random() * cumulative[-1]), len(SOURCES) - 1) + 1
                 owner = min(p.subjects, 1 + int(p.subjects * rng.random() ** 1.5))
                 links.append((asset_id, owner, "owner"))
@@ -247,14 +264,14 @@ def generate_catalog(path: Path, p: Params) -> tuple[Shape, dict[str, Any]]:
                         links.append((asset_id, other, "depicted"))
                 yield (
                     asset_id,
-                    _hex(n, b"sha256", 32),
+                    hex_id(n, b"sha256", 32),
                     rng.randrange(20_000, 200_000),
                     source,
                     owner,
-                    _ts(100 + n),
+                    timestamp(100 + n),
                 )
 
-        for chunk in _chunks(assets()):
+        for chunk in chunks(assets()):
             con.executemany(
                 "INSERT INTO assets (id, sha256, size, media_type, width, height, source_id, owner_id, "
                 "ingested_at, state) VALUES (?, ?, ?, 'image/jpeg', 250, 250, ?, ?, ?, 'active')",
@@ -296,7 +313,7 @@ def generate_catalog(path: Path, p: Params) -> tuple[Shape, dict[str, Any]]:
         for i in range(EVAL_RUNS):
             picks = sorted(rng.sample(range(1, all_assets + 1), min(EVAL_ASSETS, all_assets)))
             run_id = graph.run(
-                "eval", "ai_inference", [rng.choice(models)], [_hex(n, b"asset", 16) for n in picks]
+                "eval", "ai_inference", [rng.choice(models)], [hex_id(n, b"asset", 16) for n in picks]
             )
             graph.artifact("report", f"eval-{i:02d}", "1", run_id)
         con.executemany(
@@ -329,7 +346,7 @@ def generate_catalog(path: Path, p: Params) -> tuple[Shape, dict[str, Any]]:
             "INSERT INTO dataset_versions (artifact_id, name, version, purpose, merkle_root, members, "
             "excluded, built_at, selector) "
             "SELECT id, name, version, 'ai_training', ?, ?, 0, created_at, '{}' FROM artifacts WHERE id = ?",
-            [(_hex(i, b"merkle", 32), counts.get(d, 0), d) for i, d in enumerate(datasets)],
+            [(hex_id(i, b"merkle", 32), counts.get(d, 0), d) for i, d in enumerate(datasets)],
         )
         shape.members = sum(counts.values())
         con.execute("COMMIT")
@@ -415,24 +432,7 @@ def ensure_data(cache: Path, p: Params, fresh: bool) -> tuple[Path, Path, dict[s
     return catalog, baseline, saved
 
 
-# -- timing --------------------------------------------------------------------------------
-@dataclass
-class Timing:
-    """Seconds per call; ``timeouts`` calls were stopped at ``limit`` (their time counts as limit)."""
-
-    seconds: list[float]
-    timeouts: int = 0
-    limit: float = 0.0
-
-    def pct(self, q: float) -> float:
-        ordered = sorted(self.seconds)
-        return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
-
-    def censored(self, q: float) -> bool:
-        """True when the percentile is a lower bound (it landed on a stopped query)."""
-        return self.timeouts > 0 and self.pct(q) >= self.limit
-
-
+# -- timing (benchmarks/_harness.py: Timing, measure) --------------------------------------
 def _ms(t: Timing | None, q: float) -> str:
     if t is None:
         return "-"
@@ -447,19 +447,6 @@ def _speedup(ours: Timing, other: Timing | None, q: float) -> str:
     ratio = other.pct(q) / ours.pct(q)
     text = f"{ratio:,.0f}x" if ratio >= 10 else f"{ratio:.2f}x"
     return ("> " if other.censored(q) else "") + text
-
-
-def time_ours(call: Callable[[], LineageGraph], n: int = 1) -> tuple[Timing, LineageGraph, list[float]]:
-    """Wall seconds per call, the graph, and CPU seconds per call (this process: Python and SQLite)."""
-    times, cpu = [], []
-    graph = None
-    for _ in range(n):
-        started, cpu_started = time.perf_counter(), time.process_time()
-        graph = call()
-        times.append(time.perf_counter() - started)
-        cpu.append(time.process_time() - cpu_started)
-    assert graph is not None
-    return Timing(times), graph, cpu
 
 
 class Baseline:
@@ -552,7 +539,7 @@ class Baseline:
                     break
             else:
                 streak = 0
-        return Timing(times, timeouts, self.timeout)
+        return Timing(times, timeouts=timeouts, limit=self.timeout)
 
 
 def _ours_answer(graph: LineageGraph) -> dict[str, set[str] | int]:
@@ -596,33 +583,6 @@ def warm_files(paths: list[Path]) -> int:
 
 
 # -- reporting -----------------------------------------------------------------------------
-def machine() -> dict[str, str]:
-    cpu = "unknown"
-    mem = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                mem = f"{int(line.split()[1]) / 1024 / 1024:.0f} GiB"
-                break
-    except OSError:
-        pass
-    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip() or str(os.cpu_count())
-    return {
-        "nproc": nproc,
-        "cpu": cpu,
-        "memory": mem,
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-        "platform": platform.platform(),
-        "disgorge": __version__,
-        "load_average": " ".join(f"{x:.1f}" for x in os.getloadavg()),
-    }
-
-
 @dataclass
 class Row:
     name: str
@@ -655,8 +615,20 @@ def render(rows: list[Row]) -> Table:
     return table
 
 
+def headline(results: dict[str, Any]) -> dict[str, float]:
+    """What ``--baseline-src`` compares: seconds of ours per query (the walks of the generic
+    edge table do not depend on disgorge's code), and the CPU seconds per subject query,
+    which other processes on a shared machine move less than wall time."""
+    out = {f"ours: {r['query']}": r["ours_s"] for r in results.get("rows", [])}
+    cpu = results.get("ours_subject_cpu_s")
+    if cpu:
+        out["ours: subject downstream, CPU s per call, p50"] = cpu["p50"]
+        out["ours: subject downstream, CPU s per call, p99"] = cpu["p99"]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = make_parser(__doc__)
     parser.add_argument("--assets", type=int, default=1_000_000, help="assets (default 1000000)")
     parser.add_argument("--subjects", type=int, default=100_000, help="subjects (default 100000)")
     parser.add_argument("--datasets", type=int, default=100, help="dataset versions (default 100)")
@@ -694,8 +666,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-large", action="store_true", help="skip the largest-source and deepest-model queries (minutes)"
     )
-    parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
+    if args.baseline_src:
+        return before_after(__file__, args, argv, headline)
     if min(args.assets, args.subjects, args.datasets, args.models, args.samples, args.repeat) < 1:
         parser.error("--assets, --subjects, --datasets, --models, --samples and --repeat must be positive")
     params = Params(
@@ -703,11 +676,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     info = machine()
-    console.print(
-        f"machine: {info['nproc']} cores ({info['cpu']}), {info['memory']} RAM, Python {info['python']}, "
-        f"SQLite {info['sqlite']}, {info['platform']}, disgorge {info['disgorge']}; "
-        f"load average {info['load_average']}"
-    )
+    console.print(describe(info))
     catalog, baseline_path, saved = ensure_data(args.cache, params, args.fresh)
     shape = saved["shape"]
     sizes = {p.name: p.stat().st_size / 1e6 for p in (catalog, baseline_path)}
@@ -755,30 +724,20 @@ def main(argv: list[str] | None = None) -> int:
     with console.status(f"ours: downstream of {len(refs)} subjects, {args.repeat} timed passes ..."):
         for ref in refs:  # untimed pass: statement caches and the pages these queries read
             down(f"subject:{ref}")
-        passes: list[list[float]] = []
-        cpu_passes: list[list[float]] = []
         sizes_seen = []
         read_before = _read_bytes()
-        for _ in range(args.repeat):
-            times, cpu = [], []
-            for ref in refs:
-                t, g, c = time_ours(lambda ref=ref: down(f"subject:{ref}"))
-                times += t.seconds
-                cpu += c
-            passes.append(times)
-            cpu_passes.append(cpu)
+        passes = [measure(lambda k: down(f"subject:{refs[k]}"), len(refs))[0] for _ in range(args.repeat)]
         for ref in refs:
             g = down(f"subject:{ref}")
             sizes_seen.append((g.assets["count"], sum(1 for n in g.nodes if n["kind"] == "model")))
-        ours_subj = Timing([min(ts) for ts in zip(*passes, strict=True)])
-        ours_raw = Timing([t for ts in passes for t in ts])
-        ours_cpu = Timing([min(ts) for ts in zip(*cpu_passes, strict=True)])
+        ours_subj = Timing.best_of(passes)  # wall and CPU seconds: each subject's best pass
+        ours_raw = Timing.joined(passes)
         ours_reads = (_read_bytes() - read_before) / (args.repeat * len(refs))
     with console.status("baseline: directed walk of the same subjects ..."):
         base.timing("subject", refs, "down")  # untimed pass, as for ours
-        runs = [base.timing("subject", refs, "down").seconds for _ in range(args.repeat)]
-        directed_subj = Timing([min(ts) for ts in zip(*runs, strict=True)])
-        directed_raw = Timing([t for ts in runs for t in ts])
+        runs = [base.timing("subject", refs, "down") for _ in range(args.repeat)]
+        directed_subj = Timing.best_of(runs)
+        directed_raw = Timing.joined(runs)
     with console.status(f"baseline: Marquez-style walk of {args.baseline_samples} subjects ..."):
         marquez_subj = base.timing("subject", refs[: args.baseline_samples], "undirected")
     assets_per = sorted(a for a, _ in sizes_seen)
@@ -810,7 +769,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     with console.status("the heaviest subject ..."):
-        ours_heavy, _, _ = time_ours(lambda: down(f"subject:{heavy_ref}"), 5)
+        ours_heavy, _ = measure(lambda k: down(f"subject:{heavy_ref}"), 5)
         directed_heavy = base.timing("subject", [heavy_ref] * 5, "down")
         marquez_heavy = base.timing("subject", [heavy_ref], "undirected")
     rows.append(
@@ -827,7 +786,7 @@ def main(argv: list[str] | None = None) -> int:
     large: dict[str, Any] = {}
     if not args.no_large:
         with console.status(f"source {source_name} ..."):
-            ours_source, large["source"], _ = time_ours(lambda: down(f"source:{source_name}"), 3)
+            ours_source, large["source"] = measure(lambda k: down(f"source:{source_name}"), 3)
             directed_source = base.timing("source", [source_name] * 3, "down", give_up_after=1)
             marquez_source = base.timing("source", [source_name], "undirected", give_up_after=1)
         rows.append(
@@ -841,7 +800,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         with console.status("upstream of the deepest model ..."):
-            ours_model, g_model, _ = time_ours(lambda: up(f"artifact:{model_id}"), 3)
+            ours_model, g_model = measure(lambda k: up(f"artifact:{model_id}"), 3)
             directed_model = base.timing("artifact", [model_id] * 3, "up", give_up_after=1)
             marquez_model = base.timing("artifact", [model_id], "undirected", give_up_after=1)
         large["model"] = g_model
@@ -862,7 +821,7 @@ def main(argv: list[str] | None = None) -> int:
         if directed_model.timeouts:
             del large["model"]
 
-    console.print(render(rows))
+    show(console, render(rows), args.markdown)
     console.print(
         f"baseline rows: the Marquez-style walk timed {len(marquez_subj.seconds)} of the subjects "
         f"({marquez_subj.timeouts} stopped at {args.timeout:.0f} s); '>' marks a lower bound"
@@ -889,48 +848,43 @@ def main(argv: list[str] | None = None) -> int:
         what = ", ".join([f"{len(checked)} subjects", *large])
         console.print(f"answers: ours and the directed edge walk agree ({what})")
 
-    info["load_average_after"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    console.print(f"load average at the end: {info['load_average_after']} ({info['nproc']} cores)")
+    console.print(finish(info))
     p99 = ours_subj.pct(0.99) * 1000
     ok = p99 < GOAL_P99_MS
     console.print(
         f"goal: p99 of one subject's downstream under {GOAL_P99_MS:.0f} ms on SQLite: "
         f"{'met' if ok else 'MISSED'} ({p99:.1f} ms, each subject's best of {args.repeat}; "
         f"{ours_raw.pct(0.99) * 1000:.1f} ms over every call); CPU time of this process per "
-        f"call (Python and SQLite, no waiting for a core): p50 {ours_cpu.pct(0.5) * 1000:.1f} ms, "
-        f"p99 {ours_cpu.pct(0.99) * 1000:.1f} ms; disk reads {ours_reads / 1024:.0f} KiB per call"
+        f"call (Python and SQLite, no waiting for a core): p50 {ours_subj.cpu_pct(0.5) * 1000:.1f} ms, "
+        f"p99 {ours_subj.cpu_pct(0.99) * 1000:.1f} ms; disk reads {ours_reads / 1024:.0f} KiB per call"
     )
-    if args.json:
-        args.json.write_text(
-            json.dumps(
+    write_json(
+        args.json,
+        {
+            "machine": info,
+            "params": asdict(params),
+            "shape": shape,
+            "edges": saved["edges"],
+            "rows": [
                 {
-                    "machine": info,
-                    "params": asdict(params),
-                    "shape": shape,
-                    "edges": saved["edges"],
-                    "rows": [
-                        {
-                            "query": r.name,
-                            "quantile": r.q,
-                            "ours_s": r.ours.pct(r.q),
-                            "ours_calls": len(r.ours.seconds),
-                            "marquez_s": r.marquez.pct(r.q) if r.marquez else None,
-                            "marquez_censored": r.marquez.censored(r.q) if r.marquez else None,
-                            "directed_s": r.directed.pct(r.q) if r.directed else None,
-                            "directed_censored": r.directed.censored(r.q) if r.directed else None,
-                            "note": r.note,
-                        }
-                        for r in rows
-                    ],
-                    "ours_subject_cpu_s": {"p50": ours_cpu.pct(0.5), "p99": ours_cpu.pct(0.99)},
-                    "ours_subject_disk_read_bytes_per_call": ours_reads,
-                    "agree": not problems,
-                    "goal_met": ok,
-                },
-                indent=2,
-            )
-            + "\n"
-        )
+                    "query": r.name,
+                    "quantile": r.q,
+                    "ours_s": r.ours.pct(r.q),
+                    "ours_calls": len(r.ours.seconds),
+                    "marquez_s": r.marquez.pct(r.q) if r.marquez else None,
+                    "marquez_censored": r.marquez.censored(r.q) if r.marquez else None,
+                    "directed_s": r.directed.pct(r.q) if r.directed else None,
+                    "directed_censored": r.directed.censored(r.q) if r.directed else None,
+                    "note": r.note,
+                }
+                for r in rows
+            ],
+            "ours_subject_cpu_s": {"p50": ours_subj.cpu_pct(0.5), "p99": ours_subj.cpu_pct(0.99)},
+            "ours_subject_disk_read_bytes_per_call": ours_reads,
+            "agree": not problems,
+            "goal_met": ok,
+        },
+    )
     engine.dispose()
     return 0 if not problems else 1
 

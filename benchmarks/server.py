@@ -46,12 +46,10 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import secrets
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,9 +60,23 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import (
+    before_after,
+    describe,
+    finish,
+    load_average,
+    machine,
+    make_console,
+    make_parser,
+    percentile,
+    show,
+    write_json,
+)
 
 from disgorge import Workspace
 from disgorge.catalog.models import IncomingRequest, TransferItem
@@ -72,7 +84,7 @@ from disgorge.samples import synthetic_photo
 from disgorge.sharing.documents import REQUEST_TYPE, sign_document
 from disgorge.sharing.query import authorization
 
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+console = make_console(160)
 GOAL_RSS_MB = 300
 
 _LAUNCH = r"""
@@ -118,13 +130,6 @@ _UNBOUNDED = {
     "wait_s": 3600.0,
     "body_budget_bytes": 1 << 40,
 }
-
-
-def uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-    except OSError:
-        return "load average: " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 # -- the workspaces ------------------------------------------------------------------------
@@ -316,8 +321,8 @@ def run_variant(variant: str, root: Path, args: argparse.Namespace, fingerprints
         result.retries = sum(f[1] for f in final if f)
         lat = sorted(ms for _, ms in first)
         lat_valid = sorted(ms for (v, _), (_, ms) in zip(bodies, first, strict=True) if v)
-        result.p50_ms, result.p99_ms = _pct(lat, 50), _pct(lat, 99)
-        result.p50_valid_ms, result.p99_valid_ms = _pct(lat_valid, 50), _pct(lat_valid, 99)
+        result.p50_ms, result.p99_ms = _pct(lat, 0.50), _pct(lat, 0.99)
+        result.p50_valid_ms, result.p99_valid_ms = _pct(lat_valid, 0.50), _pct(lat_valid, 0.99)
         seen = [str(s) for s, _ in first] + [str(f[0]) for f in final if f]
         result.errors_5xx = sum(1 for s in seen if s != "503" and not s.startswith(("2", "4")))
         accepted = [
@@ -375,12 +380,8 @@ def drain(
     return len(done), time.perf_counter() - start
 
 
-def _pct(values: list[float], p: int) -> float:
-    if not values:
-        return 0.0
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[p - 1] if p < 100 else values[-1]
+def _pct(values: list[float], q: float) -> float:
+    return percentile(values, q) if values else 0.0
 
 
 # -- the report ----------------------------------------------------------------------------
@@ -437,8 +438,22 @@ def render(results: list[Result], args: argparse.Namespace) -> Table:
     return table
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def headline(results: dict[str, Any]) -> dict[str, float]:
+    """What ``--baseline-src`` compares, in seconds, per variant: first-answer latencies, the
+    burst, and the time the worker took to finish the accepted requests."""
+    out: dict[str, float] = {}
+    for r in results.get("results", []):
+        v = r["variant"]
+        out[f"{v}: p50 of first answers, valid"] = r["p50_valid_ms"] / 1000
+        out[f"{v}: p99 of first answers, valid"] = r["p99_valid_ms"] / 1000
+        out[f"{v}: all answered in"] = r["burst_s"]
+        if r["drain_s"] is not None:
+            out[f"{v}: worker finished the accepted in"] = r["drain_s"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser(__doc__)
     parser.add_argument("--valid", type=int, default=200, help="valid requests (one photo each)")
     parser.add_argument("--unauth", type=int, default=200, help="requests signed by an unknown key")
     parser.add_argument("--variants", default="hardened,unbounded,echo")
@@ -457,11 +472,13 @@ def main() -> None:
         default=0.0,
         help="another process holds the write lock this long during the burst",
     )
-    parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--keep", action="store_true", help="keep the workspaces (printed)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.baseline_src:
+        return before_after(__file__, args, argv, headline)
 
-    console.print(f"machine: {os.cpu_count()} cores; {uptime()}")
+    info = machine()
+    console.print(describe(info))
     root = Path(tempfile.mkdtemp(prefix="disgorge-server-bench-"))
     try:
         start = time.perf_counter()
@@ -474,16 +491,17 @@ def main() -> None:
         for variant in args.variants.split(","):
             start = time.perf_counter()
             results.append(run_variant(variant.strip(), root, args, fingerprints))
-            console.print(f"{variant}: {time.perf_counter() - start:.0f} s; {uptime()}")
-        console.print(render(results, args))
-        if args.json:
-            args.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
+            console.print(f"{variant}: {time.perf_counter() - start:.0f} s; load {load_average()}")
+        show(console, render(results, args), args.markdown)
+        console.print(finish(info))
+        write_json(args.json, {"machine": info, "results": [asdict(r) for r in results]})
     finally:
         if args.keep:
             console.print(f"workspaces kept in {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

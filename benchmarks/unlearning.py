@@ -48,12 +48,9 @@ Data:
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -69,6 +66,19 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import (  # noqa: E402
+    Clock,
+    before_after,
+    describe,
+    finish,
+    machine,
+    make_parser,
+    markdown_table,
+    write_json,
+)
 
 from disgorge.training import PARTITIONS, DirectoryCheckpoints, SISAClassifier  # noqa: E402
 from disgorge.training.face_id import FaceIdClassifier  # noqa: E402
@@ -179,18 +189,6 @@ def synthetic(n_ids: int, train_per_id: int = 20, test_per_id: int = 2, seed: in
 # -- the benchmark -------------------------------------------------------------------------
 
 
-class _Clock:
-    """Wall-clock and CPU seconds (this process, all threads) of a ``with`` block."""
-
-    def __enter__(self) -> _Clock:
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.wall = time.perf_counter() - self.wall
-        self.cpu = time.process_time() - self.cpu
-
-
 @dataclass
 class Row:
     shards: int
@@ -254,7 +252,7 @@ def bench(
     mono_s = mono_acc = float("nan")
     mono_sets: dict[str, float] = {}
     if monolithic:
-        with _Clock() as clock:
+        with Clock() as clock:
             mono = FaceIdClassifier().fit(Xtr, ytr)
         mono_s = clock.cpu
         mono_hits = _hits(mono, Xte, yte)
@@ -287,7 +285,7 @@ def bench(
                 checkpoints=DirectoryCheckpoints(Path(tmp)),
                 partition=partition,
             )
-            with _Clock() as full:
+            with Clock() as full:
                 model.fit(Xtr, ytr, sample_ids=ids, groups=list(ytr))
             hits = _hits(model, Xte, yte)
             accuracy = float(hits.mean())
@@ -296,14 +294,14 @@ def bench(
             walls, cpus = [], []
             n_one = 1 if S == 1 else repeats
             for who in order[:n_one]:
-                with _Clock() as one:
+                with Clock() as one:
                     report = model.unlearn(photos_of[who], loader)
                 walls.append(one.wall)
                 cpus.append(one.cpu)
                 assert report.forgotten == len(photos_of[who]) and len(report.shards_retrained) == 1
             one_wall, one_cpu = float(np.median(walls)), float(np.median(cpus))
             batch = [i for who in order[n_one : n_one + pct] for i in photos_of[who]]
-            with _Clock() as many:
+            with Clock() as many:
                 report = model.unlearn(batch, loader)
         row = Row(
             shards=S,
@@ -363,31 +361,34 @@ def table(result: dict[str, Any]) -> str:
         "Times in CPU seconds (wall-clock in brackets); speedups are full retraining / forgetting, "
         "in CPU time.",
         "",
-        "| S | live shards | shard sizes | full retraining | forget one subject | speedup | goal 0.5xS | "
-        "forget 1% at once | shards retrained | speedup | ensemble accuracy | vs monolithic |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in result["rows"]:
-        lines.append(
-            f"| {r['shards']} | {r['live_shards']} | {r['shard_sizes'][0]}-{r['shard_sizes'][1]} | "
-            f"{r['full_retrain_cpu_s']:.2f} ({r['full_retrain_s']:.2f}) | "
-            f"{r['forget_one_cpu_s']:.3f} ({r['forget_one_s']:.3f}) | "
-            f"{r['speedup']}x | {r['goal']:g}x {'met' if r['ok'] else 'MISSED'} | "
-            f"{r['forget_pct_cpu_s']:.2f} ({r['forget_pct_s']:.2f}), {r['forget_pct_subjects']} people | "
-            f"{r['forget_pct_shards']} | "
-            f"{r['forget_pct_speedup']}x | {r['accuracy']}% | "
-            + (f"{r['accuracy'] - mono['accuracy']:+.1f} |" if mono else "- |")
-        )
+    columns = ("S", "live shards", "shard sizes", "full retraining", "forget one subject", "speedup")
+    columns += ("goal 0.5xS", "forget 1% at once", "shards retrained", "speedup", "ensemble accuracy")
+    columns += ("vs monolithic",)
+    rows = [
+        [
+            r["shards"],
+            r["live_shards"],
+            f"{r['shard_sizes'][0]}-{r['shard_sizes'][1]}",
+            f"{r['full_retrain_cpu_s']:.2f} ({r['full_retrain_s']:.2f})",
+            f"{r['forget_one_cpu_s']:.3f} ({r['forget_one_s']:.3f})",
+            f"{r['speedup']}x",
+            f"{r['goal']:g}x {'met' if r['ok'] else 'MISSED'}",
+            f"{r['forget_pct_cpu_s']:.2f} ({r['forget_pct_s']:.2f}), {r['forget_pct_subjects']} people",
+            r["forget_pct_shards"],
+            f"{r['forget_pct_speedup']}x",
+            f"{r['accuracy']}%",
+            f"{r['accuracy'] - mono['accuracy']:+.1f}" if mono else "-",
+        ]
+        for r in result["rows"]
+    ]
+    lines.append(markdown_table(columns, rows))
     if any(r["accuracy_by_set"] for r in result["rows"]):
         sets = sorted({s for r in result["rows"] for s in r["accuracy_by_set"]})
-        lines += ["", "Held-out accuracy by source set:", "", "| S | " + " | ".join(sets) + " |"]
-        lines.append("|---|" + "---|" * len(sets))
-        for r in result["rows"]:
-            lines.append(
-                f"| {r['shards']} | " + " | ".join(f"{r['accuracy_by_set'][s]}%" for s in sets) + " |"
-            )
+        by_set = [[r["shards"], *(f"{r['accuracy_by_set'][s]}%" for s in sets)] for r in result["rows"]]
         if mono and mono.get("by_set"):
-            lines.append("| monolithic | " + " | ".join(f"{mono['by_set'][s]}%" for s in sets) + " |")
+            by_set.append(["monolithic", *(f"{mono['by_set'][s]}%" for s in sets)])
+        lines += ["", "Held-out accuracy by source set:", "", markdown_table(["S", *sets], by_set)]
     if result["skipped_shards"]:
         lines.append("")
         lines.append(
@@ -397,8 +398,20 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def headline(results: dict[str, Any]) -> dict[str, float]:
+    """What ``--baseline-src`` compares: CPU seconds of full retraining and of forgetting one
+    subject, per data set and shard count (CPU time: steadier than wall time here)."""
+    out: dict[str, float] = {}
+    for result in results.get("results", []):
+        name = result["name"].split(" (")[0]
+        for r in result["rows"]:
+            out[f"{name}, S={r['shards']}: full retraining, CPU s"] = r["full_retrain_cpu_s"]
+            out[f"{name}, S={r['shards']}: forget one subject, CPU s"] = r["forget_one_cpu_s"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser(__doc__)
     parser.add_argument("--faces", type=Path, default=FACES)
     parser.add_argument("--shards", type=int, nargs="+", default=list(SHARDS))
     parser.add_argument(
@@ -418,16 +431,15 @@ def main() -> int:
     parser.add_argument(
         "--gate-softness", type=float, default=0.05, help="FaceIdClassifier's gate_softness (its default)"
     )
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.baseline_src:
+        return before_after(__file__, args, argv, headline)
     warnings.simplefilter("ignore", category=UserWarning)  # sklearn's ConvergenceWarning
     CACHE.mkdir(parents=True, exist_ok=True)
     import sklearn
 
-    print(
-        f"machine: {os.cpu_count()} CPU(s), Python {platform.python_version()}, "
-        f"scikit-learn {sklearn.__version__}, numpy {np.__version__}; R = {SLICES} slices"
-    )
+    info = machine(numpy=np.__version__, **{"scikit-learn": sklearn.__version__})
+    print(describe(info) + f"; R = {SLICES} slices")
     results = []
     if not args.skip_real:
         if not args.faces.exists():
@@ -478,8 +490,8 @@ def main() -> int:
     for result in results:
         print(table(result))
         print()
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=2))
+    print(finish(info))
+    write_json(args.json, {"machine": info, "results": results})
     return 0
 
 

@@ -54,64 +54,43 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from rich.console import Console
 from rich.table import Table
 
-from disgorge._pool import ordered_map
-from disgorge._version import __version__
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import (
+    before_after,
+    describe,
+    finish,
+    machine,
+    make_console,
+    make_parser,
+    measure,
+    percentile,
+    show,
+    write_json,
+)
+
+from disgorge._pool import ordered_map  # no public name: the pool run_analyze uses
 from disgorge.vision.analyze import BATCH
 from disgorge.vision.faces import analyze
 from disgorge.vision.models import dlib_models
 from disgorge.vision.phash import DEFAULT_MAX_DISTANCE, HashMatrix, pdq_dihedral
 
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
+console = make_console(150)
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
 GOAL_SPEEDUP = 1.8
 GOAL_QUERY_MS = 50.0
-
-
-# -- machine -------------------------------------------------------------------------------
-def machine() -> dict[str, str]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip() or str(os.cpu_count())
-    import dlib
-
-    return {
-        "nproc": nproc,
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "numpy": np.__version__,
-        "dlib": dlib.__version__,
-        "disgorge": __version__,
-    }
-
-
-def load_average() -> str:
-    try:
-        one, five, fifteen = os.getloadavg()
-    except OSError:
-        return "unknown"
-    return f"{one:.2f} {five:.2f} {fifteen:.2f}"
 
 
 # -- part 1: face analysis -----------------------------------------------------------------
@@ -420,17 +399,13 @@ class SearchRow:
 
 
 def _timed(fn, repeat: int) -> tuple[list[float], list[float]]:
-    wall, cpu = [], []
-    for k in range(repeat):
-        t, c = time.perf_counter(), time.thread_time()
-        fn(k)
-        cpu.append(time.thread_time() - c)
-        wall.append(time.perf_counter() - t)
-    return wall, cpu
+    """Wall and CPU seconds (the calling thread's: a search is single-threaded) per call."""
+    timing, _ = measure(fn, repeat, cpu="thread")
+    return timing.seconds, timing.cpu
 
 
 def _ms(xs: list[float], q: float) -> float:
-    return float(np.percentile(np.array(xs) * 1000, q))
+    return percentile(xs, q / 100) * 1000
 
 
 def _size_mb(objs: list) -> float:
@@ -580,8 +555,21 @@ def render_search(rows: list[SearchRow], n: int) -> Table:
 
 
 # -- main ----------------------------------------------------------------------------------
+def headline(results: dict[str, Any]) -> dict[str, float]:
+    """What ``--baseline-src`` compares, in seconds: face analysis (wall and CPU, per run) and
+    the p50 of ``HashMatrix.search``."""
+    out: dict[str, float] = {}
+    for n, r in enumerate(results.get("faces", {}).get("runs", []), 1):
+        out[f"faces, {r['name']} (#{n}): wall"] = r["wall_s"]
+        out[f"faces, {r['name']} (#{n}): CPU"] = r["cpu_s"]
+    for r in results.get("search", {}).get("rows", []):
+        if r["method"] == "HashMatrix.search":
+            out[f"HashMatrix.search, {r['queries']} hash(es), p50"] = r["p50_ms"] / 1000
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = make_parser(__doc__)
     parser.add_argument("--faces", type=Path, default=FACES, help=f"photo folder (default {FACES})")
     parser.add_argument("--limit", type=int, default=None, help="analyse only this many photos")
     parser.add_argument("--workers", type=int, default=2, help="processes of the parallel run (default 2)")
@@ -599,16 +587,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-faces", action="store_true")
     parser.add_argument("--skip-search", action="store_true")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
+    if args.baseline_src:
+        return before_after(__file__, args, argv, headline)
 
-    info = machine()
-    console.print(
-        f"machine: {info['nproc']} cores ({info['cpu']}), Python {info['python']}, numpy {info['numpy']}, "
-        f"dlib {info['dlib']}, {info['platform']}, disgorge {info['disgorge']}"
-    )
-    console.print(f"load average at start: {load_average()} (1, 5, 15 min)")
-    report: dict = {"machine": info, "load_average_start": load_average()}
+    import dlib
+
+    info = machine(numpy=np.__version__, dlib=dlib.__version__)
+    console.print(describe(info))
+    report: dict = {"machine": info}
     ok = True
 
     if not args.skip_faces:
@@ -628,9 +615,9 @@ def main(argv: list[str] | None = None) -> int:
         multis = [r for r in runs if r.processes > 1]
         base = min(singles, key=lambda r: r.wall_s)
         best = min(multis, key=lambda r: r.wall_s)
-        console.print(render_faces(runs, base))
-        console.print(render_groups(items, base))
-        console.print(render_model(base, args.workers, args.batch))
+        show(console, render_faces(runs, base), args.markdown)
+        show(console, render_groups(items, base), args.markdown)
+        show(console, render_model(base, args.workers, args.batch), args.markdown)
         modelled = sum(base.per_image_cpu_s) / modelled_makespan(
             base.per_image_cpu_s, args.batch, args.workers
         )
@@ -676,7 +663,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.skip_search:
         rows, facts = run_search(args)
-        console.print(render_search(rows, args.hashes))
+        show(console, render_search(rows, args.hashes), args.markdown)
         q8 = next(r for r in rows if r.method == "HashMatrix.search" and r.queries == 8)
         console.print(
             f"matrix: {facts['words_mb']:.1f} MB of packed hashes "
@@ -702,10 +689,8 @@ def main(argv: list[str] | None = None) -> int:
         ok &= not facts["problems"] and facts["baseline_agrees"]
         report["search"] = {"rows": [asdict(r) for r in rows], **facts}
 
-    console.print(f"load average at end: {load_average()} (1, 5, 15 min)")
-    report["load_average_end"] = load_average()
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    console.print(finish(info))
+    write_json(args.json, report)
     return 0 if ok else 1
 
 

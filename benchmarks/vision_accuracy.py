@@ -34,39 +34,50 @@ the photos of ``shared/data/faces`` (see its README.md):
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import itertools
-import json
+import multiprocessing
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps
-from rich.console import Console
 from rich.table import Table
 
-from disgorge._pool import ordered_map
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _harness import describe, finish, machine, make_console, make_parser, show, write_json
+
 from disgorge.vision.faces import analyze
 from disgorge.vision.image import rgb_array
 from disgorge.vision.index import SAME_PERSON_DISTANCE
 from disgorge.vision.models import dlib_models
 from disgorge.vision.phash import DEFAULT_MAX_DISTANCE, HashMatrix, pdq, pdq_dihedral
 
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
+console = make_console(150)
 
 FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
+T = TypeVar("T")
 
 
-def load_average() -> str:
-    try:
-        return " ".join(f"{x:.2f}" for x in os.getloadavg())
-    except OSError:
-        return "unknown"
+def in_processes(
+    fn: Callable[[list[str]], list[T]], batches: list[list[str]], workers: int
+) -> Iterator[list[T]]:
+    """``fn`` of each batch, in order, on ``workers`` processes (inline for one). Only the
+    results count here, not the time, so a plain pool will do."""
+    if workers <= 1:
+        yield from map(fn, batches)
+        return
+    context = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        yield from pool.map(fn, batches)
 
 
 # -- work done in the pool (module level, so workers can import it) ------------------------
@@ -99,7 +110,7 @@ def analyze_all(paths: list[Path], workers: int) -> dict[Path, Result]:
     names = [str(p) for p in paths]
     batches = [names[i : i + 8] for i in range(0, len(names), 8)]
     results: dict[Path, Result] = {}
-    for _batch, out in ordered_map(_analyze_files, batches, args=lambda b: (b,), workers=workers):
+    for out in in_processes(_analyze_files, batches, workers):
         for r in out:
             results[Path(r.name)] = r
     return results
@@ -298,11 +309,7 @@ def copies(root: Path, workers: int) -> tuple[Table, Table, dict]:
     paths = sorted(str(p) for p in (root / "lfw10x10").glob("*/*.jpg"))
     paths += sorted(str(p) for p in (root / "deepface").glob("*.jpg"))
     batches = [paths[i : i + 8] for i in range(0, len(paths), 8)]
-    queries = [
-        q
-        for _b, out in ordered_map(_copy_queries, batches, args=lambda b: (b,), workers=workers)
-        for q in out
-    ]
+    queries = [q for out in in_processes(_copy_queries, batches, workers) for q in out]
     matrix = HashMatrix.from_hashes([(p, h) for p, h, _v, _o in queries])
     name = {p: str(Path(p).relative_to(root)) for p in paths}
 
@@ -427,19 +434,20 @@ def copies(root: Path, workers: int) -> tuple[Table, Table, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = make_parser(__doc__, compare=False)
     parser.add_argument("--faces", type=Path, default=FACES, help=f"photo folder (default {FACES})")
     parser.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="processes (default: all cores)"
     )
     parser.add_argument("--copies-only", action="store_true", help="skip detection and verification")
-    parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     root = args.faces.resolve()
     if not (root / "lfw10x10").is_dir():
         raise SystemExit(f"{root}: no lfw10x10 folder; see --faces")
     started = time.perf_counter()
-    console.print(f"photos: {root}; load average at start: {load_average()}")
+    info = machine()
+    console.print(describe(info))
+    console.print(f"photos: {root}")
 
     det: dict = {}
     ver: dict = {}
@@ -455,9 +463,9 @@ def main(argv: list[str] | None = None) -> int:
         if errors:
             console.print(f"[red]could not analyse: {errors}[/]")
         det_table, det = detection(root, res)
-        console.print(det_table)
+        show(console, det_table, args.markdown)
         ver_table, ver = verification(root, res)
-        console.print(ver_table)
+        show(console, ver_table, args.markdown)
         for name, f in ver.items():
             console.print(
                 f"  {name}: largest same-person distance {f['same_max']:.3f}, "
@@ -465,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     with console.status("copy detection ..."):
         copy_table, grid, cp = copies(root, args.workers)
-    console.print(copy_table)
+    show(console, copy_table, args.markdown)
     console.print(
         "  known copies: "
         + "; ".join(" and ".join(sorted(pair)) for pair in sorted(KNOWN_COPIES, key=sorted))
@@ -474,21 +482,18 @@ def main(argv: list[str] | None = None) -> int:
     for what, items in cp["notes"].items():
         shown = items if len(items) <= 8 else [*items[:8], f"... {len(items) - 8} more"]
         console.print(f"  {what}: " + "; ".join(shown))
-    console.print(grid)
+    show(console, grid, args.markdown)
     ob = cp["obama"]
     console.print(
         f"all four match each other: {'yes' if ob['all_match'] else 'NO'}; matches among the "
         f"{ob['others']} other photos of face_recognition/examples: "
         + (", ".join(f"{o} ({d})" for o, d in ob["matches_among_other_photos"]) or "none")
     )
-    console.print(f"took {time.perf_counter() - started:.0f} s; load average at end: {load_average()}")
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {"detection": det, "verification": ver, "copies": cp, "errors": errors}, indent=2, default=str
-            )
-            + "\n"
-        )
+    console.print(f"took {time.perf_counter() - started:.0f} s; " + finish(info))
+    write_json(
+        args.json,
+        {"machine": info, "detection": det, "verification": ver, "copies": cp, "errors": errors},
+    )
     return 0
 
 
