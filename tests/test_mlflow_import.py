@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import pytest
 
 mlflow = pytest.importorskip("mlflow")
 
+from conftest import DISGORGE  # noqa: E402
 from disgorge import InvalidInput, Workspace  # noqa: E402
 from disgorge.interop.mlflow import import_mlflow  # noqa: E402
 from disgorge.samples import synthetic_photo  # noqa: E402
@@ -30,8 +30,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::FutureWarning"),
     pytest.mark.filterwarnings("ignore:The specified dataset source can be interpreted:UserWarning"),
 ]
-
-DISGORGE = str(Path(sys.executable).parent / "disgorge")
 
 
 @pytest.fixture(autouse=True)
@@ -126,7 +124,7 @@ def test_import_records_model_versions_with_their_dataset_inputs(
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     ids = _store(uri, _root_from_catalog(lineage_ws))
 
-    result = import_mlflow(lineage_ws, uri)
+    result = import_mlflow(lineage_ws.ctx, uri)
 
     recorded = {tuple(r["outputs"]): r for r in result.recorded}
     assert set(recorded) == {
@@ -156,7 +154,7 @@ def test_import_records_model_versions_with_their_dataset_inputs(
     assert result.runs_without_model == [ids["unregistered"]]
 
     # idempotent: a second import records nothing and says why
-    again = import_mlflow(lineage_ws, uri)
+    again = import_mlflow(lineage_ws.ctx, uri)
     assert again.recorded == []
     assert sorted(again.already_imported) == [
         "model:face-net@1",
@@ -172,7 +170,7 @@ def test_retiring_an_imported_model_cascades_and_it_cannot_be_unlearned(
 ) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     _store(uri, _root_from_catalog(lineage_ws))
-    import_mlflow(lineage_ws, uri)
+    import_mlflow(lineage_ws.ctx, uri)
     lineage_ws.record_run(
         "package",
         purpose="ai_training",
@@ -191,10 +189,10 @@ def test_a_new_version_registered_later_is_imported_next_time(lineage_ws: Worksp
     client = mlflow.MlflowClient(uri, uri)
     exp = client.create_experiment("faces")
     run_id = _log_run(client, exp, "r", [("faces@1.0.0", None, {})], register=["m"])
-    assert [r["outputs"] for r in import_mlflow(lineage_ws, uri).recorded] == [["model:m@1"]]
+    assert [r["outputs"] for r in import_mlflow(lineage_ws.ctx, uri).recorded] == [["model:m@1"]]
     client.create_model_version("m", source=f"runs:/{run_id}/model2", run_id=run_id)
     mlflow.set_tracking_uri(None)
-    second = import_mlflow(lineage_ws, uri)
+    second = import_mlflow(lineage_ws.ctx, uri)
     assert [r["outputs"] for r in second.recorded] == [["model:m@2"]]
     assert second.already_imported == ["model:m@1"]
 
@@ -213,7 +211,7 @@ def test_a_name_taken_by_another_model_is_skipped_not_overwritten(
     client = mlflow.MlflowClient(uri, uri)
     _log_run(client, client.create_experiment("e"), "r", [("faces@1.0.0", None, {})], register=["m"])
     mlflow.set_tracking_uri(None)
-    result = import_mlflow(lineage_ws, uri)
+    result = import_mlflow(lineage_ws.ctx, uri)
     assert result.recorded == []
     assert result.skipped == [
         {"model": "model:m@1", "reason": "model:m@1 already exists in disgorge, not from this run"}
@@ -228,17 +226,17 @@ def test_a_file_store_imports_too(
     uri = store.as_uri()
     _store(uri, _root_from_catalog(lineage_ws))
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE")
-    result = import_mlflow(lineage_ws, str(store))  # a plain path is a file store
+    result = import_mlflow(lineage_ws.ctx, str(store))  # a plain path is a file store
     assert len(result.recorded) == 3
-    assert import_mlflow(lineage_ws, uri).recorded == []
+    assert import_mlflow(lineage_ws.ctx, uri).recorded == []
 
 
 def test_only_local_existing_stores_are_read(lineage_ws: Workspace, tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="never a tracking server"):
-        import_mlflow(lineage_ws, "http://127.0.0.1:5000")
+        import_mlflow(lineage_ws.ctx, "http://127.0.0.1:5000")
     missing = tmp_path / "nope.db"
     with pytest.raises(InvalidInput, match="does not exist"):
-        import_mlflow(lineage_ws, f"sqlite:///{missing}")
+        import_mlflow(lineage_ws.ctx, f"sqlite:///{missing}")
     assert not missing.exists()  # and nothing was created there
 
 

@@ -251,7 +251,7 @@ def model_import_mlflow(
     from ..interop.mlflow import import_mlflow
 
     with open_workspace(workspace) as ws:
-        result = import_mlflow(ws, uri, purpose=purpose).to_dict()
+        result = import_mlflow(ws.ctx, uri, purpose=purpose).to_dict()
     if json_out:
         print_json(result)
         return

@@ -43,16 +43,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 from sqlalchemy import select
 
 from ..catalog.models import Artifact, DatasetVersion
+from ..context import Context
+from ..datasets import DatasetBuild
 from ..errors import ConsentDenied, InvalidInput
-
-if TYPE_CHECKING:  # pragma: no cover - typing only
-    from ..workspace import Workspace
+from ..runs import record_run
 
 __all__ = ["DATASET_TAG", "PURPOSE_TAG", "MlflowImport", "import_mlflow"]
 
@@ -147,12 +147,12 @@ def _pages(fetch: Any) -> Iterator[Any]:
             return
 
 
-def _datasets(ws: Workspace) -> dict[str, list[tuple[str, str]]]:
+def _datasets(ctx: Context) -> dict[str, list[tuple[str, str]]]:
     """disgorge dataset name -> [(version, merkle root)]."""
     out: dict[str, list[tuple[str, str]]] = {}
     from ..datasets.build import content_root
 
-    with ws.reader() as session:
+    with ctx.reader() as session:
         for ds in session.scalars(select(DatasetVersion)):
             out.setdefault(ds.name, []).append((ds.version, content_root(session, ds)))
     return out
@@ -185,21 +185,22 @@ def _map_input(dataset_input: Any, known: dict[str, list[tuple[str, str]]]) -> t
     return None, f"not a disgorge dataset; tag the input {DATASET_TAG}=NAME@VERSION if it is one"
 
 
-def _imported(ws: Workspace) -> dict[tuple[str, str], dict[str, Any] | None]:
+def _imported(ctx: Context) -> dict[tuple[str, str], dict[str, Any] | None]:
     """(name, version) of every model artifact -> its MLflow origin (None: not imported)."""
-    with ws.reader() as session:
+    with ctx.reader() as session:
         rows = session.execute(
             select(Artifact.name, Artifact.version, Artifact.extra).where(Artifact.kind == "model")
         ).all()
     return {(n, v): (extra or {}).get("mlflow") for n, v, extra in rows}
 
 
-def import_mlflow(ws: Workspace, tracking_uri: str, *, purpose: str = "ai_training") -> MlflowImport:
-    """Record MLflow's registered model versions and their dataset inputs as lineage."""
+def import_mlflow(ctx: Context, tracking_uri: str, *, purpose: str = "ai_training") -> MlflowImport:
+    """Record MLflow's registered model versions and their dataset inputs as lineage
+    (``ctx``: a workspace's :attr:`~disgorge.Workspace.ctx`)."""
     uri = _local_store(tracking_uri)
     result = MlflowImport(uri)
-    known = _datasets(ws)
-    existing = _imported(ws)
+    known = _datasets(ctx)
+    existing = _imported(ctx)
     with _quiet_mlflow(uri) as client:
         versions = list(_pages(lambda t: client.search_model_versions(max_results=_PAGE, page_token=t)))
         by_run: dict[str, list[Any]] = {}
@@ -222,7 +223,7 @@ def import_mlflow(ws: Workspace, tracking_uri: str, *, purpose: str = "ai_traini
         experiments = {e.experiment_id: e.name for e in client.search_experiments()}
         for run_id, mvs in by_run.items():
             run = client.get_run(run_id)
-            _record(ws, result, run, mvs, experiments, known, purpose)
+            _record(ctx, result, run, mvs, experiments, known, purpose)
         registered = {mv.run_id for mv in versions}
         for exp_id in sorted(experiments):
             for run in _pages(lambda t, e=exp_id: client.search_runs([e], max_results=_PAGE, page_token=t)):
@@ -235,7 +236,7 @@ def import_mlflow(ws: Workspace, tracking_uri: str, *, purpose: str = "ai_traini
 
 
 def _record(
-    ws: Workspace,
+    ctx: Context,
     result: MlflowImport,
     run: Any,
     mvs: list[Any],
@@ -245,7 +246,7 @@ def _record(
 ) -> None:
     labels = [f"model:{mv.name}@{mv.version}" for mv in mvs]
     run_id = run.info.run_id
-    inputs: list[str] = []
+    inputs: list[str | DatasetBuild] = []
     for d in run.inputs.dataset_inputs:
         ref, why = _map_input(d, known)
         if ref is None:
@@ -285,7 +286,8 @@ def _record(
         for mv in mvs
     ]
     try:
-        recorded = ws.record_run(
+        recorded = record_run(
+            ctx,
             f"mlflow:{experiment}/{run_name}",
             purpose=tags.get(PURPOSE_TAG, purpose),
             inputs=inputs,
