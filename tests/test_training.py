@@ -622,23 +622,23 @@ def test_a_crash_while_unlearning_keeps_the_old_version_active(
 def test_an_unlearning_cut_short_after_the_new_version_is_finished_next_time(
     faces_ws: Workspace, lfw: Lfw, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import disgorge.workspace as workspace_module
+    import disgorge.training.lifecycle.unlearn as unlearn_module
 
     ws = faces_ws
     ws.train_model("face-id", dataset="faces@1.0.0", shards=4)
     folder = ws._checkpoints("face-id").root
     saw = [k for keys in _saw(_load(ws, "face-id@1"), set(lfw.of(FORGET))).values() for k in keys]
-    real_append = workspace_module.audit.append
+    real_append = unlearn_module.audit.append
 
     def dying_append(session: Any, action: str, *args: Any, **kwargs: Any) -> Any:
         if action == "model.unlearned":
             raise KeyboardInterrupt  # between recording the new version and retiring the old
         return real_append(session, action, *args, **kwargs)
 
-    monkeypatch.setattr(workspace_module.audit, "append", dying_append)
+    monkeypatch.setattr(unlearn_module.audit, "append", dying_append)
     with pytest.raises(KeyboardInterrupt):
         ws.unlearn_model("face-id", subjects=[FORGET])
-    monkeypatch.setattr(workspace_module.audit, "append", real_append)
+    monkeypatch.setattr(unlearn_module.audit, "append", real_append)
     assert [(m["version"], m["state"]) for m in ws.models()] == [("1", "active"), ("2", "active")]
     assert all((folder / f"{k}.ckpt").exists() for k in saw)  # the old version is still whole
     # the next unlearning call (even one with nothing to do) finishes the job first

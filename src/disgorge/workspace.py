@@ -14,7 +14,6 @@ dicts). The CLI is a thin layer over these methods::
 from __future__ import annotations
 
 import getpass
-import hashlib
 import json
 import logging
 import os
@@ -22,33 +21,31 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from . import audit
+from . import assets, audit, runs, sources, subjects
 from ._time import iso, parse_instant, utcnow
+from .assets import AssetView
+from .audit import service as audit_service
+from .audit.service import AuditEventView, ProofView, TreeHead
 from .audit.violations import find_violations
 from .catalog import (
     SCHEMA_HEAD,
-    Artifact,
     Asset,
     AssetDerivative,
     AssetSubject,
     AuditEvent,
     ConsentRecord,
-    DatasetVersion,
     Meta,
-    PolicyVersion,
-    Run,
     Source,
     Subject,
     current_revision,
@@ -57,23 +54,26 @@ from .catalog import (
     purge_free_space,
     upgrade,
 )
-from .catalog.lineage import LineageGraph, downstream, parse_node, upstream
+from .catalog.lineage import LineageGraph
 from .config import MARKER, Config, find_workspace, make_private
-from .consent import ConsentGate, ConsentImportReport, ItemRef, Purpose, import_consent, parse_purpose
-from .consent.records import prevails
+from .consent import ConsentGate, ConsentImportReport, ItemRef, import_consent, parse_purpose
 from .context import Context
-from .datasets import DatasetBuild, build_dataset, dataset_diff, dataset_view, find_dataset
+from .datasets import DatasetBuild, build_dataset, dataset_diff, dataset_view
 from .erasure.forensics import MIN_NEEDLE_BYTES
-from .errors import ConsentDenied, DisgorgeError, IntegrityError, InvalidInput, NotFound, WorkspaceError
-from .ingest import IngestOptions, IngestReport, run_ingest
+from .errors import InvalidInput, NotFound, WorkspaceError
+from .ingest import IngestReport
+from .ingest import service as ingest_service
 from .ingest.pipeline import ProgressFn
-from .runs import Override, add_output, finish_run, resolve_inputs, start_run
-from .subjects import find_subject, ref_of
+from .runs import RecordedRun, RunHandle
+from .sources import SourceView
+from .subjects import SubjectView, find_subject, ref_of
 from .vault import BlobStore, EnvKek, FileKek, KekProvider, Vault, new_key
 
 if TYPE_CHECKING:
     from .sharing.peers import PeerView
     from .sharing.transfers import TransferView
+    from .training.lifecycle import ModelAudit, ModelView, Prediction, RetiredModel, TrainedModel, Unlearned
+    from .training.registry import SealedCheckpoints
     from .vision.hash_cache import HashCache
 
 __all__ = ["GcReport", "RunHandle", "Workspace"]
@@ -104,71 +104,6 @@ class GcReport:
             "vacuumed": self.vacuumed,
             "removed": self.removed,
         }
-
-
-class RunHandle:
-    """A run in progress (from :meth:`Workspace.run`): register its outputs with ``add_output``."""
-
-    def __init__(
-        self, ws: Workspace, run: Run, at: datetime, inputs: list[str], check: dict[str, Any]
-    ) -> None:
-        self._ws = ws
-        self._run = run
-        self._at = at
-        self.id = run.id
-        self.job = run.job
-        self.purpose = run.purpose
-        self.inputs = inputs
-        self.consent_check = check
-        self.outputs: list[str] = []
-        #: dataset-level input names, as OpenLineage events name them
-        self.lineage_inputs: list[str] = []
-
-    def add_output(
-        self,
-        kind: str,
-        *,
-        name: str = "",
-        version: str = "",
-        path: str | Path | None = None,
-        uri: str = "",
-        extra: dict[str, Any] | None = None,
-    ) -> str:
-        """Register an artifact this run produced; returns its lineage id (e.g. ``model:face-id@1``).
-
-        With ``path`` the file's sha256 is recorded (its bytes are not copied).
-        """
-        content = ""
-        if path is not None:
-            file = Path(path)
-            if not file.is_file():
-                raise InvalidInput(f"output {file}: no such file")
-            digest = hashlib.sha256()
-            with file.open("rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 20), b""):
-                    digest.update(chunk)
-            content = digest.hexdigest()
-            uri = uri or file.resolve().as_uri()
-        with self._ws.sessions.begin() as session:
-            run = session.merge(self._run)
-            artifact = add_output(
-                session,
-                run,
-                kind,
-                at=self._at,
-                name=name,
-                version=version,
-                uri=uri,
-                content_sha256=content,
-                extra=extra,
-            )
-            label = (
-                f"{artifact.kind}:{artifact.name}@{artifact.version}"
-                if artifact.name
-                else f"{kind}:{artifact.id}"
-            )
-        self.outputs.append(label)
-        return label
 
 
 def _embedder_of(session: Session, asset_ids: list[str] | None) -> str:
@@ -213,7 +148,6 @@ class Workspace:
         self.store = BlobStore(config.resolved_store_url())
         self._vault: Vault | None = None
         self._ctx: Context | None = None
-        self._emitter: Any = None
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
@@ -329,9 +263,6 @@ class Workspace:
     def close(self) -> None:
         if self._ctx is not None:
             self._ctx.close()
-        if self._emitter is not None:
-            self._emitter.close()
-            self._emitter = None
         self.engine.dispose()
 
     def __enter__(self) -> Workspace:
@@ -385,21 +316,8 @@ class Workspace:
     # -- sources and policies ----------------------------------------------------------
     def add_source(
         self, name: str, *, kind: str = "app", description: str = "", at: str | datetime | None = None
-    ) -> dict[str, Any]:
-        name = name.strip()
-        if not name:
-            raise InvalidInput("source name is empty")
-        if kind not in SOURCE_KINDS:
-            raise InvalidInput(f"source kind {kind!r}: expected one of {', '.join(SOURCE_KINDS)}")
-        when = _when(at)
-        with self.sessions.begin() as session:
-            if session.scalar(select(Source).where(Source.name == name)) is not None:
-                raise InvalidInput(f"a source named {name!r} already exists")
-            source = Source(name=name, kind=kind, description=description, created_at=when)
-            session.add(source)
-            session.flush()
-            audit.append(session, "source.added", {"source": name, "kind": kind}, actor=self.actor, at=when)
-            return self._source_view(session, source)
+    ) -> SourceView:
+        return sources.add_source(self.ctx, name, kind=kind, description=description, at=at)
 
     def add_policy(
         self,
@@ -411,78 +329,24 @@ class Workspace:
         effective_to: str | datetime | None = None,
         allows: list[str] | tuple[str, ...] = (),
         at: str | datetime | None = None,
-    ) -> dict[str, Any]:
+    ) -> SourceView:
         """Record a privacy-policy version of a source: its text hash, dates and purposes."""
-        start = parse_instant(effective_from, what="--from")
-        end = parse_instant(effective_to, what="--to") if effective_to is not None else None
-        if end is not None and end <= start:
-            raise InvalidInput("policy version: --to must be after --from")
-        purposes = sorted({parse_purpose(p).value for p in allows})
-        when = _when(at)
-        with self.sessions.begin() as session:
-            src = self._source(session, source)
-            if any(p.version == version for p in src.policies):
-                raise InvalidInput(f"source {source!r} already has policy version {version!r}")
-            policy = PolicyVersion(
-                source_id=src.id,
-                version=version,
-                text_sha256=hashlib.sha256(text).hexdigest(),
-                effective_from=start,
-                effective_to=end,
-                allowed_purposes=purposes,
-            )
-            session.add(policy)
-            session.flush()
-            audit.append(
-                session,
-                "policy.added",
-                {
-                    "source": src.name,
-                    "version": version,
-                    "allows": purposes,
-                    "text_sha256": policy.text_sha256,
-                },
-                actor=self.actor,
-                at=when,
-            )
-            session.refresh(src)
-            return self._source_view(session, src)
+        return sources.add_policy(
+            self.ctx,
+            source,
+            version,
+            text=text,
+            effective_from=effective_from,
+            effective_to=effective_to,
+            allows=allows,
+            at=at,
+        )
 
-    def sources(self) -> list[dict[str, Any]]:
-        with self.reader() as session:
-            return [
-                self._source_view(session, s) for s in session.scalars(select(Source).order_by(Source.name))
-            ]
+    def sources(self) -> list[SourceView]:
+        return sources.list_sources(self.ctx)
 
-    def source(self, name: str) -> dict[str, Any]:
-        with self.reader() as session:
-            return self._source_view(session, self._source(session, name))
-
-    def _source(self, session: Session, name: str) -> Source:
-        src = session.scalar(select(Source).where(Source.name == name))
-        if src is None:
-            raise NotFound(f"no source named {name!r}; create it with `disgorge source add {name}`")
-        return src
-
-    def _source_view(self, session: Session, src: Source) -> dict[str, Any]:
-        assets = session.scalar(select(func.count()).select_from(Asset).where(Asset.source_id == src.id))
-        return {
-            "name": src.name,
-            "kind": src.kind,
-            "description": src.description,
-            "created_at": iso(src.created_at),
-            "assets": assets,
-            "policies": [
-                {
-                    "version": p.version,
-                    "text_sha256": p.text_sha256,
-                    "effective_from": iso(p.effective_from),
-                    "effective_to": iso(p.effective_to),
-                    "allows": list(p.allowed_purposes),
-                }
-                for p in src.policies
-            ],
-        }
+    def source(self, name: str) -> SourceView:
+        return sources.source_view(self.ctx, name)
 
     # -- consent -------------------------------------------------------------------------
     def import_consent(self, path: str | Path, *, at: str | datetime | None = None) -> ConsentImportReport:
@@ -507,19 +371,14 @@ class Workspace:
 
         To analyse faces as well, call :meth:`analyze` with ``asset_ids=report.asset_ids``.
         """
-        options = IngestOptions(
-            max_pixels=self.config.max_pixels, max_bytes=self.config.max_file_bytes, workers=workers
-        )
-        return run_ingest(
-            self.sessions,
-            self.vault,
-            Path(path),
+        return ingest_service.ingest(
+            self.ctx,
+            path,
             source=source,
-            actor=self.actor,
-            at=_when(at),
-            manifest=Path(manifest) if manifest is not None else None,
+            manifest=manifest,
             subject_from=subject_from,
-            options=options,
+            at=at,
+            workers=workers,
             progress=progress,
         )
 
@@ -528,143 +387,35 @@ class Workspace:
         """The pseudonymous ref for an external id (or a ref, returned as is)."""
         return ref_of(self.vault, subject_id)
 
-    def subject(self, subject_id: str) -> dict[str, Any]:
+    def subject(self, subject_id: str) -> SubjectView:
         """A subject's ref, state, assets and consent history (no personal data)."""
-        with self.reader() as session:
-            subject = find_subject(session, self.vault, subject_id)
-            links = session.execute(
-                select(Asset.sha256, AssetSubject.role, Asset.state)
-                .join(AssetSubject, AssetSubject.asset_id == Asset.id)
-                .where(AssetSubject.subject_id == subject.id)
-                .order_by(Asset.ingested_at, Asset.sha256)
-            ).all()
-            records = session.scalars(
-                select(ConsentRecord)
-                .where(ConsentRecord.subject_id == subject.id)
-                .order_by(ConsentRecord.at, ConsentRecord.id)
-            ).all()
-            current: dict[str, str] = {}
-            current_at: dict[str, datetime] = {}
-            for rec in records:  # at one instant the more restrictive decision prevails
-                if rec.asset_id is None and prevails(
-                    rec.decision, rec.at, current.get(rec.purpose), current_at.get(rec.purpose)
-                ):
-                    current[rec.purpose], current_at[rec.purpose] = rec.decision, rec.at
-            return {
-                "ref": subject.ref,
-                "state": subject.state,
-                "key": "active" if subject.dek_wrapped is not None else "destroyed",
-                "created_at": iso(subject.created_at),
-                "assets": [{"sha256": s, "role": r, "state": st} for s, r, st in links],
-                "consent": [
-                    {
-                        "purpose": r.purpose,
-                        "decision": r.decision,
-                        "at": iso(r.at),
-                        "policy_version": r.policy_version,
-                        "asset": r.asset_id,
-                        "evidence": r.evidence_enc is not None,
-                    }
-                    for r in records
-                ],
-                "consent_now": {p.value: current.get(p.value, "none") for p in Purpose},
-            }
+        return subjects.subject_view(self.ctx, subject_id)
 
     def _asset(self, session: Session, sha256: str) -> Asset:
-        key = sha256.strip().lower()
-        if len(key) < 8:
-            raise InvalidInput("give at least 8 hex digits of the asset's sha256")
-        rows = session.scalars(select(Asset).where(Asset.sha256.startswith(key)).limit(2)).all()
-        if not rows:
-            raise NotFound(f"no asset with sha256 {key}")
-        if len(rows) > 1:
-            raise InvalidInput(f"sha256 prefix {key} is ambiguous; give more digits")
-        return rows[0]
+        return assets.find_asset(session, sha256)
 
-    def asset(self, sha256: str) -> dict[str, Any]:
+    def asset(self, sha256: str) -> AssetView:
         """An asset's catalog entry (hashes, type, size, source, subject refs)."""
-        with self.reader() as session:
-            asset = self._asset(session, sha256)
-            subjects = session.execute(
-                select(Subject.ref, AssetSubject.role)
-                .join(AssetSubject, AssetSubject.subject_id == Subject.id)
-                .where(AssetSubject.asset_id == asset.id)
-                .order_by(AssetSubject.role.desc(), Subject.ref)
-            ).all()
-            return {
-                "id": asset.id,
-                "sha256": asset.sha256,
-                "size": asset.size,
-                "media_type": asset.media_type,
-                "width": asset.width,
-                "height": asset.height,
-                "source": asset.source.name,
-                "owner": asset.owner.ref,
-                "depicted": [ref for ref, role in subjects if role == "depicted"],
-                "captured_at": iso(asset.captured_at),
-                "ingested_at": iso(asset.ingested_at),
-                "state": asset.state,
-                "blob": asset.blob_key,
-            }
+        return assets.asset_view(self.ctx, sha256)
 
     def read_asset(self, sha256: str) -> bytes:
         """Decrypt and return the photo's original bytes (checked against its sha256)."""
-        with self.reader() as session:
-            asset = self._asset(session, sha256)
-            if asset.blob_key is None:
-                raise NotFound(f"asset {asset.sha256[:12]} has no stored blob (state {asset.state})")
-            data = self.vault.get_blob(asset.owner, asset.id, asset.blob_key)
-        if hashlib.sha256(data).hexdigest() != asset.sha256:
-            raise IntegrityError(f"asset {asset.sha256[:12]}: decrypted bytes do not match its sha256")
-        return data
+        return assets.read_asset(self.ctx, sha256)
 
     def destroy_subject_key(self, subject_id: str, *, at: str | datetime | None = None) -> str:
-        """Crypto-shred a subject: destroy its data key, so nothing sealed under it opens.
-
-        The wrapped key is overwritten in the database (secure_delete) and the WAL and free
-        pages are purged. The erasure engine calls this as one of its steps; it does not
-        delete catalog rows or blobs by itself.
-        """
-        when = _when(at)
-        with self.sessions.begin() as session:
-            subject = find_subject(session, self.vault, subject_id)
-            self.vault.shred(subject)
-            audit.append(
-                session, "subject.key_destroyed", {"subject": subject.ref}, actor=self.actor, at=when
-            )
-            ref = subject.ref
-            owned = list(session.scalars(select(Asset.id).where(Asset.owner_id == subject.id)))
-        # after the commit, so no search can put them back: the PDQ cache holds the subject's
-        # hashes decrypted, under the live KEK, where the destroyed key no longer guards them;
-        # the sealed face index their embeddings likewise
-        self.hash_cache.drop_assets(owned)
-        self._drop_from_face_index(owned)
-        purge_free_space(self.engine)
-        return ref
+        """Crypto-shred a subject: destroy its data key, so nothing sealed under it opens."""
+        return subjects.destroy_subject_key(self.ctx, subject_id, at=at)
 
     # -- vision ----------------------------------------------------------------------------
     @property
     def face_index_path(self) -> Path:
         """The sealed face index (``index/faces.sealed``, see :mod:`disgorge.vision.index`)."""
-        return self.config.home / "index" / "faces.sealed"
+        return self.ctx.face_index_path
 
     def _drop_from_face_index(self, asset_ids: list[str]) -> None:
-        """Rewrite the sealed face index without these photos' embeddings (if there is one)."""
-        from .vault.blobstore import wipe_file
-        from .vision import FaceIndex, FacesUnavailable
-        from .vision.analyze import embedding_ids
+        from .vision.index import drop_from_face_index
 
-        if not self.face_index_path.exists():
-            return
-        with self.reader() as session:
-            ids = embedding_ids(session, asset_ids)
-        try:
-            index = FaceIndex(self.face_index_path, self.kek)
-        except FacesUnavailable:  # it cannot be rewritten here: it goes whole, rebuilt later
-            wipe_file(self.face_index_path, unlink=True)
-            return
-        if index.remove(ids):
-            index.save()
+        drop_from_face_index(self.ctx, asset_ids)
 
     def _retire_clear_face_index(self) -> None:
         """Older versions kept the face index in clear (``index/faces.faiss``): zero and
@@ -683,11 +434,8 @@ class Workspace:
 
     @property
     def hash_cache(self) -> HashCache:
-        """The sealed cache of the decrypted PDQ hashes (``index/pdq.sealed``), so a copy
-        search does not decrypt every hash (see :mod:`disgorge.vision.hash_cache`)."""
-        from .vision.hash_cache import HashCache
-
-        return HashCache(self.config.home / "index" / "pdq.sealed", self.kek)
+        """The sealed cache of the decrypted PDQ hashes (see :mod:`disgorge.vision.hash_cache`)."""
+        return self.ctx.hash_cache
 
     def analyze(
         self,
@@ -776,32 +524,10 @@ class Workspace:
         return result
 
     # -- models (SISA training, unlearning, registry) ----------------------------------------
-    def _checkpoints(self, model_name: str) -> Any:
-        """The sealed checkpoint store of one model (its versions share checkpoints; two
-        models never do, so unlearning one never destroys the other's files)."""
-        from .training.registry import SealedCheckpoints
+    def _checkpoints(self, model_name: str) -> SealedCheckpoints:
+        from .training import lifecycle
 
-        with self.sessions.begin() as session:
-            row = session.get(Meta, "model_key")
-            if row is None:  # workspaces made before models existed get their key on first use
-                row = Meta(key="model_key", value=self.kek.wrap(new_key(), _MODEL_AAD))
-                session.add(row)
-            key = self.kek.unwrap(row.value, _MODEL_AAD)
-        folder = hashlib.sha256(model_name.encode()).hexdigest()[:16]  # a name may hold any character
-        return SealedCheckpoints(self.config.home / "models" / folder / "checkpoints", key)
-
-    def _biometric_gaps(self, session: Session, asset_ids: list[str], at: datetime) -> dict[str, int]:
-        rows = session.execute(
-            select(Asset.id, Asset.source_id, Asset.owner_id).where(Asset.id.in_(asset_ids))
-        ).all()
-        verdicts = ConsentGate(session, Purpose.BIOMETRIC_PROCESSING, at).evaluate(
-            [ItemRef(r.id, r.source_id, r.owner_id) for r in rows]
-        )
-        gaps: dict[str, int] = {}
-        for v in verdicts.values():
-            if not v.allowed:
-                gaps[v.rule] = gaps.get(v.rule, 0) + 1
-        return gaps
+        return lifecycle.checkpoints(self.ctx, model_name)
 
     def train_model(
         self,
@@ -815,178 +541,48 @@ class Workspace:
         seed: int = 0,
         code_version: str = "",
         at: str | datetime | None = None,
-    ) -> dict[str, Any]:
+    ) -> TrainedModel:
         """Train a SISA face-identification model on a dataset version, through the gate.
 
         Training a face model is both ``ai_training`` and ``biometric_processing``: every
         photo must be covered for both at the time of training, or nothing is trained.
         """
-        from .training import SISAClassifier
-        from .training.face_id import FaceIdClassifier
-        from .training.registry import MODEL_TYPES, dataset_members, load_training_data
+        from .training import lifecycle
 
-        if model not in MODEL_TYPES:
-            raise InvalidInput(f"model type {model!r}: expected one of {', '.join(MODEL_TYPES)}")
-        if not name.strip() or "@" in name:
-            raise InvalidInput(f"model name {name!r}: must be non-empty and contain no '@'")
-        when = _when(at)
-        with self.reader() as session:
-            ds = find_dataset(session, dataset)
-            members = dataset_members(session, ds.artifact_id)
-            gaps = self._biometric_gaps(session, members, when)
-            if gaps:
-                rules = ", ".join(f"{rule}: {n}" for rule, n in gaps.items())
-                raise ConsentDenied(
-                    f"training face model {name!r} is biometric processing: {sum(gaps.values())} of "
-                    f"{len(members)} photos in {ds.name}@{ds.version} are not covered for it ({rules})"
-                )
-            data = load_training_data(session, self.vault, members)
-            embedder = _embedder_of(session, members)
-        if not len(data.asset_ids):
-            raise InvalidInput(
-                f"no photo of {ds.name}@{ds.version} has a face embedding; run `disgorge analyze` first"
-            )
-        estimator = FaceIdClassifier(random_state=seed)
-        with self.run(
-            f"train:{name}",
-            purpose="ai_training",
-            inputs=[f"dataset:{ds.name}@{ds.version}"],
-            parameters={
-                "model": model,
-                "shards": shards,
-                "slices": slices,
-                "aggregation": aggregation,
-                "seed": seed,
-            },
+        return lifecycle.train_model(
+            self.ctx,
+            name,
+            dataset=dataset,
+            model=model,
+            shards=shards,
+            slices=slices,
+            aggregation=aggregation,
+            seed=seed,
             code_version=code_version,
             at=at,
-        ) as run:
-            sisa = SISAClassifier(
-                estimator,
-                n_shards=shards,
-                n_slices=slices,
-                aggregation=aggregation,
-                random_state=seed,
-                partition="balanced",  # even shards: accuracy holds at S = 8 (docs/benchmarks.md)
-                checkpoints=self._checkpoints(name),
-            ).fit(data.X, data.labels, sample_ids=data.asset_ids, groups=list(data.labels))
-            label = run.add_output(
-                "model",
-                name=name,
-                extra={
-                    "type": model,
-                    # predict must embed a query as the training photos were
-                    "embedder": embedder,
-                    "estimator": estimator.get_params(),
-                    "manifest": sisa.manifest(),
-                    "dataset_id": ds.artifact_id,
-                    "skipped": data.skipped,
-                },
-            )
-        return {
-            "model": label,
-            "dataset": f"{ds.name}@{ds.version}",
-            "samples": len(data.asset_ids),
-            "subjects": len(set(data.labels.tolist())),
-            "skipped": data.skipped,
-            "shards": shards,
-            "slices": slices,
-            "run": run.id,
-        }
+        )
 
-    def models(self) -> list[dict[str, Any]]:
-        from .training.registry import model_view
+    def models(self) -> list[ModelView]:
+        from .training import lifecycle
 
-        with self.reader() as session:
-            rows = session.scalars(
-                select(Artifact).where(Artifact.kind == "model").order_by(Artifact.name)
-            ).all()
-            return [model_view(session, a) for a in rows]
+        return lifecycle.models(self.ctx)
 
-    def model(self, ref: str) -> dict[str, Any]:
-        from .training.registry import find_model, model_view
+    def model(self, ref: str) -> ModelView:
+        from .training import lifecycle
 
-        with self.reader() as session:
-            return model_view(session, find_model(session, ref))
+        return lifecycle.model(self.ctx, ref)
 
-    def predict(self, name: str, image: str | Path | bytes, *, min_score: float = 0.5) -> dict[str, Any]:
+    def predict(self, name: str, image: str | Path | bytes, *, min_score: float = 0.5) -> Prediction:
         """Who is in this photo, according to face model ``name``? Faces below ``min_score`` are unknown."""
-        from .training.registry import find_model, load_model
-        from .vision.faces import analyze
+        from .training import lifecycle
 
-        data = image if isinstance(image, bytes) else Path(image).read_bytes()
-        with self.reader() as session:
-            artifact = find_model(session, name)
-            model = load_model(artifact, self._checkpoints(artifact.name))
-            label = f"model:{artifact.name}@{artifact.version}"
-        query = analyze(data, embed=True, phash=False, embedder=artifact.extra.get("embedder", "dlib"))
-        faces = []
-        for face in query.faces:
-            assert face.embedding is not None
-            scores = model.predict_proba(
-                np.frombuffer(face.embedding, dtype="<f4").reshape(1, -1).astype(float)
-            )[0]
-            best = int(np.argmax(scores))
-            score = float(scores[best])
-            faces.append(
-                {
-                    "box": list(face.box),
-                    "subject": str(model.classes_[best]) if score >= min_score else None,
-                    "score": round(score, 4),
-                }
-            )
-        return {"model": label, "faces": faces, "min_score": min_score}
+        return lifecycle.predict(self.ctx, name, image, min_score=min_score)
 
-    def retire_model(self, ref: str, *, reason: str, at: str | datetime | None = None) -> dict[str, Any]:
+    def retire_model(self, ref: str, *, reason: str, at: str | datetime | None = None) -> RetiredModel:
         """Retire a model version and everything derived from it (works for external models)."""
-        from .training.registry import find_model, retire_cascade
+        from .training import lifecycle
 
-        if len(reason.strip()) < 3:
-            raise InvalidInput("give a reason for retiring the model")
-        when = _when(at)
-        with self.sessions.begin() as session:
-            artifact = find_model(session, ref)
-            if artifact.state != "active":
-                raise InvalidInput(f"model:{artifact.name}@{artifact.version} is already {artifact.state}")
-            retired = retire_cascade(session, artifact, reason=reason, actor=self.actor, at=when)
-        return {"retired": retired, "reason": reason}
-
-    def _finish_unlearning(self, name: str, when: datetime) -> None:
-        """Complete an unlearning cut short after its new version was recorded: retire the
-        version it was unlearned from and destroy the checkpoints only that one held."""
-        from .training.registry import find_model
-
-        def keys(art: Artifact) -> set[str]:
-            shards = (art.extra or {}).get("manifest", {}).get("shards", [])
-            return {k for s in shards for k in s["checkpoints"] if k}
-
-        with self.sessions.begin() as session:
-            try:
-                latest = find_model(session, name)
-                source = (latest.extra or {}).get("unlearned_from")
-                old = find_model(session, f"{name}@{source}") if source else None
-            except NotFound:
-                return
-            if old is None or latest.state != "active":
-                return
-            stale = keys(old) - keys(latest)
-            if old.state == "active":
-                old.state = "retired"
-                audit.append(
-                    session,
-                    "model.unlearned",
-                    {
-                        "model": f"model:{old.name}@{old.version}",
-                        "new_version": f"model:{latest.name}@{latest.version}",
-                        "resumed": True,
-                        "checkpoints_destroyed": len(stale),
-                    },
-                    actor=self.actor,
-                    at=when,
-                )
-        store = self._checkpoints(name)
-        for key in stale:
-            store.destroy(key)  # a no-op for those already gone
+        return lifecycle.retire_model(self.ctx, ref, reason=reason, at=at)
 
     def unlearn_model(
         self,
@@ -997,229 +593,21 @@ class Workspace:
         asset_ids: list[str] | None = None,
         reason: str = "unlearning request",
         at: str | datetime | None = None,
-    ) -> dict[str, Any]:
-        """Make model ``name`` forget photos (or every photo of subjects), exactly.
+    ) -> Unlearned:
+        """Make model ``name`` forget photos (or every photo of subjects), exactly (see
+        :func:`disgorge.training.lifecycle.unlearn_model`)."""
+        from .training import lifecycle
 
-        Retrains only the affected SISA shards from their last clean checkpoint, destroys
-        every checkpoint that saw the photos, and registers a new model version trained
-        on a new dataset version without them; the old version is retired. Photos whose
-        consent no longer covers training are forgotten too (and reported).
-        """
-        from .datasets import derive_without
-        from .training.forgetting import retrain_check
-        from .training.registry import (
-            audit_candidates,
-            ever_trained,
-            find_model,
-            load_model,
-            load_training_data,
+        return lifecycle.unlearn_model(
+            self.ctx, name, subjects=subjects, shas=shas, asset_ids=asset_ids, reason=reason, at=at
         )
 
-        when = _when(at)
-        self._finish_unlearning(name.partition("@")[0], when)
-        with self.reader() as session:
-            artifact = find_model(session, name)
-            model = load_model(artifact, self._checkpoints(artifact.name))
-            trained = {i for s in model.shards_ for i in s.ids}
-            forget: set[str] = set()
-            for subject_id in subjects or []:
-                subject = find_subject(session, self.vault, subject_id)
-                forget.update(
-                    session.scalars(
-                        select(AssetSubject.asset_id).where(AssetSubject.subject_id == subject.id)
-                    )
-                )
-            for sha in shas or []:
-                forget.add(self._asset(session, sha).id)
-            forget.update(asset_ids or [])
-            requested = len(forget)
-            items = [
-                ItemRef(r.id, r.source_id, r.owner_id)
-                for r in session.execute(
-                    select(Asset.id, Asset.source_id, Asset.owner_id).where(Asset.id.in_(trained))
-                )
-            ]
-            lapsed: set[str] = set()
-            for purpose in (Purpose.AI_TRAINING, Purpose.BIOMETRIC_PROCESSING):  # a face model is both
-                check = ConsentGate(session, purpose, when).evaluate(items)
-                lapsed |= {a for a, v in check.items() if not v.allowed}
-            lapsed -= forget
-            forget |= lapsed
-            # the new dataset version drops them all, photos without a face (never trained
-            # on) included: a model must not keep an erased photo upstream in its lineage
-            drop = set(forget)
-            forget &= trained
-            if not forget:
-                return {
-                    "model": f"model:{artifact.name}@{artifact.version}",
-                    "forgotten": 0,
-                    "message": f"none of the {requested} photo(s) were in the model's training set: "
-                    "nothing to forget",
-                }
-            ds_id = artifact.extra["dataset_id"]
-            ds = session.get(DatasetVersion, ds_id)
-            ds_ref = f"{ds.name}@{ds.version}"
-            # the forgetting audit's members (the photos to forget) and candidate non-members
-            forgotten_data = load_training_data(session, self.vault, sorted(forget))
-            candidates = audit_candidates(session, self.vault, forget)
-            photo_shard, subject_shard = ever_trained(session, artifact)
+    def model_audit(self, ref: str, *, forgotten: list[str]) -> ModelAudit:
+        """Has this model version forgotten these subjects? Membership inference and the
+        retrain-from-scratch proof (see :func:`disgorge.training.lifecycle.model_audit`)."""
+        from .training import lifecycle
 
-        loader = self._embedding_loader()
-        before = self._membership_audit(model, forgotten_data, candidates, photo_shard, subject_shard)
-        # the old checkpoints stay until the new version is recorded: a crash before that
-        # leaves the old version active and whole
-        report = model.unlearn(sorted(forget), loader, destroy=False)
-        after = self._membership_audit(model, forgotten_data, candidates, photo_shard, subject_shard)
-        forgetting_audit = {
-            "before": before,
-            "after": after,
-            "retrained_from_scratch": retrain_check(model, report.shards_retrained, loader),
-        }
-        with self.sessions.begin() as session:
-            new_ds = derive_without(session, ds_ref, drop, at=when, actor=self.actor, reason=reason)
-            new_ref = f"{new_ds.name}@{new_ds.version}"
-        extra = dict(artifact.extra)
-        extra.update(
-            manifest=model.manifest(),
-            dataset_id=new_ds.artifact_id,
-            unlearned_from=artifact.version,
-            forgetting_audit=forgetting_audit,
-        )
-        with self.run(
-            f"unlearn:{artifact.name}",
-            purpose="ai_training",
-            inputs=[f"dataset:{new_ref}"],
-            parameters={"from": artifact.version, "forgotten": report.forgotten, "reason": reason},
-            at=at,
-        ) as run:
-            label = run.add_output("model", name=artifact.name, extra=extra)
-        with self.sessions.begin() as session:
-            old = session.get(Artifact, artifact.id)
-            old.state = "retired"
-            audit.append(
-                session,
-                "model.unlearned",
-                {
-                    "model": f"model:{artifact.name}@{artifact.version}",
-                    "new_version": label,
-                    "forgotten": report.forgotten,
-                    "shards_retrained": report.shards_retrained,
-                    "checkpoints_destroyed": report.checkpoints_destroyed,
-                    "reason": reason,
-                },
-                actor=self.actor,
-                at=when,
-            )
-        store = self._checkpoints(artifact.name)
-        for key in report.stale_checkpoints:
-            store.destroy(key)
-        return {
-            "model": label,
-            "from": f"model:{artifact.name}@{artifact.version}",
-            "dataset": new_ref,
-            "requested": requested,
-            "forgotten": report.forgotten,
-            "lapsed_consent": len(lapsed & trained),
-            "shards_retrained": report.shards_retrained,
-            "slices_retrained": report.slices_retrained,
-            "checkpoints_destroyed": report.checkpoints_destroyed,
-            "classes_removed": len(report.classes_removed),
-            "forgetting_audit": forgetting_audit,
-            "message": report.message.replace("left for the caller to destroy", "destroyed"),
-        }
-
-    def _embedding_loader(self) -> Any:
-        """``loader(ids) -> (X, labels)`` for SISA retraining, read from the catalog."""
-        from .training.registry import load_training_data
-
-        def loader(ids: Any) -> tuple[np.ndarray, np.ndarray]:
-            with self.reader() as s:
-                d = load_training_data(s, self.vault, list(ids))
-            if len(d.asset_ids) != len(ids):
-                raise IntegrityError(
-                    "some remaining training photos lost their embeddings; cannot retrain exactly"
-                )
-            return d.X, d.labels
-
-        return loader
-
-    @staticmethod
-    def _membership_audit(
-        model: Any,
-        members: Any,
-        candidates: Any,
-        photo_shard: dict[str, int],
-        subject_shard: dict[str, int],
-    ) -> dict[str, Any]:
-        """LiRA on ``members`` (TrainingData of photos some version trained on) against
-        the shards that trained them, with ``candidates`` as non-members where they fit."""
-        from .training.forgetting import lira_audit
-
-        return lira_audit(
-            model,
-            members_X=members.X,
-            member_shards=[photo_shard[a] for a in members.asset_ids],
-            member_subjects=members.labels.tolist(),
-            others_X=candidates.X,
-            other_subjects=candidates.labels.tolist(),
-            subject_shard=subject_shard,
-            member_ids=members.asset_ids,
-        )
-
-    def model_audit(self, ref: str, *, forgotten: list[str]) -> dict[str, Any]:
-        """Has this model version forgotten these subjects? Membership inference (LiRA over
-        the SISA shards) on their photos, and the proof: the shards that held them,
-        retrained from scratch without them, have the same weights digest as this model."""
-        from .training.forgetting import retrain_check
-        from .training.registry import (
-            audit_candidates,
-            ever_trained,
-            find_model,
-            load_model,
-            load_training_data,
-        )
-
-        with self.reader() as session:
-            artifact = find_model(session, ref)
-            model = load_model(artifact, self._checkpoints(artifact.name))
-            trained = {i for s in model.shards_ for i in s.ids}
-            targets: set[str] = set()
-            for subject_id in forgotten:
-                subject = find_subject(session, self.vault, subject_id)
-                targets.update(
-                    session.scalars(
-                        select(AssetSubject.asset_id).where(AssetSubject.subject_id == subject.id)
-                    )
-                )
-            photo_shard, subject_shard = ever_trained(session, artifact)
-            ever = sorted(targets & set(photo_shard))
-            members = load_training_data(session, self.vault, ever)
-            candidates = audit_candidates(session, self.vault, targets)
-        label = f"model:{artifact.name}@{artifact.version}"
-        if not ever:
-            reason = "neither this version nor those it was unlearned from trained on any of their photos"
-            mia: dict[str, Any] = {"ran": False, "reason": reason, "members": 0, "non_members": 0}
-            check: dict[str, Any] = {"ran": False, "reason": reason}
-        else:
-            mia = self._membership_audit(model, members, candidates, photo_shard, subject_shard)
-            if not len(members.asset_ids):
-                mia["reason"] = (
-                    "no member photos left to attack with: their photos have no face embedding any more "
-                    "(erased); the audit made when the model forgot them is in its forgetting_audit"
-                )
-            shards = sorted({photo_shard[a] for a in ever})
-            check = retrain_check(model, shards, self._embedding_loader(), without=targets)
-        still = len(targets & trained)
-        return {
-            "model": label,
-            "forgotten_subjects": len(forgotten),
-            "photos": len(targets),
-            "ever_trained_on": len(ever),
-            "still_trained_on_them": still,
-            "membership_inference": mia,
-            "retrained_from_scratch": check,
-            "forgotten_exactly": bool(check.get("identical")) and still == 0 if check["ran"] else None,
-        }
+        return lifecycle.model_audit(self.ctx, ref, forgotten=forgotten)
 
     # -- consent gate, datasets, runs, lineage -------------------------------------------
     def consent_check(
@@ -1274,7 +662,8 @@ class Workspace:
                 subject_refs=refs,
             )
         if build.created:
-            self._emit(
+            runs.emit_lineage(
+                self.ctx,
                 "COMPLETE",
                 f"dataset.build:{name}",
                 build.run_id,
@@ -1323,7 +712,6 @@ class Workspace:
             )
         return doc
 
-    @contextmanager
     def run(
         self,
         job: str,
@@ -1334,7 +722,7 @@ class Workspace:
         code_version: str = "",
         at: str | datetime | None = None,
         override: tuple[str, str] | None = None,
-    ) -> Iterator[RunHandle]:
+    ) -> AbstractContextManager[RunHandle]:
         """Run a job through the gate and record its lineage::
 
             with ws.run("train-face-id", purpose="ai_training", inputs=[ds]) as run:
@@ -1343,13 +731,16 @@ class Workspace:
         Refused (:class:`ConsentDenied`) if any photo behind the inputs is not covered for
         ``purpose`` now (or at ``at``), unless ``override=(role, justification)``.
         """
-        handle = self._start_run(job, purpose, inputs, parameters, code_version, at, override, external=False)
-        try:
-            yield handle
-        except BaseException:
-            self._finish_run(handle, "failed", None if at is None else handle._at)
-            raise
-        self._finish_run(handle, "completed", None if at is None else handle._at)
+        return runs.running(
+            self.ctx,
+            job,
+            purpose=purpose,
+            inputs=inputs,
+            parameters=parameters,
+            code_version=code_version,
+            at=at,
+            override=override,
+        )
 
     def record_run(
         self,
@@ -1362,30 +753,22 @@ class Workspace:
         code_version: str = "",
         at: str | datetime | None = None,
         override: tuple[str, str] | None = None,
-    ) -> dict[str, Any]:
+    ) -> RecordedRun:
         """Record a run done outside disgorge (e.g. a model trained elsewhere), with its outputs.
 
         ``outputs`` are keyword dicts for :meth:`RunHandle.add_output` (``kind``, ``name``...).
         """
-        if not outputs:
-            raise InvalidInput("record a run with at least one output (--output KIND:NAME[@VERSION])")
-        handle = self._start_run(job, purpose, inputs, parameters, code_version, at, override, external=True)
-        try:
-            for out in outputs:
-                handle.add_output(**out)
-        except BaseException:
-            self._finish_run(handle, "failed", handle._at)
-            raise
-        self._finish_run(handle, "completed", handle._at)
-        return {
-            "run": handle.id,
-            "job": job,
-            "purpose": handle.purpose,
-            "inputs": handle.inputs,
-            "outputs": handle.outputs,
-            "consent": handle.consent_check,
-            "override": override is not None,
-        }
+        return runs.record_run(
+            self.ctx,
+            job,
+            purpose=purpose,
+            inputs=inputs,
+            outputs=outputs,
+            parameters=parameters,
+            code_version=code_version,
+            at=at,
+            override=override,
+        )
 
     def _start_run(
         self,
@@ -1399,109 +782,24 @@ class Workspace:
         *,
         external: bool,
     ) -> RunHandle:
-        when = _when(at)
-        purpose_value = parse_purpose(purpose).value
-        specs = [f"dataset:{i.name}@{i.version}" if isinstance(i, DatasetBuild) else str(i) for i in inputs]
-        ov = Override(*override) if override is not None else None
-        with self.sessions.begin() as session:
-            nodes = resolve_inputs(session, specs, self.subject_ref)
-            run, check = start_run(
-                session,
-                job=job,
-                purpose=purpose_value,
-                inputs=nodes,
-                at=when,
-                actor=self.actor,
-                parameters=parameters,
-                code_version=code_version,
-                override=ov,
-                external=external,
-            )
-            labels = [n.label for n in nodes]
-            dataset_level = self._dataset_level_inputs(session, nodes)
-        handle = RunHandle(self, run, when, labels, check.to_dict())
-        handle.lineage_inputs = dataset_level
-        self._emit("START", job, run.id, purpose_value, when, dataset_level, [])
-        return handle
-
-    def _dataset_level_inputs(self, session: Session, nodes: list[Any]) -> list[str]:
-        """Input names for OpenLineage: a photo input is named by its source, never by itself."""
-        names = set()
-        for n in nodes:
-            if n.kind == "asset":
-                names.add(f"source:{session.get(Asset, n.key).source.name}")
-            else:
-                names.add(n.label)
-        return sorted(names)
+        return runs.open_run(
+            self.ctx,
+            job,
+            purpose=purpose,
+            inputs=inputs,
+            parameters=parameters,
+            code_version=code_version,
+            at=at,
+            override=override,
+            external=external,
+        )
 
     def _finish_run(self, handle: RunHandle, state: str, at: datetime | None) -> None:
-        when = at or utcnow()
-        with self.sessions.begin() as session:
-            run = session.merge(handle._run)
-            finish_run(session, run, state=state, at=when, actor=self.actor)
-        event = "COMPLETE" if state == "completed" else "FAIL"
-        self._emit(event, handle.job, handle.id, handle.purpose, when, handle.lineage_inputs, handle.outputs)
-
-    def _emit(
-        self,
-        event_type: str,
-        job: str,
-        run_id: str | None,
-        purpose: str,
-        when: datetime,
-        inputs: list[str],
-        outputs: list[str],
-    ) -> None:
-        """Send an OpenLineage run event, if a transport is configured (off by default).
-
-        A misconfiguration (unknown transport, missing extra) raises. A delivery failure
-        does not undo or fail the user's work, which the catalog has already recorded:
-        it is logged and kept in the audit log as ``openlineage.undelivered``.
-        """
-        if self.config.openlineage_transport == "none":
-            return
-        from .interop.openlineage import OpenLineageEmitter
-
-        if self._emitter is None:
-            self._emitter = OpenLineageEmitter.from_config(
-                self.config, namespace=f"disgorge://{self.workspace_id}"
-            )
-        run = run_id or uuid.uuid4().hex
-        try:
-            self._emitter.emit(
-                event_type,
-                run_id=run,
-                job=job,
-                purpose=purpose,
-                event_time=when,
-                inputs=inputs,
-                outputs=outputs,
-            )
-        except DisgorgeError as exc:
-            _log.warning("OpenLineage event not delivered: %s", exc)
-            with self.sessions.begin() as session:
-                audit.append(
-                    session,
-                    "openlineage.undelivered",
-                    {
-                        "event": event_type,
-                        "run": run,
-                        "job": job,
-                        "transport": self.config.openlineage_transport,
-                    },
-                    actor=self.actor,
-                )
+        runs.close_run(self.ctx, handle, state, at)
 
     def lineage(self, node: str, *, direction: str = "downstream", max_depth: int = 50) -> LineageGraph:
         """Everything downstream (derived from) or upstream (feeding) a node such as ``subject:ID``."""
-        if direction not in ("downstream", "upstream"):
-            raise InvalidInput("direction must be downstream or upstream")
-        if max_depth < 1:
-            raise InvalidInput("max depth must be at least 1")
-        with self.reader() as session:
-            ref = parse_node(session, node, self.subject_ref)
-            walk = downstream if direction == "downstream" else upstream
-            return walk(session, ref, max_depth=max_depth)
+        return runs.lineage(self.ctx, node, direction=direction, max_depth=max_depth)
 
     def violations(self, *, as_of: str | datetime | None = None) -> dict[str, Any]:
         """Every dataset version and run that used items their consent or policy did not cover."""
@@ -1727,99 +1025,20 @@ class Workspace:
     def verify_audit(self, since: dict[str, Any] | None = None) -> audit.ChainReport:
         """Check the hash chain; with ``since`` (a signed tree head kept outside, e.g. from
         :meth:`audit_checkpoint`), also prove that the log extends it (docs/audit.md)."""
-        from .audit.anchor import check_since
+        return audit_service.verify_chain(self.ctx, since)
 
-        key, workspace_id = self.public_key().public_bytes_raw().hex(), self.workspace_id
-        with self.reader() as session:
-            report = audit.verify_chain(session)
-            if since is None:
-                return report
-            return check_since(session, report, since, public_key_hex=key, workspace_id=workspace_id)
-
-    def audit_checkpoint(self, *, save_cache: bool = True) -> dict[str, Any]:
+    def audit_checkpoint(self, *, save_cache: bool = True) -> TreeHead:
         """A signed tree head of the audit log as it stands now (docs/audit.md): keep it
-        outside the workspace; ``verify_audit(since=head)`` later proves the log extends it.
+        outside the workspace; ``verify_audit(since=head)`` later proves the log extends it."""
+        return audit_service.checkpoint(self.ctx, save_cache=save_cache)
 
-        ``save_cache=False`` never writes: the server's answers use it, so that reading a
-        request's state never waits for the catalog's write lock (the process keeps its
-        own copy of the tree's edge either way)."""
-        from sqlalchemy.exc import OperationalError
-
-        from .audit.anchor import save_frontier, tree_root
-
-        key, workspace_id = self.public_key().public_bytes_raw().hex(), self.workspace_id
-        with self.reader() as session:
-            size, root, to_save = tree_root(session, cache_key=f"{workspace_id}:{self.engine.url}")
-        if to_save is not None and save_cache:
-            try:  # only a cache (audit.anchor): never worth failing for
-                with self.sessions.begin() as session:
-                    save_frontier(session, to_save)
-            except OperationalError:
-                _log.info("audit frontier not saved (the catalog is busy)")
-        return self._tree_head(key, workspace_id, size, root)
-
-    def _tree_head(self, key: str, workspace_id: str, size: int, root: bytes) -> dict[str, Any]:
-        from .audit.transparency import signed_tree_head
-
-        return signed_tree_head(self.sign, key, workspace_id, size, root, iso(utcnow()) or "")
-
-    def audit_prove(self, *, since: dict[str, Any] | None = None, event: int | None = None) -> dict[str, Any]:
+    def audit_prove(self, *, since: dict[str, Any] | None = None, event: int | None = None) -> ProofView:
         """A signed head now, with the consistency proof from ``since`` (a head kept before)
         and/or the inclusion proof of event ``event``: what a third party checks offline."""
-        from .audit import anchor
-        from .audit.transparency import check_tree_head
+        return audit_service.prove(self.ctx, since=since, event=event)
 
-        key, workspace_id = self.public_key().public_bytes_raw().hex(), self.workspace_id
-        old = None
-        if since is not None:
-            try:
-                old = check_tree_head(since, key)
-            except ValueError as exc:
-                raise InvalidInput(f"--from: {exc}") from None
-        with self.reader() as session:
-            if old is not None:
-                found = anchor.consistency_proof(session, old.tree_size)
-                if found["root"] is None:
-                    raise IntegrityError(
-                        f"the log has {found['tree_size']} event(s) where the given head has "
-                        f"{old.tree_size}: events were removed (truncation or rollback)"
-                    )
-                size, root = found["tree_size"], found["root"]
-            else:
-                size, root, _ = anchor.tree_root(session)
-            included = anchor.inclusion_proof(session, event) if event is not None else None
-        out: dict[str, Any] = {"head": self._tree_head(key, workspace_id, size, root)}
-        if old is not None:
-            then = {"tree_size": old.tree_size, "root_hash": old.root.hex(), "timestamp": old.timestamp}
-            out["from"] = then
-            out["consistency"] = [p.hex() for p in found["proof"]]
-        if included is not None:
-            out["inclusion"] = {
-                "seq": included["seq"],
-                "leaf_index": included["leaf_index"],
-                "event_hash": included["event_hash"],
-                "path": [p.hex() for p in included["proof"]],
-            }
-        return out
-
-    def audit_events(self, *, limit: int = 50, action: str | None = None) -> list[dict[str, Any]]:
-        with self.reader() as session:
-            query = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(limit)
-            if action:
-                query = query.where(AuditEvent.action == action)
-            rows = list(session.scalars(query))
-        return [
-            {
-                "seq": e.seq,
-                "at": iso(e.at),
-                "recorded_at": iso(e.recorded_at),
-                "action": e.action,
-                "actor": e.actor,
-                "payload": json.loads(e.payload),
-                "hash": e.hash,
-            }
-            for e in reversed(rows)
-        ]
+    def audit_events(self, *, limit: int = 50, action: str | None = None) -> list[AuditEventView]:
+        return audit_service.events(self.ctx, limit=limit, action=action)
 
     # -- maintenance ----------------------------------------------------------------------
     def gc(self, *, grace_seconds: float = 900, dry_run: bool = False, vacuum: bool = False) -> GcReport:

@@ -144,7 +144,7 @@ class SISAClassifier:
     def fit(
         self,
         X: np.ndarray,
-        y: Sequence[Any],
+        y: Sequence[Any] | np.ndarray,
         *,
         sample_ids: Sequence[str],
         groups: Sequence[str],

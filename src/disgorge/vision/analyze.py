@@ -60,7 +60,7 @@ from ..errors import InvalidInput
 from ..vault import Vault
 from ..vault.blobstore import wipe_file
 from .faces import analyze_many, check_embedder
-from .index import FaceIndex
+from .index import FaceIndex, embedding_ids
 from .models import FacesUnavailable
 from .phash import phash_context
 from .results import ImageAnalysis
@@ -128,19 +128,6 @@ class _Job:
     embed: bool
     redo: bool  # analysed before: its derivatives are replaced
     data: bytes
-
-
-def embedding_ids(session: Session, asset_ids: Sequence[str]) -> list[int]:
-    """The catalog ids of these photos' embedding rows (the face index's keys)."""
-    return [
-        i
-        for part in in_chunks(asset_ids)
-        for i in session.scalars(
-            select(AssetDerivative.id).where(
-                AssetDerivative.asset_id.in_(part), AssetDerivative.kind == "embedding"
-            )
-        )
-    ]
 
 
 def reconcile_index(reader: sessionmaker[Session], vault: Vault, index: FaceIndex) -> tuple[int, int]:

@@ -29,11 +29,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from ..catalog.db import in_chunks
+from ..catalog.models import AssetDerivative
+from ..context import Context
 from ..errors import DisgorgeError
 from ..vault import KekProvider
 from ..vault.blobstore import wipe_file
@@ -45,7 +50,16 @@ try:
 except ImportError:  # pragma: no cover - Windows: no lock
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["DIM", "INDEX_AAD", "INDEX_NAME", "SAME_PERSON_DISTANCE", "FaceIndex", "retire_clear_index"]
+__all__ = [
+    "DIM",
+    "INDEX_AAD",
+    "INDEX_NAME",
+    "SAME_PERSON_DISTANCE",
+    "FaceIndex",
+    "drop_from_face_index",
+    "embedding_ids",
+    "retire_clear_index",
+]
 
 _log = logging.getLogger("disgorge")
 
@@ -219,3 +233,37 @@ class FaceIndex:
             if dist <= max_distance:
                 out.append((int(i), dist))
         return out
+
+
+def embedding_ids(session: Session, asset_ids: Sequence[str]) -> list[int]:
+    """The catalog ids of these photos' embedding rows (the face index's keys)."""
+    return [
+        i
+        for part in in_chunks(asset_ids)
+        for i in session.scalars(
+            select(AssetDerivative.id).where(
+                AssetDerivative.asset_id.in_(part), AssetDerivative.kind == "embedding"
+            )
+        )
+    ]
+
+
+def drop_from_face_index(ctx: Context, asset_ids: Sequence[str]) -> None:
+    """Rewrite the sealed face index without these photos' embeddings (if there is one).
+
+    Called when a subject's key is destroyed and by the erasure: the index is sealed under
+    the KEK, not the subject's key, so destroying that key does not make their vectors
+    unreadable. Where faiss is missing the index cannot be rewritten: it is wiped whole,
+    and rebuilt from the catalog by the next analysis or face search.
+    """
+    if not ctx.face_index_path.exists():
+        return
+    with ctx.reader() as session:
+        ids = embedding_ids(session, asset_ids)
+    try:
+        index = FaceIndex(ctx.face_index_path, ctx.kek)
+    except FacesUnavailable:
+        wipe_file(ctx.face_index_path, unlink=True)
+        return
+    if index.remove(ids):
+        index.save()

@@ -18,14 +18,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..catalog.db import in_chunks
 from ..catalog.models import Asset, AssetDerivative, Subject
+from ..errors import InvalidInput
 from ..vault import Vault
+from .analyze import embedders_in_use
 from .faces import analyze
 from .hash_cache import ROW, HashCache, pack
 from .image import rgb_array, unframed
 from .index import SAME_PERSON_DISTANCE, FaceIndex
 from .phash import DEFAULT_MAX_DISTANCE, HashMatrix, pdq_dihedral, phash_context
 
-__all__ = ["Match", "find_copies", "find_faces", "load_hash_matrix"]
+__all__ = ["Match", "embedder_of", "find_copies", "find_faces", "load_hash_matrix"]
 
 _log = logging.getLogger("disgorge")
 
@@ -39,6 +41,21 @@ class Match:
 
     def to_dict(self) -> dict[str, Any]:
         return {"sha256": self.sha256, "owner": self.owner, "distance": self.distance, "state": self.state}
+
+
+def embedder_of(session: Session, asset_ids: Sequence[str] | None) -> str:
+    """The embedder that made the embeddings of ``asset_ids`` (None: of the workspace).
+
+    A face search or a model must embed a query the way the stored faces were embedded:
+    distances between two embedders' vectors mean nothing, so a mix is refused.
+    """
+    wanted = set(asset_ids) if asset_ids is not None else None
+    used = sorted(e for e, ids in embedders_in_use(session).items() if wanted is None or ids & wanted)
+    if len(used) > 1:
+        raise InvalidInput(
+            f"embeddings of more than one embedder ({', '.join(used)}); analyse again with one"
+        )
+    return used[0] if used else "dlib"
 
 
 def load_hash_matrix(
