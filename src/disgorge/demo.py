@@ -29,7 +29,7 @@ import html
 import json
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -354,7 +354,7 @@ def run_demo(directory: Path, say: Say = print, *, photos: Path | None = None) -
             + "."
         )
         first = app.erase("subject", asker, reason="GDPR Art. 17 request 2026-001", wait=120)
-        answer = first["recipients"][0] if first["recipients"] else {}
+        answer: Mapping[str, Any] = first["recipients"][0] if first["recipients"] else {}
         story.more(
             f"Erasure {first['id'][:12]}: {first['state']}; {VENDOR} was asked over HTTP ({endpoint}) and "
             f"answered '{answer.get('state')}' with its own signed certificate."
@@ -372,7 +372,7 @@ def run_demo(directory: Path, say: Say = print, *, photos: Path | None = None) -
             reason="regulator order 2026-17: disgorge the 2014 transfer",
             wait=120,
         )
-        vendor_part = second["recipients"][0] if second["recipients"] else {}
+        vendor_part: Mapping[str, Any] = second["recipients"][0] if second["recipients"] else {}
         known_after = _identified(vendor, people, people.users)
         stock_known = _identified(vendor, people, people.stock)
         story.tell(

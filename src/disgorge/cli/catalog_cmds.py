@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -16,7 +17,7 @@ subject_app = typer.Typer(help="Data subjects (by external id or pseudonymous re
 asset_app = typer.Typer(help="Stored photos.", no_args_is_help=True)
 
 
-def _print_source(info: dict) -> None:
+def _print_source(info: Mapping[str, Any]) -> None:
     console.print(
         f"[bold]{escape(shown(info['name']))}[/] ({escape(shown(info['kind']))}) - {info['assets']} asset(s)"
     )

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -21,7 +22,7 @@ erasure_app = typer.Typer(help="Erasure requests: list, show, approve, resume, c
 certificate_app = typer.Typer(help="Erasure certificates: export and verify offline.", no_args_is_help=True)
 
 
-def _print_plan(plan: dict) -> None:
+def _print_plan(plan: Mapping[str, Any]) -> None:
     scope = plan["scope"]
     console.print(f"erasure of {scope['kind']} {scope['ref']}:", markup=False)
     for kind, n in plan["by_kind"].items():
@@ -127,7 +128,7 @@ def erase(
     _print_result(result, json_out)
 
 
-def _print_result(result: dict, json_out: bool) -> None:
+def _print_result(result: Mapping[str, Any], json_out: bool) -> None:
     if json_out:
         print_json(result)
     else:

@@ -196,7 +196,8 @@ def transfer_list(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> 
         return
     for t in rows:
         console.print(
-            f"{t['id'][:12]}  {t['direction']:<3} {t['peer']:<20} {t['items']:>6} photo(s)  {t['at'][:10]}  "
-            f"{', '.join(t['purposes'])}{'  (backfilled)' if t['backfilled'] else ''}",
+            f"{t['id'][:12]}  {t['direction']:<3} {t['peer']:<20} {t['items']:>6} photo(s)  "
+            f"{(t['at'] or '')[:10]}  {', '.join(t['purposes'])}"
+            f"{'  (backfilled)' if t['backfilled'] else ''}",
             markup=False,
         )
