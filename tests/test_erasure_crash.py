@@ -2,7 +2,8 @@
 
 Kills are real ``SIGKILL``s of real ``python`` processes: a small driver script runs the
 erasure with the public API and kills itself at an exact point (right after a step is
-marked done, or inside a step); nothing is added to the package for testing. A request
+marked done, or inside a step), armed through the erasure's documented fault-injection
+hook (``disgorge.erasure.steps.inject``), not by patching its internals. A request
 that is executing or failed blocks a new one of its scope until it is resumed.
 
 The synthetic workspace ``syn`` (conftest.py) is built once and copied for each test that
@@ -42,7 +43,7 @@ from disgorge.catalog.models import (
     Subject,
 )
 from disgorge.erasure.certificate import prove_item, verify_certificate
-from disgorge.erasure.engine import STEPS
+from disgorge.erasure.steps import STEPS, inject
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="uses SIGKILL and fork (Linux only)"
@@ -51,78 +52,34 @@ pytestmark = pytest.mark.skipif(
 
 # -- the journal: kills and corruption --------------------------------------------------------
 DRIVER = r"""
-import json, os, signal, sys
+import contextlib, json, os, signal, sys
+from datetime import UTC, datetime
 
 from disgorge import Workspace
-from disgorge.erasure import engine as eng
+from disgorge.erasure.requests import approve
+from disgorge.erasure.steps import inject
 import disgorge.training.registry, disgorge.vision.index, sklearn  # imported once, before the forks
+
+REASON = "GDPR Art. 17 request 2024-117"
 
 
 def die():
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def arm(where):
-    E = eng.ErasureEngine
-    if where == "after:approve":
-        approve = E.approve
-
-        def patched(self, *a, **k):
-            approve(self, *a, **k)
-            die()
-
-        E.approve = patched
-    elif where.startswith("after:"):  # right after the step is marked done (committed)
-        step = where.split(":", 1)[1]
-        done = E._done
-
-        def patched(self, rid, seq, summary, session=None):
-            done(self, rid, seq, summary, session)
-            if session is None and eng.STEPS[seq] == step:
-                die()
-
-        E._done = patched
-    elif where == "inside:delete_blobs":  # right after the first photo blob is deleted
-        run = E._step_delete_blobs
-
-        def patched(self, req):
-            real = self.ws.store.delete
-
-            def delete(key, **options):
-                real(key, **options)
-                die()
-
-            self.ws.store.delete = delete
-            return run(self, req)
-
-        E._step_delete_blobs = patched
-    elif where == "inside:tombstone_assets":  # before the step's transaction commits
-        done = E._done
-
-        def patched(self, rid, seq, summary, session=None):
-            if session is not None and eng.STEPS[seq] == "tombstone_assets":
-                die()
-            done(self, rid, seq, summary, session)
-
-        E._done = patched
-    elif where == "inside:verify":  # the verification is committed, the samples not yet dropped
-        run = E._step_verify
-
-        def patched(self, req):
-            E._drop_samples = lambda self, request_id: die()
-            return run(self, req)
-
-        E._step_verify = patched
-    elif where in ("inside:unlearn_models", "inside:remove_index"):  # done, not yet marked done
-        name = "_step_" + where.split(":", 1)[1]
-        run = getattr(E, name)
-
-        def patched(self, req):
-            run(self, req)
-            die()
-
-        setattr(E, name, patched)
-    elif where == "inside:sisa_unlearn":  # the shards are retrained, nothing is registered yet
+def arm(where):  # the kill point, armed through the erasure's fault-injection hook
+    point = where.split(":", 1)[1]
+    if where.startswith("after:"):  # right after the step is marked done (committed)
+        return inject(point, marked=die)
+    if where == "inside:delete_blobs":  # right after the first photo blob is deleted
+        return inject(point, blob_deleted=die)
+    if where == "inside:tombstone_assets":  # before the step's transaction commits
+        return inject(point, committing=die)
+    if where == "inside:verify":  # the verification is committed, the samples not yet dropped
+        return inject(point, verified=die)
+    if where in ("inside:unlearn_models", "inside:remove_index"):  # done, not yet marked done
+        return inject(point, after=die)
+    if where == "inside:sisa_unlearn":  # the shards are retrained, nothing is registered yet
         from disgorge.training import SISAClassifier
 
         unlearn = SISAClassifier.unlearn
@@ -132,17 +89,29 @@ def arm(where):
             die()
 
         SISAClassifier.unlearn = patched
-    elif where == "inside:unlearn_register":  # the old version is retired, the new one not registered
-        run = Workspace.run
+        return contextlib.nullcontext()
+    if where == "inside:unlearn_register":  # the old version is retired, the new one not registered
+        import disgorge.runs
 
-        def patched(self, job, *a, **k):
+        open_run = disgorge.runs.open_run
+
+        def patched(ctx, job, *a, **k):
             if job.startswith("unlearn:"):
                 die()
-            return run(self, job, *a, **k)
+            return open_run(ctx, job, *a, **k)
 
-        Workspace.run = patched
-    else:
-        raise SystemExit(f"unknown kill point {where}")
+        disgorge.runs.open_run = patched
+        return contextlib.nullcontext()
+    raise SystemExit(f"unknown kill point {where}")
+
+
+def erase(ws, kind, ident, where):
+    if where == "after:approve":  # approved (committed), not yet run
+        planned = ws.erase(kind, ident, reason=REASON, execute=False)
+        approve(ws.ctx, planned["id"], at=datetime.now(UTC))
+        die()
+    with arm(where):
+        ws.erase(kind, ident, reason=REASON)
 
 
 results, running = {}, {}
@@ -153,9 +122,8 @@ while todo or running:
         pid = os.fork()
         if pid == 0:  # the child: run the erasure until it is killed
             try:
-                arm(where)
                 ws = Workspace.open(ws_path, actor="tester")
-                ws.erase(kind, ident, reason="GDPR Art. 17 request 2024-117")
+                erase(ws, kind, ident, where)
                 print(f"{where}: the erasure finished; the kill point was never reached", file=sys.stderr)
             finally:
                 os._exit(3)
@@ -418,22 +386,17 @@ def test_a_second_erasure_of_the_same_scope_is_blocked_while_the_first_runs(syn:
             ws.erase("subject", "Ada_Lovelace", reason=REASON)
 
 
-def test_a_failed_erasure_blocks_a_new_one_of_its_scope_until_resumed(
-    sws: Workspace, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_failed_erasure_blocks_a_new_one_of_its_scope_until_resumed(sws: Workspace) -> None:
     """Fault injection: one step raises. A fresh plan would miss what the failed request
     already removed, so the only way on is to resume it."""
-    from disgorge.erasure.engine import ErasureEngine
 
-    def broken(self: ErasureEngine, req: Any) -> dict[str, Any]:
+    def broken() -> None:
         raise OSError("disk went away")
 
-    monkeypatch.setattr(ErasureEngine, "_step_delete_blobs", broken)
-    with pytest.raises(OSError, match="disk went away"):
+    with inject("delete_blobs", before=broken), pytest.raises(OSError, match="disk went away"):
         sws.erase("subject", "Ada_Lovelace", reason=REASON)
     rid = only_request(sws)
     assert sws.erasure(rid)["state"] == "failed"
     with pytest.raises(ErasureBlocked, match=f"erasure {rid} of this scope failed part-way.*resume {rid}"):
         sws.erase("subject", "Ada_Lovelace", reason=REASON)
-    monkeypatch.undo()
     assert sws.erasure_resume(rid)["state"] == "completed"

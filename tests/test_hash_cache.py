@@ -286,17 +286,14 @@ def test_the_cache_of_another_kek_is_not_trusted(ws: Workspace, tmp_path: Path) 
 KILL_AFTER_REMOVE_INDEX = r"""
 import os, signal, sys
 from disgorge import Workspace
-from disgorge.erasure.engine import ErasureEngine
+from disgorge.erasure.steps import inject
 
-run = ErasureEngine._step_remove_index
-
-def killed(self, req):
-    run(self, req)
+def killed():
     os.kill(os.getpid(), signal.SIGKILL)  # done, not yet marked done
 
-ErasureEngine._step_remove_index = killed
 ws = Workspace.open(sys.argv[1], actor="tester")
-ws.erase("subject", sys.argv[2], reason="test")
+with inject("remove_index", after=killed):
+    ws.erase("subject", sys.argv[2], reason="test")
 """
 
 

@@ -59,8 +59,7 @@ from .config import MARKER, Config, find_workspace, make_private
 from .consent import ConsentGate, ConsentImportReport, ItemRef, import_consent, parse_purpose
 from .context import Context
 from .datasets import DatasetBuild, build_dataset, dataset_diff, dataset_view
-from .erasure.forensics import MIN_NEEDLE_BYTES
-from .errors import InvalidInput, NotFound, WorkspaceError
+from .errors import InvalidInput, WorkspaceError
 from .ingest import IngestReport
 from .ingest import service as ingest_service
 from .ingest.pipeline import ProgressFn
@@ -70,9 +69,9 @@ from .subjects import SubjectView, find_subject, ref_of
 from .vault import BlobStore, EnvKek, FileKek, KekProvider, Vault, new_key
 
 if TYPE_CHECKING:
+    from .erasure.service import AckResult, ErasureListed, ErasureView, PlanSummary, Reverification
+    from .sharing.outbox import NoticeClosed
     from .sharing.peers import PeerView
-    from .sharing.receive import BundleReceived, LegacyTransfer
-    from .sharing.share import ShareReport
     from .sharing.transfers import TransferView
     from .training.lifecycle import ModelAudit, ModelView, Prediction, RetiredModel, TrainedModel, Unlearned
     from .training.registry import SealedCheckpoints
@@ -810,16 +809,12 @@ class Workspace:
             return find_violations(session, as_of=when)
 
     # -- erasure -----------------------------------------------------------------------------
-    def _erasure(self, *, wait: float = 30.0, deadline_days: float = 30.0) -> Any:
-        from .erasure.engine import ErasureEngine
-
-        return ErasureEngine(self, wait=wait, deadline_days=deadline_days)
-
-    def erasure_plan(self, kind: str, ident: str) -> dict[str, Any]:
+    # each a call into disgorge.erasure.service (same parameters, same results)
+    def erasure_plan(self, kind: str, ident: str) -> PlanSummary:
         """The dry run: what erasing this scope would touch, with counts per kind."""
-        from .erasure.plan import summarize
+        from .erasure import service
 
-        return summarize(self._erasure().plan(kind, ident))
+        return service.plan(self.ctx, kind, ident)
 
     def erase(
         self,
@@ -831,7 +826,7 @@ class Workspace:
         at: str | datetime | None = None,
         wait: float = 30.0,
         deadline_days: float = 30.0,
-    ) -> dict[str, Any]:
+    ) -> ErasureView:
         """Erase a subject, a photo (sha256), a source, a model or a transfer, and everything derived.
 
         Plans, approves and (with ``execute``) runs the erasure to its certificate. Without
@@ -840,61 +835,50 @@ class Workspace:
         ``deadline_days``); the request waits up to ``wait`` seconds for their certificates,
         then rests in ``awaiting_recipients`` until :meth:`erasure_resume` or an ack.
         """
-        when = _when(at)
-        # an external id is a needle only when long enough not to turn up by chance in
-        # megabytes of ciphertext and SQLite pages ("ann" would); the catalog never holds it
-        # anyway, only its keyed ref
-        needles = (
-            {"external-id": ident.encode()}
-            if kind == "subject" and not ident.startswith("sub_") and len(ident.encode()) >= MIN_NEEDLE_BYTES
-            else {}
+        from .erasure import service
+
+        return service.erase(
+            self.ctx,
+            kind,
+            ident,
+            reason=reason,
+            execute=execute,
+            at=at,
+            wait=wait,
+            deadline_days=deadline_days,
         )
-        engine = self._erasure(wait=wait, deadline_days=deadline_days)
-        request_id = engine.create(kind, ident, reason=reason, at=when, needles=needles)
-        if not execute:
-            return engine.view(request_id)
-        engine.approve(request_id, at=when)
-        return engine.run(request_id)
 
     def erasure_approve(
         self, request_id: str, *, at: str | datetime | None = None, wait: float = 30.0
-    ) -> dict[str, Any]:
-        engine = self._erasure(wait=wait)
-        engine.approve(request_id, at=_when(at))
-        return engine.run(request_id)
+    ) -> ErasureView:
+        from .erasure import service
 
-    def erasure_resume(self, request_id: str, *, wait: float = 30.0) -> dict[str, Any]:
+        return service.approve(self.ctx, request_id, at=at, wait=wait)
+
+    def erasure_resume(self, request_id: str, *, wait: float = 30.0) -> ErasureView:
         """Run an interrupted erasure to its end (every step is idempotent); for one awaiting
         recipients, deliver and poll again for up to ``wait`` seconds."""
-        return self._erasure(wait=wait).run(request_id)
+        from .erasure import service
 
-    def erasure_ack(self, document: dict[str, Any], *, wait: float = 0.0) -> dict[str, Any]:
+        return service.resume(self.ctx, request_id, wait=wait)
+
+    def erasure_ack(self, document: dict[str, Any], *, wait: float = 0.0) -> AckResult:
         """Import a recipient's signed answer delivered by hand, then go on with its erasure."""
-        from .sharing.outbox import import_response
+        from .erasure import service
 
-        result = import_response(self, document)
-        view = self.erasure(result["request"])
-        if view["state"] == "awaiting_recipients":
-            view = self.erasure_resume(result["request"], wait=wait)
-        return {**result, "erasure": view}
+        return service.ack(self.ctx, document, wait=wait)
 
-    def erasure_close_recipient(self, request_id: str, recipient: str, *, reason: str) -> dict[str, Any]:
+    def erasure_close_recipient(self, request_id: str, recipient: str, *, reason: str) -> NoticeClosed:
         """Close a recipient's part by hand (it never answered, or answered on paper), with a reason."""
-        from .sharing.outbox import close_notice
+        from .erasure import service
 
-        engine = self._erasure()
-        with self.reader() as session:
-            request_id = engine.get(session, request_id).id
-        return close_notice(self, request_id, recipient, reason)
+        return service.close_recipient(self.ctx, request_id, recipient, reason=reason)
 
     def erasure_request_document(self, request_id: str, recipient: str) -> dict[str, Any]:
         """The signed request to a recipient without an endpoint, to deliver by hand."""
-        from .sharing.outbox import find_notice, request_document
+        from .erasure import service
 
-        engine = self._erasure()
-        with self.reader() as session:
-            notice = find_notice(session, engine.get(session, request_id).id, recipient)
-        return request_document(self, notice)
+        return service.request_document(self.ctx, request_id, recipient)
 
     # -- sharing -----------------------------------------------------------------------------
     def add_peer(
@@ -929,7 +913,7 @@ class Workspace:
         at: str | datetime | None = None,
         override: tuple[str, str] | None = None,
         keep_metadata: bool = False,
-    ) -> ShareReport:
+    ) -> dict[str, Any]:
         """Send a dataset version to a recipient: gate, signed bundle, transfer in the lineage.
 
         With ``at`` in the past and no ``out``, record a legacy transfer as it happened
@@ -939,28 +923,29 @@ class Workspace:
         from .sharing.share import share
 
         return share(
-            self.ctx,
+            self,
             dataset,
-            to=to,
+            recipient=to,
             purposes=purposes,
-            out=out,
-            at=at,
+            out=Path(out) if out is not None else None,
+            at=_when(at),
+            backfill=out is None,
             override=override,
             keep_metadata=keep_metadata,
         )
 
-    def receive_legacy(self, sender: str, *, source: str, at: str | datetime | None = None) -> LegacyTransfer:
+    def receive_legacy(self, sender: str, *, source: str, at: str | datetime | None = None) -> dict[str, Any]:
         """Record that a registered sender sent the photos of ``source`` outside disgorge (a
         legacy transfer), so that its erasure requests by sha256 reach them — and only them."""
-        from .sharing.receive import receive_legacy
+        from .sharing.share import receive_legacy
 
-        return receive_legacy(self.ctx, sender, source=source, at=at)
+        return receive_legacy(self, sender, source=source, at=_when(at))
 
-    def receive_bundle(self, path: str | Path, *, at: str | datetime | None = None) -> BundleReceived:
+    def receive_bundle(self, path: str | Path, *, at: str | datetime | None = None) -> dict[str, Any]:
         """Check a bundle from a registered sender whole, then ingest it under its terms."""
-        from .sharing.receive import receive_bundle
+        from .sharing.share import receive_bundle
 
-        return receive_bundle(self.ctx, path, at=at)
+        return receive_bundle(self, Path(path), at=_when(at) if at is not None else None)
 
     def transfers(self) -> list[TransferView]:
         from .sharing.transfers import list_transfers
@@ -979,48 +964,39 @@ class Workspace:
             status, answer = process(self, answer["body"]["nonce"], wait=wait)
         return answer
 
-    def erasure_cancel(self, request_id: str, *, reason: str = "cancelled") -> dict[str, Any]:
-        engine = self._erasure()
-        engine.cancel(request_id, reason=reason, at=utcnow())
-        return engine.view(request_id)
+    def erasure_cancel(self, request_id: str, *, reason: str = "cancelled") -> ErasureView:
+        from .erasure import service
 
-    def erasures(self) -> list[dict[str, Any]]:
-        return self._erasure().list()
+        return service.cancel(self.ctx, request_id, reason=reason)
 
-    def erasure(self, request_id: str) -> dict[str, Any]:
-        return self._erasure().view(request_id)
+    def erasures(self) -> list[ErasureListed]:
+        from .erasure import service
+
+        return service.list_requests(self.ctx)
+
+    def erasure(self, request_id: str) -> ErasureView:
+        from .erasure import service
+
+        return service.show(self.ctx, request_id)
 
     def interrupted_erasures(self) -> list[str]:
-        return self._erasure().interrupted()
+        from .erasure import service
+
+        return service.interrupted(self.ctx)
 
     def erasure_certificate(self, request_id: str) -> dict[str, Any]:
-        from .erasure.engine import ErasureEngine
+        from .erasure import service
 
-        engine = ErasureEngine(self)
-        with self.reader() as session:
-            req = engine.get(session, request_id)
-            if not req.certificate:
-                raise NotFound(f"erasure {req.id} has no certificate yet (state {req.state})")
-            return dict(req.certificate)
+        return service.certificate(self.ctx, request_id)
 
-    def verify_erasure(self, request_id: str) -> dict[str, Any]:
+    def verify_erasure(self, request_id: str) -> Reverification:
         """Check a completed erasure again: its tombstones, shredded keys and re-ingestion
         fingerprints in the catalog, and that no active model uses its photos. The forensic
         scan is not repeated (its byte samples were destroyed at completion); the result
-        says so and quotes the scan made then (``ErasureEngine.reverify``)."""
-        from .erasure.engine import ErasureEngine
+        says so and quotes the scan made then (:func:`disgorge.erasure.service.reverify`)."""
+        from .erasure import service
 
-        engine = ErasureEngine(self)
-        with self.reader() as session:
-            req = engine.get(session, request_id)
-            if req.state != "completed":
-                raise InvalidInput(f"erasure {req.id} is {req.state}; verify runs on completed erasures")
-        result = engine.reverify(req)
-        with self.sessions.begin() as session:
-            audit.append(
-                session, "erasure.reverified", {"request": req.id, "ok": result["ok"]}, actor=self.actor
-            )
-        return result
+        return service.reverify(self.ctx, request_id)
 
     # -- audit ---------------------------------------------------------------------------
     def verify_audit(self, since: dict[str, Any] | None = None) -> audit.ChainReport:

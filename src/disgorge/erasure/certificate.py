@@ -10,22 +10,30 @@ signature is Ed25519 over the canonical JSON of the body. The top-level ``algori
 is outside the signed body, so a verifier accepts exactly one value, ``"Ed25519"``: an
 unsigned field that could name another algorithm would let whoever edits the file choose
 how it is checked.
+
+Here: the rules a certificate is built by (the reason, the items' leaves, the inclusion
+proof of one photo). The check of a certificate, and of a public key, lives in
+:mod:`disgorge.signing`, below both erasure and sharing (sharing checks its recipients'
+certificates); its names stay importable from here. The certificate step that builds,
+signs and stores one is :mod:`disgorge.erasure.certify`.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-from dataclasses import dataclass
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from .._canonical import canonical
-from .._merkle import merkle_path, merkle_root, root_from_path
+from .._merkle import merkle_path, root_from_path
 from ..errors import InvalidInput
+from ..signing import (
+    ALGORITHM,
+    SCHEMA,
+    CertificateCheck,
+    load_public_key,
+    section_digests,
+    verify_certificate,
+)
 
 __all__ = [
     "ALGORITHM",
@@ -42,9 +50,6 @@ __all__ = [
     "verify_certificate",
 ]
 
-SCHEMA = "disgorge.erasure-certificate/1"
-#: the only signature algorithm a certificate may name
-ALGORITHM = "Ed25519"
 #: a reason goes on the certificate: "t" or "ab" says nothing to whoever reads it
 MIN_REASON_CHARS = 3
 
@@ -73,88 +78,6 @@ def item_leaf(salt_hex: str, photo: bytes) -> str:
     return leaf_from_sha256(salt_hex, hashlib.sha256(photo).hexdigest())
 
 
-@dataclass(frozen=True)
-class CertificateCheck:
-    ok: bool
-    reason: str
-    where: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "reason": self.reason, "where": self.where}
-
-
-def load_public_key(public_key: bytes) -> Ed25519PublicKey:
-    """An Ed25519 public key from PEM or 64 hex digits."""
-    try:
-        key = serialization.load_pem_public_key(public_key)
-    except ValueError:
-        try:
-            key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key.decode().strip()))
-        except ValueError:
-            raise InvalidInput("public key: neither a PEM public key nor 64 hex digits") from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise InvalidInput("public key: not an Ed25519 key")
-    return key
-
-
-def verify_certificate(certificate: dict[str, Any], public_key: bytes) -> CertificateCheck:
-    """Check the signature, the schema and that the Merkle root matches the listed items."""
-    body = certificate.get("body")
-    signature = certificate.get("signature")
-    if not isinstance(body, dict) or not isinstance(signature, str):
-        return CertificateCheck(False, "not a disgorge certificate (no body or signature)", "top level")
-    if certificate.get("algorithm") != ALGORITHM:
-        return CertificateCheck(
-            False,
-            f"unsupported signature algorithm {certificate.get('algorithm')!r} (only Ed25519)",
-            "algorithm",
-        )
-    if body.get("schema") != SCHEMA:
-        return CertificateCheck(False, f"unknown schema {body.get('schema')!r}", "body.schema")
-    try:
-        raw = base64.b64decode(signature, validate=True)
-    except ValueError:
-        return CertificateCheck(False, "signature is not base64", "signature")
-    key = load_public_key(public_key)
-    try:
-        key.verify(raw, canonical(body))
-    except InvalidSignature:
-        where = _first_difference_hint(body)
-        return CertificateCheck(
-            False, "signature does not match: the certificate was altered or signed by another key", where
-        )
-    items = body.get("items", {})
-    if merkle_root(items.get("leaves", [])) != items.get("merkle_root"):
-        return CertificateCheck(False, "Merkle root does not match the listed items", "body.items")
-    recipients = body.get("recipients") or []
-    for i, entry in enumerate(recipients):
-        # each recipient's own certificate, under the key this workspace registered for it
-        if entry.get("certificate") is None:
-            continue
-        try:
-            inner = verify_certificate(entry["certificate"], str(entry.get("public_key", "")).encode())
-        except InvalidInput as exc:
-            inner = CertificateCheck(False, str(exc))
-        if not inner.ok:
-            return CertificateCheck(
-                False,
-                f"recipient {entry.get('recipient')!r}: its certificate does not verify ({inner.reason})",
-                f"body.recipients[{i}].certificate" + (f" ({inner.where})" if inner.where else ""),
-            )
-    done = sum(1 for e in recipients if e.get("certificate") is not None)
-    tail = f"; {done} recipient certificate(s) verified" if recipients else ""
-    return CertificateCheck(True, "signature valid; Merkle root matches the items" + tail)
-
-
-def _first_difference_hint(body: dict[str, Any]) -> str:
-    """Where the body is most likely altered: the section whose digest no longer matches."""
-    digests = body.get("section_digests", {})
-    for name, digest in sorted(digests.items()):
-        if name in body and hashlib.sha256(canonical({"v": body[name]})).hexdigest() != digest:
-            return f"body.{name}"
-    return "body (a field outside the digested sections, or the signature itself)"
-
-
 def prove_item(certificate: dict[str, Any], photo: bytes) -> dict[str, Any]:
     """Is this photo one of the certificate's erased items? (Offline: salt and leaves are public.)
 
@@ -172,10 +95,4 @@ def prove_item(certificate: dict[str, Any], photo: bytes) -> dict[str, Any]:
         "proof": path,
         "merkle_root": items["merkle_root"],
         "items": len(leaves),
-    }
-
-
-def section_digests(body: dict[str, Any]) -> dict[str, str]:
-    return {
-        k: hashlib.sha256(canonical({"v": v})).hexdigest() for k, v in body.items() if k != "section_digests"
     }

@@ -109,7 +109,8 @@ def _bitset(slots: np.ndarray, bits: int) -> np.ndarray:
 def _test(table: np.ndarray, slots: np.ndarray) -> np.ndarray:
     """Which of ``slots`` are set in ``table`` (a boolean mask)."""
     slots = slots.astype(np.int64)
-    return ((table[slots >> 3] >> (slots & 7).astype(np.uint8)) & 1).view(bool)
+    mask: np.ndarray = ((table[slots >> 3] >> (slots & 7).astype(np.uint8)) & 1).view(bool)
+    return mask
 
 
 class _Group:

@@ -21,9 +21,9 @@ it (``sharing/provenance.py``, design note 19).
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, NotRequired, TypedDict, cast
 
-from sqlalchemy import exists, func, select
+from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
 from ..catalog.lineage import NodeRef, downstream
@@ -38,12 +38,12 @@ from ..catalog.models import (
     IncomingRequest,
     Subject,
 )
-from ..errors import ErasureBlocked, InvalidInput, NotFound
+from ..errors import ErasureBlocked, IntegrityError, InvalidInput, NotFound
 from ..runs import ARTIFACT_KINDS
 from ..sharing.outbox import recipients_of
 from ..sharing.provenance import split_by_provenance
 
-__all__ = ["SCOPES", "make_plan"]
+__all__ = ["OPEN_STATES", "SCOPES", "PlanSummary", "make_plan", "scope_assets", "summarize"]
 
 #: ``request``: the photos an erasure request from a sender named (sharing/inbox.py)
 SCOPES = ("subject", "asset", "source", "model", "transfer", "request")
@@ -54,6 +54,14 @@ def _label(a: Artifact) -> str:
     if a.kind == "dataset_version":
         return f"dataset:{a.name}@{a.version}"
     return f"{a.kind}:{a.name}@{a.version}" if a.name else f"{a.kind}:{a.id}"
+
+
+def _artifact(session: Session, artifact_id: str) -> Artifact:
+    """An artifact the lineage names; a name without its row stops the plan (fail closed)."""
+    art = session.get(Artifact, artifact_id)
+    if art is None:
+        raise IntegrityError(f"the lineage names artifact {artifact_id}, which the catalog lacks")
+    return art
 
 
 def scope_assets(session: Session, kind: str, key: str) -> list[str]:
@@ -145,6 +153,7 @@ def make_plan(session: Session, kind: str, key: str, scope_ref: str) -> dict[str
         # subjects whose every photo is in the scope lose their key; others keep it (by the
         # owner index: NOT EXISTS a photo of theirs outside the scope)
         mine, other = aliased(Asset), aliased(Asset)
+        inside: tuple[ColumnElement[bool], ...]
         if kind == "source":
             inside, outside = (
                 (mine.source_id == int(key), mine.state == "active"),
@@ -201,13 +210,13 @@ def make_plan(session: Session, kind: str, key: str, scope_ref: str) -> dict[str
     for dataset_id, count in datasets:
         ds = session.get(DatasetVersion, dataset_id)
         art = session.get(Artifact, dataset_id)
-        if art is None or art.state != "active":
+        if art is None or ds is None or art.state != "active":
             continue
         plan_datasets.append({"dataset": f"{ds.name}@{ds.version}", "id": dataset_id, "items": count})
         seeds.append(dataset_id)
     if kind == "model":
         seeds = []
-        art = session.get(Artifact, key)
+        art = _artifact(session, key)
         models_retire[_label(art)] = {"id": art.id, "why": "the model itself is the scope"}
         seeds.append(art.id)
     for seed in seeds:
@@ -215,7 +224,7 @@ def make_plan(session: Session, kind: str, key: str, scope_ref: str) -> dict[str
         for node in graph.nodes:
             if "artifact_id" not in node:
                 continue
-            art = session.get(Artifact, node["artifact_id"])
+            art = _artifact(session, node["artifact_id"])
             if art.state != "active":
                 continue
             label = _label(art)
@@ -238,7 +247,7 @@ def make_plan(session: Session, kind: str, key: str, scope_ref: str) -> dict[str
         graph = downstream(session, NodeRef("artifact", info["id"], ""))
         for node in graph.nodes:
             if "artifact_id" in node and node["id"] != label:
-                art = session.get(Artifact, node["artifact_id"])
+                art = _artifact(session, node["artifact_id"])
                 if art.state == "active" and art.kind != "dataset_version":
                     models_retire.setdefault(_label(art), {"id": art.id, "why": f"derived from {label}"})
     for label in models_retire:
@@ -277,9 +286,30 @@ def make_plan(session: Session, kind: str, key: str, scope_ref: str) -> dict[str
     return plan
 
 
-def summarize(plan: dict[str, Any]) -> dict[str, Any]:
+class PlanSummary(TypedDict):
+    """A plan as ``erase --dry-run --json`` and ``erasure show`` give it: refs, names and
+    counts, no internal ids."""
+
+    scope: dict[str, str]
+    counts: dict[str, int]
+    #: a subject's scope: photos the subject owns, and others' photos showing them
+    owned: int | None
+    depicting: int | None
+    subjects: list[str]
+    datasets: list[dict[str, Any]]
+    models_unlearn: list[str]
+    models_retire: list[dict[str, str]]
+    artifacts_retire: list[str]
+    recipients: list[dict[str, Any]]
+    notes: list[str]
+    #: a sender's request: photos also held through another provenance (catalog ids)
+    kept_for_review: NotRequired[list[str]]
+    by_kind: dict[str, int]
+
+
+def summarize(plan: dict[str, Any]) -> PlanSummary:
     """The plan without internal ids (what `--dry-run --json` and certificates show)."""
-    return {
+    summary: dict[str, Any] = {
         "scope": plan["scope"],
         "counts": plan["counts"],
         "owned": plan.get("owned"),
@@ -293,6 +323,8 @@ def summarize(plan: dict[str, Any]) -> dict[str, Any]:
             {k: r[k] for k in ("recipient", "transfer", "items", "backfilled")} for r in plan["recipients"]
         ],
         "notes": plan["notes"],
-        **({"kept_for_review": plan["released"]} if plan.get("released") else {}),
-        "by_kind": dict(Counter({k: v for k, v in plan["counts"].items() if v})),
     }
+    if plan.get("released"):
+        summary["kept_for_review"] = plan["released"]
+    summary["by_kind"] = dict(Counter({k: v for k, v in plan["counts"].items() if v}))
+    return cast(PlanSummary, summary)  # built in the order the JSON shows it

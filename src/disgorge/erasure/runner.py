@@ -1,0 +1,138 @@
+"""The runner: claims a request and runs its journal's steps in order, to the end.
+
+States: planned -> approved -> executing -> verifying -> completed (or failed, cancelled;
+``awaiting_recipients`` while a recipient has not answered). Each step is idempotent and
+is marked done in its own transaction, so a crash (SIGKILL) at any point, between steps or
+inside one, resumes to the same end state by running the first step not marked done
+(``disgorge erasure resume``; the CLI also resumes an interrupted erasure before any other
+command).
+
+A request is claimed while it runs, so two processes never run it at once. The claim
+names the process and host: a claim left on this host by a process that no longer runs
+is taken over at once (the kernel says so); one from another host expires when its runner
+has not marked a step for :data:`CLAIM_TTL`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from .. import audit
+from .._time import utcnow
+from ..catalog.models import ErasureRequest, ErasureStep
+from ..errors import ErasureBlocked
+from ._step import AwaitingRecipients, Execution, fire
+from .journal import check_steps, find_request, mark_done
+from .steps import REGISTRY, STEPS
+
+__all__ = ["CLAIM_TTL", "RUNNABLE_STATES", "claim", "claimant_alive", "new_claim_id", "run"]
+
+CLAIM_TTL = timedelta(seconds=120)
+#: states a request can be run (or resumed) from
+RUNNABLE_STATES = ("approved", "executing", "verifying", "failed", "awaiting_recipients")
+
+
+def new_claim_id() -> str:
+    """Who runs a request: pid and host, so that a claim left by a killed process on this
+    machine is taken over at once (other hosts' claims expire after :data:`CLAIM_TTL`)."""
+    return f"{os.getpid()}@{socket.gethostname()[:30]}:{uuid.uuid4().hex[:16]}"
+
+
+def claimant_alive(claimed_by: str, claimed_at: datetime | None, now: datetime) -> bool:
+    """Is the process that claimed a request still running it? On this host we ask the
+    kernel (a SIGKILLed runner leaves its claim behind); elsewhere the claim expires."""
+    pid, _, rest = claimed_by.partition("@")
+    host = rest.rpartition(":")[0]
+    if pid.isdigit() and host == socket.gethostname()[:30]:
+        if int(pid) == os.getpid():  # this process, interrupted earlier (e.g. KeyboardInterrupt)
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return claimed_at is not None and now - claimed_at < CLAIM_TTL
+
+
+def claim(execution: Execution, request_id: str, claim_id: str) -> ErasureRequest:
+    """Take the request for this run (a completed or cancelled one is returned as it is)."""
+    now = utcnow()
+    with execution.ctx.sessions.begin() as session:
+        req = find_request(session, request_id)
+        if req.state in ("completed", "cancelled"):
+            return req
+        if req.state not in RUNNABLE_STATES:
+            raise ErasureBlocked(f"erasure {req.id} is {req.state}; approve it first")
+        check_steps(session, req, STEPS)
+        if req.claimed_by not in (None, claim_id) and claimant_alive(req.claimed_by, req.claimed_at, now):
+            raise ErasureBlocked(f"erasure {req.id} is being run by another process right now")
+        req.claimed_by, req.claimed_at = claim_id, now
+        if req.state in ("approved", "failed"):
+            req.state = "executing"
+            req.error = None
+        elif req.state == "awaiting_recipients":
+            req.state = "verifying"
+        return req
+
+
+def run(execution: Execution, request_id: str) -> str:
+    """Run the request's remaining steps; returns its full id.
+
+    It ends ``completed``; or rests in ``awaiting_recipients`` (a recipient has not
+    answered yet); or, when a step raises, ``failed`` with the step named, and the error
+    goes on to the caller (a run resumed later starts again at that step).
+    """
+    ctx = execution.ctx
+    req = claim(execution, request_id, new_claim_id())
+    rid = req.id
+    if req.state in ("completed", "cancelled"):
+        return rid
+    while True:
+        with ctx.reader() as session:
+            row = session.scalar(
+                select(ErasureStep)
+                .where(ErasureStep.request_id == rid, ErasureStep.done_at.is_(None))
+                .order_by(ErasureStep.seq)
+                .limit(1)
+            )
+            req = find_request(session, rid)
+        if row is None:
+            break
+        name = row.name
+        try:
+            fire(name, "before")
+            summary = REGISTRY[name].run(execution, req)
+            fire(name, "after")
+        except AwaitingRecipients:
+            with ctx.sessions.begin() as session:
+                r = find_request(session, rid)
+                r.state = "awaiting_recipients"
+                r.claimed_by = None
+                r.updated_at = utcnow()
+            return rid
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                with ctx.sessions.begin() as session:
+                    r = find_request(session, rid)
+                    r.state = "failed"
+                    r.error = f"step {name}: {exc}"
+                    r.claimed_by = None
+                    audit.append(session, "erasure.failed", {"request": rid, "step": name}, actor=ctx.actor)
+            raise
+        with ctx.sessions.begin() as session:
+            mark_done(session, rid, name, summary)
+        fire(name, "marked")
+    with ctx.sessions.begin() as session:
+        r = find_request(session, rid)
+        r.state = "completed"
+        r.claimed_by = None
+        r.updated_at = utcnow()
+        audit.append(session, "erasure.completed", {"request": rid}, actor=ctx.actor)
+    return rid
