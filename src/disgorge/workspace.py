@@ -72,6 +72,8 @@ if TYPE_CHECKING:
     from .erasure.service import AckResult, ErasureListed, ErasureView, PlanSummary, Reverification
     from .sharing.outbox import NoticeClosed
     from .sharing.peers import PeerView
+    from .sharing.receive import BundleReceived, LegacyTransfer
+    from .sharing.share import ShareReport
     from .sharing.transfers import TransferView
     from .training.lifecycle import ModelAudit, ModelView, Prediction, RetiredModel, TrainedModel, Unlearned
     from .training.registry import SealedCheckpoints
@@ -913,7 +915,7 @@ class Workspace:
         at: str | datetime | None = None,
         override: tuple[str, str] | None = None,
         keep_metadata: bool = False,
-    ) -> dict[str, Any]:
+    ) -> ShareReport:
         """Send a dataset version to a recipient: gate, signed bundle, transfer in the lineage.
 
         With ``at`` in the past and no ``out``, record a legacy transfer as it happened
@@ -923,29 +925,28 @@ class Workspace:
         from .sharing.share import share
 
         return share(
-            self,
+            self.ctx,
             dataset,
-            recipient=to,
+            to=to,
             purposes=purposes,
-            out=Path(out) if out is not None else None,
-            at=_when(at),
-            backfill=out is None,
+            out=out,
+            at=at,
             override=override,
             keep_metadata=keep_metadata,
         )
 
-    def receive_legacy(self, sender: str, *, source: str, at: str | datetime | None = None) -> dict[str, Any]:
+    def receive_legacy(self, sender: str, *, source: str, at: str | datetime | None = None) -> LegacyTransfer:
         """Record that a registered sender sent the photos of ``source`` outside disgorge (a
         legacy transfer), so that its erasure requests by sha256 reach them — and only them."""
-        from .sharing.share import receive_legacy
+        from .sharing.receive import receive_legacy
 
-        return receive_legacy(self, sender, source=source, at=_when(at))
+        return receive_legacy(self.ctx, sender, source=source, at=at)
 
-    def receive_bundle(self, path: str | Path, *, at: str | datetime | None = None) -> dict[str, Any]:
+    def receive_bundle(self, path: str | Path, *, at: str | datetime | None = None) -> BundleReceived:
         """Check a bundle from a registered sender whole, then ingest it under its terms."""
-        from .sharing.share import receive_bundle
+        from .sharing.receive import receive_bundle
 
-        return receive_bundle(self, Path(path), at=_when(at) if at is not None else None)
+        return receive_bundle(self.ctx, path, at=at)
 
     def transfers(self) -> list[TransferView]:
         from .sharing.transfers import list_transfers
