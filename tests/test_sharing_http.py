@@ -431,7 +431,7 @@ def test_a_request_received_before_a_crash_is_finished_when_the_server_starts(pa
     doc = pair.app.erasure_request_document(view["id"], "vendor")
     nonce = doc["body"]["nonce"]
     # the vendor accepted it and planned its erasure, then died before recording the plan
-    status, _ = inbox.receive(pair.vendor, doc)
+    status, _ = inbox.receive(pair.vendor.ctx, doc)
     assert status == 202
     pair.vendor.erase("request", nonce, reason="as if interrupted", execute=False)
 

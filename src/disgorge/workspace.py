@@ -956,14 +956,9 @@ class Workspace:
     def receive_erasure_request(self, document: dict[str, Any], *, wait: float = 30.0) -> dict[str, Any]:
         """Handle a sender's erasure request delivered as a file: check it, erase, and
         return the signed answer (with this workspace's certificate once completed)."""
-        from .sharing.inbox import process, receive
+        from .sharing.inbox import receive_file
 
-        status, answer = receive(self, document)
-        if status >= 400:
-            raise InvalidInput(f"erasure request refused: {answer['error']}")
-        if status == 202:
-            status, answer = process(self, answer["body"]["nonce"], wait=wait)
-        return answer
+        return receive_file(self.ctx, document, wait=wait)
 
     def erasure_cancel(self, request_id: str, *, reason: str = "cancelled") -> ErasureView:
         from .erasure import service

@@ -10,7 +10,10 @@ once completed. The same request sent twice (a sender retrying) is one request; 
 different document under a used nonce is a replay and is refused.
 
 Every function returns ``(http_status, signed_or_error_document)`` so the HTTP server
-and the file route (``disgorge erasure receive``) answer alike.
+and the file route (``disgorge erasure receive``, :func:`receive_file`) answer alike.
+
+The erasure itself is this workspace's own (:mod:`disgorge.erasure.service`): a
+received request is one more scope (``request``) of the same engine.
 """
 
 from __future__ import annotations
@@ -18,12 +21,16 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from .. import audit
 from .._time import iso, parse_instant, utcnow
+from ..audit.service import checkpoint
 from ..catalog.db import in_chunks
 from ..catalog.models import Asset, ErasureRequest, IncomingRequest, Peer, Transfer, TransferItem
-from ..errors import DisgorgeError
+from ..context import Context
+from ..erasure.service import approve, erase, resume
+from ..errors import DisgorgeError, InvalidInput
 from .documents import (
     REQUEST_TYPE,
     RESPONSE_TYPE,
@@ -34,16 +41,19 @@ from .documents import (
 )
 from .peers import peer_by_key
 
-__all__ = ["answer", "process", "receive"]
+__all__ = ["Answer", "answer", "process", "receive", "receive_file"]
 
 _MAX_ITEMS = 1_000_000
 
+#: an HTTP status and the document that goes with it: signed, or ``{"error": ...}``
+Answer = tuple[int, dict[str, Any]]
 
-def _error(status: int, message: str) -> tuple[int, dict[str, Any]]:
+
+def _error(status: int, message: str) -> Answer:
     return status, {"error": message}
 
 
-def receive(ws: Any, doc: Any) -> tuple[int, dict[str, Any]]:
+def receive(ctx: Context, doc: Any) -> Answer:
     """Check and record a request; 202 with ``acknowledged`` when there is work to do."""
     try:
         body = verify_document(doc, REQUEST_TYPE)
@@ -52,7 +62,7 @@ def receive(ws: Any, doc: Any) -> tuple[int, dict[str, Any]]:
     nonce = body.get("nonce")
     if not isinstance(nonce, str) or not 16 <= len(nonce) <= 64:
         return _error(400, "the request has no valid nonce")
-    ours = ws.public_key().public_bytes_raw().hex()  # before any session: one at a time
+    ours = ctx.public_key().public_bytes_raw().hex()  # before any session: one at a time
     if body.get("recipient_key") != ours:
         return _error(403, "the request is addressed to another workspace")
     items = body.get("items")
@@ -65,7 +75,7 @@ def receive(ws: Any, doc: Any) -> tuple[int, dict[str, Any]]:
     digest = document_sha256(doc)
     # the checks and the matching read a snapshot (no write lock, so they never queue behind
     # an erasure); the write lock is taken only to record, and the nonce checked again there
-    with ws.reader() as session:
+    with ctx.reader() as session:
         sender = peer_by_key(session, "sender", body["public_key"])
         if sender is None:
             return _error(403, "the request is signed by a key no registered sender holds")
@@ -73,7 +83,7 @@ def receive(ws: Any, doc: Any) -> tuple[int, dict[str, Any]]:
         matched: tuple[list[str], int] | None = None
         if session.get(IncomingRequest, nonce) is None:
             matched = _match(session, sender, items)
-    with ws.sessions.begin() as session:
+    with ctx.sessions.begin() as session:
         earlier = session.get(IncomingRequest, nonce)
         if earlier is not None:
             if earlier.doc_sha256 != digest or earlier.peer_id != sender_id:
@@ -108,10 +118,10 @@ def receive(ws: Any, doc: Any) -> tuple[int, dict[str, Any]]:
                 {"nonce": nonce, "sender": sender_name, "named": named, "matched": len(asset_ids)},
                 actor="disgorge",
             )
-    return answer(ws, nonce)
+    return answer(ctx, nonce)
 
 
-def _match(session: Any, sender: Peer, items: list[Any]) -> tuple[list[str], int]:
+def _match(session: Session, sender: Peer, items: list[Any]) -> tuple[list[str], int]:
     """Active photos the request names, among what THIS sender sent us (its incoming
     transfer items): by the sender's fingerprints, or by sha256 (legacy transfers).
 
@@ -140,15 +150,15 @@ def _match(session: Any, sender: Peer, items: list[Any]) -> tuple[list[str], int
     return active, named
 
 
-def process(ws: Any, nonce: str, *, wait: float = 30.0) -> tuple[int, dict[str, Any]]:
+def process(ctx: Context, nonce: str, *, wait: float = 30.0) -> Answer:
     """Run this workspace's erasure for a received request (resuming one under way)."""
-    with ws.reader() as session:
+    with ctx.reader() as session:
         incoming = session.get(IncomingRequest, nonce)
         if incoming is None:
             return _error(404, "no such request")
         state, erasure_id = incoming.state, incoming.erasure_id
         if erasure_id is None:  # a crash may have come between planning and recording it here
-            sender = session.get(Peer, incoming.peer_id)
+            sender = session.get_one(Peer, incoming.peer_id)
             erasure_id = session.scalar(
                 select(ErasureRequest.id).where(
                     ErasureRequest.scope_kind == "request",
@@ -159,39 +169,39 @@ def process(ws: Any, nonce: str, *, wait: float = 30.0) -> tuple[int, dict[str, 
         erasure = session.get(ErasureRequest, erasure_id) if erasure_id is not None else None
         erasure_state = erasure.state if erasure is not None else None
     if state in ("completed", "not_found"):
-        return answer(ws, nonce)
+        return answer(ctx, nonce)
     try:
         if erasure_id is None:
             reason = f"erasure request {nonce[:12]} from a sender"
-            view = ws.erase("request", nonce, reason=reason, execute=False)
+            view = erase(ctx, "request", nonce, reason=reason, execute=False)
             erasure_id, erasure_state = view["id"], view["state"]
         if state != "executing" or incoming.erasure_id != erasure_id:
-            with ws.sessions.begin() as session:
-                incoming = session.get(IncomingRequest, nonce)
-                incoming.erasure_id, incoming.state = erasure_id, "executing"
+            with ctx.sessions.begin() as session:
+                row = session.get_one(IncomingRequest, nonce)
+                row.erasure_id, row.state = erasure_id, "executing"
         if erasure_state == "planned":  # also when a crash came before the approval
-            view = ws.erasure_approve(erasure_id, wait=wait)
+            view = approve(ctx, erasure_id, wait=wait)
         else:
-            view = ws.erasure_resume(erasure_id, wait=wait)
+            view = resume(ctx, erasure_id, wait=wait)
         final = "completed" if view["state"] == "completed" else "executing"
         error = None
     except DisgorgeError as exc:
         final, error = "exception", str(exc)
-    with ws.sessions.begin() as session:
-        incoming = session.get(IncomingRequest, nonce)
-        incoming.state, incoming.error = final, error
-    return answer(ws, nonce)
+    with ctx.sessions.begin() as session:
+        row = session.get_one(IncomingRequest, nonce)
+        row.state, row.error = final, error
+    return answer(ctx, nonce)
 
 
-def answer(ws: Any, nonce: str) -> tuple[int, dict[str, Any]]:
+def answer(ctx: Context, nonce: str) -> Answer:
     """The signed state of a received request (with the certificate once completed)."""
-    with ws.reader() as session:
+    with ctx.reader() as session:
         incoming = session.get(IncomingRequest, nonce)
         if incoming is None:
             return _error(404, "no such request")
         certificate = None
         if incoming.erasure_id is not None:
-            req = session.get(ErasureRequest, incoming.erasure_id)
+            req = session.get_one(ErasureRequest, incoming.erasure_id)
             certificate = req.certificate or None if req.state == "completed" else None
         state = {"received": "acknowledged", "executing": "acknowledged"}.get(incoming.state, incoming.state)
         body = {
@@ -205,5 +215,16 @@ def answer(ws: Any, nonce: str) -> tuple[int, dict[str, Any]]:
             "error": incoming.error,
         }
     # the sender keeps a witness of the audit log with every answer (docs/audit.md)
-    body["audit_tree_head"] = ws.audit_checkpoint(save_cache=False)  # an answer never waits to write
-    return (202 if state == "acknowledged" else 200), sign_document(ws, body)
+    body["audit_tree_head"] = checkpoint(ctx, save_cache=False)  # an answer never waits to write
+    return (202 if state == "acknowledged" else 200), sign_document(ctx, body)
+
+
+def receive_file(ctx: Context, document: dict[str, Any], *, wait: float = 30.0) -> dict[str, Any]:
+    """A request delivered as a file: check it, erase, and return the signed answer (with
+    this workspace's certificate once completed); a refused one raises :class:`InvalidInput`."""
+    status, signed = receive(ctx, document)
+    if status >= 400:
+        raise InvalidInput(f"erasure request refused: {signed['error']}")
+    if status == 202:
+        status, signed = process(ctx, signed["body"]["nonce"], wait=wait)
+    return signed

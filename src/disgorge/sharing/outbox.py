@@ -33,6 +33,7 @@ from ..catalog.db import in_chunks
 from ..catalog.models import Asset, ErasureRequest, Peer, RecipientNotice, Transfer, TransferItem
 from ..context import Context
 from ..errors import InvalidInput, NotFound
+from ..signing import verify_certificate
 from ..vault import new_key, open_sealed, seal
 from .documents import (
     REQUEST_TYPE,
@@ -253,8 +254,6 @@ def _http(
 
 def _apply(ctx: Context, notice_id: int, doc: dict[str, Any]) -> str:
     """Check a recipient's signed answer and record it; returns the notice's new state."""
-    from ..erasure.certificate import verify_certificate
-
     with ctx.sessions.begin() as session:
         notice = session.get_one(RecipientNotice, notice_id)
         peer = session.get_one(Peer, notice.peer_id)

@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 from .. import audit
 from ..catalog.models import Peer
 from ..context import Context, when
-from ..erasure.certificate import load_public_key
 from ..errors import InvalidInput, NotFound
+from ..signing import load_public_key
 
 __all__ = ["ROLES", "PeerView", "add_peer", "find_peer", "list_peers", "peer_by_key", "peer_view"]
 

@@ -84,7 +84,7 @@ def create_app(
     limits = limits or Limits()
     ws = Workspace.open(workspace_path, actor=actor)  # fails here, not at the first request
     try:
-        ctx: Any = ws  # INTERIM(H3): ws.ctx once the services exist
+        ctx = ws.ctx
         pem = ctx.public_key_pem()  # never changes: read once, no session per request
         our_key = ctx.public_key().public_bytes_raw().hex()
     except BaseException:

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy import select
 
@@ -89,7 +89,7 @@ class InboxWorker:
 
     def _run(self, opened: Opened) -> None:
         try:
-            ctx: Any = opened  # INTERIM(H3): opened.ctx once the services exist
+            ctx = opened.ctx
             first = True
             while not self._stop.is_set():
                 self._wake.clear()
