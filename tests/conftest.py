@@ -8,9 +8,11 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ import pytest
 from sqlalchemy import func, select
 
 from disgorge import Workspace
+from disgorge.consent import ConsentImportReport
 from disgorge.ingest import IngestReport
 from disgorge.samples import synthetic_photo
 
@@ -43,7 +46,14 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _shared_faces(sub: str = "") -> Path:
+#: what the ``shared_faces`` fixture gives: ``shared_faces("lfw10x10") -> Path``
+FaceFolder = Callable[[str], Path]
+
+
+def shared_faces_dir(sub: str = "") -> Path:
+    """A folder of the shared real photos (``../shared/data/faces/<sub>``), or skip saying why.
+
+    A plain function, so that module-scoped fixtures can call it too."""
     path = SHARED_FACES / sub
     if not path.exists():
         pytest.skip(f"real test photos not present at {path} (../shared is not checked out)")
@@ -51,9 +61,9 @@ def _shared_faces(sub: str = "") -> Path:
 
 
 @pytest.fixture
-def shared_faces():
+def shared_faces() -> FaceFolder:
     """``shared_faces("lfw10x10")``: a folder of the shared real photos, or skip saying why."""
-    return _shared_faces
+    return shared_faces_dir
 
 
 @pytest.fixture
@@ -65,15 +75,70 @@ def ws(tmp_path: Path):
     workspace.close()
 
 
+#: the people of ``photo_dir`` and of :func:`smoke_workspace`
+PEOPLE = ["Ada_Lovelace", "Alan_Turing", "Grace_Hopper"]
+#: who refused ai_training in :func:`smoke_workspace`
+DENIED = "Alan_Turing"
+#: the policy text of the workspaces that train face recognition
+FACE_POLICY = b"we train face recognition on your photos, with your explicit consent"
+
+
+def write_people(root: Path, per_person: int) -> Path:
+    """LFW-style folder of generated JPEGs: the PEOPLE x ``per_person``, NAME/NAME_000i.jpg."""
+    for person, name in enumerate(PEOPLE):
+        (root / name).mkdir(parents=True)
+        for i in range(per_person):
+            (root / name / f"{name}_{i:04d}.jpg").write_bytes(synthetic_photo(person, i))
+    return root
+
+
+def tiny_photos(folder: Path, people: Sequence[str], per_person: int) -> Path:
+    """Small (64 px) generated JPEGs, PERSON/i.jpg: for tests where faces do not matter."""
+    for p, person in enumerate(people):
+        (folder / person).mkdir(parents=True)
+        for i in range(per_person):
+            (folder / person / f"{i}.jpg").write_bytes(synthetic_photo(p, i, size=64))
+    return folder
+
+
 @pytest.fixture
 def photo_dir(tmp_path: Path) -> Path:
     """LFW-style folder: 3 people x 4 generated JPEGs, NAME/NAME_000i.jpg."""
-    root = tmp_path / "photos"
-    for person, name in enumerate(["Ada_Lovelace", "Alan_Turing", "Grace_Hopper"]):
-        (root / name).mkdir(parents=True)
-        for i in range(4):
-            (root / name / f"{name}_{i:04d}.jpg").write_bytes(synthetic_photo(person, i))
-    return root
+    return write_people(tmp_path / "photos", 4)
+
+
+def add_source_with_policy(
+    ws: Workspace,
+    name: str,
+    *,
+    version: str = "2013",
+    text: bytes = FACE_POLICY,
+    allows: Sequence[str] = ("ai_training", "biometric_processing"),
+    at: str = "2013-01-01",
+    kind: str = "app",
+) -> None:
+    """A source and its one policy, in force from ``at``, allowing ``allows``."""
+    ws.add_source(name, kind=kind, at=at)
+    ws.add_policy(name, version, text=text, effective_from=at, allows=list(allows), at=at)
+
+
+def import_consent_csv(ws: Workspace, path: Path, rows: Iterable[str], *, at: str) -> ConsentImportReport:
+    """Write a consent CSV (the header, then ``subject,purpose,decision,at`` rows) and import it."""
+    path.write_text("subject,purpose,decision,at\n" + "".join(f"{row}\n" for row in rows))
+    return ws.import_consent(path, at=at)
+
+
+def smoke_workspace(tmp_path: Path, *, kind: str = "app") -> Workspace:
+    """The smoke flow's workspace in ``tmp_path/ws``: source lfw (of ``kind``), a policy allowing
+    ai_training and biometric processing, 3 people x 2 photos (``tmp_path/photos``), and
+    DENIED refusing ai_training. The caller closes it."""
+    ws = Workspace.init(tmp_path / "ws", actor="tester", at="2013-01-01")
+    add_source_with_policy(ws, "lfw", text=b"p", kind=kind)
+    ws.ingest(write_people(tmp_path / "photos", 2), source="lfw", subject_from="dirname", at="2013-06-01")
+    import_consent_csv(
+        ws, tmp_path / "consent.csv", [f"{DENIED},ai_training,denied,2013-07-01"], at="2013-07-01"
+    )
+    return ws
 
 
 _READ_CHILD = """
@@ -128,19 +193,32 @@ def read_elsewhere(path: Path) -> bytes:
 
 
 # -- the real CLI ------------------------------------------------------------------------------
-def cli(*args: str, cwd: Path | None = None, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    """Run the real ``disgorge`` console script once, outside any ``DISGORGE_WORKSPACE``."""
-    env = {k: v for k, v in os.environ.items() if k != "DISGORGE_WORKSPACE"}
-    env.update({"DISGORGE_ACTOR": "erasure-test", "COLUMNS": "200"})
+def cli_env(**extra: str) -> dict[str, str]:
+    """The environment the tests run the CLI in: no ``DISGORGE_*`` variable of the caller's
+    (no workspace, no KEK variable), a known actor, wide plain output; ``extra`` on top."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DISGORGE_")}
+    env.update(DISGORGE_ACTOR="cli-test", COLUMNS="200", NO_COLOR="1", TERM="dumb")
+    env.update(extra)
+    return env
+
+
+def cli(
+    *args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run the real ``disgorge`` console script once, in :func:`cli_env` (plus ``env``)."""
     return subprocess.run(
-        [DISGORGE, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout
+        [DISGORGE, *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=cli_env(**(env or {})),
+        timeout=timeout,
     )
 
 
 def run_cli_many(*argvs: list[str | Path]) -> list[subprocess.CompletedProcess[str]]:
     """Run the real ``disgorge`` console script once per argv, all at the same time."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DISGORGE_")}
-    env.update(COLUMNS="400", NO_COLOR="1", TERM="dumb")
+    env = cli_env()
     procs = [
         (
             argv := [DISGORGE, *map(str, args)],
@@ -155,9 +233,11 @@ def run_cli_many(*argvs: list[str | Path]) -> list[subprocess.CompletedProcess[s
     return results
 
 
-def run_cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    """:func:`run_cli_many` for one command: no ``DISGORGE_*`` variables, plain wide output."""
-    return run_cli_many(list(args))[0]
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (now)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 # -- looking inside a workspace from the outside ----------------------------------------------
@@ -198,6 +278,11 @@ def write_rows(path: Path, text: str) -> Path:
 
 
 # -- bad input: what survives, what must not leak ---------------------------------------------
+# The test_bad_*, test_tampered_* and test_cli_errors files hand disgorge every broken or hostile
+# thing a user can. Each test checks what a user relies on: a clear message that names the file
+# or row and the reason, and that nothing already stored is lost or duplicated. Real files, real
+# SQLite, the real CLI; no mocks. Messages and the audit log must never carry an external subject
+# id (SECRET_IDS are used as subject ids throughout).
 #: external subject ids: they may appear in the user's own inputs, never in our outputs
 SECRET_IDS = ("Ada_Lovelace", "Alan_Turing", "Grace_Hopper")
 
@@ -283,23 +368,11 @@ def syn(tmp_path_factory: pytest.TempPathFactory) -> Syn:
         + "".join(f"{n},{o},{'Grace_Hopper' if n == GROUP else ''}\n" for n, o in sorted(owner.items()))
     )
     with Workspace.init(root / "ws", actor="tester") as ws:
-        ws.add_source("app", at="2013-01-01")
-        ws.add_policy(
-            "app",
-            "2013",
-            text=b"we train face recognition on your photos, with your explicit consent",
-            effective_from="2013-01-01",
-            allows=["ai_training", "biometric_processing"],
-            at="2013-01-01",
-        )
+        add_source_with_policy(ws, "app")
         report = ws.ingest(folder, source="app", manifest=manifest, at="2013-02-01")
         assert report.ingested == 13 and not report.rejected
-        consent = root / "consent.csv"
-        consent.write_text(
-            "subject,purpose,decision,at\n"
-            + "".join(f"{p},biometric_processing,granted,2013-01-05\n" for p in SYN_PEOPLE)
-        )
-        ws.import_consent(consent, at="2013-01-05")
+        granted = [f"{p},biometric_processing,granted,2013-01-05" for p in SYN_PEOPLE]
+        import_consent_csv(ws, root / "consent.csv", granted, at="2013-01-05")
         assert ws.analyze(workers=1).embedded_faces >= 9
         ws.build_dataset("faces", purpose="ai_training", at="2014-01-01")
         ws.train_model("faceid", dataset="faces", shards=2, slices=2, at="2014-02-01")

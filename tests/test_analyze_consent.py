@@ -21,14 +21,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from conftest import _shared_faces
+from conftest import DISGORGE, shared_faces_dir
 from disgorge import Workspace
 from disgorge.catalog.models import Asset, AssetDerivative, Subject
 from disgorge.erasure.forensics import scan_tree
 from disgorge.errors import ConsentDenied
 from disgorge.vision import FaceIndex
 
-DISGORGE = str(Path(sys.executable).parent / "disgorge")
 PEOPLE = ("Tony_Blair", "Colin_Powell", "George_W_Bush")
 PER_PERSON = 3
 T_INIT, T_INGEST, T_FIRST = "2013-01-01", "2013-02-01", "2013-03-01"
@@ -37,7 +36,7 @@ T_REVOKE, T_THIRD = "2013-07-01", "2013-08-01"
 
 
 def stage(root: Path, people: tuple[str, ...], per_person: int) -> Path:
-    lfw = _shared_faces("lfw10x10")
+    lfw = shared_faces_dir("lfw10x10")
     for person in people:
         (root / person).mkdir(parents=True)
         for f in sorted((lfw / person).glob("*.jpg"))[:per_person]:
@@ -165,7 +164,7 @@ def test_grant_then_plain_analyze_embeds_and_revoke_removes(tmp_path: Path) -> N
         assert all(faces >= 1 and biometric == 1 for faces, biometric in flags)
         assert not blair_crops & {key for key, _ in ws.store.entries()}
         assert FaceIndex(ws.face_index_path, ws.kek).ids() == all_ids - blair_ids
-        query = sorted((_shared_faces("lfw10x10") / "Tony_Blair").glob("*.jpg"))[PER_PERSON]
+        query = sorted((shared_faces_dir("lfw10x10") / "Tony_Blair").glob("*.jpg"))[PER_PERSON]
         owners = {m["owner"] for m in ws.find(query, by="face")["matches"]}
         assert ws.subject_ref("Tony_Blair") not in owners
         completed = last_analysis(ws)

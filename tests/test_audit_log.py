@@ -13,11 +13,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
-import sqlite3
-import subprocess
-import sys
-from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 
@@ -25,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import cli, sql
 from disgorge import InvalidInput, Workspace
 from disgorge.audit.log import event_hash
 from disgorge.audit.transparency import (
@@ -42,20 +38,8 @@ from disgorge.audit.transparency import (
 from disgorge.samples import synthetic_photo
 from disgorge.sharing.documents import RESPONSE_TYPE, verify_document
 
-DISGORGE = str(Path(sys.executable).parent / "disgorge")
-
 
 # -- helpers -----------------------------------------------------------------------------------
-def sql(ws: Workspace, statement: str, *params: object) -> list[tuple]:
-    """One statement on the catalog with the plain sqlite3 module: an outside edit."""
-    url = ws.config.resolved_catalog_url()
-    assert url.startswith("sqlite:///")
-    with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as con:
-        rows = con.execute(statement, params).fetchall()
-        con.commit()
-    return rows
-
-
 def add_sources(ws: Workspace, names: list[str]) -> None:
     for name in names:
         ws.add_source(name)
@@ -96,12 +80,6 @@ def rewrite_from(ws: Workspace, seq: int) -> None:
         prev = digest
     last = rows[-1][0]
     sql(ws, "UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1", last, prev)
-
-
-def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DISGORGE_")}
-    env.update(DISGORGE_ACTOR="cli-test", COLUMNS="400", NO_COLOR="1", TERM="dumb")
-    return subprocess.run([DISGORGE, *map(str, args)], capture_output=True, text=True, env=env, timeout=120)
 
 
 def leaves_of(n: int, salt: str = "") -> list[bytes]:
@@ -366,60 +344,60 @@ def test_a_signed_answer_to_a_sender_carries_a_verifiable_tree_head(tmp_path: Pa
 # -- the real command ---------------------------------------------------------------------------
 def test_cli_checkpoint_verify_since_prove_and_check_round_trip(tmp_path: Path) -> None:
     ws_path = tmp_path / "ws"
-    assert run("init", ws_path).returncode == 0
-    assert run("source", "add", "app", "-w", ws_path).returncode == 0
+    assert cli("init", ws_path).returncode == 0
+    assert cli("source", "add", "app", "-w", ws_path).returncode == 0
     head = tmp_path / "kept" / "head.json"
 
-    missing = run("audit", "checkpoint", "-o", head, "-w", ws_path)
+    missing = cli("audit", "checkpoint", "-o", head, "-w", ws_path)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
     assert "Traceback" not in missing.stderr and len(missing.stderr.strip().splitlines()) == 1
 
     head.parent.mkdir()
-    made = run("audit", "checkpoint", "-o", head, "-w", ws_path)
+    made = cli("audit", "checkpoint", "-o", head, "-w", ws_path)
     assert made.returncode == 0, made.stderr
     kept = json.loads(head.read_text())
     assert kept["body"]["tree_size"] == 2 and "signed tree head of 2 event(s)" in made.stdout
-    printed = json.loads(run("audit", "checkpoint", "--json", "-w", ws_path).stdout)
+    printed = json.loads(cli("audit", "checkpoint", "--json", "-w", ws_path).stdout)
     assert printed["body"]["root_hash"] == kept["body"]["root_hash"]
 
     for name in ("b", "c", "d"):
-        assert run("source", "add", name, "-w", ws_path).returncode == 0
-    ok = run("audit", "verify", "--since", head, "-w", ws_path)
+        assert cli("source", "add", name, "-w", ws_path).returncode == 0
+    ok = cli("audit", "verify", "--since", head, "-w", ws_path)
     assert ok.returncode == 0 and "extends the signed head of 2 event(s)" in ok.stdout
-    as_json = json.loads(run("audit", "verify", "--since", head, "--json", "-w", ws_path).stdout)
+    as_json = json.loads(cli("audit", "verify", "--since", head, "--json", "-w", ws_path).stdout)
     assert as_json["ok"] and as_json["anchor"]["ok"] and as_json["anchor"]["tree_size"] == 5
 
     # a third party: the proof document and the public key, no workspace
     proof = tmp_path / "proof.json"
-    proved = run("audit", "prove", "--from", head, "--event", "4", "-o", proof, "-w", ws_path)
+    proved = cli("audit", "prove", "--from", head, "--event", "4", "-o", proof, "-w", ws_path)
     assert proved.returncode == 0 and json.loads(proved.stdout)["head"]["body"]["tree_size"] == 5
     with Workspace.open(ws_path) as ws:
         (tmp_path / "ws.pub.pem").write_bytes(ws.public_key_pem())
-    checked = run("audit", "check", head, proof, "--public-key", tmp_path / "ws.pub.pem")
+    checked = cli("audit", "check", head, proof, "--public-key", tmp_path / "ws.pub.pem")
     assert checked.returncode == 0 and "extends the head you kept" in checked.stdout
     forged = json.loads(proof.read_text())
     forged["consistency"][0] = "00" * 32
     (tmp_path / "forged.json").write_text(json.dumps(forged))
-    refused = run("audit", "check", head, tmp_path / "forged.json", "--public-key", tmp_path / "ws.pub.pem")
+    refused = cli("audit", "check", head, tmp_path / "forged.json", "--public-key", tmp_path / "ws.pub.pem")
     assert refused.returncode == 1 and "consistency proof fails" in refused.stderr
 
     # plain verify still passes the truncated log; --since does not, in one line
     with Workspace.open(ws_path) as ws:
         truncate(ws, 1)
-    assert run("audit", "verify", "-w", ws_path).returncode == 0
-    cut = run("audit", "verify", "--since", head, "-w", ws_path)
+    assert cli("audit", "verify", "-w", ws_path).returncode == 0
+    cut = cli("audit", "verify", "--since", head, "-w", ws_path)
     assert cut.returncode == 1 and "Traceback" not in cut.stderr
     assert "does not extend the signed head" in cut.stderr and "truncation or rollback" in cut.stderr
-    cut_json = run("audit", "verify", "--since", head, "--json", "-w", ws_path)
+    cut_json = cli("audit", "verify", "--since", head, "--json", "-w", ws_path)
     assert cut_json.returncode == 1 and json.loads(cut_json.stdout)["anchor"]["ok"] is False
 
     tampered = json.loads(head.read_text())
     tampered["body"]["tree_size"] = 1
     (tmp_path / "tampered.json").write_text(json.dumps(tampered))
-    bad = run("audit", "verify", "--since", tmp_path / "tampered.json", "-w", ws_path)
+    bad = cli("audit", "verify", "--since", tmp_path / "tampered.json", "-w", ws_path)
     assert bad.returncode == 1 and "signature does not match" in bad.stderr and "Traceback" not in bad.stderr
     (tmp_path / "junk.json").write_text("{not json")
-    junk = run("audit", "verify", "--since", tmp_path / "junk.json", "-w", ws_path)
+    junk = cli("audit", "verify", "--since", tmp_path / "junk.json", "-w", ws_path)
     assert junk.returncode == 2 and "not JSON" in junk.stderr and "Traceback" not in junk.stderr
 
 

@@ -1,10 +1,6 @@
 """Broken image files and decompression bombs in an ingest folder.
 
-Bad input (see also the other test_bad_*, test_tampered_* and test_cli_errors files): each
-test checks what a user relies on: a clear message that names the file or row and the
-reason, and that nothing already stored is lost or duplicated. Real files, real SQLite,
-the real CLI; no mocks. Messages and the audit log must never carry an external subject
-id (conftest.SECRET_IDS are used as subject ids throughout).
+What every bad-input test checks is said in conftest.py ("bad input").
 """
 
 from __future__ import annotations
@@ -15,13 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (
-    assert_intact,
-    assert_private,
-    ingest_good,
-    rejections,
-    sha,
-)
+from conftest import assert_intact, assert_private, ingest_good, rejections, sha
 from disgorge import Workspace
 from disgorge.demo import _bomb_png
 from disgorge.samples import synthetic_photo

@@ -15,7 +15,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from conftest import DISGORGE
 from disgorge import Workspace
 from disgorge.catalog.models import Asset, Subject
 from disgorge.samples import synthetic_photo
@@ -44,18 +44,6 @@ WORKERS = "2"
 TAG_VAR = "DISGORGE_CRASH_TEST_TAG"
 BUSY_TIMEOUT_S = 60  # catalog/db.py: connect timeout and PRAGMA busy_timeout
 DEADLINE_S = 120  # generous bound for polling loops; a healthy run takes a few seconds
-
-
-def _cli() -> list[str]:
-    script = Path(sys.executable).with_name("disgorge")
-    if script.exists():
-        return [str(script)]
-    found = shutil.which("disgorge")
-    assert found, "the disgorge console script is not installed"
-    return [found]
-
-
-DISGORGE = _cli()
 
 
 # -- data ---------------------------------------------------------------------------------
@@ -204,14 +192,14 @@ def _start(*args: str, tag: str, logs: Path) -> Started:
     name = uuid.uuid4().hex[:8]
     out, err = logs / f"{name}.out", logs / f"{name}.err"
     with out.open("wb") as stdout, err.open("wb") as stderr:
-        proc = subprocess.Popen([*DISGORGE, *args], env=_env(tag), stdout=stdout, stderr=stderr)
+        proc = subprocess.Popen([DISGORGE, *args], env=_env(tag), stdout=stdout, stderr=stderr)
     run = Started(proc, out, err)
     _STARTED.append(run)
     return run
 
 
 def _run_cli(*args: str, tag: str, timeout: float = DEADLINE_S) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*DISGORGE, *args], env=_env(tag), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([DISGORGE, *args], env=_env(tag), capture_output=True, text=True, timeout=timeout)
 
 
 def _tagged_processes(tag: str) -> dict[int, str]:

@@ -12,40 +12,19 @@ import pytest
 import rdflib
 from typer.testing import CliRunner
 
+from conftest import DENIED, PEOPLE, smoke_workspace
 from disgorge import NotFound, Workspace
 from disgorge.cli import app
 from disgorge.interop.croissant import CONFORMS_TO, DISGORGE_CONTEXT
-from disgorge.samples import synthetic_photo
 
 #: mlcroissant parses JSON-LD with rdflib's ConjunctiveGraph, which rdflib 7 deprecates; not ours
 pytestmark = pytest.mark.filterwarnings("ignore:ConjunctiveGraph is deprecated:DeprecationWarning")
-
-PEOPLE = ["Ada_Lovelace", "Alan_Turing", "Grace_Hopper"]
-DENIED = "Alan_Turing"
 
 
 @pytest.fixture
 def lfw(tmp_path: Path) -> Iterator[Workspace]:
     """3 people x 2 photos from a scraped source; one person denied ai_training."""
-    ws = Workspace.init(tmp_path / "ws", actor="tester", at="2013-01-01")
-    ws.add_source("lfw", kind="scrape", at="2013-01-01")
-    ws.add_policy(
-        "lfw",
-        "2013",
-        text=b"p",
-        effective_from="2013-01-01",
-        allows=["ai_training", "biometric_processing"],
-        at="2013-01-01",
-    )
-    root = tmp_path / "photos"
-    for person, name in enumerate(PEOPLE):
-        (root / name).mkdir(parents=True)
-        for i in range(2):
-            (root / name / f"{name}_{i:04d}.jpg").write_bytes(synthetic_photo(person, i))
-    ws.ingest(root, source="lfw", subject_from="dirname", at="2013-06-01")
-    consent = tmp_path / "consent.csv"
-    consent.write_text(f"subject,purpose,decision,at\n{DENIED},ai_training,denied,2013-07-01\n")
-    ws.import_consent(consent, at="2013-07-01")
+    ws = smoke_workspace(tmp_path, kind="scrape")
     ws.build_dataset("faces", purpose="ai_training", at="2014-01-01")
     yield ws
     ws.close()

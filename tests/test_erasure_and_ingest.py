@@ -1,8 +1,7 @@
 """Erasure against ingest: erased photos stay out afterwards (sticky), and erasing a source
 while an ingest into it runs leaves nothing of it.
 
-The synthetic workspace ``syn`` (conftest.py) is built once and copied for each test that
-changes it (``sws``).
+The tests run on the synthetic workspace of conftest.py (``syn``, copied by ``sws``).
 """
 
 from __future__ import annotations
@@ -20,13 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from conftest import (
-    DISGORGE,
-    REASON,
-    Syn,
-    cli,
-    count,
-)
+from conftest import DISGORGE, REASON, Syn, cli, count
 from disgorge import NotFound, Workspace
 from disgorge.catalog.models import (
     Asset,

@@ -1,8 +1,7 @@
 """The erasure certificate: any changed byte fails verification and says where.
 
 The offline verification of a real-photo erasure's certificate is in test_erasure_lfw.py.
-The synthetic workspace ``syn`` (conftest.py) is built once and copied for each test that
-changes it (``sws``).
+The tests run on the synthetic workspace of conftest.py (``syn``, copied by ``sws``).
 """
 
 from __future__ import annotations
@@ -13,10 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (
-    REASON,
-    cli,
-)
+from conftest import REASON, cli
 from disgorge import Workspace
 from disgorge.erasure.certificate import verify_certificate
 

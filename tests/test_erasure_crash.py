@@ -6,8 +6,7 @@ marked done, or inside a step), armed through the erasure's documented fault-inj
 hook (``disgorge.erasure.steps.inject``), not by patching its internals. A request
 that is executing or failed blocks a new one of its scope until it is resumed.
 
-The synthetic workspace ``syn`` (conftest.py) is built once and copied for each test that
-changes it (``sws``).
+The tests run on the synthetic workspace of conftest.py (``syn``, copied by ``sws``).
 """
 
 from __future__ import annotations
@@ -25,14 +24,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from conftest import (
-    REASON,
-    Syn,
-    cli,
-    count,
-    only_request,
-    sha,
-)
+from conftest import REASON, Syn, cli, count, only_request, sha
 from disgorge import ErasureBlocked, IntegrityError, NotFound, Workspace
 from disgorge.catalog.models import (
     Artifact,

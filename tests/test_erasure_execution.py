@@ -1,7 +1,6 @@
 """What an erasure's steps destroy and what its verifier scans for: real SQLite, real files.
 
-The synthetic workspace ``syn`` (conftest.py) is built once and copied for each test that
-changes it (``sws``).
+The tests run on the synthetic workspace of conftest.py (``syn``, copied by ``sws``).
 """
 
 from __future__ import annotations
@@ -15,13 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from conftest import (
-    GROUP,
-    REASON,
-    Syn,
-    read_elsewhere,
-    sha,
-)
+from conftest import GROUP, REASON, Syn, read_elsewhere, sha
 from disgorge import Workspace
 from disgorge.catalog.models import (
     Asset,

@@ -23,9 +23,13 @@ from sqlalchemy import func, select
 from conftest import (
     REASON,
     ROOT,
+    SHARED_FACES,
+    add_source_with_policy,
     cli,
+    import_consent_csv,
     raw_scan,
     sha,
+    shared_faces_dir,
 )
 from disgorge import Workspace
 from disgorge.catalog.models import (
@@ -39,7 +43,7 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-LFW = ROOT.parent / "shared" / "data" / "faces" / "lfw10x10"
+LFW = SHARED_FACES / "lfw10x10"
 
 
 def middle_windows(data: bytes, label: str) -> dict[str, bytes]:
@@ -69,8 +73,7 @@ class LfwCase:
 
 @pytest.fixture(scope="module")
 def lfw(tmp_path_factory: pytest.TempPathFactory) -> LfwCase:
-    if not LFW.exists():
-        pytest.skip(f"real test photos not present at {LFW} (../shared is not checked out)")
+    shared_faces_dir("lfw10x10")  # or skip
     from disgorge.vision.faces import analyze
 
     names = sorted(p.name for p in LFW.iterdir() if p.is_dir())
@@ -81,22 +84,10 @@ def lfw(tmp_path_factory: pytest.TempPathFactory) -> LfwCase:
     tmp = tmp_path_factory.mktemp("lfw")
     root = tmp / "ws"
     with Workspace.init(root, actor="tester") as ws:
-        ws.add_source("lfw", at="2013-01-01")
-        ws.add_policy(
-            "lfw",
-            "2013",
-            text=b"we train face recognition on your photos, with your explicit consent",
-            effective_from="2013-01-01",
-            allows=["ai_training", "biometric_processing"],
-            at="2013-01-01",
-        )
+        add_source_with_policy(ws, "lfw")
         assert ws.ingest(LFW, source="lfw", subject_from="dirname", at="2013-02-01").ingested == 100
-        consent = tmp / "consent.csv"
-        consent.write_text(
-            "subject,purpose,decision,at\n"
-            + "".join(f"{n},biometric_processing,granted,2013-01-05\n" for n in names)
-        )
-        ws.import_consent(consent, at="2013-01-05")
+        granted = [f"{n},biometric_processing,granted,2013-01-05" for n in names]
+        import_consent_csv(ws, tmp / "consent.csv", granted, at="2013-01-05")
         assert ws.analyze(workers=2).embedded_faces >= 100
         first = ws.build_dataset("faces", purpose="ai_training", subjects=names[:6], at="2014-01-01")
         second = ws.build_dataset("faces", purpose="ai_training", at="2014-02-01")

@@ -1,7 +1,6 @@
 """Erasure plans and requests: what a request covers, what is refused, cancel and approve.
 
-The synthetic workspace ``syn`` (conftest.py) is built once and copied for each test that
-changes it (``sws``).
+The tests run on the synthetic workspace of conftest.py (``syn``, copied by ``sws``).
 """
 
 from __future__ import annotations
@@ -11,14 +10,7 @@ import sys
 import pytest
 from sqlalchemy import select
 
-from conftest import (
-    GROUP,
-    REASON,
-    Syn,
-    cli,
-    raw_scan,
-    sha,
-)
+from conftest import GROUP, REASON, Syn, cli, raw_scan, sha
 from disgorge import ErasureBlocked, NotFound, Workspace
 from disgorge.catalog.models import (
     Subject,

@@ -12,10 +12,7 @@ one analysed workspace per module, copied for each test that changes it.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +21,7 @@ import pytest
 from sklearn.linear_model import SGDClassifier
 from sqlalchemy import select
 
+from conftest import add_source_with_policy, cli, import_consent_csv, shared_faces_dir
 from disgorge import Workspace
 from disgorge.catalog.models import Asset
 from disgorge.training import MemoryCheckpoints, SISAClassifier
@@ -31,8 +29,6 @@ from disgorge.training.face_id import FaceIdClassifier
 from disgorge.training.forgetting import lira_audit, weights_digest
 from disgorge.training.registry import load_training_data
 
-SHARED_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces"
-DISGORGE = str(Path(sys.executable).parent / "disgorge")
 FORGET = "Tony_Blair"
 
 
@@ -46,28 +42,14 @@ class Lfw:
 
 @pytest.fixture(scope="module")
 def lfw(tmp_path_factory: pytest.TempPathFactory) -> Lfw:
-    folder = SHARED_FACES / "lfw10x10"
-    if not folder.exists():
-        pytest.skip(f"real test photos not present at {folder} (../shared is not checked out)")
+    folder = shared_faces_dir("lfw10x10")
     root = tmp_path_factory.mktemp("forgetting")
     names = sorted(p.name for p in folder.iterdir() if p.is_dir())
     with Workspace.init(root / "ws", actor="tester") as ws:
-        ws.add_source("lfw", at="2013-01-01")
-        ws.add_policy(
-            "lfw",
-            "2013",
-            text=b"we train face recognition on your photos, with your explicit consent",
-            effective_from="2013-01-01",
-            allows=["ai_training", "biometric_processing"],
-            at="2013-01-01",
-        )
+        add_source_with_policy(ws, "lfw")
         ws.ingest(folder, source="lfw", subject_from="dirname", at="2013-02-01")
-        consent = root / "consent.csv"
-        consent.write_text(
-            "subject,purpose,decision,at\n"
-            + "".join(f"{n},biometric_processing,granted,2013-01-05\n" for n in names)
-        )
-        ws.import_consent(consent, at="2013-01-05")
+        granted = [f"{n},biometric_processing,granted,2013-01-05" for n in names]
+        import_consent_csv(ws, root / "consent.csv", granted, at="2013-01-05")
         ws.analyze(workers=2)
         build = ws.build_dataset("faces", purpose="ai_training", at="2014-01-01")
         assert build.members == 100  # every analysed photo is in the training set
@@ -233,27 +215,21 @@ def test_lira_scores_members_above_non_members_on_shards(lfw: Lfw) -> None:
     assert nothing["ran"] is False and "no member photos" in nothing["reason"]
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "DISGORGE_WORKSPACE"}
-    env.update({"DISGORGE_ACTOR": "cli-test", "COLUMNS": "120"})
-    return subprocess.run([DISGORGE, *args], capture_output=True, text=True, env=env, timeout=300)
-
-
 def test_cli_model_audit_prints_numbers_or_reasons(ws: Workspace) -> None:
     ws.train_model("face-id", dataset="faces@1.0.0", shards=4, slices=2)
     ws.unlearn_model("face-id", subjects=[FORGET])
     home = str(ws.config.home)
     ws.close()
     w = ["--workspace", home]
-    out = _cli("model", "audit", "face-id@2", "--forgotten", FORGET, "--json", *w)
+    out = cli("model", "audit", "face-id@2", "--forgotten", FORGET, "--json", *w)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert isinstance(result["membership_inference"]["auc"], float)
     assert result["forgotten_exactly"] is True and FORGET not in out.stdout
-    out = _cli("model", "audit", "face-id@2", "--forgotten", FORGET, *w)
+    out = cli("model", "audit", "face-id@2", "--forgotten", FORGET, *w)
     assert out.returncode == 0, out.stderr
     assert "None" not in out.stdout and "AUC 0." in out.stdout and "identical" in out.stdout
-    out = _cli("model", "show", "face-id@2", *w)
+    out = cli("model", "show", "face-id@2", *w)
     assert out.returncode == 0, out.stderr
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import tiny_photos
 from disgorge import InvalidInput, NotFound, Workspace
 from disgorge._merkle import merkle_root
 from disgorge.samples import synthetic_photo
@@ -22,11 +23,7 @@ def _setup(
     allows=("ai_training", "ai_inference", "biometric_processing"),
 ):
     ws.add_policy("app", "2013", text=b"policy", effective_from="2013-01-01", allows=list(allows))
-    folder = tmp_path / "photos"
-    for p, person in enumerate(PEOPLE):
-        (folder / person).mkdir(parents=True)
-        for i in range(3):
-            (folder / person / f"{i}.jpg").write_bytes(synthetic_photo(p, i, size=64))
+    folder = tiny_photos(tmp_path / "photos", PEOPLE, 3)
     ws.ingest(folder, source="app", subject_from="dirname", at="2013-02-01")
     path = tmp_path / "consent.csv"
     path.write_text("subject,purpose,decision,at\n" + consent)

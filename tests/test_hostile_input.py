@@ -20,18 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import DISGORGE, cli
 from disgorge import InvalidInput, Workspace
 from disgorge.samples import synthetic_photo
-
-DISGORGE = str(Path(sys.executable).parent / "disgorge")
-
-
-def run(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DISGORGE_")}
-    env.update(DISGORGE_ACTOR="hostile-test", COLUMNS="400", NO_COLOR="1", TERM="dumb")
-    return subprocess.run(
-        [DISGORGE, *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout
-    )
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
@@ -125,7 +116,7 @@ def test_denial_wins_a_tie_across_two_imports(ws: Workspace, tmp_path: Path, fir
 
 def test_cli_reports_the_conflict_count_without_the_subject(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
-    assert run("init", ws).returncode == 0
+    assert cli("init", ws).returncode == 0
     path = tmp_path / "consent.csv"
     path.write_text(
         "subject,purpose,decision,at\n"
@@ -133,11 +124,11 @@ def test_cli_reports_the_conflict_count_without_the_subject(tmp_path: Path) -> N
         "Grace_Hopper,ai_training,denied,2015-01-01\n"
         "Grace_Hopper,data_mining,denied,2015-01-01\n"
     )
-    plain = run("consent", "import", path, "-w", ws)
+    plain = cli("consent", "import", path, "-w", ws)
     assert plain.returncode == 0, plain.stderr
     assert "1 conflict(s)" in plain.stderr
     assert "Grace_Hopper" not in plain.stdout + plain.stderr
-    again = run("consent", "import", path, "-w", ws, "--json")
+    again = cli("consent", "import", path, "-w", ws, "--json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["conflicts"] == 1
     assert json.loads(again.stdout)["already_present"] == 3
@@ -159,10 +150,10 @@ def test_deeply_nested_jsonl_consent_line_is_a_clear_error(ws: Workspace, tmp_pa
 
 def test_cli_deep_jsonl_is_one_line_naming_the_line(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
-    assert run("init", ws).returncode == 0
+    assert cli("init", ws).returncode == 0
     path = tmp_path / "consent.jsonl"
     path.write_text("\n\n" + "[" * 100_000 + "]" * 100_000 + "\n")
-    message = one_line_error(run("consent", "import", path, "-w", ws))
+    message = one_line_error(cli("consent", "import", path, "-w", ws))
     assert "line 3" in message and "nested too deeply" in message
 
 
@@ -244,8 +235,8 @@ def test_zip_member_inflating_past_its_declared_size_is_refused_in_bounded_memor
     with zipfile.ZipFile(archive) as zf:
         assert zf.getinfo("Ada_Lovelace/liar.jpg").file_size == 1000
     ws = tmp_path / "ws"
-    assert run("init", ws).returncode == 0
-    assert run("source", "add", "app", "-w", ws).returncode == 0
+    assert cli("init", ws).returncode == 0
+    assert cli("source", "add", "app", "-w", ws).returncode == 0
     # measure the ingest alone: a fresh parent whose only child is `disgorge ingest`
     measure = (
         "import resource, subprocess, sys\n"
@@ -300,14 +291,14 @@ def erased(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
         for i in range(2):
             (photos / name / f"{name}_{i:04d}.jpg").write_bytes(synthetic_photo(person, i))
     ws = tmp / "ws"
-    assert run("init", ws).returncode == 0
-    assert run("source", "add", "app", "-w", ws).returncode == 0
-    assert run("ingest", photos, "-s", "app", "--subject-from", "dirname", "-w", ws).returncode == 0
-    done = run("erase", "--subject", "Ada_Lovelace", "--reason", "GDPR Art. 17", "--yes", "--json", "-w", ws)
+    assert cli("init", ws).returncode == 0
+    assert cli("source", "add", "app", "-w", ws).returncode == 0
+    assert cli("ingest", photos, "-s", "app", "--subject-from", "dirname", "-w", ws).returncode == 0
+    done = cli("erase", "--subject", "Ada_Lovelace", "--reason", "GDPR Art. 17", "--yes", "--json", "-w", ws)
     assert done.returncode == 0, done.stderr
     request = json.loads(done.stdout)["id"]
     cert = tmp / "cert.json"
-    exported = run("certificate", "export", request, "-o", cert, "-w", ws)
+    exported = cli("certificate", "export", request, "-o", cert, "-w", ws)
     assert exported.returncode == 0, exported.stderr
     return {
         "ws": ws,
@@ -322,18 +313,18 @@ def erased(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 
 def test_a_short_reason_is_refused_the_same_way_with_and_without_dry_run(erased: dict[str, object]) -> None:
     ws = erased["ws"]
-    planned = run("erase", "--subject", "Alan_Turing", "--reason", "t", "--dry-run", "-w", ws)
-    real = run("erase", "--subject", "Alan_Turing", "--reason", "t", "--yes", "-w", ws)
+    planned = cli("erase", "--subject", "Alan_Turing", "--reason", "t", "--dry-run", "-w", ws)
+    real = cli("erase", "--subject", "Alan_Turing", "--reason", "t", "--yes", "-w", ws)
     assert planned.returncode == real.returncode == 2
     assert one_line_error(planned) == one_line_error(real)
     assert "at least 3 characters" in one_line_error(real)
     assert "at least 3 characters" in one_line_error(
-        run("erase", "--subject", "Alan_Turing", "--reason", " ab ", "--dry-run", "-w", ws)
+        cli("erase", "--subject", "Alan_Turing", "--reason", " ab ", "--dry-run", "-w", ws)
     )
     # a plan without --reason is still a plan
-    assert run("erase", "--subject", "Alan_Turing", "--dry-run", "-w", ws).returncode == 0
+    assert cli("erase", "--subject", "Alan_Turing", "--dry-run", "-w", ws).returncode == 0
     # nothing was planned or erased
-    listed = json.loads(run("erasure", "list", "--json", "-w", ws).stdout)
+    listed = json.loads(cli("erasure", "list", "--json", "-w", ws).stdout)
     assert [r["id"] for r in listed] == [erased["request"]]
 
 
@@ -347,12 +338,12 @@ def test_python_api_refuses_a_short_reason_with_the_same_message(ws: Workspace, 
 def test_certificate_export_to_a_missing_folder_is_a_clear_error(erased: dict[str, object]) -> None:
     missing = Path(erased["tmp"]) / "no" / "such" / "dir" / "c.json"
     message = one_line_error(
-        run("certificate", "export", erased["request"], "-o", missing, "-w", erased["ws"])
+        cli("certificate", "export", erased["request"], "-o", missing, "-w", erased["ws"])
     )
     assert "no such folder" in message
     assert not missing.parent.exists()
     folder = one_line_error(
-        run("certificate", "export", erased["request"], "-o", erased["tmp"], "-w", erased["ws"])
+        cli("certificate", "export", erased["request"], "-o", erased["tmp"], "-w", erased["ws"])
     )
     assert "is a folder" in folder
 
@@ -381,7 +372,7 @@ def test_cli_refuses_a_certificate_naming_another_algorithm(
     cert["algorithm"] = "Ed24519"
     forged = tmp_path / "forged.json"
     forged.write_text(json.dumps(cert))
-    result = run("certificate", "verify", forged, "--public-key", erased["pub"])
+    result = cli("certificate", "verify", forged, "--public-key", erased["pub"])
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stdout.startswith("INVALID: unsupported signature algorithm 'Ed24519'")
 
@@ -436,13 +427,13 @@ def test_cli_escapes_control_and_bidi_characters_in_file_names(tmp_path: Path) -
     (photos / "good.jpg").write_bytes(synthetic_photo(0, 0))
     (photos / ESC_NAME).write_bytes(b"not an image at all")
     ws = tmp_path / "ws"
-    assert run("init", ws).returncode == 0
-    assert run("source", "add", "app", "-w", ws).returncode == 0
-    plain = run("ingest", photos.parent, "-s", "app", "--subject-from", "dirname", "-w", ws)
+    assert cli("init", ws).returncode == 0
+    assert cli("source", "add", "app", "-w", ws).returncode == 0
+    plain = cli("ingest", photos.parent, "-s", "app", "--subject-from", "dirname", "-w", ws)
     assert plain.returncode == 3, plain.stderr
     _assert_no_raw_controls(plain.stdout + plain.stderr)
     assert "refused Ada_Lovelace/evil\\x1b[2J\\x1b]0;owned\\x07\\u202egpj.exe\\x85end: " in plain.stdout
-    as_json = run("ingest", photos.parent, "-s", "app", "--subject-from", "dirname", "-w", ws, "--json")
+    as_json = cli("ingest", photos.parent, "-s", "app", "--subject-from", "dirname", "-w", ws, "--json")
     _assert_no_raw_controls(as_json.stdout)
     rejected = json.loads(as_json.stdout)["rejected"]
     assert [r["path"] for r in rejected] == [f"Ada_Lovelace/{ESC_NAME}"]  # the JSON still carries the name
@@ -450,14 +441,14 @@ def test_cli_escapes_control_and_bidi_characters_in_file_names(tmp_path: Path) -
 
 def test_cli_prints_names_with_markup_and_controls_as_text(tmp_path: Path) -> None:
     ws = tmp_path / "ws"
-    assert run("init", ws).returncode == 0
+    assert cli("init", ws).returncode == 0
     name = "src[/]\x1b[31m[bold]x"
-    added = run("source", "add", name, "--description", "desc \u202e [/b]", "-w", ws)
+    added = cli("source", "add", name, "--description", "desc \u202e [/b]", "-w", ws)
     assert added.returncode == 0, added.stderr
     assert "Traceback" not in added.stderr
     _assert_no_raw_controls(added.stdout)
     assert "src[/]\\x1b[31m[bold]x" in added.stdout and "desc \\u202e [/b]" in added.stdout
-    missing = one_line_error(run("consent", "import", tmp_path / f"{ESC_NAME}.csv", "-w", ws))
+    missing = one_line_error(cli("consent", "import", tmp_path / f"{ESC_NAME}.csv", "-w", ws))
     _assert_no_raw_controls(missing)
     assert "\\u202e" in missing
 

@@ -25,7 +25,6 @@ Participants are real ``python`` and ``disgorge`` processes; nothing is mocked.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -44,6 +43,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from conftest import DISGORGE, free_port, sha
 from disgorge import Workspace
 from disgorge.catalog.models import IncomingRequest
 from disgorge.erasure.forensics import scan_tree
@@ -52,7 +52,6 @@ from disgorge.samples import synthetic_photo
 pytest.importorskip("uvicorn")
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses SIGKILL (Linux only)")
 
-DISGORGE = str(Path(sys.executable).with_name("disgorge"))
 PER_PERSON = 2
 SENDERS = {"app-a": 0, "app-b": 10}  # sender -> first synthetic person index (distinct photos)
 SENDER_PEOPLE = 3
@@ -61,16 +60,6 @@ NEW_FOLDERS = 3  # ingested while everything else runs, 4 photos each
 DEADLINE_S = 240  # bound on every wait: a healthy run takes well under a minute
 PURPOSES = ("third_party_sharing", "ai_training", "biometric_processing")
 REASON = "GDPR Art. 17 request (many-process test)"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def _env() -> dict[str, str]:
@@ -289,7 +278,7 @@ class Run:
 
 @pytest.fixture
 def run(world: World, tmp_path: Path) -> Iterator[Run]:
-    port = _free_port()
+    port = free_port()
     for name in ("vendor", *SENDERS):
         shutil.copytree(world.root / name, tmp_path / name)
     shutil.copy(world.root / "driver.py", tmp_path / "driver.py")

@@ -18,10 +18,9 @@ import pytest
 
 mlflow = pytest.importorskip("mlflow")
 
-from conftest import DISGORGE  # noqa: E402
+from conftest import DISGORGE, tiny_photos  # noqa: E402
 from disgorge import InvalidInput, Workspace  # noqa: E402
 from disgorge.interop.mlflow import import_mlflow  # noqa: E402
-from disgorge.samples import synthetic_photo  # noqa: E402
 
 # mlflow's own deprecation notices (SQLAlchemy loader options, dataset sources) while the
 # test writes the store; disgorge's import silences them itself
@@ -42,11 +41,7 @@ def _no_store_in_the_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 def lineage_ws(ws: Workspace, tmp_path: Path) -> Workspace:
     """ann and cat consented to training, ben refused: dataset faces@1.0.0 holds ann and cat."""
     ws.add_policy("app", "2013", text=b"p", effective_from="2013-01-01", allows=["ai_training"])
-    folder = tmp_path / "photos"
-    for p, person in enumerate(["ann", "ben", "cat"]):
-        (folder / person).mkdir(parents=True)
-        for i in range(2):
-            (folder / person / f"{i}.jpg").write_bytes(synthetic_photo(p, i, size=64))
+    folder = tiny_photos(tmp_path / "photos", ["ann", "ben", "cat"], 2)
     ws.ingest(folder, source="app", subject_from="dirname", at="2013-02-01")
     consent = tmp_path / "consent.csv"
     consent.write_text("subject,purpose,decision,at\nben,ai_training,denied,2013-01-05\n")

@@ -23,6 +23,7 @@ import referencing
 from referencing.jsonschema import DRAFT202012
 
 import disgorge.interop.openlineage as ol_module
+from conftest import PEOPLE, sha, smoke_workspace
 from disgorge import DisgorgeError, InvalidInput, Workspace, WorkspaceError
 from disgorge.config import Config
 from disgorge.interop import PRODUCER
@@ -32,8 +33,6 @@ from disgorge.samples import synthetic_photo
 SCHEMAS = Path(__file__).parent / "schemas" / "openlineage"
 PACKAGE_SCHEMAS = Path(ol_module.__file__).parent / "schemas"
 OPENLINEAGE = "https://openlineage.io/spec/2-0-2/OpenLineage.json"
-PEOPLE = ["Ada_Lovelace", "Alan_Turing", "Grace_Hopper"]
-DENIED = "Alan_Turing"
 
 
 def _registry() -> referencing.Registry:
@@ -69,31 +68,10 @@ def validate_event(event: dict[str, Any]) -> None:
         _validate(facet, facet["_schemaURL"])
 
 
-def _people(root: Path) -> Path:
-    for person, name in enumerate(PEOPLE):
-        (root / name).mkdir(parents=True)
-        for i in range(2):
-            (root / name / f"{name}_{i:04d}.jpg").write_bytes(synthetic_photo(person, i))
-    return root
-
-
 @pytest.fixture
 def lfw(tmp_path: Path) -> Iterator[Workspace]:
     """The smoke flow's workspace: source lfw, a policy, 3 people x 2 photos, one denial."""
-    ws = Workspace.init(tmp_path / "ws", actor="tester", at="2013-01-01")
-    ws.add_source("lfw", at="2013-01-01")
-    ws.add_policy(
-        "lfw",
-        "2013",
-        text=b"p",
-        effective_from="2013-01-01",
-        allows=["ai_training", "biometric_processing"],
-        at="2013-01-01",
-    )
-    ws.ingest(_people(tmp_path / "photos"), source="lfw", subject_from="dirname", at="2013-06-01")
-    consent = tmp_path / "consent.csv"
-    consent.write_text(f"subject,purpose,decision,at\n{DENIED},ai_training,denied,2013-07-01\n")
-    ws.import_consent(consent, at="2013-07-01")
+    ws = smoke_workspace(tmp_path)
     yield ws
     ws.close()
 
@@ -392,7 +370,6 @@ def test_undelivered_event_does_not_fail_the_run_and_is_audited(
     import socket
 
     from disgorge import Workspace
-    from disgorge.samples import synthetic_photo
 
     monkeypatch.setattr(ol_module, "_HTTP_RETRY", {"total": 0})
     with socket.socket() as probe:  # a loopback port with nothing listening
@@ -407,15 +384,9 @@ def test_undelivered_event_does_not_fail_the_run_and_is_audited(
         ws.config.openlineage_transport = "http"
         ws.config.openlineage_url = f"http://127.0.0.1:{dead}"
         with ws.run(
-            "train", purpose="ai_training", inputs=["asset:" + _sha(synthetic_photo(1, 1, size=48))]
+            "train", purpose="ai_training", inputs=["asset:" + sha(synthetic_photo(1, 1, size=48))]
         ) as run:
             run.add_output("model", name="m")
         undelivered = ws.audit_events(action="openlineage.undelivered")
         assert [e["payload"]["event"] for e in undelivered] == ["START", "COMPLETE"]
         assert ws.lineage("model:m@1", direction="upstream").assets["count"] == 1
-
-
-def _sha(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()

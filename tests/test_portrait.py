@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
+from conftest import add_source_with_policy, import_consent_csv
 from disgorge import InvalidInput, Workspace
 from disgorge.catalog.models import Asset, AssetDerivative, Run, Subject
 from disgorge.samples import synthetic_photo
@@ -47,23 +48,11 @@ def _photos(root: Path, people: list[str], poses: range) -> Path:
 
 def _workspace(path: Path, photos: Path, granted: list[str], denied: list[str] = ()) -> Workspace:
     ws = Workspace.init(path, actor="tester")
-    ws.add_source("app", at="2013-01-01")
-    ws.add_policy(
-        "app",
-        "2013",
-        text=b"we train face recognition on your photos, with your explicit consent",
-        effective_from="2013-01-01",
-        allows=["ai_training", "biometric_processing"],
-        at="2013-01-01",
-    )
+    add_source_with_policy(ws, "app")
     ws.ingest(photos, source="app", subject_from="dirname", at="2013-02-01")
-    consent = path.parent / f"{path.name}-consent.csv"
-    consent.write_text(
-        "subject,purpose,decision,at\n"
-        + "".join(f"{n},{p},granted,2013-01-05\n" for n in granted for p in PURPOSES)
-        + "".join(f"{n},biometric_processing,denied,2013-01-05\n" for n in denied)
-    )
-    ws.import_consent(consent, at="2013-01-05")
+    rows = [f"{n},{p},granted,2013-01-05" for n in granted for p in PURPOSES]
+    rows += [f"{n},biometric_processing,denied,2013-01-05" for n in denied]
+    import_consent_csv(ws, path.parent / f"{path.name}-consent.csv", rows, at="2013-01-05")
     return ws
 
 

@@ -8,28 +8,18 @@ later scan would have nothing to look for. A later `verify` must say so instead 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from sqlalchemy import select, update
 
+from conftest import cli
 from disgorge import Workspace
 from disgorge.catalog.models import Asset
 
-DISGORGE = str(Path(sys.executable).parent / "disgorge")
-
 
 def _verify_cli(ws: Workspace, request: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "DISGORGE_WORKSPACE"}
-    return subprocess.run(
-        [DISGORGE, "verify", request, "--json", "-w", str(ws.root)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+    return cli("verify", request, "--json", "-w", ws.root, timeout=120)
 
 
 def test_a_later_verify_checks_the_catalog_and_says_it_did_not_rescan(ws: Workspace, photo_dir: Path) -> None:

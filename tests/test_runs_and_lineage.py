@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import tiny_photos
 from disgorge import ConsentDenied, InvalidInput, NotFound, Workspace
-from disgorge.samples import synthetic_photo
 
 PEOPLE = ["ann", "ben", "cat"]
 
@@ -23,11 +23,7 @@ def trained(ws: Workspace, tmp_path: Path) -> Workspace:
     ws.add_policy(
         "app", "2013", text=b"p", effective_from="2013-01-01", allows=["ai_training", "ai_inference"]
     )
-    folder = tmp_path / "photos"
-    for p, person in enumerate(PEOPLE):
-        (folder / person).mkdir(parents=True)
-        for i in range(2):
-            (folder / person / f"{i}.jpg").write_bytes(synthetic_photo(p, i, size=64))
+    folder = tiny_photos(tmp_path / "photos", PEOPLE, 2)
     ws.ingest(folder, source="app", subject_from="dirname", at="2013-02-01")
     consent = tmp_path / "consent.csv"
     consent.write_text("subject,purpose,decision,at\nben,ai_training,denied,2013-01-05\n")

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from conftest import _shared_faces
+from conftest import shared_faces_dir
 from disgorge import Workspace
 from disgorge.catalog.models import Asset, AssetDerivative, Subject
 from disgorge.erasure.forensics import scan_tree
@@ -46,7 +46,7 @@ class Embedding:
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
-    lfw = _shared_faces("lfw10x10")
+    lfw = shared_faces_dir("lfw10x10")
     root = tmp_path_factory.mktemp("sealed-index")
     for person in PEOPLE:
         (root / "in" / person).mkdir(parents=True)
@@ -120,7 +120,7 @@ def test_no_embedding_is_in_clear_anywhere_and_search_still_works(ws: Workspace,
     index = FaceIndex(ws.face_index_path, ws.kek)
     assert index.ids() == {e.id for e in found}
     # the sealed file opens only with the KEK: a person search finds the right person
-    lfw = _shared_faces("lfw10x10")
+    lfw = shared_faces_dir("lfw10x10")
     for person in PEOPLE:
         query = sorted((lfw / person).glob("*.jpg"))[PER_PERSON]  # a photo not ingested
         matches = ws.find(query, by="face")["matches"]
@@ -157,7 +157,7 @@ def test_destroying_a_subject_key_drops_their_vectors_from_the_index(ws: Workspa
     assert FaceIndex(ws.face_index_path, ws.kek).ids() == kept
     # their rows are still in the catalog (the erasure deletes them), sealed under a key
     # that is gone: a search reconciles the index without them, and finds nobody for them
-    lfw = _shared_faces("lfw10x10")
+    lfw = shared_faces_dir("lfw10x10")
     query = sorted((lfw / "Tony_Blair").glob("*.jpg"))[PER_PERSON]
     owners = {m["owner"] for m in ws.find(query, by="face")["matches"]}
     assert ws.subject_ref("Tony_Blair") not in owners

@@ -31,6 +31,7 @@ import pytest
 from sqlalchemy import func
 from sqlalchemy import select as sql_select
 
+from conftest import free_port
 from disgorge import Workspace
 from disgorge._time import utcnow
 from disgorge.catalog.models import IncomingRequest, TransferItem
@@ -421,15 +422,9 @@ def _rss_kb(pid: int, field: str) -> int:
     raise AssertionError(f"no {field} for {pid}")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def served(env: Env) -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    port = _free_port()
+    port = free_port()
     cli = Path(sys.executable).with_name("disgorge")
     proc = subprocess.Popen(
         [str(cli), "serve", "--port", str(port), "-w", str(env.vendor)],

@@ -7,7 +7,6 @@ documents a person would carry between the two. The HTTP route is in test_sharin
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import zipfile
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import sha
 from disgorge import ConsentDenied, InvalidInput, NotFound, Workspace
 from disgorge.erasure.certificate import verify_certificate
 from disgorge.erasure.forensics import scan_tree
@@ -100,10 +100,6 @@ def _share(pair: Pair, purposes: list[str], name: str = "bundle.zip") -> tuple[d
     return result, out
 
 
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 def _rewrite_zip(src: Path, dst: Path, change: dict[str, bytes]) -> None:
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
         for info in zin.infolist():
@@ -121,7 +117,7 @@ def test_only_covered_photos_leave_and_the_rest_are_reported_by_rule(pair: Pair)
         names = set(zf.namelist())
         doc = json.loads(zf.read(MANIFEST_NAME))
     shipped = {item["sha256"] for item in doc["body"]["items"]}
-    assert shipped == {_sha(d) for n, d in pair.photos.items() if pair.owner[n] != USERS[3]}
+    assert shipped == {sha(d) for n, d in pair.photos.items() if pair.owner[n] != USERS[3]}
     assert names == {MANIFEST_NAME} | {item["path"] for item in doc["body"]["items"]}
     item = doc["body"]["items"][0]
     entries = item["assertions"][0]["data"]["entries"]
@@ -151,7 +147,7 @@ def test_the_recipient_applies_the_senders_terms(pair: Pair) -> None:
         got = vendor.receive_bundle(bundle, at="2021-02-01")
         assert got["ingested"] == got["items"] == 9 and not got["rejected"]
         for data in pair.of(USERS[0]).values():
-            assert vendor.read_asset(_sha(data)) == data
+            assert vendor.read_asset(sha(data)) == data
         with pytest.raises(InvalidInput, match=r"ai_training .*\(policy_disallows: 9\)"):
             vendor.build_dataset("train", purpose="ai_training", at="2021-03-01")
         inference = vendor.build_dataset("match", purpose="ai_inference", at="2021-03-01")
@@ -242,15 +238,15 @@ def test_an_erasure_reaches_the_recipient_and_its_certificate_is_embedded(pair: 
         [notice] = resting["recipients"]
         assert (notice["state"], notice["delivery"]) == ("pending", "file")
         request = app.erasure_request_document(resting["id"], "vendor")
-    assert all(_sha(d) not in json.dumps(request) for d in pair.photos.values())  # fingerprints only
+    assert all(sha(d) not in json.dumps(request) for d in pair.photos.values())  # fingerprints only
     with Workspace.open(pair.root / "vendor", actor="tester") as vendor:
         answer = vendor.receive_erasure_request(request)
         assert answer["body"]["state"] == "completed" and answer["body"]["matched"] == PER_USER
         for data in pair.of(victim).values():
             with pytest.raises(NotFound):
-                vendor.read_asset(_sha(data))
+                vendor.read_asset(sha(data))
         for data in pair.of(USERS[0]).values():  # the others stay
-            assert vendor.read_asset(_sha(data)) == data
+            assert vendor.read_asset(sha(data)) == data
         vendor_key = vendor.public_key_pem()
     needles = {f"{n}": d[len(d) // 2 : len(d) // 2 + 48] for n, d in pair.of(victim).items()}
     assert scan_tree(pair.root / "vendor" / ".disgorge", needles) == []
@@ -349,7 +345,7 @@ def test_a_legacy_transfer_is_recorded_under_override_and_erased_by_sha256(pair:
         request = app.erasure_request_document(resting["id"], "vendor")
         assert request["body"]["items"][0]["id_kind"] == "sha256"
         for data in pair.photos.values():  # the app keeps the photos it collected
-            assert app.read_asset(_sha(data)) == data
+            assert app.read_asset(sha(data)) == data
     with Workspace.open(pair.root / "vendor", actor="tester") as vendor:
         answer = vendor.receive_erasure_request(request)
         assert answer["body"]["matched"] == len(pair.photos)

@@ -7,25 +7,17 @@ exchange only files (public keys, a bundle, a request, an answer, a certificate)
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
+from conftest import cli
 from disgorge.samples import synthetic_photo
 
-DISGORGE = str(Path(sys.executable).with_name("disgorge"))
 USERS = ["ada@app.example", "bob@app.example", "cy@app.example"]
 
 
-def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "DISGORGE_WORKSPACE"}
-    env.update({"DISGORGE_ACTOR": "cli-test", "COLUMNS": "200"})
-    return subprocess.run([DISGORGE, *map(str, args)], capture_output=True, text=True, env=env, timeout=300)
-
-
 def ok(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    out = run(*args)
+    out = cli(*args)
     assert out.returncode == 0, (args, out.stdout, out.stderr)
     return out
 
@@ -73,9 +65,9 @@ def test_share_receive_erase_and_ack_by_files(tmp_path: Path) -> None:
 
     # a share without an output file (and no --at) is a usage error; inside the workspace, refused
     assert (
-        run("share", "faces@1.0.0", "--to", "vendor", "--purpose", "ai_inference", "-w", app).returncode == 2
+        cli("share", "faces@1.0.0", "--to", "vendor", "--purpose", "ai_inference", "-w", app).returncode == 2
     )
-    inside = run(
+    inside = cli(
         "share", "faces@1.0.0", "--to", "vendor", "--purpose", "ai_inference", "-o", app / "b.zip", "-w", app
     )
     assert inside.returncode == 1 and "outside the workspace" in inside.stderr
@@ -122,7 +114,7 @@ def test_share_receive_erase_and_ack_by_files(tmp_path: Path) -> None:
     )
     answer = ok("erasure", "receive", tmp_path / "request.json", "-o", tmp_path / "answer.json", "-w", vendor)
     assert "completed: 2 of 2 photo(s) found here" in answer.stdout
-    replay = run("erasure", "receive", tmp_path / "request.json", "-o", tmp_path / "again.json", "-w", vendor)
+    replay = cli("erasure", "receive", tmp_path / "request.json", "-o", tmp_path / "again.json", "-w", vendor)
     assert replay.returncode == 0 and "completed" in replay.stdout  # the same request: one erasure
     acked = ok("erasure", "ack", tmp_path / "answer.json", "-w", app)
     assert "recipient answer: completed" in acked.stdout and "erasure" in acked.stdout
@@ -133,12 +125,12 @@ def test_share_receive_erase_and_ack_by_files(tmp_path: Path) -> None:
     cert = json.loads((tmp_path / "cert.json").read_text())
     cert["body"]["recipients"][0]["certificate"]["body"]["reason"] = "edited"
     (tmp_path / "edited.json").write_text(json.dumps(cert))
-    bad = run("certificate", "verify", tmp_path / "edited.json", "--public-key", tmp_path / "cert.pub.pem")
+    bad = cli("certificate", "verify", tmp_path / "edited.json", "--public-key", tmp_path / "cert.pub.pem")
     assert bad.returncode == 1 and "INVALID" in bad.stdout
 
     # a stranger's request file is refused, and says why
     stranger = tmp_path / "stranger"
     ok("init", stranger)
-    refused = run("erasure", "receive", tmp_path / "request.json", "-o", tmp_path / "x.json", "-w", stranger)
+    refused = cli("erasure", "receive", tmp_path / "request.json", "-o", tmp_path / "x.json", "-w", stranger)
     assert refused.returncode == 1 and "addressed to another workspace" in refused.stderr
     assert not (tmp_path / "x.json").exists()

@@ -9,14 +9,12 @@ vendor's server listens on one port chosen for this module (the sender registere
 from __future__ import annotations
 
 import copy
-import hashlib
 import http.client
 import json
 import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from conftest import files_elsewhere
+from conftest import count, free_port, raw_scan, sha
 from disgorge import Workspace
 from disgorge.catalog.models import Asset, AuditEvent, ErasureRequest, IncomingRequest, TransferItem
 from disgorge.erasure.certificate import verify_certificate
@@ -50,18 +48,8 @@ PER_PERSON = 2
 REASON = "GDPR Art. 17 request #7"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-PORT = _free_port()
+PORT = free_port()
 BASE = f"http://127.0.0.1:{PORT}"
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def call(
@@ -77,19 +65,6 @@ def call(
             return response.status, json.loads(body) if "json" in kind else body
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
-
-
-def count(ws: Workspace, model: Any, *where: Any) -> int:
-    with ws.reader() as session:
-        return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
-
-
-def raw_scan(root: Path, needles: dict[str, bytes]) -> list[tuple[str, str]]:
-    """(needle label, file) for every needle found in any file under ``root``: read whole, raw."""
-    hits = []
-    for rel, data in sorted(files_elsewhere(root).items()):  # a child reads the catalog's files
-        hits += [(label, rel) for label, n in needles.items() if n in data]
-    return hits
 
 
 class Server:

@@ -1,10 +1,6 @@
 """An audit log edited in SQLite: verification names the first bad event.
 
-Bad input (see also the other test_bad_*, test_tampered_* and test_cli_errors files): each
-test checks what a user relies on: a clear message that names the file or row and the
-reason, and that nothing already stored is lost or duplicated. Real files, real SQLite,
-the real CLI; no mocks. Messages and the audit log must never carry an external subject
-id (conftest.SECRET_IDS are used as subject ids throughout).
+What every bad-input test checks is said in conftest.py ("bad input").
 """
 
 from __future__ import annotations
@@ -14,13 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (
-    assert_private,
-    ingest_good,
-    run_cli,
-    run_cli_many,
-    sql,
-)
+from conftest import assert_private, cli, ingest_good, run_cli_many, sql
 from disgorge import Workspace
 from disgorge._time import parse_instant
 from disgorge.audit.log import event_hash
@@ -87,7 +77,7 @@ def test_deleted_audit_event_is_detected(ws: Workspace, photo_dir: Path, which: 
 
 def test_cli_audit_verify_exits_1_and_names_the_edited_event(ws: Workspace, photo_dir: Path) -> None:
     ingest_good(ws, photo_dir)
-    intact = run_cli("audit", "verify", "-w", ws.root)
+    intact = cli("audit", "verify", "-w", ws.root)
     assert intact.returncode == 0, intact.stderr
     assert "audit chain intact" in intact.stdout
     seq = _middle_ingest_event(ws)

@@ -11,8 +11,6 @@ import json
 import os
 import pickle
 import shutil
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,15 +20,12 @@ import pytest
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sqlalchemy import select
 
+from conftest import add_source_with_policy, cli, import_consent_csv, shared_faces_dir
 from disgorge import ConsentDenied, InvalidInput, Workspace
 from disgorge.catalog.models import Asset
 from disgorge.training import DirectoryCheckpoints, MemoryCheckpoints, SISAClassifier
 from disgorge.training.face_id import FaceIdClassifier
 from disgorge.training.registry import dataset_members, find_model, load_model, load_training_data
-
-#: as conftest's ``shared_faces`` (a module-scoped fixture cannot use that function-scoped one)
-SHARED_FACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces"
-DISGORGE = str(Path(sys.executable).parent / "disgorge")
 
 #: biometric processing granted to all ten; these two refused ML training, so their
 #: photos are embedded but never trained on: the "never seen" side of the audit
@@ -69,29 +64,15 @@ class Lfw:
 
 @pytest.fixture(scope="module")
 def lfw(tmp_path_factory: pytest.TempPathFactory) -> Lfw:
-    folder = SHARED_FACES / "lfw10x10"
-    if not folder.exists():
-        pytest.skip(f"real test photos not present at {folder} (../shared is not checked out)")
+    folder = shared_faces_dir("lfw10x10")
     root = tmp_path_factory.mktemp("lfw-template")
     names = sorted(p.name for p in folder.iterdir() if p.is_dir())
     with Workspace.init(root / "ws", actor="tester") as ws:
-        ws.add_source("lfw", at="2013-01-01")
-        ws.add_policy(
-            "lfw",
-            "2013",
-            text=b"we train face recognition on your photos, with your explicit consent",
-            effective_from="2013-01-01",
-            allows=["ai_training", "biometric_processing"],
-            at="2013-01-01",
-        )
+        add_source_with_policy(ws, "lfw")
         ws.ingest(folder, source="lfw", subject_from="dirname", at="2013-02-01")
-        consent = root / "consent.csv"
-        consent.write_text(
-            "subject,purpose,decision,at\n"
-            + "".join(f"{n},biometric_processing,granted,2013-01-05\n" for n in names)
-            + "".join(f"{n},ai_training,denied,2013-01-05\n" for n in NEVER_TRAINED)
-        )
-        ws.import_consent(consent, at="2013-01-05")
+        rows = [f"{n},biometric_processing,granted,2013-01-05" for n in names]
+        rows += [f"{n},ai_training,denied,2013-01-05" for n in NEVER_TRAINED]
+        import_consent_csv(ws, root / "consent.csv", rows, at="2013-01-05")
         report = ws.analyze(workers=2)
         assert report.embedded_faces >= 100
         build = ws.build_dataset("faces", purpose="ai_training", at="2014-01-01")
@@ -729,35 +710,29 @@ def test_unknown_model_type_and_name_are_refused(faces_ws: Workspace) -> None:
 # -- the CLI ------------------------------------------------------------------------------
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "DISGORGE_WORKSPACE"}
-    env.update({"DISGORGE_ACTOR": "cli-test", "COLUMNS": "120"})
-    return subprocess.run([DISGORGE, *args], capture_output=True, text=True, env=env, timeout=300)
-
-
 @pytest.mark.slow
 def test_cli_train_predict_list_unlearn_audit(lfw: Lfw, tmp_path: Path) -> None:
     shutil.copytree(lfw.template, tmp_path / "ws")
     w = ["--workspace", str(tmp_path / "ws")]
-    out = _cli("train", "face-id", "--dataset", "faces@1.0.0", "--shards", "4", "--slices", "3", "--json", *w)
+    out = cli("train", "face-id", "--dataset", "faces@1.0.0", "--shards", "4", "--slices", "3", "--json", *w)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["model"] == "model:face-id@1"
     photo = sorted((lfw.folder / FORGET).iterdir())[0]
-    out = _cli("predict", "face-id", "--image", str(photo), "--json", *w)
+    out = cli("predict", "face-id", "--image", str(photo), "--json", *w)
     assert out.returncode == 0, out.stderr
     tony = json.loads(out.stdout)["faces"][0]["subject"]
     assert tony.startswith("sub_") and FORGET not in out.stdout
-    out = _cli("model", "unlearn", "face-id", "--subject", FORGET, "--json", *w)
+    out = cli("model", "unlearn", "face-id", "--subject", FORGET, "--json", *w)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert (result["model"], result["forgotten"]) == ("model:face-id@2", 10)
-    out = _cli("model", "list", "--json", *w)
+    out = cli("model", "list", "--json", *w)
     assert out.returncode == 0, out.stderr
     assert [(m["version"], m["state"]) for m in json.loads(out.stdout)] == [("1", "retired"), ("2", "active")]
-    out = _cli("model", "audit", "face-id", "--forgotten", FORGET, "--json", *w)
+    out = cli("model", "audit", "face-id", "--forgotten", FORGET, "--json", *w)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["forgotten_exactly"] is True
-    out = _cli("model", "unlearn", "face-id", *w)
+    out = cli("model", "unlearn", "face-id", *w)
     assert out.returncode == 2 and "say what to forget" in out.stderr
-    out = _cli("predict", "face-id", "--image", str(tmp_path / "missing.jpg"), *w)
+    out = cli("predict", "face-id", "--image", str(tmp_path / "missing.jpg"), *w)
     assert out.returncode != 0 and "no such file" in out.stderr

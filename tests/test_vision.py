@@ -9,14 +9,10 @@ a subprocess. Nothing is mocked. The measured numbers are printed (``pytest -s``
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import itertools
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +22,7 @@ import pytest
 from PIL import Image, ImageOps
 from sqlalchemy import delete, select
 
-from conftest import _shared_faces, files_elsewhere
+from conftest import FaceFolder, catalog_db, cli, files_elsewhere, sha, shared_faces_dir
 from disgorge import Workspace
 from disgorge.catalog.models import Asset, AssetDerivative
 from disgorge.vision import (
@@ -39,11 +35,9 @@ from disgorge.vision import (
 )
 from disgorge.vision.faces import analyze
 
-DISGORGE = str(Path(sys.executable).parent / "disgorge")
 WORKERS = 2
 AT_INIT, AT_INGEST, AT_CONSENT, AT_ANALYZE = "2013-01-01", "2013-06-01", "2013-07-01", "2014-01-01"
 OBAMA_RESOLUTIONS = ["obama-240p.jpg", "obama-480p.jpg", "obama-720p.jpg", "obama-1080p.jpg"]
-FaceFolder = Callable[[str], Path]
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -88,13 +82,9 @@ def ingest_and_analyze(ws: Workspace, folder: Path, consent: list[str], workers:
     return ingested, report
 
 
-def catalog_file(ws: Workspace) -> Path:
-    return Path(ws.config.resolved_catalog_url().removeprefix("sqlite:///"))
-
-
 def sql(ws: Workspace, query: str, *args: object) -> list[tuple]:
     """Read the catalog with plain sqlite3, not through disgorge."""
-    con = sqlite3.connect(f"file:{catalog_file(ws)}?mode=ro", uri=True)
+    con = sqlite3.connect(f"file:{catalog_db(ws)}?mode=ro", uri=True)
     try:
         return con.execute(query, args).fetchall()
     finally:
@@ -108,10 +98,6 @@ def asset_row(ws: Workspace, sha: str) -> tuple[str, int | None, int]:
 
 def derivative_kinds(ws: Workspace, asset_id: str) -> list[str]:
     return sorted(k for (k,) in sql(ws, "SELECT kind FROM asset_derivatives WHERE asset_id = ?", asset_id))
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def jpeg(im: Image.Image, quality: int = 90) -> bytes:
@@ -234,7 +220,7 @@ class Corpus:
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
     """lfw10x10 (100 photos, 10 people) + Obama (7 photos) + Biden (1), all with biometric
     consent, ingested and analysed once with 2 workers."""
-    root = _shared_faces()  # a module-scoped fixture cannot take the function-scoped shared_faces
+    root = shared_faces_dir()
     lfw = root / "lfw10x10"
     examples = root / "face_recognition" / "examples"
     people: dict[str, list[tuple[str, bytes]]] = {}
@@ -419,7 +405,7 @@ def test_no_biometric_consent_means_detection_only(trio, shared_faces: FaceFolde
             assert index.search(face.embedding, max_distance=0.3) == []
         assert ws.find(f, by="face")["matches"] == []
     # what is stored is sealed: no embedding or crop is in clear in the catalog or the blobs
-    catalog = b"".join(files_elsewhere(catalog_file(ws).parent, "catalog.sqlite").values())
+    catalog = b"".join(files_elsewhere(catalog_db(ws).parent, "catalog.sqlite").values())
     stored = stored_faces(ws)
     assert {f.emb_id for f in stored} == emb_ids
     for f in stored:
@@ -684,12 +670,6 @@ def test_find_by_face_finds_the_same_person(corpus: Corpus, shared_faces: FaceFo
 # ===========================================================================================
 # The real CLI
 # ===========================================================================================
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "DISGORGE_WORKSPACE"}
-    env.update({"DISGORGE_ACTOR": "cli-test", "COLUMNS": "120"})
-    return subprocess.run([DISGORGE, *args], capture_output=True, text=True, env=env, timeout=300)
 
 
 def test_cli_ingest_faces_and_find(tmp_path: Path, shared_faces: FaceFolder) -> None:
