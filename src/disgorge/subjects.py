@@ -1,68 +1,34 @@
-"""Subjects: finding them by external id or ref, creating them with their data key, what
-the catalog holds about one, and crypto-shredding one.
+"""Subjects: finding them by external id or ref, creating them with their data key, and
+crypto-shredding one.
 
 A subject is known to the catalog only by a keyed ref (``sub_...``): the external id a
-user types is turned into it here (:func:`ref_of`) and never stored.
-
-:mod:`disgorge.consent` and :mod:`disgorge.vision` build on the lookups here, so the two
-services below import them inside the functions that need them.
+user types is turned into it here (:func:`ref_of`) and never stored. What the catalog
+holds about a subject, consent included, is :func:`disgorge.consent.service.subject_view`
+(consent builds on the lookups here).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TypedDict
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from . import audit
-from ._time import iso
 from .catalog import purge_free_space
-from .catalog.models import Asset, AssetSubject, ConsentRecord, Subject
+from .catalog.models import Asset, Subject
 from .context import Context, when
 from .errors import InvalidInput, NotFound
 from .vault import REF_PATTERN, Vault
 
 __all__ = [
-    "SubjectAssetView",
-    "SubjectConsentView",
-    "SubjectView",
     "destroy_subject_key",
     "find_subject",
     "get_or_create_subject",
     "get_or_create_subjects",
     "ref_of",
-    "subject_view",
 ]
-
-
-class SubjectAssetView(TypedDict):
-    sha256: str
-    role: str
-    state: str
-
-
-class SubjectConsentView(TypedDict):
-    purpose: str
-    decision: str
-    at: str | None
-    policy_version: str | None
-    asset: str | None
-    evidence: bool
-
-
-class SubjectView(TypedDict):
-    """A subject's ref, state, photos and consent history: no personal data."""
-
-    ref: str
-    state: str
-    key: str
-    created_at: str | None
-    assets: list[SubjectAssetView]
-    consent: list[SubjectConsentView]
-    consent_now: dict[str, str]
 
 
 def ref_of(vault: Vault, subject_id: str) -> str:
@@ -133,53 +99,6 @@ def _first_seen(refs: Sequence[str]) -> list[tuple[str, bool]]:
         out.append((ref, ref not in seen))
         seen.add(ref)
     return out
-
-
-def subject_view(ctx: Context, subject_id: str) -> SubjectView:
-    """A subject's ref, state, assets and consent history (no personal data), with the
-    decision now in force for each purpose (``none`` where they gave none)."""
-    from .consent import Purpose
-    from .consent.records import prevails
-
-    with ctx.reader() as session:
-        subject = find_subject(session, ctx.vault, subject_id)
-        links = session.execute(
-            select(Asset.sha256, AssetSubject.role, Asset.state)
-            .join(AssetSubject, AssetSubject.asset_id == Asset.id)
-            .where(AssetSubject.subject_id == subject.id)
-            .order_by(Asset.ingested_at, Asset.sha256)
-        ).all()
-        records = session.scalars(
-            select(ConsentRecord)
-            .where(ConsentRecord.subject_id == subject.id)
-            .order_by(ConsentRecord.at, ConsentRecord.id)
-        ).all()
-        current: dict[str, str] = {}
-        current_at: dict[str, datetime] = {}
-        for rec in records:  # at one instant the more restrictive decision prevails
-            if rec.asset_id is None and prevails(
-                rec.decision, rec.at, current.get(rec.purpose), current_at.get(rec.purpose)
-            ):
-                current[rec.purpose], current_at[rec.purpose] = rec.decision, rec.at
-        return {
-            "ref": subject.ref,
-            "state": subject.state,
-            "key": "active" if subject.dek_wrapped is not None else "destroyed",
-            "created_at": iso(subject.created_at),
-            "assets": [{"sha256": s, "role": r, "state": st} for s, r, st in links],
-            "consent": [
-                {
-                    "purpose": r.purpose,
-                    "decision": r.decision,
-                    "at": iso(r.at),
-                    "policy_version": r.policy_version,
-                    "asset": r.asset_id,
-                    "evidence": r.evidence_enc is not None,
-                }
-                for r in records
-            ],
-            "consent_now": {p.value: current.get(p.value, "none") for p in Purpose},
-        }
 
 
 def destroy_subject_key(ctx: Context, subject_id: str, *, at: str | datetime | None = None) -> str:

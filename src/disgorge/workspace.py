@@ -1,8 +1,12 @@
 """The Workspace: the one object users (and the CLI, and the server) talk to.
 
-It opens the configuration, the catalog and the vault, and offers every operation as a
-method that takes plain values and returns plain values (dataclasses or JSON-ready
-dicts). The CLI is a thin layer over these methods::
+It opens the configuration, the catalog and the vault (:mod:`disgorge.bootstrap`), and
+offers every operation as a method that takes plain values and returns plain values
+(dataclasses or typed, JSON-ready dicts). It is a facade: each method is one call into a
+domain service that takes the workspace's :class:`~disgorge.context.Context` (sources,
+ingest, assets, subjects, consent, vision, datasets, runs, training, erasure, sharing,
+audit, maintenance), the same functions a server or a script can call directly. The
+CLI is a thin layer over these methods::
 
     from disgorge import Workspace
 
@@ -13,62 +17,45 @@ dicts). The CLI is a thin layer over these methods::
 
 from __future__ import annotations
 
-import getpass
-import json
-import logging
-import os
-import shutil
-import time
-import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import func, select
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.orm import Session
 
-from . import assets, audit, runs, sources, subjects
-from ._time import iso, parse_instant, utcnow
+from . import assets, audit, bootstrap, maintenance, runs, sources, subjects
 from .assets import AssetView
 from .audit import service as audit_service
 from .audit.service import AuditEventView, ProofView, TreeHead
-from .audit.violations import find_violations
 from .catalog import (
-    SCHEMA_HEAD,
-    Asset,
-    AssetDerivative,
-    AssetSubject,
-    AuditEvent,
-    ConsentRecord,
-    Meta,
-    Source,
-    Subject,
     current_revision,
     make_engine,
     make_sessionmaker,
-    purge_free_space,
     upgrade,
 )
 from .catalog.lineage import LineageGraph
-from .config import MARKER, Config, find_workspace, make_private
-from .consent import ConsentGate, ConsentImportReport, ItemRef, import_consent, parse_purpose
+from .config import Config, find_workspace, make_private
+from .consent import ConsentImportReport
+from .consent import service as consent_service
+from .consent.service import SubjectView
 from .context import Context
-from .datasets import DatasetBuild, build_dataset, dataset_diff, dataset_view
-from .errors import InvalidInput, WorkspaceError
+from .datasets import DatasetBuild
+from .datasets import service as dataset_service
+from .errors import WorkspaceError
 from .ingest import IngestReport
 from .ingest import service as ingest_service
 from .ingest.pipeline import ProgressFn
+from .maintenance import GcReport, StatusView
 from .runs import RecordedRun, RunHandle
 from .sources import SourceView
-from .subjects import SubjectView, find_subject, ref_of
-from .vault import BlobStore, EnvKek, FileKek, KekProvider, Vault, new_key
+from .subjects import ref_of
+from .vault import BlobStore, KekProvider, Vault
 
 if TYPE_CHECKING:
+    from .consent.service import ConsentCheckResult
     from .erasure.service import AckResult, ErasureListed, ErasureView, PlanSummary, Reverification
     from .sharing.outbox import NoticeClosed
     from .sharing.peers import PeerView
@@ -77,63 +64,11 @@ if TYPE_CHECKING:
     from .sharing.transfers import TransferView
     from .training.lifecycle import ModelAudit, ModelView, Prediction, RetiredModel, TrainedModel, Unlearned
     from .training.registry import SealedCheckpoints
+    from .vision.analyze import AnalyzeReport
     from .vision.hash_cache import HashCache
+    from .vision.search import FindResult
 
 __all__ = ["GcReport", "RunHandle", "Workspace"]
-
-_log = logging.getLogger("disgorge")
-_KEK_CHECK_AAD = b"disgorge:kek-check"
-_PSEUDONYM_AAD = b"disgorge:pseudonym-key"
-_SIGNING_AAD = b"disgorge:signing-key"
-_MODEL_AAD = b"disgorge:model-key"
-SOURCE_KINDS = ("app", "scrape", "transfer", "partner", "other")
-
-
-@dataclass
-class GcReport:
-    orphan_blobs: int
-    temporaries: int
-    removed: bool
-    #: erasure sample files no request needs any more (left by a crash)
-    orphan_samples: int = 0
-    #: whether the catalog was VACUUMed (``gc(vacuum=True)``)
-    vacuumed: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "orphan_blobs": self.orphan_blobs,
-            "temporaries": self.temporaries,
-            "orphan_samples": self.orphan_samples,
-            "vacuumed": self.vacuumed,
-            "removed": self.removed,
-        }
-
-
-def _embedder_of(session: Session, asset_ids: list[str] | None) -> str:
-    """The embedder that made the embeddings of ``asset_ids`` (None: of the workspace)."""
-    from .vision.analyze import embedders_in_use
-
-    wanted = set(asset_ids) if asset_ids is not None else None
-    used = sorted(e for e, ids in embedders_in_use(session).items() if wanted is None or ids & wanted)
-    if len(used) > 1:
-        raise InvalidInput(
-            f"embeddings of more than one embedder ({', '.join(used)}); analyse again with one"
-        )
-    return used[0] if used else "dlib"
-
-
-def _default_actor() -> str:
-    actor = os.environ.get("DISGORGE_ACTOR")
-    if actor:
-        return actor
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
-
-def _when(at: str | datetime | None) -> datetime:
-    return utcnow() if at is None else parse_instant(at, what="--at")
 
 
 class Workspace:
@@ -141,7 +76,7 @@ class Workspace:
 
     def __init__(self, config: Config, kek: KekProvider, *, actor: str | None = None) -> None:
         self.config = config
-        self.actor = actor or _default_actor()
+        self.actor = actor or bootstrap.default_actor()
         self.engine = make_engine(config.resolved_catalog_url())
         #: writer sessions (BEGIN IMMEDIATE on SQLite); use ``sessions.begin()`` for changes
         self.sessions = make_sessionmaker(self.engine)
@@ -149,7 +84,6 @@ class Workspace:
         self.reader = make_sessionmaker(self.engine, writer=False)
         self.kek = kek
         self.store = BlobStore(config.resolved_store_url())
-        self._vault: Vault | None = None
         self._ctx: Context | None = None
 
     # -- opening ---------------------------------------------------------------------
@@ -167,70 +101,27 @@ class Workspace:
         With ``kek_env`` the KEK is read from that environment variable instead of a key
         file in the workspace.
         """
-        root = Path(path).expanduser().resolve()
-        home = root / MARKER
-        if home.exists():
-            raise WorkspaceError(f"{root} already holds a disgorge workspace")
-        when = _when(at)
-        kek: KekProvider = EnvKek(kek_env) if kek_env else None  # type: ignore[assignment]
-        home.mkdir(parents=True)
-        make_private(home)  # before anything is created in it: umask 0o077, folder 0700
-        try:
-            config = Config(home=home)
-            if kek_env:
-                config.kek_source, config.kek_env = "env", kek_env
-            else:
-                kek = FileKek.create(config.resolved_kek_path())
-            config.save()
+        with bootstrap.new_home(path, kek_env=kek_env, at=at) as (config, kek, created):
             ws = cls(config, kek, actor=actor)
-            upgrade(ws.engine)
-            signing = Ed25519PrivateKey.generate()
-            public = signing.public_key().public_bytes_raw()
-            with ws.sessions.begin() as session:
-                session.add_all(
-                    [
-                        Meta(key="workspace_id", value=uuid.uuid4().hex.encode()),
-                        Meta(key="kek_check", value=kek.wrap(new_key(), _KEK_CHECK_AAD)),
-                        Meta(key="pseudonym_key", value=kek.wrap(new_key(), _PSEUDONYM_AAD)),
-                        Meta(key="signing_key", value=kek.wrap(signing.private_bytes_raw(), _SIGNING_AAD)),
-                        Meta(key="signing_public", value=public),
-                    ]
-                )
-                session.flush()
-                audit.append(
-                    session,
-                    "workspace.created",
-                    {"kek": config.kek_source, "signing_public": public.hex()},
-                    actor=ws.actor,
-                    at=when,
-                )
-            (home / "signing.pub").write_bytes(ws.public_key_pem())
+            bootstrap.seed_catalog(
+                ws.engine, ws.sessions, kek, kek_source=config.kek_source, actor=ws.actor, at=created
+            )
             ws._load_vault()
-            return ws
-        except BaseException:
-            shutil.rmtree(home, ignore_errors=True)
-            raise
+            (config.home / "signing.pub").write_bytes(ws.public_key_pem())
+        return ws
 
     @classmethod
     def open(cls, path: str | Path | None = None, *, actor: str | None = None) -> Workspace:
         """Open the workspace at ``path``, ``$DISGORGE_WORKSPACE`` or the cwd upwards."""
         config = Config.load(find_workspace(path))
         make_private(config.home, config)
-        if config.kek_source == "env":
-            kek: KekProvider = EnvKek(config.kek_env)
-        elif config.kek_source == "file":
-            kek = FileKek(config.resolved_kek_path())
-        else:
-            raise WorkspaceError(f"config: unknown kek source {config.kek_source!r} (file or env)")
-        ws = cls(config, kek, actor=actor)
+        ws = cls(config, bootstrap.kek_of(config), actor=actor)
         try:
-            have, want = current_revision(ws.engine), SCHEMA_HEAD
-            if have != want:
-                raise WorkspaceError(
-                    f"catalog schema is at {have}, this disgorge expects {want}: run `disgorge migrate`"
-                )
+            bootstrap.check_schema(ws.engine)
             ws._load_vault()
-            ws._retire_clear_face_index()
+            from .vision.service import retire_clear_face_index
+
+            retire_clear_face_index(ws.ctx)
         except BaseException:
             ws.close()
             raise
@@ -241,26 +132,9 @@ class Workspace:
         upgrade(self.engine)
         return current_revision(self.engine)
 
-    def _meta(self, session: Session, key: str) -> bytes:
-        row = session.get(Meta, key)
-        if row is None:
-            raise WorkspaceError(f"catalog is missing its {key!r} entry: damaged workspace")
-        return row.value
-
     def _load_vault(self) -> None:
-        with self.reader() as session:
-            self.kek.unwrap(self._meta(session, "kek_check"), _KEK_CHECK_AAD)
-            pseudonym = self.kek.unwrap(self._meta(session, "pseudonym_key"), _PSEUDONYM_AAD)
-        self._vault = Vault(self.kek, self.store, pseudonym)
-        self._ctx = Context(
-            config=self.config,
-            engine=self.engine,
-            sessions=self.sessions,
-            reader=self.reader,
-            kek=self.kek,
-            store=self.store,
-            vault=self._vault,
-            actor=self.actor,
+        self._ctx = bootstrap.unlock(
+            self.config, self.engine, self.sessions, self.reader, self.kek, self.store, actor=self.actor
         )
 
     def close(self) -> None:
@@ -281,8 +155,7 @@ class Workspace:
 
     @property
     def vault(self) -> Vault:
-        assert self._vault is not None
-        return self._vault
+        return self.ctx.vault
 
     @property
     def ctx(self) -> Context:
@@ -298,23 +171,17 @@ class Workspace:
 
     @property
     def workspace_id(self) -> str:
-        with self.reader() as session:
-            return self._meta(session, "workspace_id").decode()
+        return self.ctx.workspace_id
 
     def public_key(self) -> Ed25519PublicKey:
-        with self.reader() as session:
-            return Ed25519PublicKey.from_public_bytes(self._meta(session, "signing_public"))
+        return self.ctx.public_key()
 
     def public_key_pem(self) -> bytes:
-        return self.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        return self.ctx.public_key_pem()
 
     def sign(self, data: bytes) -> bytes:
         """Sign with the workspace's Ed25519 key (certificates, manifests)."""
-        with self.reader() as session:
-            raw = self.kek.unwrap(self._meta(session, "signing_key"), _SIGNING_AAD)
-        return Ed25519PrivateKey.from_private_bytes(raw).sign(data)
+        return self.ctx.sign(data)
 
     # -- sources and policies ----------------------------------------------------------
     def add_source(
@@ -354,9 +221,7 @@ class Workspace:
     # -- consent -------------------------------------------------------------------------
     def import_consent(self, path: str | Path, *, at: str | datetime | None = None) -> ConsentImportReport:
         """Import consent history from CSV/JSON Lines; all-or-nothing (docs/formats.md)."""
-        when = _when(at)
-        with self.sessions.begin() as session:
-            return import_consent(session, self.vault, Path(path), actor=self.actor, at=when)
+        return consent_service.import_consent(self.ctx, path, at=at)
 
     # -- ingest --------------------------------------------------------------------------
     def ingest(
@@ -392,10 +257,7 @@ class Workspace:
 
     def subject(self, subject_id: str) -> SubjectView:
         """A subject's ref, state, assets and consent history (no personal data)."""
-        return subjects.subject_view(self.ctx, subject_id)
-
-    def _asset(self, session: Session, sha256: str) -> Asset:
-        return assets.find_asset(session, sha256)
+        return consent_service.subject_view(self.ctx, subject_id)
 
     def asset(self, sha256: str) -> AssetView:
         """An asset's catalog entry (hashes, type, size, source, subject refs)."""
@@ -415,26 +277,6 @@ class Workspace:
         """The sealed face index (``index/faces.sealed``, see :mod:`disgorge.vision.index`)."""
         return self.ctx.face_index_path
 
-    def _drop_from_face_index(self, asset_ids: list[str]) -> None:
-        from .vision.index import drop_from_face_index
-
-        drop_from_face_index(self.ctx, asset_ids)
-
-    def _retire_clear_face_index(self) -> None:
-        """Older versions kept the face index in clear (``index/faces.faiss``): zero and
-        remove it, and rebuild the sealed one from the catalog (when faiss is installed;
-        otherwise the next analysis or face search does). The old file is never read."""
-        from .vision.index import retire_clear_index
-
-        if retire_clear_index(self.config.home / "index"):
-            from .vision import FaceIndex, FacesUnavailable, reconcile_index
-
-            try:
-                index = FaceIndex(self.face_index_path, self.kek)
-            except FacesUnavailable:
-                return  # no faiss here: the next analysis or face search with it rebuilds it
-            reconcile_index(self.reader, self.vault, index)
-
     @property
     def hash_cache(self) -> HashCache:
         """The sealed cache of the decrypted PDQ hashes (see :mod:`disgorge.vision.hash_cache`)."""
@@ -451,7 +293,7 @@ class Workspace:
         embedder: str = "dlib",
         at: str | datetime | None = None,
         progress: ProgressFn | None = None,
-    ) -> Any:
+    ) -> AnalyzeReport:
         """Detect faces, and for photos whose subjects granted ``biometric_processing``
         compute embeddings and crops; PDQ-hash every photo (see :mod:`disgorge.vision`).
 
@@ -459,72 +301,28 @@ class Workspace:
         ``"dlib"`` (extra ``faces``) or ``"portrait"``: a simple pixel descriptor for the
         drawn sample portraits, not a face recogniser (see :mod:`disgorge.vision.portrait`).
         """
-        from .vision import run_analyze
+        from .vision import service
 
-        ids = list(asset_ids) if asset_ids is not None else None
-        if shas is not None:
-            with self.reader() as session:
-                ids = (ids or []) + [self._asset(session, sha).id for sha in shas]
-        report = run_analyze(
-            self.sessions,
-            self.reader,
-            self.vault,
-            self.face_index_path,
-            actor=self.actor,
-            at=_when(at),
-            asset_ids=ids,
+        return service.analyze(
+            self.ctx,
+            shas=shas,
+            asset_ids=asset_ids,
             force=force,
             workers=workers,
             cnn=cnn,
             embedder=embedder,
+            at=at,
             progress=progress,
         )
-        if report.analyzed:
-            # the new hashes go into the PDQ cache now, while few: otherwise the next copy
-            # search (or an erasure's verifier) decrypts them all at once
-            from .vision import load_hash_matrix
-
-            load_hash_matrix(self.reader, self.vault, cache=self.hash_cache)
-        return report
 
     def find(
         self, image: str | Path | bytes, *, by: str = "copy", max_distance: float | None = None
-    ) -> dict[str, Any]:
+    ) -> FindResult:
         """Stored photos that are copies of ``image`` (``by="copy"``, PDQ) or show the same
         person (``by="face"``, embeddings), with distances and the threshold used."""
-        from .vision import (
-            DEFAULT_MAX_DISTANCE,
-            SAME_PERSON_DISTANCE,
-            FaceIndex,
-            find_copies,
-            find_faces,
-            load_hash_matrix,
-            reconcile_index,
-        )
+        from .vision import search
 
-        data = image if isinstance(image, bytes) else Path(image).read_bytes()
-        if by == "copy":
-            threshold = int(max_distance) if max_distance is not None else DEFAULT_MAX_DISTANCE
-            matrix = load_hash_matrix(self.reader, self.vault, cache=self.hash_cache)
-            matches = find_copies(self.reader, self.vault, data, max_distance=threshold, matrix=matrix)
-            result: dict[str, Any] = {"by": "copy", "metric": "pdq_hamming_bits", "threshold": threshold}
-        elif by == "face":
-            threshold_f = max_distance if max_distance is not None else SAME_PERSON_DISTANCE
-            index = FaceIndex(self.face_index_path, self.kek)
-            reconcile_index(self.reader, self.vault, index)
-            with self.reader() as session:
-                embedder = _embedder_of(session, None)
-            faces, matches = find_faces(self.reader, index, data, max_distance=threshold_f, embedder=embedder)
-            result = {
-                "by": "face",
-                "metric": "embedding_euclidean",
-                "threshold": threshold_f,
-                "query_faces": faces,
-            }
-        else:
-            raise InvalidInput(f"--by {by!r}: expected copy or face")
-        result["matches"] = [m.to_dict() for m in matches]
-        return result
+        return search.find(self.ctx, image, by=by, max_distance=max_distance)
 
     # -- models (SISA training, unlearning, registry) ----------------------------------------
     def _checkpoints(self, model_name: str) -> SealedCheckpoints:
@@ -615,31 +413,9 @@ class Workspace:
     # -- consent gate, datasets, runs, lineage -------------------------------------------
     def consent_check(
         self, subject_id: str, purpose: str, *, at: str | datetime | None = None
-    ) -> dict[str, Any]:
+    ) -> ConsentCheckResult:
         """May this subject's photos be used for ``purpose`` at ``at``? A verdict per photo, with reasons."""
-        when = _when(at)
-        purpose_value = parse_purpose(purpose).value
-        with self.reader() as session:
-            subject = find_subject(session, self.vault, subject_id)
-            rows = session.execute(
-                select(Asset.id, Asset.sha256, Asset.source_id, Asset.owner_id)
-                .join(AssetSubject, AssetSubject.asset_id == Asset.id)
-                .where(AssetSubject.subject_id == subject.id, Asset.state == "active")
-                .order_by(Asset.sha256)
-            ).all()
-            verdicts = ConsentGate(session, purpose_value, when).evaluate(
-                [ItemRef(r.id, r.source_id, r.owner_id) for r in rows]
-            )
-            items = [{"sha256": r.sha256, **verdicts[r.id].to_dict()} for r in rows]
-        return {
-            "subject": subject.ref,
-            "purpose": purpose_value,
-            "at": iso(when),
-            "allowed": bool(items) and all(i["allowed"] for i in items),
-            "photos": len(items),
-            "covered": sum(1 for i in items if i["allowed"]),
-            "items": items,
-        }
+        return consent_service.consent_check(self.ctx, subject_id, purpose, at=at)
 
     def build_dataset(
         self,
@@ -651,69 +427,22 @@ class Workspace:
         at: str | datetime | None = None,
     ) -> DatasetBuild:
         """Build a dataset version through the consent gate (see :mod:`disgorge.datasets`)."""
-        when = _when(at)
-        purpose_value = parse_purpose(purpose).value
-        refs = {ref_of(self.vault, s) for s in subjects} if subjects is not None else None
-        with self.sessions.begin() as session:
-            build = build_dataset(
-                session,
-                name,
-                purpose=purpose_value,
-                at=when,
-                actor=self.actor,
-                source=source,
-                subject_refs=refs,
-            )
-        if build.created:
-            runs.emit_lineage(
-                self.ctx,
-                "COMPLETE",
-                f"dataset.build:{name}",
-                build.run_id,
-                purpose_value,
-                when,
-                [],
-                [f"dataset:{name}@{build.version}"],
-            )
-        return build
+        return dataset_service.build(self.ctx, name, purpose=purpose, source=source, subjects=subjects, at=at)
 
     def dataset(self, ref: str, *, members: bool = False) -> dict[str, Any]:
-        with self.reader() as session:
-            return dataset_view(session, ref, with_members=members)
+        return dataset_service.show(self.ctx, ref, members=members)
 
     def dataset_diff(self, a: str, b: str) -> dict[str, Any]:
-        with self.reader() as session:
-            return dataset_diff(session, a, b)
+        return dataset_service.diff(self.ctx, a, b)
 
     def export_croissant(self, ref: str, path: str | Path) -> dict[str, Any]:
         """Write the dataset version as Croissant 1.1 JSON-LD to ``path``; returns the document.
 
         Members are listed by sha256 and technical properties only (see docs/standards.md).
         """
-        from .interop.croissant import export_croissant
+        from .interop.croissant import write_croissant
 
-        target = Path(path)
-        with self.sessions.begin() as session:
-            doc = export_croissant(session, ref, workspace_id=self._meta(session, "workspace_id").decode())
-            tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-            try:
-                tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-                tmp.replace(target)
-            except OSError as exc:
-                tmp.unlink(missing_ok=True)
-                raise InvalidInput(f"cannot write {target}: {exc.strerror or exc}") from None
-            coverage = doc["disgorge:consentCoverage"]
-            audit.append(
-                session,
-                "dataset.exported",
-                {
-                    "dataset": f"{doc['name']}@{doc['version']}",
-                    "format": "croissant",
-                    "members": coverage["disgorge:members"],
-                },
-                actor=self.actor,
-            )
-        return doc
+        return write_croissant(self.ctx, ref, path)
 
     def run(
         self,
@@ -773,42 +502,13 @@ class Workspace:
             override=override,
         )
 
-    def _start_run(
-        self,
-        job: str,
-        purpose: str,
-        inputs: list[str | DatasetBuild],
-        parameters: dict[str, Any] | None,
-        code_version: str,
-        at: str | datetime | None,
-        override: tuple[str, str] | None,
-        *,
-        external: bool,
-    ) -> RunHandle:
-        return runs.open_run(
-            self.ctx,
-            job,
-            purpose=purpose,
-            inputs=inputs,
-            parameters=parameters,
-            code_version=code_version,
-            at=at,
-            override=override,
-            external=external,
-        )
-
-    def _finish_run(self, handle: RunHandle, state: str, at: datetime | None) -> None:
-        runs.close_run(self.ctx, handle, state, at)
-
     def lineage(self, node: str, *, direction: str = "downstream", max_depth: int = 50) -> LineageGraph:
         """Everything downstream (derived from) or upstream (feeding) a node such as ``subject:ID``."""
         return runs.lineage(self.ctx, node, direction=direction, max_depth=max_depth)
 
     def violations(self, *, as_of: str | datetime | None = None) -> dict[str, Any]:
         """Every dataset version and run that used items their consent or policy did not cover."""
-        when = parse_instant(as_of, what="--as-of") if as_of is not None else None
-        with self.reader() as session:
-            return find_violations(session, as_of=when)
+        return audit_service.violations(self.ctx, as_of=as_of)
 
     # -- erasure -----------------------------------------------------------------------------
     # each a call into disgorge.erasure.service (same parameters, same results)
@@ -1015,92 +715,10 @@ class Workspace:
 
     # -- maintenance ----------------------------------------------------------------------
     def gc(self, *, grace_seconds: float = 900, dry_run: bool = False, vacuum: bool = False) -> GcReport:
-        """Remove blobs the catalog does not know (left by a crash), stale temp files, and
-        erasure sample files no open request needs (a crash between writing one and
-        recording its request); with ``vacuum``, also rewrite the catalog (VACUUM), which
-        small erasures skip unless their scan asks for it (design note 16).
+        """Remove what a crash left behind: unknown blobs, stale temp files, orphan erasure
+        samples older than ``grace_seconds``; with ``vacuum``, rewrite the catalog too
+        (see :func:`disgorge.maintenance.gc`)."""
+        return maintenance.gc(self.ctx, grace_seconds=grace_seconds, dry_run=dry_run, vacuum=vacuum)
 
-        Only files older than ``grace_seconds`` are touched, so an ingest running right
-        now keeps the blobs it is about to register.
-        """
-        from .catalog.models import ErasureRequest
-        from .erasure.engine import samples_folder
-        from .erasure.plan import OPEN_STATES
-        from .vault.blobstore import wipe_file
-
-        cutoff = time.time() - grace_seconds
-        with self.reader() as session:
-            known = set(session.scalars(select(Asset.blob_key).where(Asset.blob_key.is_not(None))))
-            # face crops live in the same store: they are not orphans
-            known |= set(
-                session.scalars(select(AssetDerivative.blob_key).where(AssetDerivative.blob_key.is_not(None)))
-            )
-            open_requests = set(
-                session.scalars(select(ErasureRequest.id).where(ErasureRequest.state.in_(OPEN_STATES)))
-            )
-        orphans = [k for k, mtime in self.store.entries() if k not in known and mtime <= cutoff]
-        temps = [p for p, mtime in self.store.temporaries() if mtime <= cutoff]
-        folder = samples_folder(self.config.home)
-        samples = [  # <request id>.samples, or its temporary <request id>.samples.tmp
-            p
-            for p in (sorted(folder.iterdir()) if folder.is_dir() else [])
-            if p.name.split(".")[0] not in open_requests and p.stat().st_mtime <= cutoff
-        ]
-        if not dry_run:
-            for key in orphans:
-                self.store.delete(key)
-            for path in temps:
-                self.store.remove_path(path)
-            for path in samples:  # they hold photo bytes: overwritten, then unlinked
-                wipe_file(path, unlink=True)
-            if vacuum:
-                purge_free_space(self.engine, vacuum=True)
-            with self.sessions.begin() as session:
-                audit.append(
-                    session,
-                    "gc.completed",
-                    {
-                        "orphan_blobs": len(orphans),
-                        "temporaries": len(temps),
-                        "orphan_samples": len(samples),
-                        "vacuumed": vacuum,
-                    },
-                    actor=self.actor,
-                )
-        return GcReport(len(orphans), len(temps), not dry_run, len(samples), vacuum and not dry_run)
-
-    def status(self) -> dict[str, Any]:
-        from .catalog.models import ErasureRequest, Peer, Transfer
-
-        with self.reader() as session:
-
-            def count(model: Any, *where: Any) -> int:
-                return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
-
-            size = session.scalar(
-                select(func.coalesce(func.sum(Asset.size), 0)).where(Asset.state == "active")
-            )
-            last = session.scalar(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1))
-            return {
-                "workspace": str(self.root),
-                "workspace_id": self._meta(session, "workspace_id").decode(),
-                "catalog": self.engine.url.render_as_string(hide_password=True),
-                "store": self.store.url,
-                "kek": self.kek.description,
-                "schema": current_revision(self.engine),
-                "subjects": count(Subject),
-                "subjects_erased": count(Subject, Subject.dek_wrapped.is_(None)),
-                "sources": count(Source),
-                "assets": count(Asset, Asset.state == "active"),
-                "asset_bytes": int(size or 0),
-                "consent_records": count(ConsentRecord),
-                "recipients": count(Peer, Peer.role == "recipient"),
-                "senders": count(Peer, Peer.role == "sender"),
-                "transfers_out": count(Transfer, Transfer.direction == "out"),
-                "transfers_in": count(Transfer, Transfer.direction == "in"),
-                "erasures_awaiting_recipients": count(
-                    ErasureRequest, ErasureRequest.state == "awaiting_recipients"
-                ),
-                "audit_events": last.seq if last else 0,
-                "audit_head": last.hash if last else audit.GENESIS,
-            }
+    def status(self) -> StatusView:
+        return maintenance.status(self.ctx)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime
 from typing import Any, NotRequired, TypedDict, cast
 
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 
-from .._time import iso, utcnow
+from .._time import iso, parse_instant, utcnow
 from ..catalog.models import AuditEvent
 from ..context import Context
 from ..errors import IntegrityError, InvalidInput
@@ -23,6 +24,7 @@ from . import anchor
 from .log import ChainReport
 from .log import verify_chain as verify_log
 from .transparency import check_tree_head, signed_tree_head
+from .violations import find_violations
 
 __all__ = [
     "AuditEventView",
@@ -34,6 +36,7 @@ __all__ = [
     "events",
     "prove",
     "verify_chain",
+    "violations",
 ]
 
 _log = logging.getLogger("disgorge")
@@ -192,3 +195,11 @@ def events(ctx: Context, *, limit: int = 50, action: str | None = None) -> list[
         }
         for e in reversed(rows)
     ]
+
+
+def violations(ctx: Context, *, as_of: str | datetime | None = None) -> dict[str, Any]:
+    """Every dataset version and run that used items their consent or policy did not cover
+    (as known at ``as_of``, by default now: see :mod:`.violations`)."""
+    instant = parse_instant(as_of, what="--as-of") if as_of is not None else None
+    with ctx.reader() as session:
+        return find_violations(session, as_of=instant)

@@ -19,18 +19,24 @@ build time, not the export time).
 
 from __future__ import annotations
 
+import json
+import uuid
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from .. import audit
 from .._version import __version__
 from ..catalog.models import Asset, DatasetMember, Source
+from ..context import Context, meta_value
 from ..datasets import dataset_view, find_dataset
+from ..errors import InvalidInput
 from . import DISGORGE_IRI
 
-__all__ = ["CONFORMS_TO", "CONTEXT", "DISGORGE_CONTEXT", "RECORD_SET", "export_croissant"]
+__all__ = ["CONFORMS_TO", "CONTEXT", "DISGORGE_CONTEXT", "RECORD_SET", "export_croissant", "write_croissant"]
 
 CONFORMS_TO = "http://mlcommons.org/croissant/1.1"
 #: the namespace of the ``disgorge:`` terms in Croissant documents
@@ -249,3 +255,33 @@ def export_croissant(session: Session, dataset_ref: str, *, workspace_id: str) -
             "disgorge:producer": f"disgorge {__version__}",
         },
     }
+
+
+def write_croissant(ctx: Context, ref: str, path: str | Path) -> dict[str, Any]:
+    """Write the dataset version as Croissant 1.1 JSON-LD to ``path``; returns the document.
+
+    The file is written whole or not at all (a temporary renamed over it), and the export
+    is in the audit log: a dataset that leaves the workspace is accounted for.
+    """
+    target = Path(path)
+    with ctx.sessions.begin() as session:
+        doc = export_croissant(session, ref, workspace_id=meta_value(session, "workspace_id").decode())
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            tmp.replace(target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise InvalidInput(f"cannot write {target}: {exc.strerror or exc}") from None
+        coverage = doc["disgorge:consentCoverage"]
+        audit.append(
+            session,
+            "dataset.exported",
+            {
+                "dataset": f"{doc['name']}@{doc['version']}",
+                "format": "croissant",
+                "members": coverage["disgorge:members"],
+            },
+            actor=ctx.actor,
+        )
+    return doc

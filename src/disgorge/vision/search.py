@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 from sqlalchemy import select
@@ -18,18 +19,47 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ..catalog.db import in_chunks
 from ..catalog.models import Asset, AssetDerivative, Subject
+from ..context import Context
 from ..errors import InvalidInput
 from ..vault import Vault
-from .analyze import embedders_in_use
+from .analyze import embedders_in_use, reconcile_index
 from .faces import analyze
 from .hash_cache import ROW, HashCache, pack
 from .image import rgb_array, unframed
 from .index import SAME_PERSON_DISTANCE, FaceIndex
 from .phash import DEFAULT_MAX_DISTANCE, HashMatrix, pdq_dihedral, phash_context
 
-__all__ = ["Match", "embedder_of", "find_copies", "find_faces", "load_hash_matrix"]
+__all__ = [
+    "FindResult",
+    "Match",
+    "MatchView",
+    "embedder_of",
+    "find",
+    "find_copies",
+    "find_faces",
+    "load_hash_matrix",
+]
 
 _log = logging.getLogger("disgorge")
+
+
+class MatchView(TypedDict):
+    sha256: str
+    #: the ref of the photo's owner
+    owner: str
+    distance: float
+    state: str
+
+
+class FindResult(TypedDict):
+    """What :func:`find` found: the matches, nearest first, with the metric and threshold
+    used (and, for a face search, how many faces the query image held)."""
+
+    by: str
+    metric: str
+    threshold: float
+    query_faces: NotRequired[int]
+    matches: list[MatchView]
 
 
 @dataclass(frozen=True)
@@ -39,7 +69,7 @@ class Match:
     distance: float
     state: str
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> MatchView:
         return {"sha256": self.sha256, "owner": self.owner, "distance": self.distance, "state": self.state}
 
 
@@ -213,3 +243,40 @@ def find_faces(
         if asset_id is not None:
             per_asset[asset_id] = min(dist, per_asset.get(asset_id, dist))
     return len(query.faces), _describe(reader, per_asset)
+
+
+def find(
+    ctx: Context, image: str | Path | bytes, *, by: str = "copy", max_distance: float | None = None
+) -> FindResult:
+    """Stored photos that are copies of ``image`` (``by="copy"``, PDQ) or show the same
+    person (``by="face"``, embeddings), with distances and the threshold used.
+
+    A copy search reads the PDQ hashes through the sealed cache (new hashes are added to
+    it); a face search first makes the face index hold exactly the catalog's active
+    embeddings, so an erased face is never found through a stale index.
+    """
+    data = image if isinstance(image, bytes) else Path(image).read_bytes()
+    result: FindResult
+    if by == "copy":
+        threshold = int(max_distance) if max_distance is not None else DEFAULT_MAX_DISTANCE
+        matrix = load_hash_matrix(ctx.reader, ctx.vault, cache=ctx.hash_cache)
+        matches = find_copies(ctx.reader, ctx.vault, data, max_distance=threshold, matrix=matrix)
+        result = {"by": "copy", "metric": "pdq_hamming_bits", "threshold": threshold, "matches": []}
+    elif by == "face":
+        threshold_f = max_distance if max_distance is not None else SAME_PERSON_DISTANCE
+        index = FaceIndex(ctx.face_index_path, ctx.kek)
+        reconcile_index(ctx.reader, ctx.vault, index)
+        with ctx.reader() as session:
+            embedder = embedder_of(session, None)
+        faces, matches = find_faces(ctx.reader, index, data, max_distance=threshold_f, embedder=embedder)
+        result = {
+            "by": "face",
+            "metric": "embedding_euclidean",
+            "threshold": threshold_f,
+            "query_faces": faces,
+            "matches": [],
+        }
+    else:
+        raise InvalidInput(f"--by {by!r}: expected copy or face")
+    result["matches"] = [m.to_dict() for m in matches]
+    return result

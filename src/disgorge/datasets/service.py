@@ -1,0 +1,69 @@
+"""Dataset versions as services: build one through the gate, show one, compare two.
+
+A build is recorded as a run of its own (``dataset.build:NAME``) inside
+:func:`~disgorge.datasets.build.build_dataset`; here the OpenLineage COMPLETE event for it
+is sent once the catalog has committed, so a listener never hears of a version that a
+rollback took back.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from ..consent import parse_purpose
+from ..context import Context, when
+from ..runs import emit_lineage
+from ..subjects import ref_of
+from .build import DatasetBuild, build_dataset, dataset_diff, dataset_view
+
+__all__ = ["build", "diff", "show"]
+
+
+def build(
+    ctx: Context,
+    name: str,
+    *,
+    purpose: str,
+    source: str | None = None,
+    subjects: list[str] | None = None,
+    at: str | datetime | None = None,
+) -> DatasetBuild:
+    """Build a dataset version through the consent gate (see :mod:`disgorge.datasets`)."""
+    instant = when(at)
+    purpose_value = parse_purpose(purpose).value
+    refs = {ref_of(ctx.vault, s) for s in subjects} if subjects is not None else None
+    with ctx.sessions.begin() as session:
+        made = build_dataset(
+            session,
+            name,
+            purpose=purpose_value,
+            at=instant,
+            actor=ctx.actor,
+            source=source,
+            subject_refs=refs,
+        )
+    if made.created:
+        emit_lineage(
+            ctx,
+            "COMPLETE",
+            f"dataset.build:{name}",
+            made.run_id,
+            purpose_value,
+            instant,
+            [],
+            [f"dataset:{name}@{made.version}"],
+        )
+    return made
+
+
+def show(ctx: Context, ref: str, *, members: bool = False) -> dict[str, Any]:
+    """A dataset version (``NAME@VERSION`` or NAME's latest), with its members if asked."""
+    with ctx.reader() as session:
+        return dataset_view(session, ref, with_members=members)
+
+
+def diff(ctx: Context, a: str, b: str) -> dict[str, Any]:
+    """What changed between two dataset versions (sha256s added and dropped)."""
+    with ctx.reader() as session:
+        return dataset_diff(session, a, b)
