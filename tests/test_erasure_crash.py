@@ -83,16 +83,16 @@ def arm(where):  # the kill point, armed through the erasure's fault-injection h
         SISAClassifier.unlearn = patched
         return contextlib.nullcontext()
     if where == "inside:unlearn_register":  # the old version is retired, the new one not registered
-        import disgorge.runs
+        import disgorge.runs.service as runs
 
-        open_run = disgorge.runs.open_run
+        open_run = runs.open_run
 
         def patched(ctx, job, *a, **k):
             if job.startswith("unlearn:"):
                 die()
             return open_run(ctx, job, *a, **k)
 
-        disgorge.runs.open_run = patched
+        runs.open_run = patched
         return contextlib.nullcontext()
     raise SystemExit(f"unknown kill point {where}")
 
