@@ -23,6 +23,7 @@ from conftest import add_source_with_policy, import_consent_csv
 from disgorge import InvalidInput, Workspace
 from disgorge.catalog.models import Asset, AssetDerivative, Run, Subject
 from disgorge.samples import synthetic_photo
+from disgorge.training.lifecycle import checkpoints
 from disgorge.training.registry import find_model, load_model
 from disgorge.vision.faces import analyze
 from disgorge.vision.models import FacesUnavailable
@@ -132,7 +133,7 @@ def test_analysis_run_records_the_embedder(trained: Workspace) -> None:
 def test_trained_model_identifies_a_held_out_pose(trained: Workspace) -> None:
     with trained.reader() as session:
         artifact = find_model(session, "face-id")
-        model = load_model(artifact, trained._checkpoints(artifact.name))
+        model = load_model(artifact, checkpoints(trained.ctx, artifact.name))
     for person, name in enumerate(PEOPLE):
         scores = model.predict_proba(_embed(person, HELD_OUT).reshape(1, -1).astype(float))[0]
         best = int(np.argmax(scores))

@@ -25,6 +25,7 @@ from disgorge import ConsentDenied, InvalidInput, Workspace
 from disgorge.catalog.models import Asset
 from disgorge.training import DirectoryCheckpoints, MemoryCheckpoints, SISAClassifier
 from disgorge.training.face_id import FaceIdClassifier
+from disgorge.training.lifecycle import checkpoints
 from disgorge.training.registry import dataset_members, find_model, load_model, load_training_data
 
 #: biometric processing granted to all ten; these two refused ML training, so their
@@ -429,7 +430,7 @@ def test_a_crash_in_the_middle_of_unlearning_leaves_the_model_whole(
 def _load(ws: Workspace, ref: str) -> SISAClassifier:
     with ws.reader() as session:
         artifact = find_model(session, ref)
-        return load_model(artifact, ws._checkpoints(artifact.name))
+        return load_model(artifact, checkpoints(ws.ctx, artifact.name))
 
 
 def test_face_id_forgets_one_identity_exactly(faces_ws: Workspace, lfw: Lfw) -> None:
@@ -442,7 +443,7 @@ def test_face_id_forgets_one_identity_exactly(faces_ws: Workspace, lfw: Lfw) -> 
     old = _load(ws, "face-id@1")
     theirs = set(lfw.of(FORGET))
     saw = [k for keys in _saw(old, theirs).values() for k in keys]
-    folder = ws._checkpoints("face-id").root
+    folder = checkpoints(ws.ctx, "face-id").root
     assert saw and all((folder / f"{k}.ckpt").exists() for k in saw)
     tony = ws.subject_ref(FORGET)
     photos = sorted((lfw.folder / FORGET).iterdir())
@@ -528,7 +529,7 @@ def test_training_needs_biometric_consent_of_every_member(faces_ws: Workspace, t
     with pytest.raises(ConsentDenied, match=r"10 of 80 photos in faces@1\.0\.0 are not covered"):
         ws.train_model("face-id", dataset="faces@1.0.0", shards=4)
     assert ws.models() == []
-    assert not list((ws._checkpoints("face-id").root).glob("*.ckpt"))
+    assert not list((checkpoints(ws.ctx, "face-id").root).glob("*.ckpt"))
     # as it stood before the revocation, training was allowed
     assert ws.train_model("face-id", dataset="faces@1.0.0", shards=4, at="2014-06-01")["samples"] == 80
 
@@ -536,11 +537,11 @@ def test_training_needs_biometric_consent_of_every_member(faces_ws: Workspace, t
 def test_unlearning_a_subject_the_model_never_saw(faces_ws: Workspace) -> None:
     ws = faces_ws
     ws.train_model("face-id", dataset="faces@1.0.0", shards=4)
-    files = _files(ws._checkpoints("face-id").root)
+    files = _files(checkpoints(ws.ctx, "face-id").root)
     result = ws.unlearn_model("face-id", subjects=[NEVER_TRAINED[0]])
     assert result["forgotten"] == 0 and "nothing to forget" in result["message"]
     assert [(m["version"], m["state"]) for m in ws.models()] == [("1", "active")]
-    assert _files(ws._checkpoints("face-id").root) == files
+    assert _files(checkpoints(ws.ctx, "face-id").root) == files
 
 
 def test_two_models_on_the_same_data_keep_separate_checkpoints(faces_ws: Workspace, lfw: Lfw) -> None:
@@ -572,7 +573,7 @@ def test_a_crash_while_unlearning_keeps_the_old_version_active(
 ) -> None:
     ws = faces_ws
     ws.train_model("face-id", dataset="faces@1.0.0", shards=4)
-    folder = ws._checkpoints("face-id").root
+    folder = checkpoints(ws.ctx, "face-id").root
     files = _files(folder)
     photo = sorted((lfw.folder / FORGET).iterdir())[0]
     real_train = SISAClassifier._train
@@ -607,7 +608,7 @@ def test_an_unlearning_cut_short_after_the_new_version_is_finished_next_time(
 
     ws = faces_ws
     ws.train_model("face-id", dataset="faces@1.0.0", shards=4)
-    folder = ws._checkpoints("face-id").root
+    folder = checkpoints(ws.ctx, "face-id").root
     saw = [k for keys in _saw(_load(ws, "face-id@1"), set(lfw.of(FORGET))).values() for k in keys]
     real_append = unlearn_module.audit.append
 

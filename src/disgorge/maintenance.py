@@ -34,7 +34,7 @@ from .vault.blobstore import wipe_file
 __all__ = ["DEFAULT_GRACE_SECONDS", "GcReport", "GcReportView", "StatusView", "gc", "status"]
 
 #: files younger than this are left alone: an ingest or erasure may be about to register them
-DEFAULT_GRACE_SECONDS = 900.0
+DEFAULT_GRACE_SECONDS: float = 900
 
 
 class GcReportView(TypedDict):

@@ -17,45 +17,35 @@ CLI is a thin layer over these methods::
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+import functools
+import inspect
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.orm import Session
 
-from . import assets, audit, bootstrap, maintenance, runs, sources, subjects
-from .assets import AssetView
+from . import assets, bootstrap, maintenance, runs, subjects
+from . import sources as source_service
 from .audit import service as audit_service
-from .audit.service import AuditEventView, ProofView, TreeHead
-from .catalog import (
-    current_revision,
-    make_engine,
-    make_sessionmaker,
-    upgrade,
-)
-from .catalog.lineage import LineageGraph
+from .catalog import current_revision, make_engine, make_sessionmaker, upgrade
 from .config import Config, find_workspace, make_private
-from .consent import ConsentImportReport
 from .consent import service as consent_service
-from .consent.service import SubjectView
 from .context import Context
-from .datasets import DatasetBuild
 from .datasets import service as dataset_service
 from .errors import WorkspaceError
-from .ingest import IngestReport
 from .ingest import service as ingest_service
 from .ingest.pipeline import ProgressFn
-from .maintenance import GcReport, StatusView
-from .runs import RecordedRun, RunHandle
-from .sources import SourceView
+from .interop.croissant import write_croissant
+from .maintenance import GcReport
+from .runs import RunHandle
 from .subjects import ref_of
 from .vault import BlobStore, KekProvider, Vault
 
 if TYPE_CHECKING:
-    from .consent.service import ConsentCheckResult
     from .erasure.service import AckResult, ErasureListed, ErasureView, PlanSummary, Reverification
     from .sharing.outbox import NoticeClosed
     from .sharing.peers import PeerView
@@ -63,12 +53,30 @@ if TYPE_CHECKING:
     from .sharing.share import ShareReport
     from .sharing.transfers import TransferView
     from .training.lifecycle import ModelAudit, ModelView, Prediction, RetiredModel, TrainedModel, Unlearned
-    from .training.registry import SealedCheckpoints
     from .vision.analyze import AnalyzeReport
     from .vision.hash_cache import HashCache
     from .vision.search import FindResult
 
 __all__ = ["GcReport", "RunHandle", "Workspace"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _service(function: Callable[Concatenate[Context, _P], _R]) -> Callable[Concatenate[Workspace, _P], _R]:
+    """A Workspace method that calls ``function`` with the workspace's context.
+
+    The method has the service's parameters, defaults, types and docstring, written once,
+    in the service: the facade cannot drift from what it calls. (The methods of services
+    whose modules load heavy libraries, training and vision, are written out instead: they
+    import them on first use, so that opening a workspace stays quick.)
+    """
+
+    @functools.wraps(function)
+    def method(self: Workspace, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return function(self.ctx, *args, **kwargs)
+
+    return method
 
 
 class Workspace:
@@ -184,92 +192,26 @@ class Workspace:
         return self.ctx.sign(data)
 
     # -- sources and policies ----------------------------------------------------------
-    def add_source(
-        self, name: str, *, kind: str = "app", description: str = "", at: str | datetime | None = None
-    ) -> SourceView:
-        return sources.add_source(self.ctx, name, kind=kind, description=description, at=at)
-
-    def add_policy(
-        self,
-        source: str,
-        version: str,
-        *,
-        text: bytes,
-        effective_from: str | datetime,
-        effective_to: str | datetime | None = None,
-        allows: list[str] | tuple[str, ...] = (),
-        at: str | datetime | None = None,
-    ) -> SourceView:
-        """Record a privacy-policy version of a source: its text hash, dates and purposes."""
-        return sources.add_policy(
-            self.ctx,
-            source,
-            version,
-            text=text,
-            effective_from=effective_from,
-            effective_to=effective_to,
-            allows=allows,
-            at=at,
-        )
-
-    def sources(self) -> list[SourceView]:
-        return sources.list_sources(self.ctx)
-
-    def source(self, name: str) -> SourceView:
-        return sources.source_view(self.ctx, name)
+    add_source = _service(source_service.add_source)
+    add_policy = _service(source_service.add_policy)
+    sources = _service(source_service.list_sources)
+    source = _service(source_service.source_view)
 
     # -- consent -------------------------------------------------------------------------
-    def import_consent(self, path: str | Path, *, at: str | datetime | None = None) -> ConsentImportReport:
-        """Import consent history from CSV/JSON Lines; all-or-nothing (docs/formats.md)."""
-        return consent_service.import_consent(self.ctx, path, at=at)
+    import_consent = _service(consent_service.import_consent)
 
     # -- ingest --------------------------------------------------------------------------
-    def ingest(
-        self,
-        path: str | Path,
-        *,
-        source: str,
-        manifest: str | Path | None = None,
-        subject_from: str | None = None,
-        at: str | datetime | None = None,
-        workers: int | None = None,
-        progress: ProgressFn | None = None,
-    ) -> IngestReport:
-        """Ingest a folder, .zip or .tar(.gz) of photos. Rejected files are reported, not fatal.
-
-        To analyse faces as well, call :meth:`analyze` with ``asset_ids=report.asset_ids``.
-        """
-        return ingest_service.ingest(
-            self.ctx,
-            path,
-            source=source,
-            manifest=manifest,
-            subject_from=subject_from,
-            at=at,
-            workers=workers,
-            progress=progress,
-        )
+    ingest = _service(ingest_service.ingest)
 
     # -- subjects and assets ---------------------------------------------------------------
     def subject_ref(self, subject_id: str) -> str:
         """The pseudonymous ref for an external id (or a ref, returned as is)."""
         return ref_of(self.vault, subject_id)
 
-    def subject(self, subject_id: str) -> SubjectView:
-        """A subject's ref, state, assets and consent history (no personal data)."""
-        return consent_service.subject_view(self.ctx, subject_id)
-
-    def asset(self, sha256: str) -> AssetView:
-        """An asset's catalog entry (hashes, type, size, source, subject refs)."""
-        return assets.asset_view(self.ctx, sha256)
-
-    def read_asset(self, sha256: str) -> bytes:
-        """Decrypt and return the photo's original bytes (checked against its sha256)."""
-        return assets.read_asset(self.ctx, sha256)
-
-    def destroy_subject_key(self, subject_id: str, *, at: str | datetime | None = None) -> str:
-        """Crypto-shred a subject: destroy its data key, so nothing sealed under it opens."""
-        return subjects.destroy_subject_key(self.ctx, subject_id, at=at)
+    subject = _service(consent_service.subject_view)
+    asset = _service(assets.asset_view)
+    read_asset = _service(assets.read_asset)
+    destroy_subject_key = _service(subjects.destroy_subject_key)
 
     # -- vision ----------------------------------------------------------------------------
     @property
@@ -294,13 +236,8 @@ class Workspace:
         at: str | datetime | None = None,
         progress: ProgressFn | None = None,
     ) -> AnalyzeReport:
-        """Detect faces, and for photos whose subjects granted ``biometric_processing``
-        compute embeddings and crops; PDQ-hash every photo (see :mod:`disgorge.vision`).
-
-        By default only photos not analysed yet; ``force`` redoes them. ``embedder`` is
-        ``"dlib"`` (extra ``faces``) or ``"portrait"``: a simple pixel descriptor for the
-        drawn sample portraits, not a face recogniser (see :mod:`disgorge.vision.portrait`).
-        """
+        """Detect faces, embed those whose subjects allow it, PDQ-hash every photo
+        (:func:`disgorge.vision.service.analyze`)."""
         from .vision import service
 
         return service.analyze(
@@ -318,18 +255,12 @@ class Workspace:
     def find(
         self, image: str | Path | bytes, *, by: str = "copy", max_distance: float | None = None
     ) -> FindResult:
-        """Stored photos that are copies of ``image`` (``by="copy"``, PDQ) or show the same
-        person (``by="face"``, embeddings), with distances and the threshold used."""
+        """Stored copies of ``image``, or photos of the same person (:func:`disgorge.vision.search.find`)."""
         from .vision import search
 
         return search.find(self.ctx, image, by=by, max_distance=max_distance)
 
     # -- models (SISA training, unlearning, registry) ----------------------------------------
-    def _checkpoints(self, model_name: str) -> SealedCheckpoints:
-        from .training import lifecycle
-
-        return lifecycle.checkpoints(self.ctx, model_name)
-
     def train_model(
         self,
         name: str,
@@ -343,11 +274,7 @@ class Workspace:
         code_version: str = "",
         at: str | datetime | None = None,
     ) -> TrainedModel:
-        """Train a SISA face-identification model on a dataset version, through the gate.
-
-        Training a face model is both ``ai_training`` and ``biometric_processing``: every
-        photo must be covered for both at the time of training, or nothing is trained.
-        """
+        """Train a SISA face model through the gate (:func:`disgorge.training.lifecycle.train_model`)."""
         from .training import lifecycle
 
         return lifecycle.train_model(
@@ -395,8 +322,7 @@ class Workspace:
         reason: str = "unlearning request",
         at: str | datetime | None = None,
     ) -> Unlearned:
-        """Make model ``name`` forget photos (or every photo of subjects), exactly (see
-        :func:`disgorge.training.lifecycle.unlearn_model`)."""
+        """Make a model forget photos, exactly (:func:`disgorge.training.lifecycle.unlearn_model`)."""
         from .training import lifecycle
 
         return lifecycle.unlearn_model(
@@ -404,111 +330,21 @@ class Workspace:
         )
 
     def model_audit(self, ref: str, *, forgotten: list[str]) -> ModelAudit:
-        """Has this model version forgotten these subjects? Membership inference and the
-        retrain-from-scratch proof (see :func:`disgorge.training.lifecycle.model_audit`)."""
+        """Has this model forgotten these subjects? (:func:`disgorge.training.lifecycle.model_audit`)"""
         from .training import lifecycle
 
         return lifecycle.model_audit(self.ctx, ref, forgotten=forgotten)
 
     # -- consent gate, datasets, runs, lineage -------------------------------------------
-    def consent_check(
-        self, subject_id: str, purpose: str, *, at: str | datetime | None = None
-    ) -> ConsentCheckResult:
-        """May this subject's photos be used for ``purpose`` at ``at``? A verdict per photo, with reasons."""
-        return consent_service.consent_check(self.ctx, subject_id, purpose, at=at)
-
-    def build_dataset(
-        self,
-        name: str,
-        *,
-        purpose: str,
-        source: str | None = None,
-        subjects: list[str] | None = None,
-        at: str | datetime | None = None,
-    ) -> DatasetBuild:
-        """Build a dataset version through the consent gate (see :mod:`disgorge.datasets`)."""
-        return dataset_service.build(self.ctx, name, purpose=purpose, source=source, subjects=subjects, at=at)
-
-    def dataset(self, ref: str, *, members: bool = False) -> dict[str, Any]:
-        return dataset_service.show(self.ctx, ref, members=members)
-
-    def dataset_diff(self, a: str, b: str) -> dict[str, Any]:
-        return dataset_service.diff(self.ctx, a, b)
-
-    def export_croissant(self, ref: str, path: str | Path) -> dict[str, Any]:
-        """Write the dataset version as Croissant 1.1 JSON-LD to ``path``; returns the document.
-
-        Members are listed by sha256 and technical properties only (see docs/standards.md).
-        """
-        from .interop.croissant import write_croissant
-
-        return write_croissant(self.ctx, ref, path)
-
-    def run(
-        self,
-        job: str,
-        *,
-        purpose: str,
-        inputs: list[str | DatasetBuild],
-        parameters: dict[str, Any] | None = None,
-        code_version: str = "",
-        at: str | datetime | None = None,
-        override: tuple[str, str] | None = None,
-    ) -> AbstractContextManager[RunHandle]:
-        """Run a job through the gate and record its lineage::
-
-            with ws.run("train-face-id", purpose="ai_training", inputs=[ds]) as run:
-                run.add_output("model", name="face-id", path="model.pkl")
-
-        Refused (:class:`ConsentDenied`) if any photo behind the inputs is not covered for
-        ``purpose`` now (or at ``at``), unless ``override=(role, justification)``.
-        """
-        return runs.running(
-            self.ctx,
-            job,
-            purpose=purpose,
-            inputs=inputs,
-            parameters=parameters,
-            code_version=code_version,
-            at=at,
-            override=override,
-        )
-
-    def record_run(
-        self,
-        job: str,
-        *,
-        purpose: str,
-        inputs: list[str | DatasetBuild],
-        outputs: list[dict[str, Any]],
-        parameters: dict[str, Any] | None = None,
-        code_version: str = "",
-        at: str | datetime | None = None,
-        override: tuple[str, str] | None = None,
-    ) -> RecordedRun:
-        """Record a run done outside disgorge (e.g. a model trained elsewhere), with its outputs.
-
-        ``outputs`` are keyword dicts for :meth:`RunHandle.add_output` (``kind``, ``name``...).
-        """
-        return runs.record_run(
-            self.ctx,
-            job,
-            purpose=purpose,
-            inputs=inputs,
-            outputs=outputs,
-            parameters=parameters,
-            code_version=code_version,
-            at=at,
-            override=override,
-        )
-
-    def lineage(self, node: str, *, direction: str = "downstream", max_depth: int = 50) -> LineageGraph:
-        """Everything downstream (derived from) or upstream (feeding) a node such as ``subject:ID``."""
-        return runs.lineage(self.ctx, node, direction=direction, max_depth=max_depth)
-
-    def violations(self, *, as_of: str | datetime | None = None) -> dict[str, Any]:
-        """Every dataset version and run that used items their consent or policy did not cover."""
-        return audit_service.violations(self.ctx, as_of=as_of)
+    consent_check = _service(consent_service.consent_check)
+    build_dataset = _service(dataset_service.build)
+    dataset = _service(dataset_service.show)
+    dataset_diff = _service(dataset_service.diff)
+    export_croissant = _service(write_croissant)
+    run = _service(runs.running)
+    record_run = _service(runs.record_run)
+    lineage = _service(runs.lineage)
+    violations = _service(audit_service.violations)
 
     # -- erasure -----------------------------------------------------------------------------
     # each a call into disgorge.erasure.service (same parameters, same results)
@@ -695,30 +531,27 @@ class Workspace:
         return service.reverify(self.ctx, request_id)
 
     # -- audit ---------------------------------------------------------------------------
-    def verify_audit(self, since: dict[str, Any] | None = None) -> audit.ChainReport:
-        """Check the hash chain; with ``since`` (a signed tree head kept outside, e.g. from
-        :meth:`audit_checkpoint`), also prove that the log extends it (docs/audit.md)."""
-        return audit_service.verify_chain(self.ctx, since)
-
-    def audit_checkpoint(self, *, save_cache: bool = True) -> TreeHead:
-        """A signed tree head of the audit log as it stands now (docs/audit.md): keep it
-        outside the workspace; ``verify_audit(since=head)`` later proves the log extends it."""
-        return audit_service.checkpoint(self.ctx, save_cache=save_cache)
-
-    def audit_prove(self, *, since: dict[str, Any] | None = None, event: int | None = None) -> ProofView:
-        """A signed head now, with the consistency proof from ``since`` (a head kept before)
-        and/or the inclusion proof of event ``event``: what a third party checks offline."""
-        return audit_service.prove(self.ctx, since=since, event=event)
-
-    def audit_events(self, *, limit: int = 50, action: str | None = None) -> list[AuditEventView]:
-        return audit_service.events(self.ctx, limit=limit, action=action)
+    verify_audit = _service(audit_service.verify_chain)
+    audit_checkpoint = _service(audit_service.checkpoint)
+    audit_prove = _service(audit_service.prove)
+    audit_events = _service(audit_service.events)
 
     # -- maintenance ----------------------------------------------------------------------
-    def gc(self, *, grace_seconds: float = 900, dry_run: bool = False, vacuum: bool = False) -> GcReport:
-        """Remove what a crash left behind: unknown blobs, stale temp files, orphan erasure
-        samples older than ``grace_seconds``; with ``vacuum``, rewrite the catalog too
-        (see :func:`disgorge.maintenance.gc`)."""
-        return maintenance.gc(self.ctx, grace_seconds=grace_seconds, dry_run=dry_run, vacuum=vacuum)
+    gc = _service(maintenance.gc)
+    status = _service(maintenance.status)
 
-    def status(self) -> StatusView:
-        return maintenance.status(self.ctx)
+
+def _name_the_delegates() -> None:
+    """``help(Workspace)`` shows ``Workspace.sources(self)``, not the service it calls
+    (``list_sources(ctx)``): the name, and ``self`` where the service takes the context."""
+    for name, attr in vars(Workspace).items():
+        wrapped = getattr(attr, "__wrapped__", None)
+        if callable(attr) and callable(wrapped) and wrapped.__module__ != __name__:  # a service
+            attr.__name__, attr.__qualname__ = name, f"Workspace.{name}"
+            signature = inspect.signature(wrapped)
+            rest = list(signature.parameters.values())[1:]
+            this = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
+            attr.__signature__ = signature.replace(parameters=[this, *rest])
+
+
+_name_the_delegates()

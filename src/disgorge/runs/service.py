@@ -90,11 +90,6 @@ class RunHandle:
         #: dataset-level input names, as OpenLineage events name them
         self.lineage_inputs: list[str] = []
 
-    @property
-    def _at(self) -> datetime:
-        """The start instant under its former name (kept while callers move to ``at``)."""
-        return self.at
-
     def add_output(
         self,
         kind: str,
@@ -225,9 +220,16 @@ def running(
     at: str | datetime | None = None,
     override: tuple[str, str] | None = None,
 ) -> Iterator[RunHandle]:
-    """A run around a ``with`` block: completed when the block ends, failed (and the
-    exception raised on) when it raises. A run given ``at`` ends at that instant too, so
-    a backdated run does not end in the present."""
+    """Run a job through the gate and record its lineage::
+
+        with running(ctx, "train-face-id", purpose="ai_training", inputs=[ds]) as run:
+            run.add_output("model", name="face-id", path="model.pkl")
+
+    Refused (:class:`~disgorge.errors.ConsentDenied`) if any photo behind the inputs is not
+    covered for ``purpose`` now (or at ``at``), unless ``override=(role, justification)``.
+    The run is completed when the block ends, failed (and the exception raised on) when
+    it raises; a run given ``at`` ends at that instant too, so a backdated run does not
+    end in the present."""
     handle = open_run(
         ctx,
         job,
