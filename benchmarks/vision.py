@@ -17,7 +17,7 @@ What it does, in one run so every number comes from the same machine state:
    crop — over all of them:
 
    - on 1 process: inline, as ``run_analyze`` does with ``workers=1``;
-   - on 2 processes: through ``disgorge._pool.ordered_map`` in batches of
+   - on 2 processes: through ``disgorge.pool.ordered_map`` in batches of
      ``disgorge.vision.analyze.BATCH`` photos, as ``run_analyze`` does.
 
    The models load before the clock starts in both (each worker loads its own copy in a
@@ -80,7 +80,7 @@ from _harness import (
     write_json,
 )
 
-from disgorge._pool import ordered_map  # no public name: the pool run_analyze uses
+from disgorge.pool import ordered_map
 from disgorge.vision.analyze import BATCH
 from disgorge.vision.faces import analyze
 from disgorge.vision.models import dlib_models

@@ -104,7 +104,7 @@ def _misuse(module: Module, dotted: str) -> str | None:
         owner = _owner_package(path, i)
         if owner == module.package:
             continue
-        # disgorge._time, ._canonical, ._merkle, ._pool...: package-wide helpers, for src only
+        # disgorge._time, ._canonical, ._merkle...: package-wide helpers, for src only
         if owner == "disgorge" and i == 1 and module.name.startswith("disgorge"):
             continue
         return f"{'.'.join(path[: i + 1])} is private to {owner}"

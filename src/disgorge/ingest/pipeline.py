@@ -34,10 +34,10 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from .. import audit
-from .._pool import ordered_map, process_pool
 from .._time import iso
 from ..catalog.models import Asset, AssetSource, AssetSubject, ErasedFingerprint, Source, Subject
 from ..errors import DisgorgeError, InvalidInput, NotFound
+from ..pool import ordered_map, process_pool
 from ..subjects import get_or_create_subjects, ref_of
 from ..vault import Vault
 from ..vault.blobstore import put_local

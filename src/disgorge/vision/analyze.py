@@ -52,11 +52,11 @@ from sqlalchemy import delete, exists, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from .. import audit
-from .._pool import ordered_map
 from ..catalog.db import in_chunks
 from ..catalog.models import Asset, AssetDerivative, ConsentRecord, Run, Subject
 from ..consent import ConsentGate, Decision, ItemRef, Purpose
 from ..errors import InvalidInput
+from ..pool import ordered_map
 from ..vault import Vault
 from ..vault.blobstore import wipe_file
 from .faces import analyze_many, check_embedder
