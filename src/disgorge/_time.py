@@ -8,6 +8,7 @@ date as midnight UTC of that day.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import overload
 
 from .errors import InvalidInput
 
@@ -45,8 +46,13 @@ def parse_instant(value: str | datetime | date, *, what: str = "timestamp") -> d
     return dt.astimezone(UTC)
 
 
+@overload
+def iso(dt: datetime) -> str: ...
+@overload
+def iso(dt: datetime | None) -> str | None: ...
 def iso(dt: datetime | None) -> str | None:
-    """Render an instant the one way disgorge prints and hashes them."""
+    """Render an instant the one way disgorge prints and hashes them (None stays None: a
+    typed result says ``str`` where the instant is always there)."""
     if dt is None:
         return None
     return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")

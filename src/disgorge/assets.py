@@ -9,10 +9,10 @@ same way everywhere.
 from __future__ import annotations
 
 import hashlib
-from typing import TypedDict
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from typing_extensions import TypedDict
 
 from ._time import iso
 from .catalog.models import Asset, AssetSubject, Subject

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any
 
 from sqlalchemy import func, select
+from typing_extensions import TypedDict
 
 from . import audit
 from .catalog import current_revision, purge_free_space

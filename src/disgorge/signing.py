@@ -21,6 +21,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from typing_extensions import TypeAliasType
 
 from ._canonical import canonical
 from ._merkle import merkle_root
@@ -30,6 +31,7 @@ __all__ = [
     "ALGORITHM",
     "SCHEMA",
     "CertificateCheck",
+    "SignedDocument",
     "load_public_key",
     "section_digests",
     "verify_certificate",
@@ -38,6 +40,16 @@ __all__ = [
 SCHEMA = "disgorge.erasure-certificate/1"
 #: the only signature algorithm a certificate may name
 ALGORITHM = "Ed25519"
+
+#: A signed JSON document: ``{"body": {...}, "signature": base64, "algorithm": "Ed25519"}``
+#: (an erasure certificate, an erasure request to a recipient). It stays a plain dict, not
+#: a TypedDict: its schema is the published document format (docs/certificate.md,
+#: docs/sharing.md), and the signature covers the body exactly as it was signed, so the
+#: document travels as it is, whatever its schema's version holds. A named alias rather
+#: than a bare ``dict[str, Any]`` (``type SignedDocument = ...`` once Python 3.12 is the
+#: floor): the API's schema, and tests/test_result_types.py, can tell "a signed document,
+#: specified elsewhere" from "untyped".
+SignedDocument = TypeAliasType("SignedDocument", dict[str, Any])
 
 
 @dataclass(frozen=True)

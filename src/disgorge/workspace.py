@@ -47,11 +47,13 @@ from .vault import BlobStore, KekProvider, Vault
 
 if TYPE_CHECKING:
     from .erasure.service import AckResult, ErasureListed, ErasureView, PlanSummary, Reverification
+    from .sharing.inbox import ErasureResponse
     from .sharing.outbox import NoticeClosed
     from .sharing.peers import PeerView
     from .sharing.receive import BundleReceived, LegacyTransfer
     from .sharing.share import ShareReport
     from .sharing.transfers import TransferView
+    from .signing import SignedDocument
     from .training.lifecycle import ModelAudit, ModelView, Prediction, RetiredModel, TrainedModel, Unlearned
     from .vision.analyze import AnalyzeReport
     from .vision.hash_cache import HashCache
@@ -412,7 +414,7 @@ class Workspace:
 
         return service.close_recipient(self.ctx, request_id, recipient, reason=reason)
 
-    def erasure_request_document(self, request_id: str, recipient: str) -> dict[str, Any]:
+    def erasure_request_document(self, request_id: str, recipient: str) -> SignedDocument:
         """The signed request to a recipient without an endpoint, to deliver by hand."""
         from .erasure import service
 
@@ -489,7 +491,7 @@ class Workspace:
 
         return list_transfers(self.ctx)
 
-    def receive_erasure_request(self, document: dict[str, Any], *, wait: float = 30.0) -> dict[str, Any]:
+    def receive_erasure_request(self, document: dict[str, Any], *, wait: float = 30.0) -> ErasureResponse:
         """Handle a sender's erasure request delivered as a file: check it, erase, and
         return the signed answer (with this workspace's certificate once completed)."""
         from .sharing.inbox import receive_file
@@ -516,7 +518,7 @@ class Workspace:
 
         return service.interrupted(self.ctx)
 
-    def erasure_certificate(self, request_id: str) -> dict[str, Any]:
+    def erasure_certificate(self, request_id: str) -> SignedDocument:
         from .erasure import service
 
         return service.certificate(self.ctx, request_id)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import logging
 from datetime import datetime
-from typing import Any, NotRequired, TypedDict, cast
+from typing import Any, NotRequired, cast
 
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
+from typing_extensions import TypedDict
 
 from .._time import iso, parse_instant, utcnow
 from ..catalog.models import AuditEvent
@@ -24,7 +25,7 @@ from . import anchor
 from .log import ChainReport
 from .log import verify_chain as verify_log
 from .transparency import check_tree_head, signed_tree_head
-from .violations import find_violations
+from .violations import ViolationReport, find_violations
 
 __all__ = [
     "AuditEventView",
@@ -197,7 +198,7 @@ def events(ctx: Context, *, limit: int = 50, action: str | None = None) -> list[
     ]
 
 
-def violations(ctx: Context, *, as_of: str | datetime | None = None) -> dict[str, Any]:
+def violations(ctx: Context, *, as_of: str | datetime | None = None) -> ViolationReport:
     """Every dataset version and run that used items their consent or policy did not cover
     (as known at ``as_of``, by default now: see :mod:`.violations`)."""
     instant = parse_instant(as_of, what="--as-of") if as_of is not None else None

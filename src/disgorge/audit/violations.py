@@ -13,10 +13,11 @@ from __future__ import annotations
 import html
 from collections import Counter
 from datetime import datetime
-from typing import Any
+from typing import Any, NotRequired
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from typing_extensions import TypedDict
 
 from .._time import iso
 from ..catalog.db import in_chunks
@@ -34,7 +35,43 @@ from ..catalog.models import (
 from ..consent import ConsentGate, ItemRef
 from ..runs import upstream_asset_ids
 
-__all__ = ["find_violations", "violations_html"]
+__all__ = ["ViolationReport", "ViolationUse", "find_violations", "violations_html"]
+
+
+class ViolationUse(TypedDict):
+    """One use (a dataset version or a run) that touched items not covered for its purpose."""
+
+    #: ``dataset:NAME@VERSION`` or ``run:ID``
+    use: str
+    #: ``dataset_version`` or ``run``
+    kind: str
+    purpose: str
+    at: str
+    #: items checked, items not covered, and the subjects of those
+    checked: int
+    items: int
+    subjects: int
+    by_source: dict[str, int]
+    by_rule: dict[str, int]
+    #: the artifacts downstream of the use (the models that carry the data on)
+    downstream: list[str]
+    #: for a run only: its job, override justification, whether it ran outside, its outputs
+    job: NotRequired[str]
+    override: NotRequired[str | None]
+    external: NotRequired[bool]
+    outputs: NotRequired[list[str]]
+
+
+class ViolationReport(TypedDict):
+    """The violation audit (``disgorge audit violations``): every offending use, with totals."""
+
+    as_of: str | None
+    uses_checked: int
+    uses_with_violations: int
+    items: int
+    by_source: dict[str, int]
+    by_purpose: dict[str, int]
+    violations: list[ViolationUse]
 
 
 def _check(
@@ -55,9 +92,9 @@ def _check(
     return len(rows), [(aid, rule, sid) for aid, rule, sid in bad]
 
 
-def find_violations(session: Session, *, as_of: datetime | None = None) -> dict[str, Any]:
+def find_violations(session: Session, *, as_of: datetime | None = None) -> ViolationReport:
     names = dict(session.execute(select(Source.id, Source.name)).all())
-    uses: list[dict[str, Any]] = []
+    uses: list[ViolationUse] = []
     checked_uses = 0
     datasets = session.scalars(select(DatasetVersion).order_by(DatasetVersion.built_at)).all()
     for ds in datasets:
@@ -142,7 +179,7 @@ def _use(
     names: dict[int, str],
     node: NodeRef,
     run: Run | None,
-) -> dict[str, Any]:
+) -> ViolationUse:
     bad_ids = [aid for aid, _, _ in bad]
     subjects: set[int] = set()
     for part in in_chunks(bad_ids):
@@ -150,7 +187,7 @@ def _use(
             session.scalars(select(AssetSubject.subject_id).where(AssetSubject.asset_id.in_(part)))
         )
     graph = downstream(session, node)
-    use: dict[str, Any] = {
+    use: ViolationUse = {
         "use": label,
         "kind": kind,
         "purpose": purpose,
@@ -173,7 +210,7 @@ def _use(
     return use
 
 
-def violations_html(report: dict[str, Any]) -> str:
+def violations_html(report: ViolationReport) -> str:
     """A self-contained HTML page of the violation report (no scripts, no external assets)."""
     e = html.escape
     rows = []

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import TypedDict
 
 from sqlalchemy import select
+from typing_extensions import TypedDict
 
 from .._time import iso
 from ..catalog.models import Asset, AssetSubject, ConsentRecord

@@ -2,6 +2,8 @@
 
 from .build import (
     DatasetBuild,
+    DatasetDiff,
+    DatasetView,
     build_dataset,
     bump,
     dataset_diff,
@@ -13,6 +15,8 @@ from .build import (
 
 __all__ = [
     "DatasetBuild",
+    "DatasetDiff",
+    "DatasetView",
     "build_dataset",
     "bump",
     "dataset_diff",

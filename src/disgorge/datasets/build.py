@@ -17,10 +17,11 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NotRequired
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
+from typing_extensions import TypedDict
 
 from .. import audit
 from .._merkle import merkle_root
@@ -44,6 +45,10 @@ from ..errors import InvalidInput, NotFound
 
 __all__ = [
     "DatasetBuild",
+    "DatasetDiff",
+    "DatasetView",
+    "ExcludedItem",
+    "PurposeChange",
     "build_dataset",
     "bump",
     "dataset_diff",
@@ -313,7 +318,53 @@ def _member_shas(session: Session, dataset: DatasetVersion) -> set[str]:
     )
 
 
-def dataset_view(session: Session, ref: str, *, with_members: bool = False) -> dict[str, Any]:
+class ExcludedItem(TypedDict):
+    """A photo the gate kept out of a version: the rule that did and its reason."""
+
+    sha256: str
+    rule: str
+    reason: str
+
+
+class DatasetView(TypedDict):
+    """A dataset version as shown (``disgorge dataset show``); the members only when asked."""
+
+    name: str
+    version: str
+    id: str
+    purpose: str
+    built_at: str
+    members: int
+    excluded: int
+    excluded_by_rule: dict[str, int]
+    merkle_root: str
+    #: how the members were chosen (source, subjects; ``derived_from`` for a derived version)
+    selector: dict[str, Any]
+    state: str
+    run: str | None
+    versions: list[str]
+    member_sha256: NotRequired[list[str]]
+    excluded_items: NotRequired[list[ExcludedItem]]
+
+
+#: the purposes of the two versions compared (``from`` is a keyword: the functional syntax)
+PurposeChange = TypedDict("PurposeChange", {"from": str, "to": str})
+
+#: what changed between two versions: the sha256s added and removed, how many stayed
+DatasetDiff = TypedDict(
+    "DatasetDiff",
+    {
+        "from": str,
+        "to": str,
+        "added": list[str],
+        "removed": list[str],
+        "unchanged": int,
+        "purpose": PurposeChange,
+    },
+)
+
+
+def dataset_view(session: Session, ref: str, *, with_members: bool = False) -> DatasetView:
     ds = find_dataset(session, ref)
     artifact = session.get(Artifact, ds.artifact_id)
     rules = dict(
@@ -327,7 +378,7 @@ def dataset_view(session: Session, ref: str, *, with_members: bool = False) -> d
     versions = sorted(
         session.scalars(select(DatasetVersion.version).where(DatasetVersion.name == ds.name)), key=_semver_key
     )
-    view: dict[str, Any] = {
+    view: DatasetView = {
         "name": ds.name,
         "version": ds.version,
         "id": ds.artifact_id,
@@ -356,7 +407,7 @@ def dataset_view(session: Session, ref: str, *, with_members: bool = False) -> d
     return view
 
 
-def dataset_diff(session: Session, a: str, b: str) -> dict[str, Any]:
+def dataset_diff(session: Session, a: str, b: str) -> DatasetDiff:
     left, right = find_dataset(session, a), find_dataset(session, b)
     lset, rset = _member_shas(session, left), _member_shas(session, right)
     return {

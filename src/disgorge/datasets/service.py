@@ -9,13 +9,12 @@ rollback took back.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from ..consent import parse_purpose
 from ..context import Context, when
 from ..runs import emit_lineage
 from ..subjects import ref_of
-from .build import DatasetBuild, build_dataset, dataset_diff, dataset_view
+from .build import DatasetBuild, DatasetDiff, DatasetView, build_dataset, dataset_diff, dataset_view
 
 __all__ = ["build", "diff", "show"]
 
@@ -57,13 +56,13 @@ def build(
     return made
 
 
-def show(ctx: Context, ref: str, *, members: bool = False) -> dict[str, Any]:
+def show(ctx: Context, ref: str, *, members: bool = False) -> DatasetView:
     """A dataset version (``NAME@VERSION`` or NAME's latest), with its members if asked."""
     with ctx.reader() as session:
         return dataset_view(session, ref, with_members=members)
 
 
-def diff(ctx: Context, a: str, b: str) -> dict[str, Any]:
+def diff(ctx: Context, a: str, b: str) -> DatasetDiff:
     """What changed between two dataset versions (sha256s added and dropped)."""
     with ctx.reader() as session:
         return dataset_diff(session, a, b)

@@ -11,10 +11,11 @@ leaves every step either done and marked or to be run again.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypedDict
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from typing_extensions import TypedDict
 
 from .._time import iso, utcnow
 from ..catalog.models import ErasureRequest, ErasureStep

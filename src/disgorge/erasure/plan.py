@@ -21,10 +21,11 @@ it (``sharing/provenance.py``, design note 19).
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, NotRequired, TypedDict, cast
+from typing import Any, NotRequired, cast
 
 from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.orm import Session, aliased
+from typing_extensions import TypedDict
 
 from ..catalog.lineage import NodeRef, downstream
 from ..catalog.models import (

@@ -10,7 +10,9 @@ certificate.
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any
+
+from typing_extensions import TypedDict
 
 from ..catalog.models import ErasureRequest
 from ..context import Context

@@ -19,13 +19,16 @@ Sharing's inbox erases through here too, for a sender's request.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any
+
+from typing_extensions import TypedDict
 
 from .. import audit
 from .._time import utcnow
 from ..context import Context, when
 from ..errors import InvalidInput
 from ..sharing import outbox
+from ..signing import SignedDocument
 from . import requests, runner, verifier, views
 from ._step import Execution
 from .forensics import MIN_NEEDLE_BYTES
@@ -139,7 +142,7 @@ def close_recipient(ctx: Context, request_id: str, recipient: str, *, reason: st
     return outbox.close_notice(ctx, request_id, recipient, reason)
 
 
-def request_document(ctx: Context, request_id: str, recipient: str) -> dict[str, Any]:
+def request_document(ctx: Context, request_id: str, recipient: str) -> SignedDocument:
     """The signed request to a recipient without an endpoint, to deliver by hand."""
     with ctx.reader() as session:
         notice = outbox.find_notice(session, find_request(session, request_id).id, recipient)
@@ -166,7 +169,7 @@ def interrupted(ctx: Context) -> list[str]:
     return views.interrupted(ctx)
 
 
-def certificate(ctx: Context, request_id: str) -> dict[str, Any]:
+def certificate(ctx: Context, request_id: str) -> SignedDocument:
     """The signed certificate of a completed request."""
     return views.certificate(ctx, request_id)
 

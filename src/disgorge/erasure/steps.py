@@ -55,7 +55,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import MappingProxyType
-from typing import TypedDict
+
+from typing_extensions import TypedDict
 
 from ._step import FAULTS, RUNNER_POINTS, AwaitingRecipients, Execution, Fault, Step
 from .certify import certify

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, TypedDict
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from typing_extensions import TypedDict
 
 from .._time import iso, utcnow
 from ..catalog import in_chunks, purge_free_space

@@ -9,15 +9,17 @@ request must not keep the hash of a photo erased later).
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from typing_extensions import TypedDict
 
 from .._time import iso
 from ..catalog.models import Asset, ErasureRequest
 from ..context import Context
 from ..errors import NotFound
+from ..signing import SignedDocument
 from .journal import StepView, find_request, step_views
 from .plan import PlanSummary, summarize
 from .recipients import RecipientState, recipient_states
@@ -118,7 +120,7 @@ def interrupted(ctx: Context) -> list[str]:
         )
 
 
-def certificate(ctx: Context, request_id: str) -> dict[str, Any]:
+def certificate(ctx: Context, request_id: str) -> SignedDocument:
     """The request's signed certificate; NotFound before it is completed."""
     with ctx.reader() as session:
         req = find_request(session, request_id)

@@ -27,6 +27,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from typing_extensions import TypeAliasType
 
 from .. import audit
 from .._version import __version__
@@ -36,7 +37,23 @@ from ..datasets import dataset_view, find_dataset
 from ..errors import InvalidInput
 from . import DISGORGE_IRI
 
-__all__ = ["CONFORMS_TO", "CONTEXT", "DISGORGE_CONTEXT", "RECORD_SET", "export_croissant", "write_croissant"]
+__all__ = [
+    "CONFORMS_TO",
+    "CONTEXT",
+    "DISGORGE_CONTEXT",
+    "RECORD_SET",
+    "CroissantDocument",
+    "export_croissant",
+    "write_croissant",
+]
+
+#: A Croissant 1.1 JSON-LD document. A plain dict under a name, not a TypedDict: its schema
+#: is the Croissant specification's (keys such as ``@context``, ``cr:...`` and ``rai:...``
+#: are JSON-LD terms, not Python names), and docs/standards.md documents the
+#: ``disgorge:`` extension; mlcroissant checks the documents in the tests. Named (rather
+#: than a bare ``dict[str, Any]``) so that the API's schema, and tests/test_result_types.py,
+#: can tell "a standard document, specified elsewhere" from "untyped".
+CroissantDocument = TypeAliasType("CroissantDocument", dict[str, Any])
 
 CONFORMS_TO = "http://mlcommons.org/croissant/1.1"
 #: the namespace of the ``disgorge:`` terms in Croissant documents
@@ -146,7 +163,7 @@ def _members(session: Session, artifact_id: str) -> list[dict[str, Any]]:
     ]
 
 
-def export_croissant(session: Session, dataset_ref: str, *, workspace_id: str) -> dict[str, Any]:
+def export_croissant(session: Session, dataset_ref: str, *, workspace_id: str) -> CroissantDocument:
     """Croissant 1.1 JSON-LD describing the dataset version ``NAME@VERSION`` (or NAME's latest)."""
     ds = find_dataset(session, dataset_ref)
     view = dataset_view(session, f"{ds.name}@{ds.version}")
@@ -257,7 +274,7 @@ def export_croissant(session: Session, dataset_ref: str, *, workspace_id: str) -
     }
 
 
-def write_croissant(ctx: Context, ref: str, path: str | Path) -> dict[str, Any]:
+def write_croissant(ctx: Context, ref: str, path: str | Path) -> CroissantDocument:
     """Write the dataset version as Croissant 1.1 JSON-LD to ``path``; returns the document.
 
     The file is written whole or not at all (a temporary renamed over it), and the export

@@ -20,10 +20,11 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypedDict
+from typing import Any
 
 from sqlalchemy import func, select, union
 from sqlalchemy.orm import Session
+from typing_extensions import TypedDict
 
 from .. import audit
 from ..catalog.lineage import NodeRef, parse_node, upstream

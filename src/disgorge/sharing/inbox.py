@@ -18,19 +18,21 @@ received request is one more scope (``request``) of the same engine.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from typing_extensions import TypedDict
 
 from .. import audit
 from .._time import iso, parse_instant, utcnow
-from ..audit.service import checkpoint
+from ..audit.service import TreeHead, checkpoint
 from ..catalog.db import in_chunks
 from ..catalog.models import Asset, ErasureRequest, IncomingRequest, Peer, Transfer, TransferItem
 from ..context import Context
 from ..erasure.service import approve, erase, resume
 from ..errors import DisgorgeError, InvalidInput
+from ..signing import SignedDocument
 from .documents import (
     REQUEST_TYPE,
     RESPONSE_TYPE,
@@ -41,12 +43,40 @@ from .documents import (
 )
 from .peers import peer_by_key
 
-__all__ = ["Answer", "answer", "process", "receive", "receive_file"]
+__all__ = ["Answer", "ErasureResponse", "ErasureResponseBody", "answer", "process", "receive", "receive_file"]
 
 _MAX_ITEMS = 1_000_000
 
 #: an HTTP status and the document that goes with it: signed, or ``{"error": ...}``
 Answer = tuple[int, dict[str, Any]]
+
+
+class ErasureResponseBody(TypedDict):
+    """What a recipient answers to a request (``disgorge.erasure-response/1``, docs/sharing.md)."""
+
+    type: str
+    nonce: str
+    #: acknowledged, completed, not_found or exception
+    state: str
+    #: how many photos the request named, and how many of them this workspace holds
+    named: int
+    matched: int
+    answered_at: str
+    #: this workspace's own signed certificate, once its erasure completed
+    certificate: SignedDocument | None
+    error: str | None
+    #: a witness of this workspace's audit log, for the sender to keep (docs/audit.md)
+    audit_tree_head: TreeHead
+    #: the signer's key (hex), added when signed
+    public_key: str
+
+
+class ErasureResponse(TypedDict):
+    """The signed answer: a signed document whose body is an :class:`ErasureResponseBody`."""
+
+    body: ErasureResponseBody
+    signature: str
+    algorithm: str
 
 
 def _error(status: int, message: str) -> Answer:
@@ -219,7 +249,7 @@ def answer(ctx: Context, nonce: str) -> Answer:
     return (202 if state == "acknowledged" else 200), sign_document(ctx, body)
 
 
-def receive_file(ctx: Context, document: dict[str, Any], *, wait: float = 30.0) -> dict[str, Any]:
+def receive_file(ctx: Context, document: dict[str, Any], *, wait: float = 30.0) -> ErasureResponse:
     """A request delivered as a file: check it, erase, and return the signed answer (with
     this workspace's certificate once completed); a refused one raises :class:`InvalidInput`."""
     status, signed = receive(ctx, document)
@@ -227,4 +257,5 @@ def receive_file(ctx: Context, document: dict[str, Any], *, wait: float = 30.0) 
         raise InvalidInput(f"erasure request refused: {signed['error']}")
     if status == 202:
         status, signed = process(ctx, signed["body"]["nonce"], wait=wait)
-    return signed
+    # past a recorded request, every route ends in ``answer``'s signed response
+    return cast(ErasureResponse, signed)

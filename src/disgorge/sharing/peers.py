@@ -8,11 +8,11 @@ request signed by an unknown key is refused, whatever it claims to be.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TypedDict
 from urllib.parse import urlparse
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from typing_extensions import TypedDict
 
 from .. import audit
 from ..catalog.models import Peer

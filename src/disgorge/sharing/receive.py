@@ -21,10 +21,11 @@ import hashlib
 import tempfile
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NotRequired
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from typing_extensions import TypedDict
 
 from .. import audit
 from .._time import parse_instant

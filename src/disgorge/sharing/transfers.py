@@ -7,9 +7,8 @@ list them alike.
 
 from __future__ import annotations
 
-from typing import TypedDict
-
 from sqlalchemy import select
+from typing_extensions import TypedDict
 
 from .._time import iso
 from ..catalog.models import Peer, Transfer

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypedDict, cast
+from typing import Any, cast
 
 import numpy as np
 from sqlalchemy import select
+from typing_extensions import TypedDict
 
 from ...catalog.models import Artifact
 from ...context import Context, when

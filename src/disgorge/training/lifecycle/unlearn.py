@@ -11,9 +11,10 @@ whole; a crash after it is finished by the next unlearning call
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NotRequired
 
 from sqlalchemy import select
+from typing_extensions import TypedDict
 
 from ... import audit
 from ...assets import find_asset

@@ -8,9 +8,10 @@ unlearned model is the model that never saw them, which an attack alone cannot.
 
 from __future__ import annotations
 
-from typing import Any, TypedDict
+from typing import Any
 
 from sqlalchemy import select
+from typing_extensions import TypedDict
 
 from ...catalog.models import AssetSubject
 from ...context import Context
