@@ -16,7 +16,14 @@ from typing_extensions import TypedDict
 
 from ..catalog.models import ErasureRequest
 from ..context import Context
-from ..sharing.outbox import DONE_STATES, await_recipients, create_notices, default_deadline, notices_view
+from ..sharing.outbox import (
+    DONE_STATES,
+    RecipientState,
+    await_recipients,
+    create_notices,
+    default_deadline,
+    notices_view,
+)
 from ._step import AwaitingRecipients, Execution, step
 
 __all__ = [
@@ -27,23 +34,6 @@ __all__ = [
     "recipient_states",
     "recipients_for_certificate",
 ]
-
-
-class RecipientState(TypedDict):
-    """Where the request to one recipient stands (``erasure show``: no certificate)."""
-
-    recipient: str
-    public_key: str
-    delivery: str
-    transfers: list[str]
-    items: int
-    nonce: str
-    state: str
-    deadline: str
-    attempts: int
-    last_error: str | None
-    closed_reason: str | None
-    answered_at: str | None
 
 
 class CertifiedRecipient(TypedDict):

@@ -51,6 +51,7 @@ __all__ = [
     "NoticeClosed",
     "NoticeView",
     "RecipientEntry",
+    "RecipientState",
     "ResponseImported",
     "await_recipients",
     "close_notice",
@@ -80,8 +81,9 @@ class RecipientEntry(TypedDict):
     id_kind: str
 
 
-class NoticeView(TypedDict):
-    """Where the request to one recipient stands (``disgorge erasure show``)."""
+class RecipientState(TypedDict):
+    """Where the request to one recipient stands, without its certificate (``disgorge
+    erasure show``)."""
 
     recipient: str
     public_key: str
@@ -95,6 +97,11 @@ class NoticeView(TypedDict):
     last_error: str | None
     closed_reason: str | None
     answered_at: str | None
+
+
+class NoticeView(RecipientState):
+    """A recipient's state with its signed certificate, once it answered ``completed``."""
+
     certificate: dict[str, Any] | None
 
 
