@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.orm import Session
@@ -36,24 +36,22 @@ from .config import Config, find_workspace, make_private
 from .consent import service as consent_service
 from .context import Context
 from .datasets import service as dataset_service
+from .erasure import service as erasure_service
 from .errors import WorkspaceError
 from .ingest import service as ingest_service
 from .ingest.pipeline import ProgressFn
 from .interop.croissant import write_croissant
 from .maintenance import GcReport
 from .runs import RunHandle
+from .sharing import inbox as inbox_service
+from .sharing import peers as peer_service
+from .sharing import receive as receive_service
+from .sharing import share as share_service
+from .sharing import transfers as transfer_service
 from .subjects import ref_of
 from .vault import BlobStore, KekProvider, Vault
 
 if TYPE_CHECKING:
-    from .erasure.service import AckResult, ErasureListed, ErasureView, PlanSummary, Reverification
-    from .sharing.inbox import ErasureResponse
-    from .sharing.outbox import NoticeClosed
-    from .sharing.peers import PeerView
-    from .sharing.receive import BundleReceived, LegacyTransfer
-    from .sharing.share import ShareReport
-    from .sharing.transfers import TransferView
-    from .signing import SignedDocument
     from .training.lifecycle import ModelAudit, ModelView, Prediction, RetiredModel, TrainedModel, Unlearned
     from .vision.analyze import AnalyzeReport
     from .vision.hash_cache import HashCache
@@ -71,7 +69,8 @@ def _service(function: Callable[Concatenate[Context, _P], _R]) -> Callable[Conca
     The method has the service's parameters, defaults, types and docstring, written once,
     in the service: the facade cannot drift from what it calls. (The methods of services
     whose modules load heavy libraries, training and vision, are written out instead: they
-    import them on first use, so that opening a workspace stays quick.)
+    import them on first use, so that opening a workspace stays quick. Erasure is not one
+    of them: the CLI loads it before every command, to resume an interrupted erasure.)
     """
 
     @functools.wraps(function)
@@ -349,188 +348,28 @@ class Workspace:
     violations = _service(audit_service.violations)
 
     # -- erasure -----------------------------------------------------------------------------
-    # each a call into disgorge.erasure.service (same parameters, same results)
-    def erasure_plan(self, kind: str, ident: str) -> PlanSummary:
-        """The dry run: what erasing this scope would touch, with counts per kind."""
-        from .erasure import service
-
-        return service.plan(self.ctx, kind, ident)
-
-    def erase(
-        self,
-        kind: str,
-        ident: str,
-        *,
-        reason: str,
-        execute: bool = True,
-        at: str | datetime | None = None,
-        wait: float = 30.0,
-        deadline_days: float = 30.0,
-    ) -> ErasureView:
-        """Erase a subject, a photo (sha256), a source, a model or a transfer, and everything derived.
-
-        Plans, approves and (with ``execute``) runs the erasure to its certificate. Without
-        ``execute`` the request stays ``planned`` until :meth:`erasure_approve`. Photos that
-        went to recipients are erased there too: each gets a signed request (deadline in
-        ``deadline_days``); the request waits up to ``wait`` seconds for their certificates,
-        then rests in ``awaiting_recipients`` until :meth:`erasure_resume` or an ack.
-        """
-        from .erasure import service
-
-        return service.erase(
-            self.ctx,
-            kind,
-            ident,
-            reason=reason,
-            execute=execute,
-            at=at,
-            wait=wait,
-            deadline_days=deadline_days,
-        )
-
-    def erasure_approve(
-        self, request_id: str, *, at: str | datetime | None = None, wait: float = 30.0
-    ) -> ErasureView:
-        from .erasure import service
-
-        return service.approve(self.ctx, request_id, at=at, wait=wait)
-
-    def erasure_resume(self, request_id: str, *, wait: float = 30.0) -> ErasureView:
-        """Run an interrupted erasure to its end (every step is idempotent); for one awaiting
-        recipients, deliver and poll again for up to ``wait`` seconds."""
-        from .erasure import service
-
-        return service.resume(self.ctx, request_id, wait=wait)
-
-    def erasure_ack(self, document: dict[str, Any], *, wait: float = 0.0) -> AckResult:
-        """Import a recipient's signed answer delivered by hand, then go on with its erasure."""
-        from .erasure import service
-
-        return service.ack(self.ctx, document, wait=wait)
-
-    def erasure_close_recipient(self, request_id: str, recipient: str, *, reason: str) -> NoticeClosed:
-        """Close a recipient's part by hand (it never answered, or answered on paper), with a reason."""
-        from .erasure import service
-
-        return service.close_recipient(self.ctx, request_id, recipient, reason=reason)
-
-    def erasure_request_document(self, request_id: str, recipient: str) -> SignedDocument:
-        """The signed request to a recipient without an endpoint, to deliver by hand."""
-        from .erasure import service
-
-        return service.request_document(self.ctx, request_id, recipient)
+    erasure_plan = _service(erasure_service.plan)
+    erase = _service(erasure_service.erase)
+    erasure_approve = _service(erasure_service.approve)
+    erasure_resume = _service(erasure_service.resume)
+    erasure_ack = _service(erasure_service.ack)
+    erasure_close_recipient = _service(erasure_service.close_recipient)
+    erasure_request_document = _service(erasure_service.request_document)
+    erasure_cancel = _service(erasure_service.cancel)
+    erasures = _service(erasure_service.list_requests)
+    erasure = _service(erasure_service.show)
+    interrupted_erasures = _service(erasure_service.interrupted)
+    erasure_certificate = _service(erasure_service.certificate)
+    verify_erasure = _service(erasure_service.reverify)
 
     # -- sharing -----------------------------------------------------------------------------
-    def add_peer(
-        self,
-        role: str,
-        name: str,
-        *,
-        public_key: bytes,
-        endpoint: str = "",
-        agreement: str = "",
-        at: str | datetime | None = None,
-    ) -> PeerView:
-        """Register a recipient (we send photos to) or a sender (we accept them from)."""
-        from .sharing.peers import add_peer
-
-        return add_peer(
-            self.ctx, role, name, public_key=public_key, endpoint=endpoint, agreement=agreement, at=at
-        )
-
-    def peers(self, role: str) -> list[PeerView]:
-        from .sharing.peers import list_peers
-
-        return list_peers(self.ctx, role)
-
-    def share(
-        self,
-        dataset: str,
-        *,
-        to: str,
-        purposes: list[str],
-        out: str | Path | None = None,
-        at: str | datetime | None = None,
-        override: tuple[str, str] | None = None,
-        keep_metadata: bool = False,
-    ) -> ShareReport:
-        """Send a dataset version to a recipient: gate, signed bundle, transfer in the lineage.
-
-        With ``at`` in the past and no ``out``, record a legacy transfer as it happened
-        (every member; under ``override`` where the gate would not have allowed it).
-        The bundle's photos leave without location metadata unless ``keep_metadata``.
-        """
-        from .sharing.share import share
-
-        return share(
-            self.ctx,
-            dataset,
-            to=to,
-            purposes=purposes,
-            out=out,
-            at=at,
-            override=override,
-            keep_metadata=keep_metadata,
-        )
-
-    def receive_legacy(self, sender: str, *, source: str, at: str | datetime | None = None) -> LegacyTransfer:
-        """Record that a registered sender sent the photos of ``source`` outside disgorge (a
-        legacy transfer), so that its erasure requests by sha256 reach them — and only them."""
-        from .sharing.receive import receive_legacy
-
-        return receive_legacy(self.ctx, sender, source=source, at=at)
-
-    def receive_bundle(self, path: str | Path, *, at: str | datetime | None = None) -> BundleReceived:
-        """Check a bundle from a registered sender whole, then ingest it under its terms."""
-        from .sharing.receive import receive_bundle
-
-        return receive_bundle(self.ctx, path, at=at)
-
-    def transfers(self) -> list[TransferView]:
-        from .sharing.transfers import list_transfers
-
-        return list_transfers(self.ctx)
-
-    def receive_erasure_request(self, document: dict[str, Any], *, wait: float = 30.0) -> ErasureResponse:
-        """Handle a sender's erasure request delivered as a file: check it, erase, and
-        return the signed answer (with this workspace's certificate once completed)."""
-        from .sharing.inbox import receive_file
-
-        return receive_file(self.ctx, document, wait=wait)
-
-    def erasure_cancel(self, request_id: str, *, reason: str = "cancelled") -> ErasureView:
-        from .erasure import service
-
-        return service.cancel(self.ctx, request_id, reason=reason)
-
-    def erasures(self) -> list[ErasureListed]:
-        from .erasure import service
-
-        return service.list_requests(self.ctx)
-
-    def erasure(self, request_id: str) -> ErasureView:
-        from .erasure import service
-
-        return service.show(self.ctx, request_id)
-
-    def interrupted_erasures(self) -> list[str]:
-        from .erasure import service
-
-        return service.interrupted(self.ctx)
-
-    def erasure_certificate(self, request_id: str) -> SignedDocument:
-        from .erasure import service
-
-        return service.certificate(self.ctx, request_id)
-
-    def verify_erasure(self, request_id: str) -> Reverification:
-        """Check a completed erasure again: its tombstones, shredded keys and re-ingestion
-        fingerprints in the catalog, and that no active model uses its photos. The forensic
-        scan is not repeated (its byte samples were destroyed at completion); the result
-        says so and quotes the scan made then (:func:`disgorge.erasure.service.reverify`)."""
-        from .erasure import service
-
-        return service.reverify(self.ctx, request_id)
+    add_peer = _service(peer_service.add_peer)
+    peers = _service(peer_service.list_peers)
+    share = _service(share_service.share)
+    receive_legacy = _service(receive_service.receive_legacy)
+    receive_bundle = _service(receive_service.receive_bundle)
+    transfers = _service(transfer_service.list_transfers)
+    receive_erasure_request = _service(inbox_service.receive_file)
 
     # -- audit ---------------------------------------------------------------------------
     verify_audit = _service(audit_service.verify_chain)

@@ -261,7 +261,7 @@ def _grant(
 
 
 def receive_legacy(
-    ctx: Context, sender_name: str, *, source: str, at: str | datetime | None = None
+    ctx: Context, sender: str, *, source: str, at: str | datetime | None = None
 ) -> LegacyTransfer:
     """Record a legacy transfer from a sender: the active photos of ``source`` came from it.
 
@@ -271,9 +271,9 @@ def receive_legacy(
     transfer per sender and source, with an id derived from both: recording it again adds
     the photos ingested since."""
     instant = when(at)
-    transfer_id = hashlib.sha256(f"legacy|{sender_name}|{source}".encode()).hexdigest()[:32]
+    transfer_id = hashlib.sha256(f"legacy|{sender}|{source}".encode()).hexdigest()[:32]
     with ctx.sessions.begin() as session:
-        sender = find_peer(session, "sender", sender_name)
+        peer = find_peer(session, "sender", sender)
         src = session.scalar(select(Source).where(Source.name == source))
         if src is None:
             raise InvalidInput(f"no source named {source!r}; ingest the sender's photos into one first")
@@ -284,7 +284,7 @@ def receive_legacy(
             transfer = Transfer(
                 id=transfer_id,
                 direction="in",
-                peer_id=sender.id,
+                peer_id=peer.id,
                 dataset="",
                 source_id=src.id,
                 purposes=[],
@@ -311,13 +311,13 @@ def receive_legacy(
         audit.append(
             session,
             "transfer.legacy_recorded",
-            {"transfer": transfer_id, "sender": sender.name, "source": src.name, "added": len(new)},
+            {"transfer": transfer_id, "sender": peer.name, "source": src.name, "added": len(new)},
             actor=ctx.actor,
             at=instant,
         )
     return {
         "transfer": transfer_id,
-        "sender": sender_name,
+        "sender": sender,
         "source": source,
         "items": len(held) + len(new),
         "added": len(new),
