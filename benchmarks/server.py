@@ -107,7 +107,7 @@ if variant == "echo":
 
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 else:
-    from disgorge.sharing.server import Limits, create_app, uvicorn_config
+    from disgorge.api import Limits, create_app, uvicorn_config
     lim = Limits(**limits)
     app = create_app(path, limits=lim)
     uvicorn.Server(uvicorn_config(app, port=port, log_level="warning", limits=lim)).run()

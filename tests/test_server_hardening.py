@@ -38,7 +38,7 @@ from disgorge.catalog.models import IncomingRequest, TransferItem
 from disgorge.samples import synthetic_photo
 from disgorge.sharing.documents import REQUEST_TYPE, sign_document
 from disgorge.sharing.query import authorization
-from disgorge.sharing.server import Limits, running_server
+from disgorge.api import Limits, running_server
 
 pytest.importorskip("uvicorn")
 pytest.importorskip("fastapi")
@@ -334,9 +334,7 @@ def test_deep_json_is_a_json_400_and_405_names_the_allowed_methods(env: Env) -> 
         head = b"POST /v1/erasure-requests HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
         reply = _raw(url, head + b"Content-Length: %d\r\n\r\n" % len(deep), deep)
         assert reply.startswith(b"HTTP/1.1 400"), reply[:200]
-        assert json.loads(reply.partition(b"\r\n\r\n")[2]) == {
-            "error": "the request body is nested too deeply"
-        }
+        assert json.loads(reply.partition(b"\r\n\r\n")[2])["error"] == "the request body is nested too deeply"
         nested: Any = "x"
         for _ in range(20):  # parses fine, yet no request is nested like this
             nested = [nested]
@@ -391,8 +389,11 @@ def test_only_the_sender_reads_the_state_of_its_request(env: Env) -> None:
 
 
 def test_the_openapi_declares_what_the_server_accepts(env: Env) -> None:
+    with Workspace.open(env.vendor) as ws:
+        ws.add_principal("reader", role="viewer")
+        token = ws.create_token("reader")["token"]
     with running_server(env.vendor, actor="vendor-server") as url:
-        spec = call(url, "GET", "/openapi.json").body
+        spec = call(url, "GET", "/v1/openapi.json", headers={"Authorization": f"Bearer {token}"}).body
     post_op = spec["paths"]["/v1/erasure-requests"]["post"]
     schema = post_op["requestBody"]["content"]["application/json"]["schema"]
     validator = jsonschema.Draft202012Validator(schema)

@@ -38,7 +38,7 @@ from disgorge.samples import synthetic_photo
 from disgorge.sharing import inbox
 from disgorge.sharing.documents import REQUEST_TYPE, RESPONSE_TYPE, sign_document, verify_document
 from disgorge.sharing.query import authorization
-from disgorge.sharing.server import running_server
+from disgorge.api import running_server
 
 pytest.importorskip("uvicorn")
 pytest.importorskip("fastapi")
@@ -252,17 +252,25 @@ def test_the_server_documents_itself_and_answers_errors_as_json(pair: Pair) -> N
     assert call("GET", "/healthz")[0] == 200
     status, pem = call("GET", "/v1/public-key")
     assert status == 200 and pem == pair.vendor.public_key_pem()
-    status, spec = call("GET", "/openapi.json")
+    # the OpenAPI document is for authenticated callers only, and there is no /docs page
+    assert call("GET", "/openapi.json")[0] == 404 and call("GET", "/docs")[0] == 404
+    assert call("GET", "/v1/openapi.json")[0] == 401
+    pair.vendor.add_principal("ops", role="viewer")
+    token = pair.vendor.create_token("ops")["token"]
+    status, spec = call("GET", "/v1/openapi.json", auth=f"Bearer {token}")
     assert status == 200
     paths = spec["paths"]
     assert {"post"} <= set(paths["/v1/erasure-requests"])
     assert {"get"} <= set(paths["/v1/erasure-requests/{nonce}"])
     assert "/v1/public-key" in paths and "/healthz" in paths
     assert "requestBody" in paths["/v1/erasure-requests"]["post"]
-    assert state(pair, "0" * 32) == (404, {"error": "no such request"})
+    # errors are RFC 9457 problem details, with "error" kept for older senders
+    status, doc = state(pair, "0" * 32)
+    assert (status, doc["error"], doc["detail"], doc["status"]) == (404, "no such request", "no such request", 404)
+    assert doc["type"].startswith("urn:disgorge:problem:")
     assert call("GET", "/nowhere")[0] == 404 and "error" in call("GET", "/nowhere")[1]
     status, doc = call("POST", "/v1/erasure-requests", raw=b"{not json")
-    assert status == 400 and doc == {"error": "the request body is not JSON"}
+    assert status == 400 and doc["error"] == "the request body is not JSON"
     status, doc = call("POST", "/v1/erasure-requests", {"hello": "world"})
     assert status == 400 and "not a signed disgorge document" in doc["error"]
     # a body over the limit is refused from its declared length, before it is read

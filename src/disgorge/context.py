@@ -37,6 +37,7 @@ from .errors import WorkspaceError
 from .vault import BlobStore, KekProvider, Vault
 
 if TYPE_CHECKING:
+    from .access.roles import Principal
     from .vision.hash_cache import HashCache
 
 __all__ = ["KEK_CHECK_AAD", "PSEUDONYM_AAD", "SIGNING_AAD", "Context", "meta_value", "when"]
@@ -80,6 +81,9 @@ class Context:
     vault: Vault
     #: who does the work: recorded in the audit log with every change
     actor: str
+    #: the authenticated API principal the work is done for (``None``: the workspace's
+    #: owner at the shell, who holds the keys and is outside the API's access control)
+    principal: Principal | None = None
     #: lazily built, shared by every copy made with :meth:`acting_as`
     _shared: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -108,9 +112,9 @@ class Context:
         return HashCache(self.config.home / "index" / "pdq.sealed", self.kek)
 
     # -- who acts -----------------------------------------------------------------------
-    def acting_as(self, actor: str) -> Context:
+    def acting_as(self, actor: str, principal: Principal | None = None) -> Context:
         """The same workspace, with another actor (a request's principal, a sender)."""
-        return dataclasses.replace(self, actor=actor)
+        return dataclasses.replace(self, actor=actor, principal=principal)
 
     # -- the workspace's identity and signing key ------------------------------------------
     @property

@@ -175,7 +175,7 @@ class _Story:
 
 def run_demo(directory: Path, say: Say = print, *, photos: Path | None = None) -> dict[str, Any]:
     """Run the story in ``directory`` (new or empty); return its numbers and checks."""
-    from .sharing.server import running_server
+    from .api import running_server
 
     people = _real_people(photos) if photos is not None else _drawn_people()
     story = _Story(say)

@@ -16,6 +16,8 @@ inside a subject's folder)::
     ├── KeyDestroyed          the subject's data key was destroyed (crypto-shredded)
     ├── ConsentDenied         a run or export that consent does not cover (and no override)
     ├── ErasureBlocked        an erasure that cannot be planned or run as asked
+    ├── Unauthenticated       no API token, or one that is unknown, expired or revoked
+    ├── Forbidden             a principal whose role lacks the scope an operation needs
     └── FacesUnavailable      the ``faces`` extra is not installed (vision.models)
 
 The subclasses defined next to the code that raises them are named with their module;
@@ -28,11 +30,13 @@ __all__ = [
     "ConsentDenied",
     "DisgorgeError",
     "ErasureBlocked",
+    "Forbidden",
     "IntegrityError",
     "InvalidInput",
     "KekError",
     "KeyDestroyed",
     "NotFound",
+    "Unauthenticated",
     "WorkspaceError",
 ]
 
@@ -90,3 +94,15 @@ class ErasureBlocked(DisgorgeError):
     """An erasure that cannot be planned or run as asked (unhandled artifact, running twice)."""
 
     status = 409
+
+
+class Unauthenticated(DisgorgeError):
+    """An API call without a valid token: none, unknown, expired, revoked, or disabled user."""
+
+    status = 401
+
+
+class Forbidden(DisgorgeError):
+    """A principal whose role lacks the scope, or a rule (two-person approval) says no."""
+
+    status = 403

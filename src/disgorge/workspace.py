@@ -29,7 +29,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.orm import Session
 
 from . import assets, bootstrap, maintenance, runs, subjects
+from . import jobs as job_service
 from . import sources as source_service
+from .access import principals as principal_service
+from .access import settings as settings_service
 from .audit import service as audit_service
 from .catalog import current_revision, make_engine, make_sessionmaker, upgrade
 from .config import Config, find_workspace, make_private
@@ -356,6 +359,7 @@ class Workspace:
     erasure_close_recipient = _service(erasure_service.close_recipient)
     erasure_request_document = _service(erasure_service.request_document)
     erasure_cancel = _service(erasure_service.cancel)
+    erasure_deny = _service(erasure_service.deny)
     erasures = _service(erasure_service.list_requests)
     erasure = _service(erasure_service.show)
     interrupted_erasures = _service(erasure_service.interrupted)
@@ -380,6 +384,18 @@ class Workspace:
     # -- maintenance ----------------------------------------------------------------------
     gc = _service(maintenance.gc)
     status = _service(maintenance.status)
+
+    # -- principals, tokens, settings, jobs (the API) ------------------------------------
+    add_principal = _service(principal_service.add_principal)
+    principals = _service(principal_service.list_principals)
+    disable_principal = _service(principal_service.disable_principal)
+    create_token = _service(principal_service.create_token)
+    tokens = _service(principal_service.list_tokens)
+    revoke_token = _service(principal_service.revoke_token)
+    settings = _service(settings_service.get_settings)
+    set_setting = _service(settings_service.set_setting)
+    jobs = _service(job_service.list_jobs)
+    job = _service(job_service.show)
 
 
 def _name_the_delegates() -> None:

@@ -50,6 +50,7 @@ __all__ = [
     "DatasetMemberRow",
     "DatasetVersion",
     "ErasedFingerprint",
+    "ErasureApproval",
     "ErasureRequest",
     "ErasureStep",
     "IncomingRequest",
@@ -416,6 +417,21 @@ class ErasureRequest(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     actor: Mapped[str] = mapped_column(String(128), default="")
+    #: the API principal that asked for it (``None``: the workspace's owner at the shell)
+    principal_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class ErasureApproval(Base):
+    """One principal's decision on an erasure request: who, when, why (two-person rule)."""
+
+    __tablename__ = "erasure_approvals"
+    request_id: Mapped[str] = mapped_column(ForeignKey("erasure_requests.id"), primary_key=True)
+    principal_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    principal_name: Mapped[str] = mapped_column(String(128))
+    #: ``approve`` or ``deny``
+    decision: Mapped[str] = mapped_column(String(8))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class ErasureStep(Base):

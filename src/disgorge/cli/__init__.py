@@ -10,6 +10,7 @@ import typer
 
 from .._version import __version__
 from ._common import fail
+from .access_cmds import settings_app, token_app, user_app
 from .audit_cmds import audit_app
 from .catalog_cmds import asset_app, source_app, subject_app
 from .datasets_cmds import dataset_app
@@ -78,6 +79,9 @@ app.add_typer(certificate_app, name="certificate")
 app.add_typer(recipient_app, name="recipient")
 app.add_typer(sender_app, name="sender")
 app.add_typer(transfer_app, name="transfer")
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")
+app.add_typer(settings_app, name="settings")
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ def serve(
     in the catalog and is finished even after a restart. OpenAPI docs at /docs. Stop
     with Ctrl-C; requests under way resume on the next start.
     """
-    from ..sharing.server import INSTALL_HINT, Limits, create_app, uvicorn_config
+    from ..api import INSTALL_HINT, Limits, create_app, uvicorn_config
 
     try:
         import uvicorn

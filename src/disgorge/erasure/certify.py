@@ -20,6 +20,7 @@ from .._time import iso, utcnow
 from ..catalog.models import ErasureRequest
 from ..signing import ALGORITHM, SCHEMA, section_digests
 from ._step import Execution, step
+from .approvals import for_certificate as approvals_for_certificate
 from .certificate import canonical
 from .journal import find_request, step_views
 from .recipients import recipients_for_certificate
@@ -36,6 +37,7 @@ def certify(execution: Execution, req: ErasureRequest) -> dict[str, Any]:
     ctx = execution.ctx
     with ctx.reader() as session:
         steps = step_views(session, req.id, done_only=True)
+        approvals = approvals_for_certificate(session, req.id)
     leaves = sorted(set(req.plan.get("leaves", [])))
     unlearned = next((s["summary"] or {} for s in steps if s["step"] == "unlearn_models"), {})
     body: dict[str, Any] = {
@@ -52,6 +54,7 @@ def certify(execution: Execution, req: ErasureRequest) -> dict[str, Any]:
         "verification": for_certificate(req.verification),
         "forgetting": unlearned.get("unlearned", []),
         "recipients": recipients_for_certificate(ctx, req.id),
+        "approvals": approvals,
         # a witness of the audit log as it stood (docs/audit.md): whoever keeps this
         # certificate can later detect a truncated or rewritten log
         "audit_tree_head": checkpoint(ctx),

@@ -21,13 +21,14 @@ from .. import audit
 from ..catalog.models import ErasureRequest, IncomingRequest, Peer, Source, Transfer
 from ..context import Context
 from ..errors import ErasureBlocked, InvalidInput, NotFound
+from . import approvals
 from .certificate import check_reason
 from .journal import add_steps, find_request
 from .plan import make_plan
 from .samples import drop_samples, write_samples
 from .steps import STEPS
 
-__all__ = ["approve", "cancel", "create", "plan", "replan", "resolve_scope"]
+__all__ = ["approve", "cancel", "create", "deny", "plan", "replan", "resolve_scope"]
 
 
 def resolve_scope(ctx: Context, session: Session, kind: str, ident: str) -> tuple[str, str]:
@@ -99,6 +100,7 @@ def create(
             updated_at=at,
             plan=scope_plan,
             actor=ctx.actor,
+            principal_id=ctx.principal.id if ctx.principal is not None else None,
         )
         write_samples(ctx, request.id, {"needles": {k: v.hex() for k, v in needles.items()}})
         session.add(request)
@@ -113,12 +115,17 @@ def create(
         return request.id
 
 
-def approve(ctx: Context, request_id: str, *, at: datetime) -> str:
-    """Approve a planned request: plan again, write its journal; returns its full id."""
+def approve(ctx: Context, request_id: str, *, at: datetime, reason: str = "") -> str | None:
+    """Approve a planned request: plan again, write its journal; returns its full id, or
+    ``None`` when the decision is recorded but the two-person rule still waits for others
+    (:mod:`.approvals`). The decision and the transition are one transaction, so two
+    officers approving at once cannot both start it."""
     with ctx.sessions.begin() as session:
         req = find_request(session, request_id)
         if req.state != "planned":
             raise ErasureBlocked(f"erasure {req.id} is {req.state}; only a planned erasure can be approved")
+        if not approvals.decide(session, ctx, req, "approve", reason, at):
+            return None
         # the scope may have grown since planning (photos ingested meanwhile): plan again
         new_plan = replan(session, req)
         req.plan = new_plan
@@ -128,6 +135,21 @@ def approve(ctx: Context, request_id: str, *, at: datetime) -> str:
         if req.scope_kind == "source":
             session.execute(update(Source).where(Source.id == int(new_plan["key"])).values(state="erasing"))
         audit.append(session, "erasure.approved", {"request": req.id}, actor=ctx.actor, at=at)
+        return req.id
+
+
+def deny(ctx: Context, request_id: str, *, reason: str, at: datetime) -> str:
+    """Deny a planned request: it ends (state ``denied``), whatever approvals it had."""
+    text = check_reason(reason)
+    with ctx.sessions.begin() as session:
+        req = find_request(session, request_id)
+        if req.state != "planned":
+            raise ErasureBlocked(f"erasure {req.id} is {req.state}; only a planned erasure can be denied")
+        approvals.decide(session, ctx, req, "deny", text, at)
+        req.state = "denied"
+        req.updated_at = at
+        drop_samples(ctx, req.id)
+        audit.append(session, "erasure.denied", {"request": req.id}, actor=ctx.actor, at=at)
         return req.id
 
 

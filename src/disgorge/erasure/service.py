@@ -48,6 +48,7 @@ __all__ = [
     "cancel",
     "certificate",
     "close_recipient",
+    "deny",
     "erase",
     "interrupted",
     "list_requests",
@@ -102,18 +103,33 @@ def erase(
         else {}
     )
     request_id = requests.create(ctx, kind, ident, reason=reason, at=instant, needles=needles)
-    if not execute:
-        return views.show(ctx, request_id)
-    requests.approve(ctx, request_id, at=instant)
+    if not execute or requests.approve(ctx, request_id, at=instant) is None:
+        return views.show(ctx, request_id)  # planned: waits for approval (the two-person rule)
     return _run(Execution(ctx, wait=wait, deadline_days=deadline_days), request_id)
 
 
 def approve(
-    ctx: Context, request_id: str, *, at: str | datetime | None = None, wait: float = 30.0
+    ctx: Context,
+    request_id: str,
+    *,
+    at: str | datetime | None = None,
+    wait: float = 30.0,
+    reason: str = "",
+    run: bool = True,
 ) -> ErasureView:
-    """Approve a planned request and run it."""
-    request_id = requests.approve(ctx, request_id, at=when(at))
-    return _run(Execution(ctx, wait=wait), request_id)
+    """Approve a planned request and (with ``run``) run it; over the API, a request that
+    the two-person rule covers records this approval and is approved once enough others
+    have. Without ``run`` the approved request waits for :func:`resume` (the API's job
+    runner)."""
+    approved = requests.approve(ctx, request_id, at=when(at), reason=reason)
+    if approved is None or not run:
+        return views.show(ctx, request_id)
+    return _run(Execution(ctx, wait=wait), approved)
+
+
+def deny(ctx: Context, request_id: str, *, reason: str, at: str | datetime | None = None) -> ErasureView:
+    """Deny a planned request: it ends, whatever approvals it had."""
+    return views.show(ctx, requests.deny(ctx, request_id, reason=reason, at=when(at)))
 
 
 def resume(ctx: Context, request_id: str, *, wait: float = 30.0) -> ErasureView:

@@ -20,6 +20,8 @@ from ..catalog.models import Asset, ErasureRequest
 from ..context import Context
 from ..errors import NotFound
 from ..signing import SignedDocument
+from . import approvals
+from .approvals import ApprovalView
 from .journal import StepView, find_request, step_views
 from .plan import PlanSummary, summarize
 from .recipients import RecipientState, recipient_states
@@ -54,6 +56,10 @@ class ErasureView(TypedDict):
     certificate: bool
     error: str | None
     recipients: list[RecipientState]
+    #: each principal's decision (the two-person rule; empty for the shell's own requests)
+    approvals: list[ApprovalView]
+    #: approvals by privacy officers other than the requester this request needs
+    approvals_required: int
 
 
 class ErasureListed(TypedDict):
@@ -84,6 +90,8 @@ def show(ctx: Context, request_id: str) -> ErasureView:
             "certificate": bool(req.certificate),
             "error": req.error,
             "recipients": recipient_states(ctx, req.id),
+            "approvals": approvals.views(session, req.id),
+            "approvals_required": approvals.required_approvals(ctx, req) if req.principal_id else 0,
         }
 
 

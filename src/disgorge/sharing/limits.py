@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -85,9 +85,9 @@ class Gate:
         self._slots = asyncio.Semaphore(limits.catalog_slots)
         self._waiting = 0
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        from starlette.concurrency import run_in_threadpool
-
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one catalog slot for the block (503 at once when too many wait)."""
         if self._waiting >= self.limits.max_waiting:
             raise busy(self.limits, "the server is busy: too many requests are waiting; try again later")
         self._waiting += 1
@@ -101,9 +101,16 @@ class Gate:
         finally:
             self._waiting -= 1
         try:
-            return await run_in_threadpool(fn, *args)
+            yield
         finally:
             self._slots.release()
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` in the thread pool while holding a slot."""
+        from starlette.concurrency import run_in_threadpool
+
+        async with self.slot():
+            return await run_in_threadpool(fn, *args)
 
 
 class BodyBudget:

@@ -1,0 +1,73 @@
+"""What a route handler is given: the context acting for its principal, pages, the state.
+
+``Ctx`` is the workspace's :class:`~disgorge.context.Context` acting for the authenticated
+principal (:meth:`~disgorge.context.Context.acting_as`): every write a handler makes is
+audited with that principal's name, and the erasure service applies the two-person rule
+to it.
+"""
+
+from collections.abc import Sequence
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import Depends, Query, Request
+from pydantic import BaseModel
+
+from ..access.roles import Principal
+from ..context import Context
+
+__all__ = ["Ctx", "Limit", "Offset", "Page", "Who", "page", "start_job"]
+
+T = TypeVar("T")
+
+
+def _principal(request: Request) -> Principal:
+    principal: Principal = request.state.principal
+    return principal
+
+
+def _context(request: Request) -> Context:
+    principal = _principal(request)
+    ctx: Context = request.app.state.disgorge.ctx
+    return ctx.acting_as(principal.name, principal)
+
+
+Ctx = Annotated[Context, Depends(_context)]
+Who = Annotated[Principal, Depends(_principal)]
+Limit = Annotated[int, Query(ge=1, le=1000, description="items per page")]
+Offset = Annotated[int, Query(ge=0, description="items to skip")]
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list: every list endpoint answers this shape."""
+
+    items: list[T]
+    #: how many items match in all
+    total: int
+    limit: int
+    offset: int
+    #: the ``offset`` of the next page, or null on the last one
+    next_offset: int | None
+
+
+def page(items: Sequence[Any], limit: int, offset: int) -> dict[str, Any]:
+    """Slice ``items`` into a :class:`Page`."""
+    chunk = list(items[offset : offset + limit])
+    after = offset + len(chunk)
+    return {
+        "items": chunk,
+        "total": len(items),
+        "limit": limit,
+        "offset": offset,
+        "next_offset": after if after < len(items) else None,
+    }
+
+
+def start_job(request: Request, ctx: Context, kind: str, params: dict[str, Any]) -> Any:
+    """Queue a job for the server's runner (:mod:`.jobs`) and wake it; its view."""
+    from .. import jobs
+
+    job = jobs.submit(ctx, kind, params)
+    runner = request.app.state.disgorge.jobs
+    if runner is not None:
+        runner.wake()
+    return job
