@@ -34,11 +34,11 @@ from sqlalchemy import select as sql_select
 from conftest import free_port
 from disgorge import Workspace
 from disgorge._time import utcnow
+from disgorge.api import Limits, running_server
 from disgorge.catalog.models import IncomingRequest, TransferItem
 from disgorge.samples import synthetic_photo
 from disgorge.sharing.documents import REQUEST_TYPE, sign_document
 from disgorge.sharing.query import authorization
-from disgorge.api import Limits, running_server
 
 pytest.importorskip("uvicorn")
 pytest.importorskip("fastapi")

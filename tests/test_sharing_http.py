@@ -31,6 +31,7 @@ from sqlalchemy import select
 
 from conftest import count, free_port, raw_scan, sha
 from disgorge import Workspace
+from disgorge.api import running_server
 from disgorge.catalog.models import Asset, AuditEvent, ErasureRequest, IncomingRequest, TransferItem
 from disgorge.erasure.certificate import verify_certificate
 from disgorge.errors import DisgorgeError
@@ -38,7 +39,6 @@ from disgorge.samples import synthetic_photo
 from disgorge.sharing import inbox
 from disgorge.sharing.documents import REQUEST_TYPE, RESPONSE_TYPE, sign_document, verify_document
 from disgorge.sharing.query import authorization
-from disgorge.api import running_server
 
 pytest.importorskip("uvicorn")
 pytest.importorskip("fastapi")
@@ -266,7 +266,12 @@ def test_the_server_documents_itself_and_answers_errors_as_json(pair: Pair) -> N
     assert "requestBody" in paths["/v1/erasure-requests"]["post"]
     # errors are RFC 9457 problem details, with "error" kept for older senders
     status, doc = state(pair, "0" * 32)
-    assert (status, doc["error"], doc["detail"], doc["status"]) == (404, "no such request", "no such request", 404)
+    assert (status, doc["error"], doc["detail"], doc["status"]) == (
+        404,
+        "no such request",
+        "no such request",
+        404,
+    )
     assert doc["type"].startswith("urn:disgorge:problem:")
     assert call("GET", "/nowhere")[0] == 404 and "error" in call("GET", "/nowhere")[1]
     status, doc = call("POST", "/v1/erasure-requests", raw=b"{not json")
