@@ -4,6 +4,7 @@ real ``disgorge`` console script. Test files import the plain helpers with
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -12,7 +13,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -399,3 +400,54 @@ def only_request(ws: Workspace) -> str:
     """The id of the workspace's one erasure request."""
     [req] = ws.erasures()
     return req["id"]
+
+
+# -- the REST API ---------------------------------------------------------------------------
+#: one principal per role, named after it (ROLE_USERS["auditor"] == "auditor-1")
+ROLE_USERS = {
+    "viewer": "viewer-1",
+    "auditor": "auditor-1",
+    "ml_engineer": "ml-1",
+    "privacy_officer": "officer-1",
+    "admin": "admin-1",
+}
+
+
+@dataclass
+class Api:
+    """A running API on loopback and a token per role (plus a second privacy officer)."""
+
+    url: str
+    tokens: dict[str, str]  # role (or "officer-2") -> bearer token
+
+    def headers(self, who: str | None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[who]}"} if who else {}
+
+    def call(self, who: str | None, method: str, path: str, **kw: Any) -> Any:
+        """An ``httpx.Response`` from the API as ``who`` (a role, "officer-2", or None)."""
+        import httpx
+
+        headers = {**self.headers(who), **kw.pop("headers", {})}
+        return httpx.request(method, self.url + path, headers=headers, timeout=120, **kw)
+
+
+def add_role_tokens(root: Path) -> dict[str, str]:
+    """A principal and a token for each role, and a second privacy officer ("officer-2")."""
+    with Workspace.open(root, actor="tester") as ws:
+        tokens = {}
+        for role, name in ROLE_USERS.items():
+            ws.add_principal(name, role=role)
+            tokens[role] = ws.create_token(name, expires="1d")["token"]
+        ws.add_principal("officer-2", role="privacy_officer")
+        tokens["officer-2"] = ws.create_token("officer-2", expires="1d")["token"]
+    return tokens
+
+
+@contextlib.contextmanager
+def serve_api(root: Path) -> Iterator[Api]:
+    """Serve the workspace at ``root`` on 127.0.0.1 (real uvicorn) with a token per role."""
+    from disgorge.api import running_server
+
+    tokens = add_role_tokens(root)
+    with running_server(root, actor="api-server") as url:
+        yield Api(url, tokens)
