@@ -38,7 +38,7 @@ from pydantic import TypeAdapter, ValidationError
 from typing_extensions import TypeAliasType, is_typeddict
 
 from conftest import sha, tiny_photos
-from disgorge import Workspace
+from disgorge import Workspace, jobs
 from disgorge.context import Context
 from disgorge.samples import synthetic_photo
 from disgorge.vault import Vault
@@ -465,6 +465,24 @@ def _scenario(call: Recorder, root: Path) -> None:
         call(app, "erasure_cancel", planned["id"], reason="asked by mistake")
         planned = call(app, "erase", "asset", one, reason=REASON, execute=False)
         call(app, "erasure_approve", planned["id"], wait=0)
+        denied = call(app, "erase", "asset", sha(photos[f"{grace}/1.jpg"]), reason=REASON, execute=False)
+        call(app, "erasure_deny", denied["id"], reason="not covered by the request")
+
+        # principals, tokens, settings and jobs (the REST API's)
+        call(app, "add_principal", "officer", role="privacy_officer")
+        call(app, "add_principal", "pipeline", role="ml_engineer", kind="service")
+        call(app, "principals")
+        call(app, "create_token", "officer", expires="1d")
+        token = call(app, "create_token", "pipeline", expires="never")
+        call(app, "tokens")
+        call(app, "tokens", "officer")
+        call(app, "revoke_token", token["id"])
+        call(app, "disable_principal", "pipeline")
+        call(app, "settings")
+        call(app, "set_setting", "approvals_required", 2)
+        queued = jobs.submit(app.ctx, "analysis", {})  # the API's routes queue jobs this way
+        call(app, "job", queued["id"])
+        call(app, "jobs")
         call(app, "destroy_subject_key", grace)
         call(app, "retire_model", "faceid", reason="superseded")
 

@@ -38,7 +38,9 @@ _LIMITS: dict[str, tuple[int, int]] = {
 def get_settings(ctx: Context) -> Settings:
     """The current settings (defaults where unchanged)."""
     with ctx.reader() as session:
-        changed: dict[str, Any] = dict(session.execute(select(Setting.key, Setting.value)).tuples().all())
+        changed: dict[str, Any] = {
+            key: value for key, value in session.execute(select(Setting.key, Setting.value))
+        }
     return {
         "approvals_required": int(changed.get("approvals_required", DEFAULTS["approvals_required"])),
         "approval_subject_threshold": int(
