@@ -9,8 +9,9 @@ added to the app any other way has no row, and ``tests/test_api_authz.py`` fails
 Three kinds of caller (``auth``):
 
 * ``token``: a bearer token (``Authorization: Bearer dg_…``) whose principal's role holds
-  ``scope`` (``None``: any authenticated principal). The check runs before the request's
-  body is read, so an unauthenticated caller learns nothing from validation errors;
+  ``scope`` (``None``: any authenticated principal; ``""`` in the document). The check
+  runs before the request's body is read, so an unauthenticated caller learns nothing
+  from validation errors;
 * ``signed``: another organisation's system, authenticated by its registered Ed25519 key
   on the signed document it sends (the inbox's protocol, docs/sharing.md);
 * ``public``: liveness and the workspace's public key, nothing else.
@@ -69,7 +70,7 @@ class ScopedRoute(APIRoute):
         extra = self.openapi_extra or {}
         if extra.get(AUTH_KEY) != TOKEN:
             return inner
-        scope = extra.get(SCOPE_KEY)
+        scope = extra.get(SCOPE_KEY) or None  # "": any valid token
 
         async def handler(request: Request) -> Response:
             state = request.app.state.disgorge
@@ -125,7 +126,9 @@ class Resource:
         retry = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
         for status, text in sorted(all_errors.items()):
             responses.setdefault(status, problem_answer(text, retry if status == 503 else None))
-        extra = {**options.pop("openapi_extra", {}), AUTH_KEY: auth, SCOPE_KEY: scope}
+        extra = {**options.pop("openapi_extra", {}), AUTH_KEY: auth}
+        if auth == TOKEN:  # "" for any valid token: FastAPI drops a None from the document
+            extra[SCOPE_KEY] = scope or ""
 
         def register(function: F) -> F:
             self.router.add_api_route(
