@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 from typing_extensions import TypedDict
 
-from . import audit
+from . import audit, uploads
 from .catalog import current_revision, purge_free_space
 from .catalog.models import (
     Asset,
@@ -116,6 +116,7 @@ def gc(
         )
     orphans = [k for k, mtime in ctx.store.entries() if k not in known and mtime <= cutoff]
     temps = [p for p, mtime in ctx.store.temporaries() if mtime <= cutoff]
+    unused_uploads = uploads.stale(ctx, cutoff)  # sent to the API and never used
     folder = samples_folder(ctx.home)
     samples = [  # <request id>.samples, or its temporary <request id>.samples.tmp
         p
@@ -127,7 +128,7 @@ def gc(
             ctx.store.delete(key)
         for path in temps:
             ctx.store.remove_path(path)
-        for sample in samples:  # they hold photo bytes: overwritten, then unlinked
+        for sample in [*samples, *unused_uploads]:  # they hold photo bytes: overwritten, then unlinked
             wipe_file(sample, unlink=True)
         if vacuum:
             purge_free_space(ctx.engine, vacuum=True)
@@ -137,13 +138,15 @@ def gc(
                 "gc.completed",
                 {
                     "orphan_blobs": len(orphans),
-                    "temporaries": len(temps),
+                    "temporaries": len(temps) + len(unused_uploads),
                     "orphan_samples": len(samples),
                     "vacuumed": vacuum,
                 },
                 actor=ctx.actor,
             )
-    return GcReport(len(orphans), len(temps), not dry_run, len(samples), vacuum and not dry_run)
+    return GcReport(
+        len(orphans), len(temps) + len(unused_uploads), not dry_run, len(samples), vacuum and not dry_run
+    )
 
 
 def status(ctx: Context) -> StatusView:
