@@ -13,7 +13,7 @@ import logging
 from datetime import datetime
 from typing import Any, NotRequired, cast
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import OperationalError
 from typing_extensions import TypedDict
 
@@ -22,19 +22,21 @@ from ..catalog.models import AuditEvent
 from ..context import Context
 from ..errors import IntegrityError, InvalidInput
 from . import anchor
-from .log import ChainReport
+from .log import ChainReport, append
 from .log import verify_chain as verify_log
 from .transparency import check_tree_head, signed_tree_head
 from .violations import ViolationReport, find_violations
 
 __all__ = [
     "AuditEventView",
+    "EventsFound",
     "InclusionView",
     "ProofView",
     "TreeHead",
     "TreeHeadBody",
     "checkpoint",
     "events",
+    "find_events",
     "prove",
     "verify_chain",
     "violations",
@@ -96,6 +98,14 @@ class AuditEventView(TypedDict):
     hash: str
 
 
+class EventsFound(TypedDict):
+    """Events that match a filter, one page of them (:func:`find_events`)."""
+
+    items: list[AuditEventView]
+    #: how many events match in all
+    total: int
+
+
 def _identity(ctx: Context) -> tuple[str, str]:
     return ctx.public_key().public_bytes_raw().hex(), ctx.workspace_id
 
@@ -116,16 +126,25 @@ def verify_chain(ctx: Context, since: dict[str, Any] | None = None) -> ChainRepo
         return anchor.check_since(session, report, since, public_key_hex=key, workspace_id=workspace_id)
 
 
-def checkpoint(ctx: Context, *, save_cache: bool = True) -> TreeHead:
+def checkpoint(ctx: Context, *, save_cache: bool = True, audited: bool = False) -> TreeHead:
     """A signed tree head of the audit log as it stands now (docs/audit.md): keep it
     outside the workspace; ``verify_chain(ctx, since=head)`` later proves the log extends it.
 
     ``save_cache=False`` never writes: the server's answers use it, so that reading a
     request's state never waits for the catalog's write lock (the process keeps its
-    own copy of the tree's edge either way)."""
+    own copy of the tree's edge either way). ``audited=True`` records who had the
+    workspace sign it (``audit.checkpointed``, after the head: it is not in the tree it signs)."""
     key, workspace_id = _identity(ctx)
     with ctx.reader() as session:
         size, root, to_save = anchor.tree_root(session, cache_key=f"{workspace_id}:{ctx.engine.url}")
+    if audited:
+        head = _tree_head(ctx, key, workspace_id, size, root)
+        with ctx.sessions.begin() as session:
+            if to_save is not None:
+                anchor.save_frontier(session, to_save)
+            record = {"tree_size": size, "root_hash": root.hex()}
+            append(session, "audit.checkpointed", record, actor=ctx.actor)
+        return head
     if to_save is not None and save_cache:
         try:  # only a cache (audit.anchor): never worth failing for
             with ctx.sessions.begin() as session:
@@ -177,6 +196,18 @@ def prove(ctx: Context, *, since: dict[str, Any] | None = None, event: int | Non
     return out
 
 
+def _event_view(e: AuditEvent) -> AuditEventView:
+    return {
+        "seq": e.seq,
+        "at": iso(e.at),
+        "recorded_at": iso(e.recorded_at),
+        "action": e.action,
+        "actor": e.actor,
+        "payload": json.loads(e.payload),
+        "hash": e.hash,
+    }
+
+
 def events(ctx: Context, *, limit: int = 50, action: str | None = None) -> list[AuditEventView]:
     """The last ``limit`` events (of one ``action``), oldest first."""
     with ctx.reader() as session:
@@ -184,18 +215,39 @@ def events(ctx: Context, *, limit: int = 50, action: str | None = None) -> list[
         if action:
             query = query.where(AuditEvent.action == action)
         rows = list(session.scalars(query))
-    return [
-        {
-            "seq": e.seq,
-            "at": iso(e.at),
-            "recorded_at": iso(e.recorded_at),
-            "action": e.action,
-            "actor": e.actor,
-            "payload": json.loads(e.payload),
-            "hash": e.hash,
-        }
-        for e in reversed(rows)
-    ]
+    return [_event_view(e) for e in reversed(rows)]
+
+
+def find_events(
+    ctx: Context,
+    *,
+    action: str | None = None,
+    actor: str | None = None,
+    since: str | datetime | None = None,
+    until: str | datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> EventsFound:
+    """The events of ``action`` by ``actor`` that happened (``at``) at or after ``since``
+    and before ``until`` (each filter only if given), oldest first: ``limit`` of them from
+    the ``offset``-th, and how many match in all. Filtered, counted and paged by the
+    database: a long log is never read whole. Offsets stay valid as the log grows."""
+    if limit < 1 or offset < 0:
+        raise InvalidInput(f"limit {limit} and offset {offset}: expected limit >= 1 and offset >= 0")
+    where: list[ColumnElement[bool]] = []
+    if action is not None:
+        where.append(AuditEvent.action == action)
+    if actor is not None:
+        where.append(AuditEvent.actor == actor)
+    if since is not None:
+        where.append(AuditEvent.at >= parse_instant(since, what="since"))
+    if until is not None:
+        where.append(AuditEvent.at < parse_instant(until, what="until"))
+    with ctx.reader() as session:
+        total = session.scalar(select(func.count()).select_from(AuditEvent).where(*where)) or 0
+        query = select(AuditEvent).where(*where).order_by(AuditEvent.seq).limit(limit).offset(offset)
+        rows = list(session.scalars(query))
+    return {"items": [_event_view(e) for e in rows], "total": total}
 
 
 def violations(ctx: Context, *, as_of: str | datetime | None = None) -> ViolationReport:
