@@ -3,23 +3,36 @@
 Users name a photo by the sha256 they can compute themselves, often shortened; every
 command that takes a photo (``asset show``, ``erase photo``, ``models unlearn --sha``,
 ``analyze --sha``) resolves it here, so a prefix too short or ambiguous is refused the
-same way everywhere.
+same way everywhere. Listing is :func:`list_assets` (a page, filtered in SQL); a person's
+read of the bytes is :func:`read_asset_audited` (the API's), which records ``asset.read``.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from typing_extensions import TypedDict
 
+from . import audit
 from ._time import iso
-from .catalog.models import Asset, AssetSubject, Subject
-from .context import Context
+from .catalog.models import Asset, AssetSubject, Source, Subject
+from .context import Context, when
 from .errors import IntegrityError, InvalidInput, NotFound
 
-__all__ = ["MIN_PREFIX", "AssetView", "asset_view", "find_asset", "read_asset"]
+__all__ = [
+    "MIN_PREFIX",
+    "AssetList",
+    "AssetView",
+    "asset_view",
+    "find_asset",
+    "list_assets",
+    "read_asset",
+    "read_asset_audited",
+]
 
 #: the fewest hex digits of a sha256 that name a photo (fewer would match too many)
 MIN_PREFIX = 8
@@ -56,31 +69,79 @@ def find_asset(session: Session, sha256: str) -> Asset:
     return rows[0]
 
 
+class AssetList(TypedDict):
+    """One page of assets (:func:`list_assets`) and how many match in all."""
+
+    total: int
+    items: list[AssetView]
+
+
+def _views(session: Session, assets: Sequence[Asset]) -> list[AssetView]:
+    """The views of ``assets``, with three queries whatever their number."""
+    ids = [a.id for a in assets]
+    refs = dict(
+        session.execute(
+            select(Subject.id, Subject.ref).where(Subject.id.in_({a.owner_id for a in assets}))
+        ).all()
+    )
+    sources = dict(
+        session.execute(
+            select(Source.id, Source.name).where(Source.id.in_({a.source_id for a in assets}))
+        ).all()
+    )
+    depicted: dict[str, list[str]] = {}
+    for asset_id, ref in session.execute(
+        select(AssetSubject.asset_id, Subject.ref)
+        .join(Subject, AssetSubject.subject_id == Subject.id)
+        .where(AssetSubject.asset_id.in_(ids), AssetSubject.role == "depicted")
+        .order_by(Subject.ref)
+    ):
+        depicted.setdefault(asset_id, []).append(ref)
+    return [
+        {
+            "id": a.id,
+            "sha256": a.sha256,
+            "size": a.size,
+            "media_type": a.media_type,
+            "width": a.width,
+            "height": a.height,
+            "source": sources[a.source_id],
+            "owner": refs[a.owner_id],
+            "depicted": depicted.get(a.id, []),
+            "captured_at": iso(a.captured_at),
+            "ingested_at": iso(a.ingested_at),
+            "state": a.state,
+            "blob": a.blob_key,
+        }
+        for a in assets
+    ]
+
+
 def asset_view(ctx: Context, sha256: str) -> AssetView:
     """An asset's catalog entry (hashes, type, size, source, subject refs)."""
     with ctx.reader() as session:
-        asset = find_asset(session, sha256)
-        subjects = session.execute(
-            select(Subject.ref, AssetSubject.role)
-            .join(AssetSubject, AssetSubject.subject_id == Subject.id)
-            .where(AssetSubject.asset_id == asset.id)
-            .order_by(AssetSubject.role.desc(), Subject.ref)
+        return _views(session, [find_asset(session, sha256)])[0]
+
+
+def list_assets(
+    ctx: Context, *, source: str | None = None, state: str | None = None, limit: int = 100, offset: int = 0
+) -> AssetList:
+    """The assets (of ``source``, in ``state``), oldest ingested first: ``limit`` of them
+    from ``offset``, and how many match in all."""
+    with ctx.reader() as session:
+        where = []
+        if source is not None:
+            source_id = session.scalar(select(Source.id).where(Source.name == source))
+            if source_id is None:
+                raise NotFound(f"no source named {source!r}")
+            where.append(Asset.source_id == source_id)
+        if state is not None:
+            where.append(Asset.state == state)
+        total = session.scalar(select(func.count()).select_from(Asset).where(*where))
+        rows = session.scalars(
+            select(Asset).where(*where).order_by(Asset.ingested_at, Asset.sha256).limit(limit).offset(offset)
         ).all()
-        return {
-            "id": asset.id,
-            "sha256": asset.sha256,
-            "size": asset.size,
-            "media_type": asset.media_type,
-            "width": asset.width,
-            "height": asset.height,
-            "source": asset.source.name,
-            "owner": asset.owner.ref,
-            "depicted": [ref for ref, role in subjects if role == "depicted"],
-            "captured_at": iso(asset.captured_at),
-            "ingested_at": iso(asset.ingested_at),
-            "state": asset.state,
-            "blob": asset.blob_key,
-        }
+        return {"total": int(total or 0), "items": _views(session, rows)}
 
 
 def read_asset(ctx: Context, sha256: str) -> bytes:
@@ -94,3 +155,14 @@ def read_asset(ctx: Context, sha256: str) -> bytes:
     if hashlib.sha256(data).hexdigest() != asset.sha256:
         raise IntegrityError(f"asset {asset.sha256[:12]}: decrypted bytes do not match its sha256")
     return data
+
+
+def read_asset_audited(ctx: Context, sha256: str, *, at: str | datetime | None = None) -> tuple[bytes, str]:
+    """:func:`read_asset` for a person (the API's ``asset:bytes``): the bytes and their media
+    type, handed out only once an ``asset.read`` event (the asset's id, the actor) is committed."""
+    data = read_asset(ctx, sha256)
+    with ctx.sessions.begin() as session:
+        asset = find_asset(session, sha256)
+        audit.append(session, "asset.read", {"asset": asset.id}, actor=ctx.actor, at=when(at))
+        media_type = asset.media_type
+    return data, media_type
