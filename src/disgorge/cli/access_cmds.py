@@ -60,7 +60,11 @@ def user_list(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None
 
 
 @user_app.command("disable")
-def user_disable(name: str, workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
+def user_disable(
+    name: Annotated[str, typer.Argument(help="The principal's name.")],
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
     """Disable a principal: its tokens stop working at once."""
     with open_workspace(workspace) as ws:
         view = ws.disable_principal(name)
