@@ -130,9 +130,16 @@ def uvicorn_config(
     port: int = 8765,
     log_level: str = "info",
     limits: Limits | None = None,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
 ) -> Any:
     """The uvicorn settings the inbox runs with: the header deadline, keep-alive and header
-    size limits of ``limits``, and this module's access log instead of uvicorn's."""
+    size limits of ``limits``, and this module's access log instead of uvicorn's; TLS with
+    ``ssl_certfile``/``ssl_keyfile`` (PEM).
+
+    ``X-Forwarded-For``/``-Proto`` are read from loopback peers only (a reverse proxy on
+    this machine), whatever ``FORWARDED_ALLOW_IPS`` says; they change the logged client
+    address and the scheme, nothing else (docs/api.md)."""
     import uvicorn
 
     limits = limits or Limits()
@@ -141,6 +148,10 @@ def uvicorn_config(
         host=host,
         port=port,
         log_level=log_level,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
+        proxy_headers=True,
+        forwarded_allow_ips=["127.0.0.1", "::1"],
         http=_protocol(limits.header_timeout_s),
         ws="none",
         lifespan="on",
