@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import tiny_photos
-from disgorge import InvalidInput, NotFound, Workspace
+from disgorge import ConsentDenied, InvalidInput, NotFound, Workspace
 from disgorge._merkle import merkle_root
 from disgorge.samples import synthetic_photo
 
@@ -88,12 +88,12 @@ def test_policy_rules(ws: Workspace, tmp_path: Path) -> None:
         "ann,biometric_processing,granted,2013-01-05\n",
         allows=("ai_inference", "biometric_processing"),
     )
-    with pytest.raises(InvalidInput, match="policy_disallows: 12"):
+    with pytest.raises(ConsentDenied, match="policy_disallows: 12"):
         ws.build_dataset("t", purpose="ai_training", at="2014-01-01")
     bio = ws.build_dataset("bio", purpose="biometric_processing", at="2014-01-01")
     # biometric data needs explicit consent: the policy alone is not enough
     assert bio.members == 3 and bio.excluded_by_rule == {"no_explicit_consent": 9}
-    with pytest.raises(InvalidInput, match="no_policy: 12"):
+    with pytest.raises(ConsentDenied, match="no_policy: 12"):
         ws.build_dataset("old", purpose="ai_inference", at="2012-01-01")
 
 
@@ -148,7 +148,7 @@ def test_bad_dataset_requests(ws: Workspace, tmp_path: Path) -> None:
 def test_zero_eligible_items_builds_no_empty_version(ws: Workspace, tmp_path: Path) -> None:
     _setup(ws, tmp_path, "".join(f"{p},ai_training,revoked,2013-01-05\n" for p in PEOPLE))
     with pytest.raises(
-        InvalidInput, match=r"none of the 12 selected photos .*\(consent_revoked: 12\); no version built"
+        ConsentDenied, match=r"none of the 12 selected photos .*\(consent_revoked: 12\); no version built"
     ):
         ws.build_dataset("d", purpose="ai_training", at="2014-01-01")
     with pytest.raises(NotFound):

@@ -148,7 +148,7 @@ def test_the_recipient_applies_the_senders_terms(pair: Pair) -> None:
         assert got["ingested"] == got["items"] == 9 and not got["rejected"]
         for data in pair.of(USERS[0]).values():
             assert vendor.read_asset(sha(data)) == data
-        with pytest.raises(InvalidInput, match=r"ai_training .*\(policy_disallows: 9\)"):
+        with pytest.raises(ConsentDenied, match=r"ai_training .*\(policy_disallows: 9\)"):
             vendor.build_dataset("train", purpose="ai_training", at="2021-03-01")
         inference = vendor.build_dataset("match", purpose="ai_inference", at="2021-03-01")
         assert inference.members == 9

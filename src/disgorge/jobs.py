@@ -3,9 +3,10 @@
 The catalog is the queue (as for the inbox's requests): a job is a committed ``jobs`` row
 before the API answers ``202``, a runner claims it (``queued`` -> ``running``) in one
 writer transaction, reports progress as it goes, and records its result or its error.
-A job found ``running`` when a server starts was cut off by a crash; it is marked
-``failed`` with a message saying so (analysis and training are safe to start again; an
-erasure job resumes from its journal instead, see :mod:`disgorge.api.jobs`).
+A job found ``running`` when a server starts was cut off by a crash; by its kind, it is
+marked ``failed`` with a message saying so (training: running it twice would make two
+versions) or queued again (an erasure resumes from its journal; an analysis or an
+unlearning is idempotent), see :mod:`disgorge.api.jobs`.
 """
 
 from __future__ import annotations

@@ -3,15 +3,27 @@
 Like the inbox's worker (:mod:`disgorge.sharing.worker`) it has a workspace of its own,
 opened by the function the app hands it, so it never competes with the handlers for
 their sessions; the catalog is its queue (:mod:`disgorge.jobs`), so nothing a ``202``
-promised is lost when the server stops: an erasure resumes from its journal, and an
-analysis or training cut off is marked failed and can be started again.
+promised is lost when the server stops.
 
 The kinds (:data:`KINDS`) call the same services the CLI does, acting for the principal
-who asked, so the audit log names them.
+who asked, so the audit log names them. A job found ``running`` when a server starts was
+cut off by a crash; what happens to it depends on its kind:
+
+* ``erasure``: queued again; it resumes from its journal (each step runs once);
+* ``analysis``: queued again; analysing is idempotent (the photos analysed before the
+  crash are skipped, or, with ``force``, analysed again to the same result), and its
+  result says ``resumed_after_crash``;
+* ``unlearn``: queued again; it unlearns from the model's *latest* version, and finishes
+  an unlearning cut short first (:func:`~disgorge.training.lifecycle.finish_unlearning`),
+  so photos already forgotten are not forgotten twice (the result then says so, with
+  ``resumed_after_crash``);
+* ``train``: failed (:data:`NOT_RESUMABLE`), with a message: running it again would train
+  a second version. Look at ``GET /v1/models`` and start it again if none was made.
 """
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -41,11 +53,81 @@ def _erasure(
     return {"request": view["id"], "state": view["state"]}
 
 
+def _throttled(progress: Callable[[int, int | None], None]) -> Callable[[int, int], None]:
+    """``progress`` at most every :data:`REPORT_S` seconds (each is a catalog write), and at the end."""
+    last = [0.0]
+
+    def report(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done >= total or now - last[0] >= REPORT_S:
+            last[0] = now
+            progress(done, total)
+
+    return report
+
+
+def _analysis(
+    ctx: Context, params: dict[str, Any], progress: Callable[[int, int | None], None]
+) -> dict[str, Any]:
+    from ..vision import service
+
+    report = service.analyze(
+        ctx,
+        shas=params.get("shas"),
+        force=bool(params.get("force", False)),
+        workers=params.get("workers"),
+        cnn=bool(params.get("cnn", False)),
+        embedder=str(params.get("embedder", "dlib")),
+        progress=_throttled(progress),
+    )
+    progress(report.photos, report.photos)
+    return report.to_dict()
+
+
+def _train(
+    ctx: Context, params: dict[str, Any], progress: Callable[[int, int | None], None]
+) -> dict[str, Any]:
+    from ..training import lifecycle
+
+    progress(0, 1)
+    trained = lifecycle.train_model(
+        ctx,
+        params["name"],
+        dataset=params["dataset"],
+        model=params.get("model", "face-id"),
+        shards=int(params.get("shards", 8)),
+        slices=int(params.get("slices", 4)),
+        seed=int(params.get("seed", 0)),
+        code_version=str(params.get("code_version", "")),
+    )
+    progress(1, 1)
+    return dict(trained)
+
+
+def _unlearn(
+    ctx: Context, params: dict[str, Any], progress: Callable[[int, int | None], None]
+) -> dict[str, Any]:
+    from ..training import lifecycle
+
+    progress(0, 1)
+    result = lifecycle.unlearn_model(
+        ctx,
+        params["model"],  # the name: its latest version (see the module's docstring)
+        subjects=params.get("subjects") or None,  # sub_ refs: the route never stores external ids
+        shas=params.get("shas") or None,
+        reason=str(params.get("reason", "unlearning request")),
+    )
+    progress(1, 1)
+    return dict(result)
+
+
 #: what a job of each kind does
-KINDS: dict[str, JobFn] = {"erasure": _erasure}
+KINDS: dict[str, JobFn] = {"erasure": _erasure, "analysis": _analysis, "train": _train, "unlearn": _unlearn}
 #: kinds that are not safe to run twice: failed after a crash instead of requeued
-NOT_RESUMABLE: set[str] = set()
+NOT_RESUMABLE: set[str] = {"train"}
 POLL_S = 2.0
+#: least seconds between two progress reports of a job
+REPORT_S = 0.5
 
 
 class JobRunner:
@@ -56,6 +138,8 @@ class JobRunner:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: jobs a crash cut off that run again (their result says so)
+        self._resumed: set[str] = set()
 
     @property
     def alive(self) -> bool:
@@ -77,6 +161,16 @@ class JobRunner:
     def _run(self) -> None:
         ws = self._open()
         try:
+            for job in jobs.list_jobs(ws.ctx, state="running"):
+                again = job["kind"] not in NOT_RESUMABLE
+                log.warning(
+                    "job %s (%s) was cut off by a stop: %s",
+                    job["id"][:8],
+                    job["kind"],
+                    "it runs again" if again else "marked failed",
+                )
+                if again:
+                    self._resumed.add(job["id"])
             jobs.fail_interrupted(ws.ctx, NOT_RESUMABLE)
             while not self._stop.is_set():
                 if not self._run_one(ws.ctx):
@@ -106,6 +200,8 @@ class JobRunner:
                 acting, job["id"], error=f"internal error ({type(exc).__name__}); see the server's log"
             )
         else:
+            if job["id"] in self._resumed:
+                result = {**result, "resumed_after_crash": True}
             jobs.finish(acting, job["id"], result=result)
         return True
 

@@ -41,7 +41,7 @@ from ..catalog.models import (
     Subject,
 )
 from ..consent import ConsentGate, ItemRef, Purpose
-from ..errors import InvalidInput, NotFound
+from ..errors import ConsentDenied, InvalidInput, NotFound
 
 __all__ = [
     "DatasetBuild",
@@ -164,7 +164,7 @@ def build_dataset(
     by_rule = dict(Counter(verdicts[r.id].rule for r in excluded).most_common())
     if not members:
         summary = ", ".join(f"{rule}: {n}" for rule, n in by_rule.items())
-        raise InvalidInput(
+        raise ConsentDenied(
             f"dataset {name!r}: none of the {len(candidates)} selected photos may be used for "
             f"{purpose_value} at {iso(at)} ({summary}); no version built"
         )

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import select
+
+from ..catalog.models import DatasetVersion
 from ..consent import parse_purpose
 from ..context import Context, when
 from ..runs import emit_lineage
 from ..subjects import ref_of
 from .build import DatasetBuild, DatasetDiff, DatasetView, build_dataset, dataset_diff, dataset_view
 
-__all__ = ["build", "diff", "show"]
+__all__ = ["build", "diff", "list_datasets", "show"]
 
 
 def build(
@@ -60,6 +63,13 @@ def show(ctx: Context, ref: str, *, members: bool = False) -> DatasetView:
     """A dataset version (``NAME@VERSION`` or NAME's latest), with its members if asked."""
     with ctx.reader() as session:
         return dataset_view(session, ref, with_members=members)
+
+
+def list_datasets(ctx: Context) -> list[DatasetView]:
+    """The latest version of every dataset, by name (each lists its ``versions``)."""
+    with ctx.reader() as session:
+        names = session.scalars(select(DatasetVersion.name).distinct().order_by(DatasetVersion.name)).all()
+        return [dataset_view(session, name) for name in names]
 
 
 def diff(ctx: Context, a: str, b: str) -> DatasetDiff:

@@ -43,6 +43,7 @@ __all__ = [
     "DISGORGE_CONTEXT",
     "RECORD_SET",
     "CroissantDocument",
+    "croissant_document",
     "export_croissant",
     "write_croissant",
 ]
@@ -290,15 +291,28 @@ def write_croissant(ctx: Context, ref: str, path: str | Path) -> CroissantDocume
         except OSError as exc:
             tmp.unlink(missing_ok=True)
             raise InvalidInput(f"cannot write {target}: {exc.strerror or exc}") from None
-        coverage = doc["disgorge:consentCoverage"]
-        audit.append(
-            session,
-            "dataset.exported",
-            {
-                "dataset": f"{doc['name']}@{doc['version']}",
-                "format": "croissant",
-                "members": coverage["disgorge:members"],
-            },
-            actor=ctx.actor,
-        )
+        _audit_export(ctx, session, doc)
     return doc
+
+
+def croissant_document(ctx: Context, ref: str) -> CroissantDocument:
+    """The dataset version as Croissant 1.1 JSON-LD, without writing a file (the API answers
+    it); audited as an export, as :func:`write_croissant` is."""
+    with ctx.sessions.begin() as session:
+        doc = export_croissant(session, ref, workspace_id=meta_value(session, "workspace_id").decode())
+        _audit_export(ctx, session, doc)
+    return doc
+
+
+def _audit_export(ctx: Context, session: Session, doc: CroissantDocument) -> None:
+    coverage = doc["disgorge:consentCoverage"]
+    audit.append(
+        session,
+        "dataset.exported",
+        {
+            "dataset": f"{doc['name']}@{doc['version']}",
+            "format": "croissant",
+            "members": coverage["disgorge:members"],
+        },
+        actor=ctx.actor,
+    )

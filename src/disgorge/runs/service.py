@@ -19,29 +19,34 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from typing_extensions import TypedDict
 
 from .. import audit
-from .._time import utcnow
+from .._time import iso, utcnow
 from ..catalog.lineage import LineageGraph, NodeRef, downstream, parse_node, upstream
-from ..catalog.models import Asset, Run
+from ..catalog.models import Artifact, Asset, Run, RunInput
 from ..consent import parse_purpose
 from ..context import Context, when
-from ..errors import DisgorgeError, InvalidInput
+from ..errors import DisgorgeError, InvalidInput, NotFound
 from ..subjects import ref_of
 from .records import ConsentCheckView, Override, add_output, finish_run, resolve_inputs, start_run
 
 __all__ = [
     "NamedVersion",
     "RecordedRun",
+    "RunDetail",
     "RunHandle",
+    "RunView",
     "close_run",
     "emit_lineage",
     "lineage",
+    "list_runs",
     "open_run",
     "record_run",
     "running",
+    "show_run",
 ]
 
 _log = logging.getLogger("disgorge")
@@ -354,3 +359,118 @@ def lineage(ctx: Context, node: str, *, direction: str = "downstream", max_depth
         ref = parse_node(session, node, lambda s: ref_of(ctx.vault, s))
         walk = downstream if direction == "downstream" else upstream
         return walk(session, ref, max_depth=max_depth)
+
+
+class RunView(TypedDict):
+    """A run as listed: what ran, for which purpose, when, by whom, what the gate found."""
+
+    id: str
+    job: str
+    purpose: str
+    #: running, completed or failed
+    state: str
+    parameters: dict[str, Any]
+    code_version: str
+    started_at: str
+    ended_at: str | None
+    #: what the gate found behind its inputs (checked, covered, not_covered, by_rule)
+    consent: dict[str, Any]
+    #: "ROLE: JUSTIFICATION" when the run went ahead despite uncovered photos
+    override: str | None
+    actor: str
+    #: recorded after the fact (``record_run``), not executed here
+    external: bool
+    #: how many inputs it read and outputs it produced
+    inputs: int
+    outputs: int
+
+
+class RunDetail(RunView):
+    """One run with its inputs and outputs as lineage nodes (the first :data:`SHOWN` of each;
+    the lineage walk gives them all)."""
+
+    input_nodes: list[str]
+    output_nodes: list[str]
+
+
+#: how many inputs and outputs :func:`show_run` names
+SHOWN = 1000
+
+
+def _run_view(run: Run, inputs: int, outputs: int) -> RunView:
+    return {
+        "id": run.id,
+        "job": run.job,
+        "purpose": run.purpose,
+        "state": run.state,
+        "parameters": dict(run.parameters or {}),
+        "code_version": run.code_version,
+        "started_at": iso(run.started_at),
+        "ended_at": iso(run.ended_at) if run.ended_at is not None else None,
+        "consent": dict(run.consent_check or {}),
+        "override": run.override_justification,
+        "actor": run.actor,
+        "external": bool(run.external),
+        "inputs": inputs,
+        "outputs": outputs,
+    }
+
+
+def _artifact_node(kind: str, name: str, version: str, artifact_id: str) -> str:
+    if kind == "dataset_version":
+        return f"dataset:{name}@{version}"
+    if name:
+        return f"{kind}:{name}@{version}" if version else f"{kind}:{name}"
+    return f"{kind}:{artifact_id}"
+
+
+def list_runs(
+    ctx: Context, *, job: str | None = None, purpose: str | None = None, state: str | None = None
+) -> list[RunView]:
+    """Runs, newest first, optionally of one job, purpose or state."""
+    with ctx.reader() as session:
+        query = select(Run).order_by(Run.started_at.desc(), Run.id)
+        if job is not None:
+            query = query.where(Run.job == job)
+        if purpose is not None:
+            query = query.where(Run.purpose == parse_purpose(purpose).value)
+        if state is not None:
+            query = query.where(Run.state == state)
+        rows = session.scalars(query).all()
+        counts = select(RunInput.run_id, func.count()).group_by(RunInput.run_id)
+        inputs: dict[str, int] = {r: n for r, n in session.execute(counts)}
+        made = select(Artifact.run_id, func.count()).group_by(Artifact.run_id)
+        outputs: dict[str, int] = {r: n for r, n in session.execute(made)}
+        return [_run_view(r, inputs.get(r.id, 0), outputs.get(r.id, 0)) for r in rows]
+
+
+def show_run(ctx: Context, run_id: str) -> RunDetail:
+    """One run, with its inputs and outputs as lineage node ids (``dataset:NAME@V``...)."""
+    with ctx.reader() as session:
+        run = session.get(Run, run_id)
+        if run is None:
+            raise NotFound(f"no run {run_id!r}")
+        n_in = session.scalar(select(func.count()).select_from(RunInput).where(RunInput.run_id == run.id))
+        n_out = session.scalar(select(func.count()).select_from(Artifact).where(Artifact.run_id == run.id))
+        read = session.execute(
+            select(Asset.sha256, Artifact.kind, Artifact.name, Artifact.version, Artifact.id)
+            .select_from(RunInput)
+            .outerjoin(Asset, Asset.id == RunInput.asset_id)
+            .outerjoin(Artifact, Artifact.id == RunInput.artifact_id)
+            .where(RunInput.run_id == run.id)
+            .order_by(RunInput.id)
+            .limit(SHOWN)
+        )
+        inputs = [
+            f"asset:{sha}" if kind is None else _artifact_node(kind, name, version, art)
+            for sha, kind, name, version, art in read
+        ]
+        made = session.execute(
+            select(Artifact.kind, Artifact.name, Artifact.version, Artifact.id)
+            .where(Artifact.run_id == run.id)
+            .order_by(Artifact.created_at, Artifact.id)
+            .limit(SHOWN)
+        )
+        outputs = [_artifact_node(*row) for row in made]
+        view = _run_view(run, int(n_in or 0), int(n_out or 0))
+    return {**view, "input_nodes": inputs, "output_nodes": outputs}
