@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from conftest import DENIED, PEOPLE, ROLE_USERS, Api, cli, serve_api, smoke_workspace
+from disgorge import Workspace, uploads
 
 ADA, GRACE = "Ada_Lovelace", "Grace_Hopper"
 
@@ -160,8 +161,9 @@ def test_consent_import_as_json_and_as_csv_then_check(world: World) -> None:
     assert r.status_code == 200, r.text
     assert (r.json()["imported"], r.json()["already_present"]) == (0, 1)
     assert [c["purpose"] for c in _consent(world, GRACE)] == ["data_mining"]
-    # nothing of the upload is left in the workspace's home
-    assert not [p for p in world.root.rglob("*") if "consent-upload" in p.name]
+    # nothing of the upload is left, in the workspace or in the uploads folder outside it
+    assert not [p for p in world.root.rglob("*") if "consent" in p.name and p.suffix in (".csv", ".jsonl")]
+    assert not _uploads_left(world.root)
 
     # the gate: Alan refused ai_training, Grace's photos are covered by the source's policy
     r = api.call(
@@ -215,7 +217,7 @@ def test_a_malformed_consent_history_is_a_clear_422_and_imports_nothing(world: W
     assert r.status_code == 415 and r.headers["content-type"].startswith("application/problem+json")
     _no_people(r.text)
     assert _consent(world, ADA) == before
-    assert not [p for p in world.root.rglob("*") if "consent-upload" in p.name]
+    assert not _uploads_left(world.root)
 
 
 # -- subjects ---------------------------------------------------------------------------------------
@@ -386,3 +388,9 @@ def test_violations_paginated_and_filtered(world: World) -> None:
     assert then["total"] == 0 and then["summary"]["uses_checked"] >= 1
     assert api.call("auditor", "GET", "/v1/violations", params={"purpose": "selling"}).status_code == 422
     assert api.call("auditor", "GET", "/v1/violations", params={"as_of": "someday"}).status_code == 422
+
+
+def _uploads_left(root: Path) -> list[Path]:
+    with Workspace.open(root) as ws:
+        folder = uploads.uploads_dir(ws.ctx)
+    return sorted(folder.glob("*")) if folder.is_dir() else []

@@ -10,7 +10,11 @@ server starts: training fails with a message (it is not run twice), analysis run
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -247,8 +251,14 @@ def test_a_job_cut_off_by_a_stop_is_handled_by_kind_when_the_next_server_starts(
             ws.ctx, "train", {"name": "crashed", "dataset": "faces@1.0.0", "shards": 2, "slices": 1}
         )
         analysis = jobs.submit(ws.ctx, "analysis", {"shas": [one], "force": True, "workers": 1})
-        for _ in range(2):
-            assert jobs.claim_next(ws.ctx) is not None
+        dead = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+        )
+        for _ in range(2):  # claimed by a process that has exited since, as a SIGKILL leaves it
+            assert jobs.claim_next(ws.ctx, f"{dead.stdout.strip()}@{socket.gethostname()[:30]}:x") is not None
+        # and one another live server is running right now: left alone
+        busy = jobs.submit(ws.ctx, "analysis", {"shas": [one], "workers": 1})
+        assert jobs.claim_next(ws.ctx, f"{os.getppid()}@{socket.gethostname()[:30]}:y") is not None
         assert {j["state"] for j in ws.jobs()} == {"running"}
     with serve_api(root) as api:
         failed = wait_for(api, train)
@@ -258,3 +268,4 @@ def test_a_job_cut_off_by_a_stop_is_handled_by_kind_when_the_next_server_starts(
         assert again["result"]["resumed_after_crash"] is True and again["result"]["analyzed"] == 1
         # training is not run twice behind the caller's back: no model was made
         problem(api.call("viewer", "GET", "/v1/models/crashed"), 404)
+        assert api.call("viewer", "GET", f"/v1/jobs/{busy['id']}").json()["state"] == "running"

@@ -3,7 +3,9 @@
 The catalog is the queue (as for the inbox's requests): a job is a committed ``jobs`` row
 before the API answers ``202``, a runner claims it (``queued`` -> ``running``) in one
 writer transaction, reports progress as it goes, and records its result or its error.
-A job found ``running`` when a server starts was cut off by a crash; by its kind, it is
+A job is claimed by the process running it (:mod:`disgorge.claims`); one left
+``running`` by a process that no longer runs was cut off by a crash, and any runner (the
+next server, or another one on the same workspace) deals with it: by its kind, it is
 marked ``failed`` with a message saying so (training: running it twice would make two
 versions) or queued again (an erasure resumes from its journal; an analysis or an
 unlearning is idempotent), see :mod:`disgorge.api.jobs`.
@@ -20,10 +22,11 @@ from typing_extensions import TypedDict
 from . import audit
 from ._time import iso, utcnow
 from .catalog.api_models import Job
+from .claims import claimant_alive
 from .context import Context
 from .errors import NotFound
 
-__all__ = ["JobView", "claim_next", "fail_interrupted", "finish", "list_jobs", "report", "show", "submit"]
+__all__ = ["JobView", "claim_next", "finish", "list_jobs", "recover", "report", "show", "submit"]
 
 
 class JobView(TypedDict):
@@ -92,15 +95,16 @@ def list_jobs(ctx: Context, *, state: str | None = None) -> list[JobView]:
         return [_view(row) for row in session.execute(query).scalars()]
 
 
-def claim_next(ctx: Context) -> tuple[JobView, str | None] | None:
-    """Take the oldest queued job (``running``); with the id of the principal who asked."""
+def claim_next(ctx: Context, claim_id: str) -> tuple[JobView, str | None] | None:
+    """Take the oldest queued job (``running``, claimed by ``claim_id``, see
+    :mod:`disgorge.claims`); with the id of the principal who asked."""
     with ctx.sessions.begin() as session:
         row = session.execute(
             select(Job).where(Job.state == "queued").order_by(Job.created_at, Job.id).limit(1)
         ).scalar_one_or_none()
         if row is None:
             return None
-        row.state, row.updated_at = "running", utcnow()
+        row.state, row.claimed_by, row.updated_at = "running", claim_id, utcnow()
         return _view(row), row.principal_id
 
 
@@ -119,24 +123,33 @@ def finish(
     now = utcnow()
     state = "failed" if error is not None else "succeeded"
     with ctx.sessions.begin() as session:
-        session.execute(
-            update(Job)
-            .where(Job.id == job_id)
-            .values(state=state, result=result, error=error, updated_at=now)
-        )
+        row = session.get(Job, job_id)
+        if row is None:
+            raise NotFound(f"no job {job_id!r}")
+        row.state, row.result, row.error, row.updated_at = state, result, error, now
+        row.claimed_by = None
+        if state == "succeeded" and row.total is not None:
+            row.done = row.total  # finished is all done, whatever the last report said
         audit.append(session, f"job.{state}", {"job": job_id}, actor=ctx.actor, at=now)
 
 
-def fail_interrupted(ctx: Context, kinds: set[str]) -> int:
-    """Mark jobs of ``kinds`` left ``running`` by a crash as failed; the others go back to
-    the queue (their work resumes). Returns how many were found."""
+def recover(ctx: Context, not_resumable: set[str]) -> list[tuple[JobView, bool]]:
+    """Jobs left ``running`` by a process that no longer runs (a crash, a SIGKILL): those of
+    a kind in ``not_resumable`` are marked failed, the others go back to the queue. A job
+    another live server is running is left alone. Returns each with whether it was
+    queued again."""
     now = utcnow()
+    found: list[tuple[JobView, bool]] = []
     with ctx.sessions.begin() as session:
         rows = session.execute(select(Job).where(Job.state == "running")).scalars().all()
         for row in rows:
-            if row.kind in kinds:
-                row.state, row.error = "failed", "the server stopped while this job ran; start it again"
-            else:
+            if row.claimed_by and claimant_alive(row.claimed_by, row.updated_at, now):
+                continue
+            again = row.kind not in not_resumable
+            if again:
                 row.state = "queued"
-            row.updated_at = now
-        return len(rows)
+            else:
+                row.state, row.error = "failed", "the server stopped while this job ran; start it again"
+            row.claimed_by, row.updated_at = None, now
+            found.append((_view(row), again))
+    return found

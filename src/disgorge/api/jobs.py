@@ -32,6 +32,7 @@ from sqlalchemy import select
 from .. import jobs
 from ..access.roles import Principal
 from ..catalog.api_models import Principal as PrincipalRow
+from ..claims import new_claim_id
 from ..context import Context
 from ..errors import DisgorgeError
 from ..workspace import Workspace
@@ -140,6 +141,8 @@ class JobRunner:
         self._thread: threading.Thread | None = None
         #: jobs a crash cut off that run again (their result says so)
         self._resumed: set[str] = set()
+        #: this runner's claim on the job it runs (disgorge.claims)
+        self._claim_id = new_claim_id()
 
     @property
     def alive(self) -> bool:
@@ -161,28 +164,30 @@ class JobRunner:
     def _run(self) -> None:
         ws = self._open()
         try:
-            for job in jobs.list_jobs(ws.ctx, state="running"):
-                again = job["kind"] not in NOT_RESUMABLE
-                log.warning(
-                    "job %s (%s) was cut off by a stop: %s",
-                    job["id"][:8],
-                    job["kind"],
-                    "it runs again" if again else "marked failed",
-                )
-                if again:
-                    self._resumed.add(job["id"])
-            jobs.fail_interrupted(ws.ctx, NOT_RESUMABLE)
+            self._recover(ws.ctx)
             while not self._stop.is_set():
                 if not self._run_one(ws.ctx):
                     self._wake.wait(POLL_S)
                     self._wake.clear()
+                    self._recover(ws.ctx)  # a job another server was running when it died
         except Exception:
             log.exception("the job runner stopped")
         finally:
             ws.close()
 
+    def _recover(self, ctx: Context) -> None:
+        for job, again in jobs.recover(ctx, NOT_RESUMABLE):
+            log.warning(
+                "job %s (%s) was cut off by a stop: %s",
+                job["id"][:8],
+                job["kind"],
+                "it runs again" if again else "marked failed",
+            )
+            if again:
+                self._resumed.add(job["id"])
+
     def _run_one(self, ctx: Context) -> bool:
-        claimed = jobs.claim_next(ctx)
+        claimed = jobs.claim_next(ctx, self._claim_id)
         if claimed is None:
             return False
         job, principal_id = claimed

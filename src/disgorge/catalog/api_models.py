@@ -70,5 +70,7 @@ class Job(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     principal_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    #: the process running it (:mod:`disgorge.claims`), so a second server leaves it alone
+    claimed_by: Mapped[str | None] = mapped_column(String(80), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -15,16 +15,12 @@ has not marked a step for :data:`CLAIM_TTL`.
 
 from __future__ import annotations
 
-import os
-import socket
-import uuid
-from datetime import datetime, timedelta
-
 from sqlalchemy import select
 
 from .. import audit
 from .._time import utcnow
 from ..catalog.models import ErasureRequest, ErasureStep
+from ..claims import CLAIM_TTL, claimant_alive, new_claim_id
 from ..errors import ErasureBlocked
 from ._step import AwaitingRecipients, Execution, fire
 from .journal import check_steps, find_request, mark_done
@@ -32,33 +28,8 @@ from .steps import REGISTRY, STEPS
 
 __all__ = ["CLAIM_TTL", "RUNNABLE_STATES", "claim", "claimant_alive", "new_claim_id", "run"]
 
-CLAIM_TTL = timedelta(seconds=120)
 #: states a request can be run (or resumed) from
 RUNNABLE_STATES = ("approved", "executing", "verifying", "failed", "awaiting_recipients")
-
-
-def new_claim_id() -> str:
-    """Who runs a request: pid and host, so that a claim left by a killed process on this
-    machine is taken over at once (other hosts' claims expire after :data:`CLAIM_TTL`)."""
-    return f"{os.getpid()}@{socket.gethostname()[:30]}:{uuid.uuid4().hex[:16]}"
-
-
-def claimant_alive(claimed_by: str, claimed_at: datetime | None, now: datetime) -> bool:
-    """Is the process that claimed a request still running it? On this host we ask the
-    kernel (a SIGKILLed runner leaves its claim behind); elsewhere the claim expires."""
-    pid, _, rest = claimed_by.partition("@")
-    host = rest.rpartition(":")[0]
-    if pid.isdigit() and host == socket.gethostname()[:30]:
-        if int(pid) == os.getpid():  # this process, interrupted earlier (e.g. KeyboardInterrupt)
-            return False
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    return claimed_at is not None and now - claimed_at < CLAIM_TTL
 
 
 def claim(execution: Execution, request_id: str, claim_id: str) -> ErasureRequest:

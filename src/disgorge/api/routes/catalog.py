@@ -10,9 +10,6 @@ import asyncio
 import base64
 import binascii
 import os
-import shutil
-import tempfile
-from pathlib import Path as FilePath
 from typing import Annotated, Literal, get_args
 
 from fastapi import Path, Request, Response
@@ -22,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 from typing_extensions import TypedDict
 
-from ... import assets, sources
+from ... import assets, sources, uploads
 from ...assets import AssetView
 from ...consent import Purpose
 from ...consent import service as consent_service
@@ -211,17 +208,19 @@ def _upload(raw: bytes, content_type: str) -> ConsentUpload:
 
 
 def _import_text(ctx: Ctx, upload: ConsentUpload) -> ConsentImported:
-    """Import through the file service: the text goes to a private folder inside the
-    workspace's home (0700, the file 0600) and is removed at once, imported or not."""
-    folder = FilePath(tempfile.mkdtemp(prefix=".consent-upload-", dir=ctx.home))
+    """Import through the file service: the text goes to a private file outside the
+    workspace (:mod:`disgorge.uploads`: it names people in clear) and is wiped at once,
+    imported or not."""
+    file_id, stem = uploads.new_file(ctx)
     try:
-        path = folder / f"consent.{upload.format}"
+        stem.mkdir(mode=0o700)  # the file keeps the name its messages quote
+        path = stem / f"consent.{upload.format}"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             fh.write(upload.text)
         report = consent_service.import_consent(ctx, path)
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        uploads.discard(ctx, file_id)
     return {
         "file": report.file,
         "rows": report.rows,
@@ -299,6 +298,7 @@ def show_subject(ctx: Ctx, ref: SubjectRef) -> SubjectView:
     scope="asset:read",
     summary="Photos' catalog entries, oldest ingested first (never the bytes)",
     response_model=Page[AssetView],
+    errors={404: "No source of that name"},
 )
 def list_assets(
     ctx: Ctx,

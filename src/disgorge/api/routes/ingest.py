@@ -53,7 +53,7 @@ def _ingest_job(
     try:
         report = ingest_service.ingest(
             ctx,
-            uploads.path_of(ctx, params["archive"]),
+            uploads.as_archive(ctx, params["archive"]),
             source=params["source"],
             manifest=uploads.path_of(ctx, params["manifest"]) if params.get("manifest") else None,
             subject_from=params.get("subject_from"),
