@@ -127,6 +127,8 @@ KINDS: dict[str, JobFn] = {"erasure": _erasure, "analysis": _analysis, "train": 
 #: kinds that are not safe to run twice: failed after a crash instead of requeued
 NOT_RESUMABLE: set[str] = {"train"}
 POLL_S = 2.0
+#: how often an idle runner asks the recipients of erasures awaiting them again
+RECIPIENTS_POLL_S = 10.0
 #: least seconds between two progress reports of a job
 REPORT_S = 0.5
 
@@ -141,6 +143,7 @@ class JobRunner:
         self._thread: threading.Thread | None = None
         #: jobs a crash cut off that run again (their result says so)
         self._resumed: set[str] = set()
+        self._next_recipients_poll = 0.0
         #: this runner's claim on the job it runs (disgorge.claims)
         self._claim_id = new_claim_id()
 
@@ -170,10 +173,27 @@ class JobRunner:
                     self._wake.wait(POLL_S)
                     self._wake.clear()
                     self._recover(ws.ctx)  # a job another server was running when it died
+                    self._poll_recipients(ws.ctx)
         except Exception:
             log.exception("the job runner stopped")
         finally:
             ws.close()
+
+    def _poll_recipients(self, ctx: Context) -> None:
+        """Move on the erasures resting in ``awaiting_recipients`` (a recipient answered
+        since, or its notice is due again): what ``disgorge erasure resume`` does by hand."""
+        if time.monotonic() < self._next_recipients_poll:
+            return
+        self._next_recipients_poll = time.monotonic() + RECIPIENTS_POLL_S
+        from ..erasure import service
+
+        for listed in service.list_requests(ctx):
+            if listed["state"] != "awaiting_recipients" or self._stop.is_set():
+                continue
+            try:
+                service.resume(ctx, listed["id"], wait=0)
+            except DisgorgeError as exc:
+                log.warning("erasure %s: recipients not polled: %s", listed["id"][:8], exc)
 
     def _recover(self, ctx: Context) -> None:
         for job, again in jobs.recover(ctx, NOT_RESUMABLE):
