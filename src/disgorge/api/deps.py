@@ -34,7 +34,8 @@ def _context(request: Request) -> Context:
 Ctx = Annotated[Context, Depends(_context)]
 Who = Annotated[Principal, Depends(_principal)]
 Limit = Annotated[int, Query(ge=1, le=1000, description="items per page")]
-Offset = Annotated[int, Query(ge=0, description="items to skip")]
+#: bounded so that a database pages with it (SQLite's integers are 64-bit)
+Offset = Annotated[int, Query(ge=0, le=2**53 - 1, description="items to skip")]
 
 
 class Page(BaseModel, Generic[T]):

@@ -91,8 +91,10 @@ def _standard_errors(auth: str, scope: str | None, path: str, method: str) -> di
         errors[401] = "No bearer token, or one that is unknown, expired or revoked"
         if scope is not None:
             errors[403] = f"The token's role does not hold {scope}"
-    if "{" in path:
-        errors[404] = "No such item"
+    if "{" in path or method in ("POST", "PUT", "PATCH"):
+        errors[404] = "No such item (named in the path or the body)"
+    if method in ("POST", "PUT", "PATCH"):
+        errors[400] = "The body is not JSON"
     if "{" in path or method in ("POST", "PUT", "PATCH") or method == "GET":
         errors[422] = "A parameter or the body is malformed"
     errors[503] = "Busy: try again after Retry-After seconds"

@@ -82,6 +82,7 @@ def disable_principal(ctx: Ctx, name: str) -> PrincipalView:
     scope="principal:read",
     summary="Tokens (never their secrets)",
     response_model=Page[TokenView],
+    errors={404: "No principal of that name"},
 )
 def list_tokens(
     ctx: Ctx, principal: str | None = None, limit: Limit = 100, offset: Offset = 0

@@ -73,6 +73,7 @@ def _submit_if_approved(request: Request, ctx: Ctx, view: ErasureView) -> Erasur
     scope="erasure:create",
     summary="Dry run: what erasing a scope would touch",
     response_model=PlanSummary,
+    errors={409: "An erasure of this scope is already planned or running"},
 )
 def plan(ctx: Ctx, body: Scope) -> PlanSummary:
     return service.plan(ctx, _KIND.get(body.kind, body.kind), body.id)
@@ -84,6 +85,7 @@ def plan(ctx: Ctx, body: Scope) -> PlanSummary:
     summary="Request an erasure (runs once approved; the two-person rule may need others)",
     status_code=202,
     response_model=ErasureView,
+    errors={409: "An erasure of this scope is already planned or running"},
 )
 def create(request: Request, ctx: Ctx, body: NewErasure) -> ErasureView:
     view = service.erase(
