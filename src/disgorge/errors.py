@@ -18,7 +18,13 @@ inside a subject's folder)::
     ├── ErasureBlocked        an erasure that cannot be planned or run as asked
     ├── Unauthenticated       no API token, or one that is unknown, expired or revoked
     ├── Forbidden             a principal whose role lacks the scope an operation needs
-    └── FacesUnavailable      the ``faces`` extra is not installed (vision.models)
+    ├── FacesUnavailable      the ``faces`` extra is not installed (vision.models)
+    ├── ApiError              an error answer of a disgorge server, or none (client)
+    │   ├── ApiUnauthenticated    401, and an Unauthenticated too
+    │   ├── ApiForbidden          403, and a Forbidden too
+    │   ├── ApiNotFound           404, and a NotFound too
+    │   └── ApiInvalidInput       422, and an InvalidInput too
+    └── WaitTimedOut          a client's wait for a job or an erasure ran out of time (client)
 
 The subclasses defined next to the code that raises them are named with their module;
 tests/test_architecture.py checks that this tree names every subclass there is.

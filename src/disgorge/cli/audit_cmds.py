@@ -10,6 +10,7 @@ import typer
 from rich.markup import escape
 
 from ._common import JsonOpt, WorkspaceOpt, console, err, fail, open_workspace, print_json
+from .remote import ServerOpt, TokenOpt, open_target
 
 audit_app = typer.Typer(
     help="The audit log: hash-chained, with signed tree heads and proofs (docs/audit.md).",
@@ -52,12 +53,14 @@ def audit_verify(
     ] = None,
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Check the hash chain (and with --since, that the log extends a signed head); exit 1 if not."""
     head = _read_json(since, "--since") if since is not None else None
     if isinstance(head, dict) and isinstance(head.get("audit_tree_head"), dict):
         head = head["audit_tree_head"]  # a certificate body or an answer body: its witness
-    with open_workspace(workspace) as ws:
+    with open_target(workspace, server, token) as ws:
         report = ws.verify_audit(since=head) if since is not None else ws.verify_audit()
     anchor = report.anchor
     if json_out:
@@ -203,9 +206,11 @@ def audit_log(
     ] = None,
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Show the latest audit events."""
-    with open_workspace(workspace) as ws:
+    with open_target(workspace, server, token) as ws:
         events = ws.audit_events(limit=limit, action=action)
     if json_out:
         print_json(events)

@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ._common import AtOpt, JsonOpt, WorkspaceOpt, console, fail, open_workspace, print_json, shown
+from .remote import ServerOpt, TokenOpt, open_target
 
 source_app = typer.Typer(help="Sources of data and their privacy-policy versions.", no_args_is_help=True)
 subject_app = typer.Typer(help="Data subjects (by external id or pseudonymous ref).", no_args_is_help=True)
@@ -106,9 +107,11 @@ def subject_show(
     subject: Annotated[str, typer.Argument(help="External id (hashed before lookup) or a sub_... ref.")],
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Show a subject: ref, key state, photos, consent history."""
-    with open_workspace(workspace) as ws:
+    with open_target(workspace, server, token) as ws:
         info = ws.subject(subject)
     if json_out:
         print_json(info)

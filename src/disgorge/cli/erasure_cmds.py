@@ -12,13 +12,16 @@ import typer
 from ..erasure.certificate import check_reason
 from ..errors import InvalidInput
 from ._common import AtOpt, JsonOpt, WorkspaceOpt, console, err, fail, open_workspace, print_json, shown
+from .remote import ServerOpt, TokenOpt, open_target
 
 RequestArg = Annotated[str, typer.Argument(help="Erasure request id (a unique prefix will do).")]
 WaitOpt = Annotated[
     float, typer.Option(help="Seconds to keep delivering to and polling recipients before resting.")
 ]
 
-erasure_app = typer.Typer(help="Erasure requests: list, show, approve, resume, cancel.", no_args_is_help=True)
+erasure_app = typer.Typer(
+    help="Erasure requests: list, show, approve, deny, resume, cancel.", no_args_is_help=True
+)
 certificate_app = typer.Typer(help="Erasure certificates: export and verify offline.", no_args_is_help=True)
 
 
@@ -77,12 +80,15 @@ def erase(
     workspace: WorkspaceOpt = None,
     at: AtOpt = None,
     json_out: JsonOpt = False,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Erase a person, a photo, a source, a model or a transfer, and everything derived, with proof.
 
     Shows the plan, asks for confirmation (unless --yes), executes the journaled steps,
     verifies with a forensic scan and signs a certificate. Exit code 0 when verified,
-    1 when verification found something (the request says what).
+    1 when verification found something (the request says what). With --server, the
+    server makes the request (--yes needed) and runs it once approved.
     """
     scopes = {
         k: v
@@ -105,7 +111,7 @@ def erase(
             check_reason(reason)
         except InvalidInput as exc:
             raise fail(str(exc), code=2) from None
-    with open_workspace(workspace) as ws:
+    with open_target(workspace, server, token) as ws:
         plan = ws.erasure_plan(kind, ident)
         if dry_run:
             print_json(plan) if json_out else _print_plan(plan)
@@ -173,9 +179,14 @@ def _print_result(result: Mapping[str, Any], json_out: bool) -> None:
 
 
 @erasure_app.command("list")
-def erasure_list(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
+def erasure_list(
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+) -> None:
     """Every erasure request with its state."""
-    with open_workspace(workspace) as ws:
+    with open_target(workspace, server, token) as ws:
         rows = ws.erasures()
     if json_out:
         print_json(rows)
@@ -188,9 +199,15 @@ def erasure_list(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> N
 
 
 @erasure_app.command("show")
-def erasure_show(request: RequestArg, workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
+def erasure_show(
+    request: RequestArg,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+) -> None:
     """One request: plan, steps, verification."""
-    with open_workspace(workspace) as ws:
+    with open_target(workspace, server, token) as ws:
         info = ws.erasure(request)
     if json_out:
         print_json(info)
@@ -201,12 +218,32 @@ def erasure_show(request: RequestArg, workspace: WorkspaceOpt = None, json_out: 
 
 @erasure_app.command("approve")
 def erasure_approve(
-    request: RequestArg, workspace: WorkspaceOpt = None, at: AtOpt = None, json_out: JsonOpt = False
+    request: RequestArg,
+    workspace: WorkspaceOpt = None,
+    at: AtOpt = None,
+    json_out: JsonOpt = False,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
 ) -> None:
-    """Approve a planned erasure and execute it."""
-    with open_workspace(workspace) as ws:
+    """Approve a planned erasure and execute it (with --server: once it has the approvals it needs)."""
+    with open_target(workspace, server, token) as ws:
         result = ws.erasure_approve(request, at=at)
     _print_result(result, json_out)
+
+
+@erasure_app.command("deny")
+def erasure_deny(
+    request: RequestArg,
+    reason: Annotated[str, typer.Option(help="Why it is denied (at least 3 characters; recorded).")],
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Deny a planned erasure: it ends, nothing is erased."""
+    with open_target(workspace, server, token) as ws:
+        info = ws.erasure_deny(request, reason=reason)
+    print_json(info) if json_out else console.print(f"erasure {info['id']}: {info['state']}", markup=False)
 
 
 @erasure_app.command("resume")

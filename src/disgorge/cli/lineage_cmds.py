@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ._common import AtOpt, JsonOpt, WorkspaceOpt, console, fail, open_workspace, print_json, shown
+from .remote import ServerOpt, TokenOpt, open_target
 
 run_app = typer.Typer(help="Runs: jobs with their inputs, purpose and outputs.", no_args_is_help=True)
 
@@ -27,12 +28,14 @@ def lineage(
     dot: Annotated[bool, typer.Option("--dot", help="Print Graphviz DOT.")] = False,
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Everything downstream or upstream of a node in the lineage."""
     if downstream and upstream:
         raise fail("choose one of --downstream and --upstream", code=2)
     direction = "upstream" if upstream else "downstream"
-    with open_workspace(workspace) as ws:
+    with open_target(workspace, server, token) as ws:
         graph = ws.lineage(node, direction=direction, max_depth=max_depth)
     if json_out:
         print_json(graph.to_dict())

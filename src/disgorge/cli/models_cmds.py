@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from ._common import AtOpt, JsonOpt, WorkspaceOpt, console, fail, open_workspace, print_json
+from .remote import ServerOpt, TokenOpt, open_target
 
 model_app = typer.Typer(
     help="The model registry: versions, retirement, unlearning, forgetting audit.", no_args_is_help=True
@@ -79,9 +80,14 @@ def predict(
 
 
 @model_app.command("list")
-def model_list(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
+def model_list(
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+) -> None:
     """Every model version with its state."""
-    with open_workspace(workspace) as ws:
+    with open_target(workspace, server, token) as ws:
         models = ws.models()
     if json_out:
         print_json(models)

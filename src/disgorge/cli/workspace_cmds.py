@@ -13,6 +13,7 @@ from ..errors import DisgorgeError
 from ..vault import encode_key, new_key
 from ..workspace import Workspace
 from ._common import AtOpt, JsonOpt, WorkspaceOpt, console, fail, open_workspace, print_json, shown
+from .remote import ServerOpt, TokenOpt, open_target
 
 
 def init(
@@ -45,9 +46,14 @@ def init(
     console.print(f"  signing  {shown(ws.config.home / 'signing.pub')}", markup=False)
 
 
-def status(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> None:
+def status(
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+) -> None:
     """Show what the workspace holds."""
-    with open_workspace(workspace) as ws:
+    with open_target(workspace, server, token) as ws:
         info = ws.status()
     if json_out:
         print_json(info)

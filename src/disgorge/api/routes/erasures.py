@@ -59,7 +59,7 @@ class CertificateCheckView(TypedDict):
     where: str | None
 
 
-_KIND = {"photo": "sha256"}
+_KIND = {"photo": "asset"}  # the services' name for a photo scope
 
 
 def _submit_if_approved(request: Request, ctx: Ctx, view: ErasureView) -> ErasureView:
