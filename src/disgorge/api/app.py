@@ -46,7 +46,7 @@ from ..workspace import Workspace
 from .problems import MEDIA_TYPE, problem_body
 from .routes import RESOURCES
 from .state import AppState
-from .table import Endpoint, endpoints_of
+from .table import AUTH_KEY, PUBLIC, SIGNED, TOKEN, Endpoint, endpoints_of
 
 __all__ = ["INSTALL_HINT", "Limits", "create_app", "endpoints", "running_server", "uvicorn_config"]
 
@@ -154,7 +154,7 @@ def create_app(
             await run_in_threadpool(state.jobs.stop)
             ws.close()
 
-    app = FastAPI(
+    app = DisgorgeApp(
         title="disgorge",
         version=__version__,
         description=(
@@ -175,6 +175,47 @@ def create_app(
     for resource in RESOURCES:
         app.include_router(resource.router)
     return app
+
+
+#: the OpenAPI security schemes, by the route table's ``auth`` kinds
+SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A principal's token (`disgorge token create --user NAME`), `dg_<id>_<secret>`.",
+    },
+    "senderSignature": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "Authorization",
+        "description": (
+            "A registered sender's Ed25519 signature: on the request document itself (POST), or "
+            "`Disgorge <base64url of a signed disgorge.erasure-query/1>` (GET), docs/sharing.md."
+        ),
+    },
+}
+
+
+class DisgorgeApp(FastAPI):
+    """FastAPI with the OpenAPI document's security schemes, and each operation's
+    requirement (bearer for ``token`` routes, the sender's signature for ``signed``, none
+    for ``public``), taken from the route table."""
+
+    def openapi(self) -> dict[str, Any]:
+        if self.openapi_schema is None:
+            document = super().openapi()
+            document.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+            for operations in document.get("paths", {}).values():
+                for operation in operations.values():
+                    auth = operation.get(AUTH_KEY)
+                    if auth == TOKEN:
+                        operation["security"] = [{"bearer": []}]
+                    elif auth == SIGNED:
+                        operation["security"] = [{"senderSignature": []}]
+                    elif auth == PUBLIC:
+                        operation["security"] = []
+            self.openapi_schema = document
+        return self.openapi_schema
 
 
 @contextmanager
