@@ -56,6 +56,9 @@ def test_ingest_json_summary_and_read_commands(cli_ws: Path, photo_dir: Path, tm
     assert verify.returncode == 0 and "intact" in verify.stdout
     log = json.loads(cli("audit", "log", "--json", "--action", "asset.ingested", "-w", str(cli_ws)).stdout)
     assert len(log) == 12 and all("Ada" not in json.dumps(e) for e in log)
+    # reading a photo's bytes is audited, with the actor and the asset's id only
+    [read] = json.loads(cli("audit", "log", "--json", "--action", "asset.read", "-w", str(cli_ws)).stdout)
+    assert read["actor"] == "cli-test" and "Ada" not in json.dumps(read) and sha not in json.dumps(read)
 
 
 def test_workspace_found_from_cwd_and_env(cli_ws: Path, tmp_path: Path) -> None:

@@ -394,6 +394,7 @@ def _scenario(call: Recorder, root: Path) -> None:
         call(app, "subject", ada)
         call(app, "asset", first)
         call(app, "read_asset", first)
+        call(app, "read_asset_audited", first)
         call(app, "consent_check", ada, "ai_training", at="2020-02-02")
         call(app, "analyze", workers=1, at="2020-02-03")
         call(app, "find", photos[f"{ada}/1.jpg"], by="copy")

@@ -215,6 +215,7 @@ class Workspace:
     subject = _service(consent_service.subject_view)
     asset = _service(assets.asset_view)
     read_asset = _service(assets.read_asset)
+    read_asset_audited = _service(assets.read_asset_audited)
     destroy_subject_key = _service(subjects.destroy_subject_key)
 
     # -- vision ----------------------------------------------------------------------------

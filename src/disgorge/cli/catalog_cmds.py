@@ -156,11 +156,11 @@ def asset_get(
     out: Annotated[Path, typer.Option("--out", "-o", help="Write the decrypted photo here.")],
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Decrypt a stored photo to a file (checked against its sha256)."""
+    """Decrypt a stored photo to a file (checked against its sha256; the read is audited)."""
     if not out.parent.is_dir() or out.is_dir():
         raise fail(f"{shown(out)}: not a file in an existing folder")
     with open_workspace(workspace) as ws:
-        data = ws.read_asset(sha256)
+        data, _media_type = ws.read_asset_audited(sha256)
     try:
         out.write_bytes(data)
     except OSError as exc:
