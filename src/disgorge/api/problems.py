@@ -43,6 +43,7 @@ PROBLEM_TYPES: dict[int, str] = {
     409: "urn:disgorge:problem:conflict",
     411: "urn:disgorge:problem:length-required",
     413: "urn:disgorge:problem:too-large",
+    415: "urn:disgorge:problem:unsupported-media-type",
     422: "urn:disgorge:problem:invalid-input",
     503: "urn:disgorge:problem:busy",
     500: "urn:disgorge:problem:internal",
