@@ -156,7 +156,10 @@ def status(ctx: Context) -> StatusView:
         def count(model: Any, *where: Any) -> int:
             return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 
-        size = session.scalar(select(func.coalesce(func.sum(Asset.size), 0)).where(Asset.state == "active"))
+        # one scan of the photos for both their number and their size
+        assets, size = session.execute(
+            select(func.count(), func.coalesce(func.sum(Asset.size), 0)).where(Asset.state == "active")
+        ).one()
         last = session.scalar(select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(1))
         return {
             "workspace": str(ctx.root),
@@ -168,7 +171,7 @@ def status(ctx: Context) -> StatusView:
             "subjects": count(Subject),
             "subjects_erased": count(Subject, Subject.dek_wrapped.is_(None)),
             "sources": count(Source),
-            "assets": count(Asset, Asset.state == "active"),
+            "assets": int(assets),
             "asset_bytes": int(size or 0),
             "consent_records": count(ConsentRecord),
             "recipients": count(Peer, Peer.role == "recipient"),
