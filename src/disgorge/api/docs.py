@@ -344,6 +344,9 @@ ELSEWHERE = (documents.SignatureError, models.FacesUnavailable)
 
 
 def _error_classes() -> list[type[DisgorgeError]]:
+    """The errors the server can answer with: disgorge's own, not a client's (disgorge.client
+    raises its own subclasses, on the caller's side) nor any a test or plugin defines; the
+    same list whatever else the process imported."""
     found: list[type[DisgorgeError]] = []
     pending = list(DisgorgeError.__subclasses__())
     while pending:
@@ -351,7 +354,11 @@ def _error_classes() -> list[type[DisgorgeError]]:
         if cls not in found:
             found.append(cls)
             pending += cls.__subclasses__()
-    return found
+    return [
+        cls
+        for cls in found
+        if cls.__module__.startswith("disgorge.") and not cls.__module__.startswith("disgorge.client")
+    ]
 
 
 def _problems() -> str:
