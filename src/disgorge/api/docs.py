@@ -176,8 +176,23 @@ analysis) answers `202 Accepted` at once with what it started: a job (`{"id", "k
 "queued", ...}`) or, for erasures, the request whose `steps` show its progress. Follow it with
 `GET /v1/jobs/{id}` (`state`: `queued`, `running`, `succeeded`, `failed`; `done`/`total`;
 `result` or `error`). Jobs run one at a time, in order, in the server; they are rows in the
-catalog, so a `202` is never lost: after a restart an erasure resumes from its journal, and an
-analysis or training cut off is marked `failed` and can be started again.
+catalog, so a `202` is never lost: after a restart an erasure resumes from its journal, an
+analysis, an unlearning or an ingest runs again (its result says `resumed_after_crash`), and a
+training cut off is marked `failed` and can be started again. A job is claimed by the process
+running it: a second server on the same workspace leaves it alone, and takes it over only once
+that process is gone. An idle server also asks the recipients of erasures that are
+`awaiting_recipients` again, every 10 s.
+
+## Uploads: photos in, bundles out
+
+A client has no folder on the server, so files travel as uploads: `POST /v1/uploads` with the
+raw bytes as the body (a `.zip` or `.tar(.gz)` of photos, a manifest CSV, a bundle) answers
+`{"upload": "upl_...", "bytes", "sha256"}`; the call that uses it names it (`POST /v1/ingest`,
+`POST /v1/bundles`, `POST /v1/find`, `POST /v1/models/{ref}/predict`). A bundle shared with
+`POST /v1/transfers` is downloaded once from `GET /v1/files/{id}`. These files hold photos in
+clear, so they live outside the workspace (`$TMPDIR/disgorge-<workspace id>/uploads`, 0700,
+files 0600), are overwritten and unlinked when the call that uses them ends, and `disgorge gc`
+removes any left unused past its grace period.
 
 ## The inbox: other organisations
 
@@ -194,8 +209,12 @@ done) only to the sender that sent it, which signs its query (`Authorization: Di
 
 `GET /v1/openapi.json` is the OpenAPI 3.1 document (every route, its body and answer schemas,
 its scope as `x-disgorge-scope`, its errors), for any authenticated caller (a valid token,
-whatever its role): the route list is not published to the world. There is no `/docs` page (it
-would load scripts from a CDN): load the document into your own viewer or client generator.
+whatever its role): the route list is not published to the world. Its security schemes are
+`bearer` (a token) and `senderSignature` (the inbox's signed documents), and each operation
+names the one it needs (none for the two public ones). There is no `/docs` page (it would load
+scripts from a CDN): load the document into your own viewer or client generator. The Python
+client, `disgorge.client.Client(url, token)`, and the CLI's `--server URL --token T` (or
+`$DISGORGE_SERVER`, `$DISGORGE_TOKEN`) call the same routes.
 
 ## Deployment: TLS, or a reverse proxy
 
@@ -290,7 +309,7 @@ def _endpoints() -> str:
         "an endpoint can answer besides its success, each a problem detail.",
     ]
     for resource in RESOURCES:
-        rows = [e for e in table if e.tag == resource.tag]
+        rows = list(resource.endpoints)
         if not rows:
             continue
         parts += ["", f"### {resource.tag}", ""]

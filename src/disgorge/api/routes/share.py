@@ -21,7 +21,7 @@ from ..table import Resource
 
 __all__ = ["resource"]
 
-resource = Resource("sharing", "Recipients, senders, and the transfers between them.")
+resource = Resource("send-receive", "Sending a dataset to a recipient, and receiving what a sender sent.")
 
 
 class Override(BaseModel):
