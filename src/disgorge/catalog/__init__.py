@@ -1,6 +1,6 @@
 """The catalog: SQLAlchemy models, engine set-up and Alembic migrations."""
 
-from . import api_models  # noqa: F401  (the API's tables join Base's metadata)
+from . import api_models, dsr_models  # noqa: F401  (their tables join Base's metadata)
 from .db import (
     PARAMS_PER_STATEMENT,
     SCHEMA_HEAD,

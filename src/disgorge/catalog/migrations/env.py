@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from disgorge.catalog import api_models  # noqa: F401  (its tables join Base's metadata)
+from disgorge.catalog import api_models, dsr_models  # noqa: F401  (their tables join Base's metadata)
 from disgorge.catalog.models import Base
 
 config = context.config
