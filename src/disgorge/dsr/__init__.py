@@ -2,5 +2,7 @@
 
 - :mod:`.cases`: requests as cases with due dates, extensions and identity verification;
 - :mod:`.export`: the access export (GDPR Art. 15): everything held about a person, signed;
-- :mod:`.blocklist`: the sealed perceptual hashes of erased photos, so near-copies are refused.
+
+(The sealed perceptual blocklist of erased photos is :mod:`disgorge.vision.blocklist`: the
+erasure and the ingest, both below this package, use it.)
 """
