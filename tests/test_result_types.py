@@ -469,6 +469,29 @@ def _scenario(call: Recorder, root: Path) -> None:
         denied = call(app, "erase", "asset", sha(photos[f"{grace}/1.jpg"]), reason=REASON, execute=False)
         call(app, "erasure_deny", denied["id"], reason="not covered by the request")
 
+        # data-subject requests as cases: an objection, an erasure case (planned, then cancelled)
+        objection = call(
+            app,
+            "open_case",
+            "objection",
+            ada,
+            received_at="2020-06-10",
+            channel="email",
+            purpose="ai_training",
+            at="2020-06-11",
+        )
+        case = call(
+            app, "open_case", "erasure", ada, received_at="2020-06-10", channel="portal", at="2020-06-11"
+        )
+        call(app, "extend_case", case["id"], by="2m", reason="several systems to search", at="2020-06-12")
+        call(app, "verify_case_identity", case["id"], how="reply from the account e-mail", at="2020-06-12")
+        started = call(app, "erase_case", case["id"], reason=REASON, execute=False, at="2020-06-12")
+        app.erasure_cancel(started["erasure"]["id"], reason="kept for the scenario")
+        call(app, "close_case", objection["id"], outcome="ai_training denied from receipt", at="2020-06-13")
+        call(app, "case", objection["id"], at="2020-06-14")
+        call(app, "cases", at="2020-06-14")
+        call(app, "cases", overdue=True, at="2021-01-01")
+
         # principals, tokens, settings and jobs (the REST API's)
         call(app, "add_principal", "officer", role="privacy_officer")
         call(app, "add_principal", "pipeline", role="ml_engineer", kind="service")

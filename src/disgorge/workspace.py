@@ -39,6 +39,7 @@ from .config import Config, find_workspace, make_private
 from .consent import service as consent_service
 from .context import Context
 from .datasets import service as dataset_service
+from .dsr import cases as dsr_cases
 from .erasure import service as erasure_service
 from .errors import WorkspaceError
 from .ingest import service as ingest_service
@@ -366,6 +367,15 @@ class Workspace:
     interrupted_erasures = _service(erasure_service.interrupted)
     erasure_certificate = _service(erasure_service.certificate)
     verify_erasure = _service(erasure_service.reverify)
+
+    # -- data-subject requests as cases ------------------------------------------------------
+    open_case = _service(dsr_cases.open_case)
+    extend_case = _service(dsr_cases.extend_case)
+    verify_case_identity = _service(dsr_cases.verify_identity)
+    close_case = _service(dsr_cases.close_case)
+    case = _service(dsr_cases.show_case)
+    cases = _service(dsr_cases.list_cases)
+    erase_case = _service(dsr_cases.erase_case)
 
     # -- sharing -----------------------------------------------------------------------------
     add_peer = _service(peer_service.add_peer)

@@ -38,6 +38,7 @@ __all__ = [
     "import_consent",
     "parse_consent_file",
     "prevails",
+    "record_decision",
     "restrictiveness",
 ]
 
@@ -215,6 +216,43 @@ def import_consent(
         at=at,
     )
     return report
+
+
+def record_decision(
+    session: Session,
+    vault: Vault,
+    ref: str,
+    purpose: Purpose,
+    decision: Decision,
+    *,
+    decided_at: datetime,
+    actor: str,
+    at: datetime,
+    why: str = "",
+) -> bool:
+    """Record one subject-wide decision of the subject ``ref`` (created if new) in the
+    caller's transaction, audited by ref only; False if the same record is already there."""
+    row = ConsentRow(0, ref, purpose, decision, decided_at, None, None, None)
+    key = row.row_key
+    if session.scalar(select(ConsentRecord.id).where(ConsentRecord.row_key == key)) is not None:
+        return False
+    subject, _ = get_or_create_subject(session, vault, ref, at=at, actor=actor)
+    session.add(
+        ConsentRecord(
+            subject_id=subject.id,
+            asset_id=None,
+            purpose=purpose.value,
+            decision=decision.value,
+            at=decided_at,
+            policy_version=None,
+            evidence_enc=None,
+            row_key=key,
+            recorded_at=at,
+        )
+    )
+    payload = {"subject": ref, "purpose": purpose.value, "decision": decision.value, "at": iso(decided_at)}
+    audit.append(session, "consent.recorded", {**payload, "why": why} if why else payload, actor=actor, at=at)
+    return True
 
 
 def _count_conflicts(session: Session, rows: list[ConsentRow], asset_ids: dict[str, str]) -> int:
