@@ -507,6 +507,7 @@ def _scenario(call: Recorder, root: Path) -> None:
         queued = jobs.submit(app.ctx, "analysis", {})  # the API's routes queue jobs this way
         call(app, "job", queued["id"])
         call(app, "jobs")
+        call(app, "export_subject", grace, root / "grace-export.zip")  # the access export (GDPR Art. 15)
         call(app, "destroy_subject_key", grace)
         call(app, "retire_model", "faceid", reason="superseded")
 

@@ -28,12 +28,14 @@ import hashlib
 import html
 import json
 import struct
+import zipfile
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .dsr.export import verify_export
 from .erasure import scan_tree
 from .erasure.certificate import verify_certificate
 from .erasure.forensics import MIN_NEEDLE_BYTES
@@ -346,6 +348,26 @@ def run_demo(directory: Path, say: Say = print, *, photos: Path | None = None) -
         )
         story.check("the vendor's model knows the app's users", len(known_before) >= len(people.users) // 2)
 
+        # -- the user first asks what the app holds about them (GDPR Art. 15) ----------------
+        export = app.export_subject(asker, directory / "access-export.zip")
+        with zipfile.ZipFile(export["path"]) as archive:
+            exported = {n: archive.read(n) for n in archive.namelist()}
+        document = json.loads(exported["export.json"])
+        export_check = verify_export(document, app.public_key_pem(), files=exported)
+        story.tell(
+            f"{app.subject_ref(asker)} first asks what the app holds about them (GDPR Art. 15) and receives "
+            f"{Path(export['path']).name}: a page to read offline and the same signed, with their "
+            f"{export['photo_files']} photos, {export['consent_records']} consent records, "
+            f"{export['datasets']} dataset version(s) and {export['recipients']} recipient(s) their photos "
+            f"went to. Signature: {'valid' if export_check.ok else 'INVALID'}."
+        )
+        story.check("the access export verifies offline", export_check.ok)
+        story.check(
+            "the access export holds exactly the user's photos",
+            sorted(d for n, d in exported.items() if n.startswith("photos/"))
+            == sorted(people.photos[asker].values()),
+        )
+
         # -- one user asks to be erased ------------------------------------------------------
         plan = app.erasure_plan("subject", asker)
         story.tell(
@@ -452,6 +474,7 @@ def run_demo(directory: Path, say: Say = print, *, photos: Path | None = None) -
             "certificate": str(cert_file),
             "public_key": str(key_file),
             "certificate_ok": check.ok,
+            "access_export": export["path"],
             "checks": story.checks,
             "ok": all(story.checks.values()),
         }

@@ -40,6 +40,7 @@ from .consent import service as consent_service
 from .context import Context
 from .datasets import service as dataset_service
 from .dsr import cases as dsr_cases
+from .dsr import export as dsr_export
 from .erasure import service as erasure_service
 from .errors import WorkspaceError
 from .ingest import service as ingest_service
@@ -218,6 +219,7 @@ class Workspace:
     read_asset = _service(assets.read_asset)
     read_asset_audited = _service(assets.read_asset_audited)
     destroy_subject_key = _service(subjects.destroy_subject_key)
+    export_subject = _service(dsr_export.export_subject)
 
     # -- vision ----------------------------------------------------------------------------
     @property

@@ -166,3 +166,30 @@ def asset_get(
     except OSError as exc:
         raise fail(f"cannot write {shown(out)}: {exc.strerror or exc}") from None
     console.print(f"wrote {len(data)} bytes to {shown(out)}", markup=False)
+
+
+@subject_app.command("export")
+def subject_export(
+    subject: Annotated[str, typer.Argument(help="External id (hashed before lookup) or a sub_... ref.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Write the zip here (a new file outside the workspace).")
+    ],
+    workspace: WorkspaceOpt = None,
+    at: AtOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Everything held about a person, as a zip for them (their right of access, GDPR
+    article 15): a page to read offline (index.html), the same signed (export.json), their
+    photos. Audited."""
+    with open_workspace(workspace) as ws:
+        info = ws.export_subject(subject, out, at=at)
+    if json_out:
+        print_json(info)
+        return
+    console.print(
+        f"wrote {shown(info['path'])} for {info['subject']}: {info['photos']} photo(s) "
+        f"({info['photo_files']} copied), {info['datasets']} dataset version(s), {info['models']} model(s), "
+        f"{info['runs']} run(s), {info['recipients']} recipient(s), {info['erasures']} erasure(s); "
+        f"sha256 {info['sha256']}",
+        markup=False,
+    )
