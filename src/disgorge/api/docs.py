@@ -51,6 +51,10 @@ SETTING_MEANING: dict[str, str] = {
     "erasure needs (1 to 5)",
     "approval_subject_threshold": "an erasure reaching more subjects than this is large (0 to 10,000,000); "
     "so is every erasure of a source, a model or a transfer",
+    "sticky_copies": "1: an erasure keeps its photos' PDQ hashes, sealed, and ingest and received bundles "
+    "refuse their near-copies; 0: nothing is kept, and turning it off drops the hashes kept so far",
+    "sticky_copy_distance": "the PDQ distance (bits of 256, 0 to 64) within which a photo is a near-copy "
+    "of an erased one",
 }
 
 #: the generic problem types, status -> when (falls back to the HTTP phrase)

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from .. import audit
 from .._time import utcnow
+from ..access.settings import get_settings
 from ..catalog import in_chunks, purge_free_space
 from ..catalog.models import (
     Asset,
@@ -33,6 +34,8 @@ from ..catalog.models import (
     Source,
     Subject,
 )
+from ..context import Context
+from ..vision import blocklist
 from ._step import Execution, fire, step
 from .journal import mark_done
 
@@ -128,8 +131,11 @@ def delete_derivatives(execution: Execution, req: ErasureRequest) -> dict[str, A
 
 @step("delete_blobs", points=("blob_deleted",))
 def delete_blobs(execution: Execution, req: ErasureRequest) -> dict[str, Any]:
-    """The photos' encrypted blobs (point ``blob_deleted``: after each one)."""
+    """The photos' encrypted blobs (point ``blob_deleted``: after each one); first, while
+    they can still be read, the PDQ hashes of each photo (its 8 rotations and mirrors) are
+    kept sealed, so that ingest refuses near-copies of it (the ``sticky_copies`` setting)."""
     ctx = execution.ctx
+    hashes = _keep_hashes(ctx, req)
     with ctx.reader() as session:
         kept = _kept_keys(session, req)
         keys = [
@@ -142,7 +148,45 @@ def delete_blobs(execution: Execution, req: ErasureRequest) -> dict[str, Any]:
     for key, overwrite in keys:
         ctx.store.delete(key, overwrite=overwrite)
         fire("delete_blobs", "blob_deleted")
-    return {"blobs_deleted": len(keys), "overwritten": sum(1 for _, o in keys if o)}
+    summary: dict[str, Any] = {"blobs_deleted": len(keys), "overwritten": sum(1 for _, o in keys if o)}
+    if hashes is not None:
+        summary["perceptual_hashes_kept"] = hashes
+    return summary
+
+
+def _keep_hashes(ctx: Context, req: ErasureRequest) -> int | None:
+    """Keep the sealed PDQ hashes of the photos this request erases (None: the workspace
+    keeps none). All in one transaction, before any blob goes: a run resumed after a crash
+    finds them kept and keeps nothing twice."""
+    if not get_settings(ctx)["sticky_copies"]:
+        return None
+    with ctx.reader() as session:
+        done = blocklist.kept(session, req.id)
+        if done:
+            return done
+        photos: list[bytes] = []
+        for part in in_chunks(req.plan["assets"]):
+            rows = session.execute(
+                select(Asset.id, Asset.blob_key, Subject)
+                .join(Subject, Subject.id == Asset.owner_id)
+                .where(Asset.id.in_(part), Asset.state != "erased", Asset.blob_key.is_not(None))
+                .order_by(Asset.id)
+            ).all()
+            for asset_id, blob_key, owner in rows:
+                if owner.dek_wrapped is None or blob_key is None:
+                    continue  # unreadable already: nothing to hash
+                try:
+                    data = ctx.vault.get_blob(owner, asset_id, blob_key)
+                except Exception:  # noqa: BLE001 - a missing blob is nothing to hash
+                    continue
+                value = blocklist.erased_photo_hashes(data)
+                if value is not None:
+                    photos.append(value)
+    with ctx.sessions.begin() as session:
+        kept = blocklist.kept(session, req.id)
+        if kept:  # kept meanwhile by a concurrent resume
+            return kept
+        return blocklist.keep(session, ctx.kek, req.id, photos, at=utcnow())
 
 
 @step("tombstone_assets", points=("committing",))

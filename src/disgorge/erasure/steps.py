@@ -10,7 +10,8 @@
    latest version of each dataset gets a new MAJOR version without them;
 6. ``remove_index``: embeddings leave the face index, whose file is rewritten;
 7. ``delete_derivatives``: hashes, faces, embeddings and crop blobs;
-8. ``delete_blobs``: the photos' encrypted blobs;
+8. ``delete_blobs``: the photos' encrypted blobs, once their PDQ hashes are kept sealed
+   (``sticky_copies``: ingest refuses near-copies of an erased photo);
 9. ``tombstone_assets``: catalog rows keep their place in the lineage but lose every
    personal field; a keyed fingerprint of each photo blocks its re-ingestion;
 10. ``shred_keys``: the subjects' data keys are destroyed, their consent records deleted;

@@ -36,6 +36,7 @@ from ..catalog.models import (
     Subject,
 )
 from ..context import Context
+from ..vision import blocklist
 from ._step import Execution, fire, step
 from .forensics import Hit, TreeStats, scan_tree
 from .journal import find_request
@@ -94,6 +95,8 @@ class CatalogCheck(TypedDict):
     derived_values_left: int
     subjects_with_a_key_left: int
     reingestion_fingerprints: int
+    #: erased photos whose PDQ hashes are kept, sealed, to refuse their near-copies at ingest
+    perceptual_hashes_kept: int
 
 
 class ScanAtCompletion(TypedDict):
@@ -114,6 +117,9 @@ class Reverification(TypedDict):
     checked_at: str | None
     catalog: CatalogCheck
     active_models_using_erased_items: list[str]
+    #: analysed photos (those with a PDQ hash) within PDQ distance of a kept hash of an
+    #: erased photo: copies to review; not searched when the hashes are not kept
+    copy_candidates: list[Candidate]
     forensic_scan: ScanNotRepeated
 
 
@@ -202,8 +208,10 @@ def reverify(ctx: Context, req: ErasureRequest) -> Reverification:
     nothing to look for: it is not run, and the result says so, quoting the scan made at
     completion. What is checked again: the catalog (every erased photo still a tombstone
     without a blob, no derived value left, every shredded subject without a key, the
-    keyed fingerprints that block re-ingestion still there) and the lineage (no active
-    model uses an erased photo).
+    keyed fingerprints that block re-ingestion still there, how many photos' perceptual
+    hashes are kept) and the lineage (no active model uses an erased photo); with the
+    kept hashes, the analysed photos that are copies of an erased one are listed for
+    review (photos not analysed have no hash to compare: they are not searched).
     """
     plan = req.plan
     ids = list(plan["assets"])
@@ -243,12 +251,14 @@ def reverify(ctx: Context, req: ErasureRequest) -> Reverification:
             or 0
         )
         still_used = active_models_using(session, ids)
+        kept = blocklist.load(session, ctx.kek, req.id)
     catalog: CatalogCheck = {
         "photos": len(ids),
         "photos_not_tombstoned": not_tombstoned,
         "derived_values_left": derived,
         "subjects_with_a_key_left": keys_left,
         "reingestion_fingerprints": fingerprints,
+        "perceptual_hashes_kept": kept.photos,
     }
     at_completion = (req.verification or {}).get("forensic_scan", {})
     return {
@@ -256,6 +266,7 @@ def reverify(ctx: Context, req: ErasureRequest) -> Reverification:
         "checked_at": iso(utcnow()),
         "catalog": catalog,
         "active_models_using_erased_items": still_used,
+        "copy_candidates": _lookalikes_by_copy(ctx, [h.hex() for h in kept.hashes()]),
         "forensic_scan": {
             "performed": False,
             "why": (

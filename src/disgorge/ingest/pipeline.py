@@ -35,12 +35,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from .. import audit
 from .._time import iso
+from ..access.settings import read_settings
 from ..catalog.models import Asset, AssetSource, AssetSubject, ErasedFingerprint, Source, Subject
 from ..errors import DisgorgeError, InvalidInput, NotFound
 from ..pool import ordered_map, process_pool
 from ..subjects import get_or_create_subjects, ref_of
 from ..vault import Vault
 from ..vault.blobstore import put_local
+from ..vision import blocklist
 from .decode import DEFAULT_MAX_PIXELS, Probe, probe_many
 from .manifest import ManifestEntry, read_manifest
 from .members import Member, walk
@@ -319,6 +321,7 @@ class _Writer:
         self._writers = 1
         self._batches = 0
         self._resources = contextlib.ExitStack()
+        self._blocklist: blocklist.Blocklist | None = None  # the kept hashes of erased photos
 
     def write(self, batch: list[_Item], probes: list[Probe]) -> None:
         self._commit_pending()
@@ -370,7 +373,7 @@ class _Writer:
         self.report.duplicates += sum(1 for _, pr in fresh if pr.sha256 in known)
         self._record_provenance([(item, pr.sha256) for item, pr in fresh if pr.sha256 in known])
         fresh = [(i, pr) for i, pr in fresh if pr.sha256 not in known]
-        fresh = self._refuse_erased(fresh)
+        fresh = [(item, pr) for item, pr in self._refuse_erased(fresh) if not self._near_copy(item)]
         if not fresh:
             return None
         self._ensure_subjects({ext for item, _ in fresh for ext in (item.owner, *item.depicted)})
@@ -517,6 +520,18 @@ class _Writer:
                 continue
             self.report.rejected.append(Rejection(item.member.path, reason))
         return kept
+
+    def _near_copy(self, item: _Item) -> bool:
+        """Refuse a near-copy of an erased photo (:mod:`disgorge.vision.blocklist`, opened once)."""
+        if self._blocklist is None:
+            with self.sessions() as session:
+                settings = read_settings(session)
+                on, distance = settings["sticky_copies"], settings["sticky_copy_distance"]
+                self._blocklist = blocklist.load(session, self.vault.kek, distance=distance, enabled=bool(on))
+        reason = self._blocklist.refusal(item.data)
+        if reason is not None:
+            self.report.rejected.append(Rejection(item.member.path, reason))
+        return reason is not None
 
     def _record_provenance(self, held: list[tuple[_Item, str]]) -> None:
         """Bytes already held, met again from this source: if they came through another
