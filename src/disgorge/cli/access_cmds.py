@@ -16,7 +16,10 @@ user_app = typer.Typer(help="Principals: the people and systems that call the AP
 token_app = typer.Typer(
     help="Bearer tokens of principals (shown once, stored as a hash).", no_args_is_help=True
 )
-settings_app = typer.Typer(help="The workspace's settings (the two-person rule).", no_args_is_help=True)
+settings_app = typer.Typer(
+    help="The workspace's settings (the two-person rule, sticky erasure of near-copies).",
+    no_args_is_help=True,
+)
 
 
 @user_app.command("add")
@@ -149,7 +152,12 @@ def settings_show(workspace: WorkspaceOpt = None, json_out: JsonOpt = False) -> 
 
 @settings_app.command("set")
 def settings_set(
-    key: Annotated[str, typer.Argument(help="approvals_required or approval_subject_threshold.")],
+    key: Annotated[
+        str,
+        typer.Argument(
+            help="approvals_required, approval_subject_threshold, sticky_copies or sticky_copy_distance."
+        ),
+    ],
     value: Annotated[int, typer.Argument(help="A whole number.")],
     workspace: WorkspaceOpt = None,
     json_out: JsonOpt = False,
