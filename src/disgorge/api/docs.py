@@ -184,8 +184,9 @@ catalog, so a `202` is never lost: after a restart an erasure resumes from its j
 analysis, an unlearning or an ingest runs again (its result says `resumed_after_crash`), and a
 training cut off is marked `failed` and can be started again. A job is claimed by the process
 running it: a second server on the same workspace leaves it alone, and takes it over only once
-that process is gone. An idle server also asks the recipients of erasures that are
-`awaiting_recipients` again, every 10 s.
+that process is gone. An idle server also asks the recipients of the erasures requested over
+the API that are `awaiting_recipients` again, every 10 s (one made at the shell is left to
+`disgorge erasure resume`).
 
 ## Uploads: photos in, bundles out
 

@@ -32,6 +32,7 @@ from sqlalchemy import select
 from .. import jobs
 from ..access.roles import Principal
 from ..catalog.api_models import Principal as PrincipalRow
+from ..catalog.models import ErasureRequest
 from ..claims import new_claim_id
 from ..context import Context
 from ..errors import DisgorgeError
@@ -180,20 +181,29 @@ class JobRunner:
             ws.close()
 
     def _poll_recipients(self, ctx: Context) -> None:
-        """Move on the erasures resting in ``awaiting_recipients`` (a recipient answered
-        since, or its notice is due again): what ``disgorge erasure resume`` does by hand."""
+        """Move on the erasures requested over the API that rest in ``awaiting_recipients`` (a
+        recipient answered since, or its notice is due again): what ``disgorge erasure
+        resume`` does by hand. Only the API's own: a request made at the shell is its
+        process's to poll (it may be waiting on it right now), and a sender's is the inbox
+        worker's."""
         if time.monotonic() < self._next_recipients_poll:
             return
         self._next_recipients_poll = time.monotonic() + RECIPIENTS_POLL_S
         from ..erasure import service
 
-        for listed in service.list_requests(ctx):
-            if listed["state"] != "awaiting_recipients" or self._stop.is_set():
-                continue
+        with ctx.reader() as session:
+            waiting = session.scalars(
+                select(ErasureRequest.id).where(
+                    ErasureRequest.state == "awaiting_recipients", ErasureRequest.principal_id.is_not(None)
+                )
+            ).all()
+        for request_id in waiting:
+            if self._stop.is_set():
+                return
             try:
-                service.resume(ctx, listed["id"], wait=0)
+                service.resume(ctx, request_id, wait=0)
             except DisgorgeError as exc:
-                log.warning("erasure %s: recipients not polled: %s", listed["id"][:8], exc)
+                log.warning("erasure %s: recipients not polled: %s", request_id[:8], exc)
 
     def _recover(self, ctx: Context) -> None:
         for job, again in jobs.recover(ctx, NOT_RESUMABLE):
