@@ -430,6 +430,20 @@ class Api:
         headers = {**self.headers(who), **kw.pop("headers", {})}
         return httpx.request(method, self.url + path, headers=headers, timeout=120, **kw)
 
+    def wait(self, who: str, path: str, states: Iterable[str], timeout: float = 120) -> dict[str, Any]:
+        """GET ``path`` as ``who`` until its ``state`` is one of ``states`` (a job, an erasure);
+        the last answer, whatever its state, once ``timeout`` seconds have passed."""
+        import time
+
+        give_up = time.monotonic() + timeout
+        while True:
+            response = self.call(who, "GET", path)
+            assert response.status_code == 200, response.text
+            view: dict[str, Any] = response.json()
+            if view["state"] in set(states) or time.monotonic() > give_up:
+                return view
+            time.sleep(0.1)
+
 
 def add_role_tokens(root: Path) -> dict[str, str]:
     """A principal and a token for each role, and a second privacy officer ("officer-2")."""

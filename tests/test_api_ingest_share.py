@@ -39,12 +39,7 @@ def _upload(api: Api, who: str, data: bytes) -> str:
 
 
 def _wait_job(api: Api, who: str, job_id: str, timeout: float = 120) -> dict[str, Any]:
-    give_up = time.monotonic() + timeout
-    while True:
-        job: dict[str, Any] = api.call(who, "GET", f"/v1/jobs/{job_id}").json()
-        if job["state"] in ("succeeded", "failed") or time.monotonic() > give_up:
-            return job
-        time.sleep(0.1)
+    return api.wait(who, f"/v1/jobs/{job_id}", ("succeeded", "failed"), timeout)
 
 
 def _ingest(api: Api, who: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -50,13 +49,11 @@ def problem(response: Any, status: int) -> str:
 
 def wait_for(api: Api, job: dict[str, Any], who: str = "viewer", limit_s: float = 120) -> dict[str, Any]:
     """Poll the job until it ends (any role holding job:read may)."""
-    deadline = time.monotonic() + limit_s
-    while True:
-        view: dict[str, Any] = ok(api.call(who, "GET", f"/v1/jobs/{job['id']}"))
-        if view["state"] in ("succeeded", "failed"):
-            return view
-        assert time.monotonic() < deadline, f"job {job['id']} still {view['state']} after {limit_s} s"
-        time.sleep(0.1)
+    view = api.wait(who, f"/v1/jobs/{job['id']}", ("succeeded", "failed"), limit_s)
+    assert view["state"] in ("succeeded", "failed"), (
+        f"job {job['id']} still {view['state']} after {limit_s} s"
+    )
+    return view
 
 
 def test_an_ml_engineer_builds_a_dataset_trains_a_model_and_finds_it(api: Api) -> None:

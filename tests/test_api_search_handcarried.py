@@ -7,7 +7,6 @@ analysed, a SISA model trained) and a real app/vendor pair without an endpoint.
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +26,7 @@ def _upload(api: Api, who: str, data: bytes) -> str:
 
 
 def wait_state(api: Api, path: str, states: set[str], timeout: float = 120) -> dict[str, Any]:
-    give_up = time.monotonic() + timeout
-    while True:
-        view: dict[str, Any] = ok(api.call("auditor", "GET", path))
-        if view["state"] in states or time.monotonic() > give_up:
-            return view
-        time.sleep(0.1)
+    return api.wait("auditor", path, states, timeout)
 
 
 def ok(response: Any, status: int = 200) -> Any:

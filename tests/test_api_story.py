@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,12 +56,7 @@ def ok(response: Any, status: int = 200) -> Any:
 
 
 def wait(api: Api, who: str, path: str, done: set[str], timeout: float = 240) -> dict[str, Any]:
-    give_up = time.monotonic() + timeout
-    while True:
-        view: dict[str, Any] = ok(api.call(who, "GET", path))
-        if view["state"] in done or time.monotonic() > give_up:
-            return view
-        time.sleep(0.2)
+    return api.wait(who, path, done, timeout)
 
 
 def ingest(api: Api, source: str, archive: bytes) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from ..access.roles import Principal
 from ..context import Context
 
-__all__ = ["Ctx", "Limit", "Offset", "Page", "Who", "page", "start_job"]
+__all__ = ["Ctx", "Limit", "Offset", "Page", "Who", "page", "page_of", "start_job"]
 
 T = TypeVar("T")
 
@@ -52,14 +52,18 @@ class Page(BaseModel, Generic[T]):
 
 def page(items: Sequence[Any], limit: int, offset: int) -> dict[str, Any]:
     """Slice ``items`` into a :class:`Page`."""
-    chunk = list(items[offset : offset + limit])
+    return page_of(list(items[offset : offset + limit]), len(items), limit, offset)
+
+
+def page_of(chunk: list[Any], total: int, limit: int, offset: int) -> dict[str, Any]:
+    """A :class:`Page` of one chunk a service already cut (in SQL), ``total`` matching in all."""
     after = offset + len(chunk)
     return {
         "items": chunk,
-        "total": len(items),
+        "total": total,
         "limit": limit,
         "offset": offset,
-        "next_offset": after if after < len(items) else None,
+        "next_offset": after if after < total else None,
     }
 
 

@@ -15,7 +15,7 @@ from typing_extensions import TypedDict
 
 from ...audit import service
 from ...audit.service import AuditEventView, ProofView, TreeHead
-from ..deps import Ctx, Limit, Offset, Page
+from ..deps import Ctx, Limit, Offset, Page, page_of
 from ..table import Resource
 
 __all__ = ["resource"]
@@ -71,14 +71,7 @@ def list_events(
     found = service.find_events(
         ctx, action=action, actor=actor, since=since, until=until, limit=limit, offset=offset
     )
-    after = offset + len(found["items"])
-    return {
-        "items": found["items"],
-        "total": found["total"],
-        "limit": limit,
-        "offset": offset,
-        "next_offset": after if after < found["total"] else None,
-    }
+    return page_of(found["items"], found["total"], limit, offset)
 
 
 @resource.get(

@@ -27,7 +27,7 @@ from ...consent.service import ConsentCheckResult, SubjectView
 from ...errors import InvalidInput
 from ...sharing.limits import Refused
 from ...sources import SOURCE_KINDS, SourceView
-from ..deps import Ctx, Limit, Offset, Page, page
+from ..deps import Ctx, Limit, Offset, Page, page, page_of
 from ..table import Resource
 
 __all__ = ["resource"]
@@ -308,14 +308,7 @@ def list_assets(
     offset: Offset = 0,
 ) -> dict[str, object]:
     found = assets.list_assets(ctx, source=source, state=state, limit=limit, offset=offset)
-    after = offset + len(found["items"])
-    return {
-        "items": found["items"],
-        "total": found["total"],
-        "limit": limit,
-        "offset": offset,
-        "next_offset": after if after < found["total"] else None,
-    }
+    return page_of(found["items"], found["total"], limit, offset)
 
 
 @resource.get(
