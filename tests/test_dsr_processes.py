@@ -571,3 +571,23 @@ def test_an_erase_killed_mid_erasure_and_resumed_by_two_processes_keeps_each_has
             assert len(refused) == 2 * PER_PERSON and report.ingested == 1, report.to_dict()
             assert all(f"erased by request {rid}" in reason for reason in refused.values()), refused
             assert ws.verify_audit().ok
+
+
+def test_exports_to_one_file_at_once_write_it_once_and_the_others_are_refused(
+    root: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "grace.zip"
+    argv = ["subject", "export", GRACE, "-o", str(target), "-w", str(root)]
+    [jobs], _ = drive(tmp_path, [{"cmds": [{"argv": argv}]} for _ in range(3)])
+    runs = [r for (r,) in jobs]
+    no_lock_errors(*runs)
+    assert sorted(r["rc"] for r in runs) == [0, 1, 1], runs
+    assert all("already exists" in " ".join(r["err"].split()) for r in runs if r["rc"]), runs
+    [winner] = [r for r in runs if r["rc"] == 0]
+    with Workspace.open(root, actor="tester") as ws:
+        digest = verified_export(target, ws)
+        assert digest in " ".join(winner["out"].split())  # the sha256 it reported is the file's
+        assert [e["payload"]["sha256"] for e in actions(ws, "subject.exported")] == [digest]
+        assert ws.verify_audit().ok
+    assert os.listdir(tmp_path).count("grace.zip") == 1
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".grace.zip.")]  # no temporary file left

@@ -32,7 +32,8 @@ import os
 import tempfile
 import zipfile
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,11 @@ from cryptography.exceptions import InvalidSignature
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from typing_extensions import TypedDict
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not on Windows
+    fcntl = None  # type: ignore[assignment]
 
 from .. import audit
 from .._canonical import canonical
@@ -406,25 +412,44 @@ def _write_zip(
             put(name, data, zipfile.ZIP_STORED)
     data = buffer.getvalue()
     sha256 = hashlib.sha256(data).hexdigest()
-    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        with ctx.sessions.begin() as session:
-            audit.append(
-                session,
-                "subject.exported",
-                {"subject": document["body"]["subject"]["ref"], "sha256": sha256},
-                actor=ctx.actor,
-                at=instant,
-            )
-        os.replace(temp, target)
-    except BaseException:
-        wipe_file(temp, unlink=True)
-        raise
+    with _placing(target.parent):
+        if target.exists():  # checked again: another export may have taken the name meanwhile
+            raise InvalidInput(f"{target} already exists; choose another output file")
+        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            with ctx.sessions.begin() as session:
+                audit.append(
+                    session,
+                    "subject.exported",
+                    {"subject": document["body"]["subject"]["ref"], "sha256": sha256},
+                    actor=ctx.actor,
+                    at=instant,
+                )
+            os.replace(temp, target)
+        except BaseException:
+            wipe_file(temp, unlink=True)
+            raise
     return sha256
+
+
+@contextmanager
+def _placing(folder: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``folder`` (released by the kernel if the process
+    dies): exports into one folder check, audit and rename their files one at a time, so two
+    at once to one name never both succeed with one replacing the other."""
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 # -- checking ------------------------------------------------------------------------------
