@@ -492,6 +492,16 @@ def _scenario(call: Recorder, root: Path) -> None:
         call(app, "cases", at="2020-06-14")
         call(app, "cases", overdue=True, at="2021-01-01")
 
+        # retention schedules (tests/test_retention.py): a dry run at the sender, a run at the
+        # recipient (its legacy photos, ingested now, are past a 1-day rule in 2099)
+        call(app, "set_retention", "dataset", "faces", days=30, at="2020-06-17")
+        call(app, "retention_rules")
+        call(app, "retention_due", at="2020-06-17")
+        call(app, "run_retention", dry_run=True, at="2020-06-17")
+        call(app, "clear_retention", "dataset", "faces", at="2020-06-17")
+        call(vendor, "set_retention", "source", "old-exports", days=1)
+        assert call(vendor, "run_retention", at="2099-01-01", wait=0)["erasure"] is not None
+
         # principals, tokens, settings and jobs (the REST API's)
         call(app, "add_principal", "officer", role="privacy_officer")
         call(app, "add_principal", "pipeline", role="ml_engineer", kind="service")

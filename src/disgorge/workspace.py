@@ -41,6 +41,7 @@ from .context import Context
 from .datasets import service as dataset_service
 from .dsr import cases as dsr_cases
 from .dsr import export as dsr_export
+from .dsr import retention as dsr_retention
 from .erasure import service as erasure_service
 from .errors import WorkspaceError
 from .ingest import service as ingest_service
@@ -378,6 +379,13 @@ class Workspace:
     case = _service(dsr_cases.show_case)
     cases = _service(dsr_cases.list_cases)
     erase_case = _service(dsr_cases.erase_case)
+
+    # -- retention schedules -----------------------------------------------------------------
+    set_retention = _service(dsr_retention.set_retention)
+    clear_retention = _service(dsr_retention.clear_retention)
+    retention_rules = _service(dsr_retention.list_retention)
+    retention_due = _service(dsr_retention.retention_due)
+    run_retention = _service(dsr_retention.run_retention)
 
     # -- sharing -----------------------------------------------------------------------------
     add_peer = _service(peer_service.add_peer)

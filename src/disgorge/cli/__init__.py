@@ -20,6 +20,7 @@ from .ingest_cmds import analyze, consent_app, find, ingest
 from .lineage_cmds import lineage, run_app
 from .models_cmds import model_app, predict, train
 from .request_cmds import request_app
+from .retention_cmds import retention_app
 from .server_cmds import serve
 from .sharing_cmds import recipient_app, sender_app, share, transfer_app
 from .workspace_cmds import gc, init, keygen, migrate, status
@@ -77,6 +78,7 @@ app.add_typer(run_app, name="run")
 app.add_typer(model_app, name="model")
 app.add_typer(erasure_app, name="erasure")
 app.add_typer(request_app, name="request")
+app.add_typer(retention_app, name="retention")
 app.add_typer(certificate_app, name="certificate")
 app.add_typer(recipient_app, name="recipient")
 app.add_typer(sender_app, name="sender")

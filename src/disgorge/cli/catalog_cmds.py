@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ._common import AtOpt, JsonOpt, WorkspaceOpt, console, fail, open_workspace, print_json, shown
 from .remote import ServerOpt, TokenOpt, open_target
+from .retention_cmds import ClearOpt, DaysOpt, set_rule
 
 source_app = typer.Typer(help="Sources of data and their privacy-policy versions.", no_args_is_help=True)
 subject_app = typer.Typer(help="Data subjects (by external id or pseudonymous ref).", no_args_is_help=True)
@@ -100,6 +101,20 @@ def source_show(
     with open_workspace(workspace) as ws:
         info = ws.source(name)
     print_json(info) if json_out else _print_source(info)
+
+
+@source_app.command("retention")
+def source_retention(
+    name: Annotated[str, typer.Argument(help="Name of a registered source.")],
+    days: DaysOpt = None,
+    clear: ClearOpt = False,
+    workspace: WorkspaceOpt = None,
+    at: AtOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Keep a source's photos N days after their ingest (replacing any rule on it); `disgorge
+    retention run` erases them once expired."""
+    set_rule("source", name, days=days, clear=clear, workspace=workspace, at=at, json_out=json_out)
 
 
 @subject_app.command("show")

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from ._common import AtOpt, JsonOpt, WorkspaceOpt, console, fail, open_workspace, print_json, shown
+from .retention_cmds import ClearOpt, DaysOpt, set_rule
 
 dataset_app = typer.Typer(help="Dataset versions built through the consent gate.", no_args_is_help=True)
 
@@ -121,6 +122,20 @@ def dataset_diff_cmd(
         console.print(f"  + {sha}")
     for sha in diff["removed"]:
         console.print(f"  - {sha}")
+
+
+@dataset_app.command("retention")
+def dataset_retention(
+    name: Annotated[str, typer.Argument(help="Dataset name (the rule covers every version's photos).")],
+    days: DaysOpt = None,
+    clear: ClearOpt = False,
+    workspace: WorkspaceOpt = None,
+    at: AtOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Keep the photos of a dataset (any version) N days after their ingest; `disgorge
+    retention run` erases them once expired, whatever their source's rule says."""
+    set_rule("dataset", name, days=days, clear=clear, workspace=workspace, at=at, json_out=json_out)
 
 
 @dataset_app.command("export")
