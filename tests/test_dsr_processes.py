@@ -470,6 +470,8 @@ def test_an_export_killed_mid_write_leaves_no_partial_file_and_each_completed_on
         assert len(complete) == 4
         assert all(events.count(digest) == 1 for digest in complete.values()), (events, complete)
         assert ws.verify_audit().ok
+    # and their part files (photos in clear) are gone: an export wipes a killed one's
+    assert not [n for n in os.listdir(out) if n.endswith(".part")], os.listdir(out)
 
 
 # -- the sticky-copy blocklist: a real `disgorge erase` killed mid-erasure ----------------------

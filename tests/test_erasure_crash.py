@@ -254,7 +254,7 @@ def _resume(n: int, ws_path: Path, rid: str, where: str) -> tuple[subprocess.Com
 def test_sigkill_at_every_step_boundary_resumes_to_the_same_end_state(
     syn: Syn, uninterrupted: dict[str, Any], tmp_path: Path
 ) -> None:
-    assert len(STEPS) == 14 and len(KILL_POINTS) == 22
+    assert len(STEPS) == 15 and len(KILL_POINTS) == 23
     runs = []
     for n, where in enumerate(KILL_POINTS):
         shutil.copytree(syn.template, tmp_path / f"ws-{n}")

@@ -492,6 +492,12 @@ def _scenario(call: Recorder, root: Path) -> None:
         call(app, "cases", at="2020-06-14")
         call(app, "cases", overdue=True, at="2021-01-01")
 
+        # legal holds (what they do to erasures: tests/test_holds.py)
+        hold = call(app, "add_hold", "dataset", "faces", reason="litigation 2026-CV-0142", at="2020-06-15")
+        call(app, "holds")
+        call(app, "release_hold", hold["id"], reason="the matter is closed", at="2020-06-16")
+        call(app, "restore_check", dry_run=True)  # nothing to replay here (tests/test_restore.py)
+
         # retention schedules (tests/test_retention.py): a dry run at the sender, a run at the
         # recipient (its legacy photos, ingested now, are past a 1-day rule in 2099)
         call(app, "set_retention", "dataset", "faces", days=30, at="2020-06-17")

@@ -58,6 +58,8 @@ class Config:
     openlineage_transport: str = "none"
     openlineage_path: str = "openlineage.jsonl"
     openlineage_url: str = ""
+    #: the erasure ledger's folder: keep it where the catalog's backups do not roll it back
+    ledger_path: str = "ledger"
 
     @property
     def root(self) -> Path:
@@ -78,6 +80,9 @@ class Config:
 
     def resolved_openlineage_path(self) -> Path:
         return (self.home / self.openlineage_path).resolve()
+
+    def resolved_ledger_path(self) -> Path:
+        return (self.home / self.ledger_path).resolve()
 
     def resolved_kek_path(self) -> Path:
         return (self.home / self.kek_path).resolve()
@@ -104,6 +109,7 @@ class Config:
         kek = data.get("kek", {})
         ingest = data.get("ingest", {})
         lineage = data.get("openlineage", {})
+        ledger = data.get("ledger", {})
         return cls(
             home=home,
             catalog_url=catalog.get("url", cls.catalog_url),
@@ -116,6 +122,7 @@ class Config:
             openlineage_transport=lineage.get("transport", cls.openlineage_transport),
             openlineage_path=lineage.get("path", cls.openlineage_path),
             openlineage_url=lineage.get("url", cls.openlineage_url),
+            ledger_path=ledger.get("path", cls.ledger_path),
         )
 
     def save(self) -> None:
@@ -129,7 +136,9 @@ class Config:
             "# OpenLineage run events: transport none | console | file | http\n"
             f"[openlineage]\ntransport = {_q(self.openlineage_transport)}\n"
             f"path = {_q(self.openlineage_path)}\n"
-            f"url = {_q(self.openlineage_url)}\n"
+            f"url = {_q(self.openlineage_url)}\n\n"
+            "# the erasure ledger (docs/requests.md): on storage the catalog's backups do not roll back\n"
+            f"[ledger]\npath = {_q(self.ledger_path)}\n"
         )
         (self.home / CONFIG_NAME).write_text(text, encoding="utf-8")
 

@@ -8,6 +8,7 @@ inside a subject's folder)::
 
     DisgorgeError
     ├── WorkspaceError        no workspace, already initialised, schema out of date
+    │   └── RestoreNeeded     a catalog restored from before an erasure (run restore-check)
     ├── KekError              wrong or missing key-encryption key
     ├── NotFound              unknown subject, asset, source, policy version
     ├── InvalidInput          a malformed row, date, purpose, manifest or archive member
@@ -42,6 +43,7 @@ __all__ = [
     "KekError",
     "KeyDestroyed",
     "NotFound",
+    "RestoreNeeded",
     "Unauthenticated",
     "WorkspaceError",
 ]
@@ -58,6 +60,11 @@ class WorkspaceError(DisgorgeError):
     """The workspace is missing, already exists, or its schema is not current."""
 
     status = 409
+
+
+class RestoreNeeded(WorkspaceError):
+    """The catalog lacks erasures the erasure ledger recorded: it was restored from an
+    older backup, and ``disgorge restore-check`` must replay them before it is used."""
 
 
 class KekError(DisgorgeError):

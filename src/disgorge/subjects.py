@@ -19,7 +19,8 @@ from . import audit
 from .catalog import purge_free_space
 from .catalog.models import Asset, Subject
 from .context import Context, when
-from .errors import InvalidInput, NotFound
+from .errors import ErasureBlocked, InvalidInput, NotFound
+from .holds import held_assets
 from .vault import REF_PATTERN, Vault
 
 __all__ = [
@@ -113,10 +114,18 @@ def destroy_subject_key(ctx: Context, subject_id: str, *, at: str | datetime | N
     instant = when(at)
     with ctx.sessions.begin() as session:
         subject = find_subject(session, ctx.vault, subject_id)
+        owned = list(session.scalars(select(Asset.id).where(Asset.owner_id == subject.id)))
+        kept = held_assets(session, owned)
+        if kept:  # their photos would no longer open: a deletion a legal hold forbids
+            holds = sorted({h for ids in kept.values() for h in ids})
+            raise ErasureBlocked(
+                f"legal hold(s) {', '.join(h[:12] for h in holds)} keep "
+                f"{len(kept)} photo(s) of {subject.ref}: "
+                "its key cannot be destroyed until they are released"
+            )
         ctx.vault.shred(subject)
         audit.append(session, "subject.key_destroyed", {"subject": subject.ref}, actor=ctx.actor, at=instant)
         ref = subject.ref
-        owned = list(session.scalars(select(Asset.id).where(Asset.owner_id == subject.id)))
     # after the commit, so no search can put them back: the PDQ cache holds the subject's
     # hashes decrypted, under the live KEK, where the destroyed key no longer guards them;
     # the sealed face index their embeddings likewise

@@ -41,9 +41,11 @@ from .context import Context
 from .datasets import service as dataset_service
 from .dsr import cases as dsr_cases
 from .dsr import export as dsr_export
+from .dsr import holds as dsr_holds
+from .dsr import restore as dsr_restore
 from .dsr import retention as dsr_retention
 from .erasure import service as erasure_service
-from .errors import WorkspaceError
+from .errors import RestoreNeeded, WorkspaceError
 from .ingest import service as ingest_service
 from .ingest.pipeline import ProgressFn
 from .interop.croissant import write_croissant
@@ -126,8 +128,14 @@ class Workspace:
         return ws
 
     @classmethod
-    def open(cls, path: str | Path | None = None, *, actor: str | None = None) -> Workspace:
-        """Open the workspace at ``path``, ``$DISGORGE_WORKSPACE`` or the cwd upwards."""
+    def open(
+        cls, path: str | Path | None = None, *, actor: str | None = None, check_ledger: bool = True
+    ) -> Workspace:
+        """Open the workspace at ``path``, ``$DISGORGE_WORKSPACE`` or the cwd upwards.
+
+        A catalog restored from a backup older than an erasure the ledger recorded is
+        refused (:class:`~disgorge.errors.RestoreNeeded`) until :meth:`restore_check` has
+        replayed it; ``check_ledger=False`` opens it for that."""
         config = Config.load(find_workspace(path))
         make_private(config.home, config)
         ws = cls(config, bootstrap.kek_of(config), actor=actor)
@@ -137,6 +145,8 @@ class Workspace:
             from .vision.service import retire_clear_face_index
 
             retire_clear_face_index(ws.ctx)
+            if check_ledger:
+                _refuse_restored(ws.ctx)
         except BaseException:
             ws.close()
             raise
@@ -380,12 +390,18 @@ class Workspace:
     cases = _service(dsr_cases.list_cases)
     erase_case = _service(dsr_cases.erase_case)
 
+    # -- legal holds -------------------------------------------------------------------------
+    add_hold = _service(dsr_holds.add_hold)
+    holds = _service(dsr_holds.list_holds)
+    release_hold = _service(dsr_holds.release_hold)
+
     # -- retention schedules -----------------------------------------------------------------
     set_retention = _service(dsr_retention.set_retention)
     clear_retention = _service(dsr_retention.clear_retention)
     retention_rules = _service(dsr_retention.list_retention)
     retention_due = _service(dsr_retention.retention_due)
     run_retention = _service(dsr_retention.run_retention)
+    restore_check = _service(dsr_restore.restore_check)
 
     # -- sharing -----------------------------------------------------------------------------
     add_peer = _service(peer_service.add_peer)
@@ -417,6 +433,18 @@ class Workspace:
     set_setting = _service(settings_service.set_setting)
     jobs = _service(job_service.list_jobs)
     job = _service(job_service.show)
+
+
+def _refuse_restored(ctx: Context) -> None:
+    from .erasure.ledger import missing
+
+    gone = missing(ctx)
+    if gone:
+        raise RestoreNeeded(
+            f"the catalog lacks {len(gone)} erasure(s) the erasure ledger recorded (the latest "
+            f"{gone[-1]['request_id']}, {gone[-1]['recorded_at']}): it was restored from an older backup. "
+            "Run `disgorge restore-check` before anything else: it erases again what the backup brought back"
+        )
 
 
 def _name_the_delegates() -> None:

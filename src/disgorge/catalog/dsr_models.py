@@ -2,19 +2,19 @@
 
 Kept apart from :mod:`.models` (what the workspace holds) because they record what people
 asked for and what must never come back. Same ``Base``, so one metadata and one Alembic
-history (revision 0010).
+history (revisions 0010, 0011).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .models import Base, UTCDateTime
 
-__all__ = ["DsrCase", "ErasedHashes"]
+__all__ = ["DsrCase", "ErasedHashes", "LegalHold", "RetentionRule"]
 
 
 class DsrCase(Base):
@@ -67,3 +67,40 @@ class ErasedHashes(Base):
     #: the 8 x 32-byte hashes, AES-256-GCM under the workspace's blocklist key
     sealed: Mapped[bytes] = mapped_column(LargeBinary)
     erased_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class LegalHold(Base):
+    """Something that must be kept despite an erasure (litigation, a regulator's order).
+
+    An erasure that reaches held photos or models erases the rest and leaves these
+    ``withheld``; releasing the last hold on them finishes that erasure."""
+
+    __tablename__ = "legal_holds"
+    __table_args__ = (Index("ix_legal_holds_target", "target_kind", "target_key"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    #: subject, source, dataset or model
+    target_kind: Mapped[str] = mapped_column(String(16))
+    #: subject id, source id, dataset name or model name (every version of either)
+    target_key: Mapped[str] = mapped_column(String(200))
+    #: what lists show: the subject's keyed ref, ``source:NAME``, ``dataset:NAME``, ``model:NAME``
+    target_ref: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(128))
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    released_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    release_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class RetentionRule(Base):
+    """How many days a source's or a dataset's photos are kept after their ingest."""
+
+    __tablename__ = "retention_rules"
+
+    #: source or dataset
+    target_kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    target_name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    days: Mapped[int] = mapped_column(Integer)
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    set_by: Mapped[str] = mapped_column(String(128))

@@ -16,10 +16,12 @@ from .catalog_cmds import asset_app, source_app, subject_app
 from .datasets_cmds import dataset_app
 from .demo_cmd import demo
 from .erasure_cmds import certificate_app, erase, erasure_app, verify
+from .hold_cmds import hold_app
 from .ingest_cmds import analyze, consent_app, find, ingest
 from .lineage_cmds import lineage, run_app
 from .models_cmds import model_app, predict, train
 from .request_cmds import request_app
+from .restore_cmd import restore_check
 from .retention_cmds import retention_app
 from .server_cmds import serve
 from .sharing_cmds import recipient_app, sender_app, share, transfer_app
@@ -68,6 +70,7 @@ app.command()(erase)
 app.command()(verify)
 app.command()(share)
 app.command()(serve)
+app.command("restore-check")(restore_check)
 app.add_typer(source_app, name="source")
 app.add_typer(consent_app, name="consent")
 app.add_typer(subject_app, name="subject")
@@ -78,6 +81,7 @@ app.add_typer(run_app, name="run")
 app.add_typer(model_app, name="model")
 app.add_typer(erasure_app, name="erasure")
 app.add_typer(request_app, name="request")
+app.add_typer(hold_app, name="hold")
 app.add_typer(retention_app, name="retention")
 app.add_typer(certificate_app, name="certificate")
 app.add_typer(recipient_app, name="recipient")

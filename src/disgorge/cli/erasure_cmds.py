@@ -46,6 +46,12 @@ def _print_plan(plan: Mapping[str, Any]) -> None:
             f"  recipient {r['recipient']}: {r['items']} photo(s) of transfer {r['transfer'][:12]} ({how})",
             markup=False,
         )
+    withheld = plan.get("withheld")
+    if withheld:
+        kept = ", ".join([f"{withheld['photos']} photo(s)", *withheld["models"]])
+        console.print(f"  withheld {kept}: kept by legal hold(s)", markup=False)
+        for h in withheld["holds"]:
+            console.print(f"    hold {h['hold'][:12]} on {h['target']}: {h['reason']}", markup=False)
     for note in plan["notes"]:
         console.print(f"  note: {note}", markup=False)
 

@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 from .._time import iso
 from ..catalog.db import in_chunks
 from ..catalog.models import (
+    Asset,
     AssetSource,
     AssetSubject,
     ConsentRecord,
@@ -148,8 +149,17 @@ class ConsentGate:
             .order_by(AssetSource.added_at, AssetSource.source_id)
         ):
             received[asset_id].append(("", source_id))  # another source of our own: no transfer
+        # a photo an erasure left withheld (a legal hold keeps it) serves no purpose
+        kept = set(
+            self.session.scalars(select(Asset.id).where(Asset.id.in_(asset_ids), Asset.state == "withheld"))
+        )
         out: dict[str, Verdict] = {}
         for it in items:
+            if it.asset_id in kept:
+                out[it.asset_id] = Verdict(
+                    False, "withheld", "an erasure reached the photo; a legal hold keeps it, for nothing else"
+                )
+                continue
             out[it.asset_id] = self._combined(it, depicted.get(it.asset_id, []), history, refs, received)
         return out
 

@@ -26,6 +26,7 @@ The zip holds photos in clear, so it is written outside the workspace only, atom
 from __future__ import annotations
 
 import base64
+import glob
 import hashlib
 import io
 import os
@@ -415,6 +416,9 @@ def _write_zip(
     with _placing(target.parent):
         if target.exists():  # checked again: another export may have taken the name meanwhile
             raise InvalidInput(f"{target} already exists; choose another output file")
+        if fcntl is not None:  # under the lock no export is writing: a part file is a killed one's
+            for stale in target.parent.glob(f".{glob.escape(target.name)}.*.part"):
+                wipe_file(str(stale), unlink=True)  # it holds photos in clear
         fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
         try:
             with os.fdopen(fd, "wb") as fh:

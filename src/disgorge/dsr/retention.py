@@ -11,7 +11,7 @@ photo expires ``days`` after it was collected. A photo under several rules (its 
 and the rule of a dataset it is a member of, any version) expires at the earliest: a
 retention period is a maximum, and the shortest one binds. Only active photos count; one
 a legal hold keeps is planned like any other and left ``withheld`` by the erasure
-(:mod:`disgorge.erasure.holds`), so it is not counted again by later runs and is erased
+(:mod:`disgorge.holds`), so it is not counted again by later runs and is erased
 when the hold is released (:func:`disgorge.dsr.holds.finish_withheld`).
 
 The run is approved by the workspace itself (:func:`disgorge.erasure.service.erase_set`),

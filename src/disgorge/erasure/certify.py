@@ -29,6 +29,15 @@ from .verifier import for_certificate
 __all__ = ["certify"]
 
 
+def _withheld(req: ErasureRequest) -> dict[str, Any]:
+    withheld = req.plan.get("withheld") or {}
+    return {
+        "photos": len(withheld.get("assets", [])),
+        "models": [m["model"] for m in withheld.get("models", [])],
+        "holds": withheld.get("holds", []),
+    }
+
+
 @step("certificate")
 def certify(execution: Execution, req: ErasureRequest) -> dict[str, Any]:
     """The signed certificate."""
@@ -55,6 +64,8 @@ def certify(execution: Execution, req: ErasureRequest) -> dict[str, Any]:
         "forgetting": unlearned.get("unlearned", []),
         "recipients": recipients_for_certificate(ctx, req.id),
         "approvals": approvals,
+        # what legal holds kept: erased by a later erasure when the holds are released
+        "withheld": _withheld(req),
         # a witness of the audit log as it stood (docs/audit.md): whoever keeps this
         # certificate can later detect a truncated or rewritten log
         "audit_tree_head": checkpoint(ctx),

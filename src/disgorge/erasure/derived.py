@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from .._time import utcnow
 from ..catalog import in_chunks
 from ..catalog.models import Artifact, DatasetMember, ErasureRequest, Run
+from ..context import Context
 from ..errors import NotFound
 from ._step import Execution, step
 
@@ -43,7 +44,11 @@ def unlearn_models(execution: Execution, req: ErasureRequest) -> dict[str, Any]:
                 continue
             if current.state != "active":
                 continue
-        result = unlearn_model(ctx, m["name"], asset_ids=req.plan["assets"], reason=f"erasure {req.id}")
+        try:
+            result = unlearn_model(ctx, m["name"], asset_ids=req.plan["assets"], reason=f"erasure {req.id}")
+        except NotFound as exc:  # its checkpoints are gone (a catalog restored from a backup)
+            results.append(_retire_instead(ctx, req, m, str(exc)))
+            continue
         results.append(
             {
                 "from": result.get("from"),
@@ -53,6 +58,22 @@ def unlearn_models(execution: Execution, req: ErasureRequest) -> dict[str, Any]:
             }
         )
     return {"unlearned": results}
+
+
+def _retire_instead(ctx: Context, req: ErasureRequest, m: dict[str, Any], why: str) -> dict[str, Any]:
+    """A SISA model that cannot be unlearned (its shards' checkpoints are gone: a catalog
+    restored from a backup names a version whose files an erasure destroyed) is retired,
+    with everything derived from it, and the summary says so."""
+    from ..training.registry import retire_cascade
+
+    with ctx.sessions.begin() as session:
+        art = session.get(Artifact, m["id"])
+        retired = (
+            retire_cascade(session, art, reason=f"erasure {req.id}", actor=ctx.actor, at=utcnow())
+            if art is not None and art.state == "active"
+            else []
+        )
+    return {"from": m["model"], "model": None, "forgotten": 0, "retired_instead": retired, "why": why}
 
 
 def _unlearned_before(session: Session, req: ErasureRequest, m: dict[str, Any]) -> dict[str, Any] | None:
@@ -76,7 +97,8 @@ def _unlearned_before(session: Session, req: ErasureRequest, m: dict[str, Any]) 
 
 @step("retire_models")
 def retire_models(execution: Execution, req: ErasureRequest) -> dict[str, Any]:
-    """Other models, and everything derived from them, are retired."""
+    """Other models, and everything derived from them, are retired; models and dataset
+    versions legal holds keep become ``withheld`` (kept, used by nothing)."""
     from ..training.registry import retire_cascade
 
     ctx = execution.ctx
@@ -85,14 +107,25 @@ def retire_models(execution: Execution, req: ErasureRequest) -> dict[str, Any]:
     with ctx.sessions.begin() as session:
         for m in req.plan["models_retire"]:
             art = session.get(Artifact, m["id"])
+            if art is not None and art.state == "withheld":  # its hold was released: retired now
+                art.state = "active"
             if art is not None and art.state == "active":
                 retired += retire_cascade(session, art, reason=f"erasure {req.id}", actor=ctx.actor, at=at)
         for a in req.plan["artifacts_retire"]:
             art = session.get(Artifact, a["id"])
-            if art is not None and art.state == "active":
+            if art is not None and art.state in ("active", "withheld"):
                 art.state = "retired"
                 retired.append(a["artifact"])
-    return {"retired": sorted(set(retired))}
+        withheld = []
+        for m in (req.plan.get("withheld") or {}).get("models", []):
+            art = session.get(Artifact, m["id"])
+            if art is not None and art.state == "active":
+                art.state = "withheld"
+            withheld.append(m["model"])
+    summary: dict[str, Any] = {"retired": sorted(set(retired))}
+    if withheld:
+        summary["withheld"] = sorted(withheld)
+    return summary
 
 
 @step("derive_datasets")
@@ -110,7 +143,7 @@ def derive_datasets(execution: Execution, req: ErasureRequest) -> dict[str, Any]
         names = set()
         for d in req.plan["datasets"]:
             art = session.get(Artifact, d["id"])
-            if art is not None and art.state == "active":
+            if art is not None and art.state in ("active", "withheld"):
                 art.state = "erased"
             names.add(d["dataset"].partition("@")[0])
         for name in sorted(names):

@@ -16,6 +16,12 @@ sent that is also held through another provenance (another sender's transfer, a 
 this workspace's own) is not erased; the plan lists it under ``released`` (catalog ids, for
 review) and the ``tombstone_assets`` step removes the sender's transfer items and terms for
 it (``sharing/provenance.py``, design note 19).
+
+A ``set`` scope is a list of photos (and, for a restore's replay, subjects and models)
+named by whoever made it: a retention run, the release of a legal hold, a restored
+backup's replay. Photos and models under a legal hold (:mod:`disgorge.holds`) are split off into
+``withheld``: the plan erases the rest, keeps the subjects' keys their withheld photos
+need, and the ``tombstone_assets`` and ``retire_models`` steps mark them withheld.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.orm import Session, aliased
 from typing_extensions import TypedDict
 
+from ..catalog import PARAMS_PER_STATEMENT, in_chunks
 from ..catalog.lineage import NodeRef, downstream
 from ..catalog.models import (
     Artifact,
@@ -40,15 +47,83 @@ from ..catalog.models import (
     Subject,
 )
 from ..errors import ErasureBlocked, IntegrityError, InvalidInput, NotFound
+from ..holds import held_artifacts, held_assets, holds_on
 from ..runs import ARTIFACT_KINDS
 from ..sharing.outbox import recipients_of
 from ..sharing.provenance import split_by_provenance
 
 __all__ = ["OPEN_STATES", "SCOPES", "PlanSummary", "make_plan", "scope_assets", "summarize"]
 
-#: ``request``: the photos an erasure request from a sender named (sharing/inbox.py)
-SCOPES = ("subject", "asset", "source", "model", "transfer", "request")
+#: ``request``: the photos an erasure request from a sender named (sharing/inbox.py);
+#: ``set``: photos named by a retention run, a hold's release or a restore's replay
+SCOPES = ("subject", "asset", "source", "model", "transfer", "request", "set")
+#: states of a photo an erasure can still reach (``withheld``: kept by a legal hold)
+_HELD_OR_ACTIVE = ("active", "withheld")
 _RETIRABLE = {"crop", "embedding", "phash", "index", "export", "report"}
+
+
+def _learned_only_these(session: Session, model: Artifact, in_scope: Any) -> bool:
+    """Whether every photo of the dataset version a model was trained on is in the scope
+    (then unlearning would leave it nothing: it is retired instead)."""
+    ds = session.get(DatasetVersion, (model.extra or {}).get("dataset_id", ""))
+    if ds is None:
+        return False
+    parts = list(in_chunks(in_scope)) if isinstance(in_scope, list) else [in_scope]
+    erased = sum(
+        session.scalar(
+            select(func.count()).where(
+                DatasetMember.dataset_id == ds.artifact_id, DatasetMember.asset_id.in_(part)
+            )
+        )
+        or 0
+        for part in parts
+    )
+    return erased >= ds.members
+
+
+def _keep_keys_of_withheld(
+    session: Session, subjects: list[int], held: dict[str, list[str]], assets: list[str]
+) -> list[int]:
+    """``subjects`` less those who own a photo that stays withheld: one legal holds keep from
+    this plan, or one an earlier erasure withheld that this plan does not erase."""
+    keep: set[int] = set()
+    for held_part in in_chunks(sorted(held)):
+        keep.update(session.scalars(select(Asset.owner_id).where(Asset.id.in_(held_part))))
+    erased_here = set(assets)
+    for part in in_chunks(subjects):
+        for owner, asset_id in session.execute(
+            select(Asset.owner_id, Asset.id).where(Asset.owner_id.in_(part), Asset.state == "withheld")
+        ):
+            if asset_id not in erased_here:
+                keep.add(owner)
+    return [s for s in subjects if s not in keep]
+
+
+def _split_held_artifacts(
+    session: Session,
+    models_unlearn: dict[str, dict[str, Any]],
+    models_retire: dict[str, dict[str, Any]],
+    retire_other: dict[str, str],
+) -> dict[tuple[str, str], list[str]]:
+    """Take the models and dataset versions legal holds keep out of the plan's lists;
+    returns (artifact id, label) -> hold ids."""
+    ids = (
+        [m["id"] for m in models_unlearn.values()]
+        + [m["id"] for m in models_retire.values()]
+        + list(retire_other.values())
+    )
+    held = held_artifacts(session, ids)
+    withheld: dict[tuple[str, str], list[str]] = {}
+    for table in (models_unlearn, models_retire):
+        for label, info in list(table.items()):
+            if info["id"] in held:
+                withheld[(info["id"], label)] = held[info["id"]]
+                del table[label]
+    for label, art_id in list(retire_other.items()):
+        if art_id in held:
+            withheld[(art_id, label)] = held[art_id]
+            del retire_other[label]
+    return withheld
 
 
 def _label(a: Artifact) -> str:
@@ -65,8 +140,9 @@ def _artifact(session: Session, artifact_id: str) -> Artifact:
     return art
 
 
-def scope_assets(session: Session, kind: str, key: str) -> list[str]:
-    """Active asset ids a scope covers right now (re-evaluated at execution for sources)."""
+def scope_assets(session: Session, kind: str, key: str, members: dict[str, Any] | None = None) -> list[str]:
+    """Active asset ids a scope covers right now (re-evaluated at execution for sources);
+    a ``set`` covers its ``members["assets"]`` that are active or withheld."""
     if kind == "subject":
         subject_id = int(key)
         ids = select(AssetSubject.asset_id).where(AssetSubject.subject_id == subject_id)
@@ -81,6 +157,15 @@ def scope_assets(session: Session, kind: str, key: str) -> list[str]:
         incoming = session.get(IncomingRequest, key)
         named = incoming.asset_ids if incoming is not None else []
         return sorted(session.scalars(select(Asset.id).where(Asset.id.in_(named), Asset.state == "active")))
+    if kind == "set":
+        named = (members or {}).get("assets", [])
+        return sorted(
+            asset_id
+            for part in in_chunks(named)
+            for asset_id in session.scalars(
+                select(Asset.id).where(Asset.id.in_(part), Asset.state.in_(_HELD_OR_ACTIVE))
+            )
+        )
     return []  # a transfer: what left is erased at the recipients, not here
 
 
@@ -88,8 +173,12 @@ def scope_assets(session: Session, kind: str, key: str) -> list[str]:
 OPEN_STATES = ("planned", "approved", "executing", "verifying", "awaiting_recipients", "failed")
 
 
-def make_plan(session: Session, kind: str, key: str, scope_ref: str) -> dict[str, Any]:
-    """The plan for a scope; ``key`` is the catalog key (subject id, asset id, source id, artifact id)."""
+def make_plan(
+    session: Session, kind: str, key: str, scope_ref: str, members: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The plan for a scope; ``key`` is the catalog key (subject id, asset id, source id,
+    artifact id); a ``set`` scope names its ``members`` (``assets``, ``subjects`` and
+    ``models`` ids, and ``why``)."""
     if kind not in SCOPES:
         raise InvalidInput(f"scope {kind!r}: expected one of {', '.join(SCOPES)}")
     running = session.execute(  # columns only: another request's damaged JSON must not matter here
@@ -109,7 +198,7 @@ def make_plan(session: Session, kind: str, key: str, scope_ref: str) -> dict[str
             f"erasure {running.id} of this scope is already {running.state}; wait for it or cancel it"
         )
 
-    assets = scope_assets(session, kind, key)
+    assets = scope_assets(session, kind, key, members)
     released: list[str] = []
     if kind == "request":
         incoming = session.get(IncomingRequest, key)
@@ -123,8 +212,18 @@ def make_plan(session: Session, kind: str, key: str, scope_ref: str) -> dict[str
         if kind == "source"
         else assets
     )
+    held = held_assets(session, in_scope) if assets else {}
+    if held:  # kept by legal holds: withheld, the rest goes
+        assets = [a for a in assets if a not in held]
+        in_scope = (
+            in_scope.where(Asset.id.not_in(sorted(held)))
+            if kind == "source" and len(held) <= PARAMS_PER_STATEMENT
+            else assets
+        )
     notes: list[str] = []
     plan: dict[str, Any] = {"scope": {"kind": kind, "ref": scope_ref}, "assets": assets}
+    if kind == "set":
+        plan["set"] = members or {}
     if kind == "request":
         plan["released"] = released
         if released:
@@ -150,7 +249,7 @@ def make_plan(session: Session, kind: str, key: str, scope_ref: str) -> dict[str
             )
         plan["owned"] = len(assets) - len(others)
         plan["depicting"] = len(others)
-    elif kind in ("source", "request"):
+    elif kind in ("source", "request", "set"):
         # subjects whose every photo is in the scope lose their key; others keep it (by the
         # owner index: NOT EXISTS a photo of theirs outside the scope)
         mine, other = aliased(Asset), aliased(Asset)
@@ -163,15 +262,26 @@ def make_plan(session: Session, kind: str, key: str, scope_ref: str) -> dict[str
         else:
             inside, outside = (mine.id.in_(assets),), other.id.not_in(assets)
         subjects_to_shred = sorted(
-            session.scalars(
-                select(mine.owner_id)
-                .distinct()
-                .where(
-                    *inside,
-                    ~exists().where(other.owner_id == mine.owner_id, other.state == "active", outside),
+            set(
+                session.scalars(
+                    select(mine.owner_id)
+                    .distinct()
+                    .where(
+                        *inside,
+                        ~exists().where(
+                            other.owner_id == mine.owner_id, other.state.in_(_HELD_OR_ACTIVE), outside
+                        ),
+                    )
                 )
             )
+            | {
+                int(s)
+                for s in (members or {}).get("subjects", [])
+                if session.scalar(select(Subject.state).where(Subject.id == int(s))) == "active"
+            }
         )
+    if subjects_to_shred:  # a withheld photo stays readable: its owner keeps the key
+        subjects_to_shred = _keep_keys_of_withheld(session, subjects_to_shred, held, assets)
     plan["subjects_to_shred"] = subjects_to_shred
     plan["subject_refs"] = (
         sorted(session.scalars(select(Subject.ref).where(Subject.id.in_(subjects_to_shred))))
@@ -211,7 +321,7 @@ def make_plan(session: Session, kind: str, key: str, scope_ref: str) -> dict[str
     for dataset_id, count in datasets:
         ds = session.get(DatasetVersion, dataset_id)
         art = session.get(Artifact, dataset_id)
-        if art is None or ds is None or art.state != "active":
+        if art is None or ds is None or art.state not in _HELD_OR_ACTIVE:
             continue
         plan_datasets.append({"dataset": f"{ds.name}@{ds.version}", "id": dataset_id, "items": count})
         seeds.append(dataset_id)
@@ -220,18 +330,29 @@ def make_plan(session: Session, kind: str, key: str, scope_ref: str) -> dict[str
         art = _artifact(session, key)
         models_retire[_label(art)] = {"id": art.id, "why": "the model itself is the scope"}
         seeds.append(art.id)
+    for model_id in (members or {}).get("models", []):
+        art = _artifact(session, model_id)
+        if art.state in _HELD_OR_ACTIVE:
+            models_retire[_label(art)] = {"id": art.id, "why": (members or {}).get("why", "named by the set")}
+            seeds.append(art.id)
     for seed in seeds:
         graph = downstream(session, NodeRef("artifact", seed, ""))
         for node in graph.nodes:
             if "artifact_id" not in node:
                 continue
             art = _artifact(session, node["artifact_id"])
-            if art.state != "active":
+            if art.state not in _HELD_OR_ACTIVE:
                 continue
             label = _label(art)
             if art.kind == "model":
                 if (art.extra or {}).get("type") in ("face-id",) and kind != "model":
-                    models_unlearn.setdefault(label, {"id": art.id, "name": art.name})
+                    if _learned_only_these(session, art, in_scope):
+                        models_retire.setdefault(
+                            label,
+                            {"id": art.id, "why": "every photo it learned from is erased: nothing to keep"},
+                        )
+                    else:
+                        models_unlearn.setdefault(label, {"id": art.id, "name": art.name})
                 else:
                     models_retire.setdefault(
                         label, {"id": art.id, "why": "trained outside disgorge: cannot be unlearned"}
@@ -255,10 +376,13 @@ def make_plan(session: Session, kind: str, key: str, scope_ref: str) -> dict[str
         retire_other.pop(label, None)
     for label in models_unlearn:
         retire_other.pop(label, None)
+    withheld_models = _split_held_artifacts(session, models_unlearn, models_retire, retire_other)
     if blocked:
         raise ErasureBlocked("the plan cannot handle: " + "; ".join(blocked))
     recipients = recipients_of(session, assets, key if kind == "transfer" else None)
-    if kind not in ("model", "transfer") and not assets and not released:
+    # a set naming models, or a restore's replay (it records fingerprints even if no photo is held)
+    named_models = bool((members or {}).get("models") or (members or {}).get("replays"))
+    if kind not in ("model", "transfer") and not assets and not released and not held and not named_models:
         raise NotFound("the scope holds no active photos: nothing to erase")
     if kind == "transfer" and not recipients:
         raise NotFound("the transfer carried no photo that is still listed: nothing to erase")
@@ -270,6 +394,17 @@ def make_plan(session: Session, kind: str, key: str, scope_ref: str) -> dict[str
     plan["models_retire"] = [{"model": k, **v} for k, v in sorted(models_retire.items())]
     plan["artifacts_retire"] = [{"artifact": k, "id": v} for k, v in sorted(retire_other.items())]
     plan["recipients"] = recipients
+    hold_ids = sorted({h for ids in [*held.values(), *withheld_models.values()] for h in ids})
+    plan["withheld"] = {
+        "assets": sorted(held),
+        "models": [{"model": label, "id": art_id} for art_id, label in sorted(withheld_models)],
+        "holds": holds_on(session, hold_ids),
+    }
+    if hold_ids:
+        notes.append(
+            f"{len(held)} photo(s) and {len(withheld_models)} model(s) or dataset version(s) are kept "
+            "by legal holds: they are withheld, and erased when the last hold on them is released"
+        )
     plan["notes"] = notes
     plan["counts"] = {
         "photos": len(assets),
@@ -281,6 +416,8 @@ def make_plan(session: Session, kind: str, key: str, scope_ref: str) -> dict[str
         "artifacts_retired": len(retire_other),
         "recipients": len({r["recipient"] for r in recipients}),
         "items_at_recipients": sum(r["items"] for r in recipients),
+        "withheld_photos": len(held),
+        "withheld_models": len(withheld_models),
     }
     if kind == "request":
         plan["counts"]["provenances_released"] = len(released)
@@ -305,6 +442,8 @@ class PlanSummary(TypedDict):
     notes: list[str]
     #: a sender's request: photos also held through another provenance (catalog ids)
     kept_for_review: NotRequired[list[str]]
+    #: what legal holds keep: photo count, models, and the holds (id, target, reason)
+    withheld: NotRequired[dict[str, Any]]
     by_kind: dict[str, int]
 
 
@@ -327,5 +466,12 @@ def summarize(plan: dict[str, Any]) -> PlanSummary:
     }
     if plan.get("released"):
         summary["kept_for_review"] = plan["released"]
+    withheld = plan.get("withheld") or {}
+    if withheld.get("holds"):
+        summary["withheld"] = {
+            "photos": len(withheld["assets"]),
+            "models": [m["model"] for m in withheld["models"]],
+            "holds": withheld["holds"],
+        }
     summary["by_kind"] = dict(Counter({k: v for k, v in plan["counts"].items() if v}))
     return cast(PlanSummary, summary)  # built in the order the JSON shows it

@@ -192,8 +192,9 @@ def _keep_hashes(ctx: Context, req: ErasureRequest) -> int | None:
 @step("tombstone_assets", points=("committing",))
 def tombstone_assets(execution: Execution, req: ErasureRequest) -> dict[str, Any]:
     """Catalog rows keep their place in the lineage but lose every personal field; a keyed
-    fingerprint of each photo blocks its re-ingestion (point ``committing``: inside the
-    step's transaction, marked done, not yet committed)."""
+    fingerprint of each photo blocks its re-ingestion; photos legal holds keep become
+    ``withheld`` (point ``committing``: inside the step's transaction, marked done, not yet
+    committed)."""
     ctx = execution.ctx
     at = utcnow()
     ids = req.plan["assets"]
@@ -238,9 +239,17 @@ def tombstone_assets(execution: Execution, req: ErasureRequest) -> dict[str, Any
             )
         for part in in_chunks(ids):
             session.execute(delete(ConsentRecord).where(ConsentRecord.asset_id.in_(part)))
+        # photos legal holds keep: untouched, but out of every use until the hold is released
+        withheld = (req.plan.get("withheld") or {}).get("assets", [])
+        for part in in_chunks(withheld):
+            session.execute(
+                update(Asset).where(Asset.id.in_(part), Asset.state == "active").values(state="withheld")
+            )
         if req.scope_kind == "source":
             session.execute(update(Source).where(Source.id == int(req.plan["key"])).values(state="erased"))
         summary: dict[str, Any] = {"tombstoned": found}
+        if withheld:
+            summary["withheld"] = len(withheld)
         if req.plan.get("released"):  # a sender's request: photos held through another provenance stay
             from ..sharing.provenance import release_provenance
 

@@ -69,6 +69,8 @@ def resolve_scope(ctx: Context, session: Session, kind: str, ident: str) -> tupl
         sender = session.get(Peer, incoming.peer_id)
         assert sender is not None  # a received request's sender stays registered
         return ident, f"request:{sender.name}:{ident[:16]}"
+    if kind == "set":  # named by its maker (retention, a hold's release, a restore): key and ref alike
+        return ident, ident
     raise InvalidInput(f"scope {kind!r}: expected subject, asset, source, model or transfer")
 
 
@@ -80,15 +82,23 @@ def plan(ctx: Context, kind: str, ident: str) -> dict[str, Any]:
 
 
 def create(
-    ctx: Context, kind: str, ident: str, *, reason: str, at: datetime, needles: dict[str, bytes]
+    ctx: Context,
+    kind: str,
+    ident: str,
+    *,
+    reason: str,
+    at: datetime,
+    needles: dict[str, bytes],
+    members: dict[str, Any] | None = None,
 ) -> str:
     """Plan and record a request (state ``planned``); returns its id. ``needles`` are extra
     byte strings the verifier must not find afterwards (e.g. the external id the request
-    named); they are kept only sealed, and only until the scan."""
+    named); they are kept only sealed, and only until the scan. A ``set`` scope names its
+    ``members`` (:func:`disgorge.erasure.plan.make_plan`)."""
     check_reason(reason)
     with ctx.sessions.begin() as session:
         key, ref = resolve_scope(ctx, session, kind, ident)
-        scope_plan = make_plan(session, kind, key, ref)
+        scope_plan = make_plan(session, kind, key, ref, members)
         scope_plan["key"] = key
         request = ErasureRequest(
             id=uuid.uuid4().hex,
@@ -176,7 +186,7 @@ def replan(session: Session, req: ErasureRequest) -> dict[str, Any]:
     req_state, req.state = req.state, "draft"  # do not count this request as a running one
     session.flush()
     try:
-        new_plan = make_plan(session, req.scope_kind, key, req.scope_ref)
+        new_plan = make_plan(session, req.scope_kind, key, req.scope_ref, req.plan.get("set"))
     finally:
         req.state = req_state
     new_plan["key"] = key

@@ -50,6 +50,7 @@ __all__ = [
     "close_recipient",
     "deny",
     "erase",
+    "erase_set",
     "interrupted",
     "list_requests",
     "plan",
@@ -106,6 +107,34 @@ def erase(
     if not execute or requests.approve(ctx, request_id, at=instant) is None:
         return views.show(ctx, request_id)  # planned: waits for approval (the two-person rule)
     return _run(Execution(ctx, wait=wait, deadline_days=deadline_days), request_id)
+
+
+def erase_set(
+    ctx: Context,
+    ref: str,
+    members: dict[str, Any],
+    *,
+    reason: str,
+    at: str | datetime | None = None,
+    run: bool = True,
+    wait: float = 30.0,
+) -> ErasureView:
+    """Erase a set of photos (and subjects, models) whose erasure was decided elsewhere: a
+    retention rule, the erasure a released legal hold held back, a restored backup's replay.
+
+    ``ref`` names the set (``retention:…``, ``release:…``, ``restore:…``); ``members`` holds
+    ``assets``, ``subjects`` and ``models`` (catalog ids) and ``why``. It is approved by the
+    workspace at once, not by the two-person rule: the decision was made where the set came
+    from (the rule an administrator set, the erasure approved before, the erasure the ledger
+    records). Without ``run`` it waits, approved, for the API's job runner.
+    """
+    instant = when(at)
+    owner = ctx.acting_as(ctx.actor)  # no principal: the workspace's own decision
+    request_id = requests.create(owner, "set", ref, reason=reason, at=instant, needles={}, members=members)
+    requests.approve(owner, request_id, at=instant)
+    if not run:
+        return views.show(ctx, request_id)
+    return _run(Execution(owner, wait=wait), request_id)
 
 
 def approve(

@@ -15,11 +15,13 @@
 9. ``tombstone_assets``: catalog rows keep their place in the lineage but lose every
    personal field; a keyed fingerprint of each photo blocks its re-ingestion;
 10. ``shred_keys``: the subjects' data keys are destroyed, their consent records deleted;
-11. ``purge_database``: WAL checkpoint, and VACUUM for large erasures, so no old page
+11. ``record_ledger``: a signed entry in the erasure ledger, outside the catalog, of what
+    was removed (a catalog restored from an older backup is replayed from it);
+12. ``purge_database``: WAL checkpoint, and VACUUM for large erasures, so no old page
     holds any of it (a small one VACUUMs only if the verifier's scan finds a stale copy);
-12. ``verify``: the forensic scan and the lineage and look-alike checks;
-13. ``await_recipients``: wait for the recipients' signed answers;
-14. ``certificate``: the signed certificate.
+13. ``verify``: the forensic scan and the lineage and look-alike checks;
+14. ``await_recipients``: wait for the recipients' signed answers;
+15. ``certificate``: the signed certificate.
 
 Each step is a :class:`Step` (``run``, ``describe``); :data:`REGISTRY` maps the names the
 journal records to them, in order. The journal of every approved request holds exactly
@@ -62,6 +64,7 @@ from typing_extensions import TypedDict
 from ._step import FAULTS, RUNNER_POINTS, AwaitingRecipients, Execution, Fault, Step
 from .certify import certify
 from .derived import derive_datasets, retire_models, unlearn_models
+from .ledger import record_ledger
 from .recipients import await_recipients_step, notify_recipients
 from .removal import (
     delete_blobs,
@@ -103,6 +106,7 @@ REGISTRY: Mapping[str, Step] = MappingProxyType(
             delete_blobs,
             tombstone_assets,
             shred_keys,
+            record_ledger,
             purge_database,
             verify_step,
             await_recipients_step,
