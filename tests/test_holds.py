@@ -226,3 +226,14 @@ def test_a_subject_key_is_not_destroyed_while_a_hold_keeps_their_photos(sws: Wor
     sws.release_hold(hold["id"], reason="the inquiry is closed")
     sws.destroy_subject_key("Ada_Lovelace")
     assert sws.subject("Ada_Lovelace")["key"] != "active"
+
+
+def test_a_case_erasure_tells_the_officer_what_a_hold_withheld(sws: Workspace) -> None:
+    root = sws.ctx.config.root
+    sws.add_hold("subject", "Edsger_Dijkstra", reason=LITIGATION)
+    case = sws.open_case("erasure", "Edsger_Dijkstra", received_at="2026-11-20", channel="email")
+    sws.verify_case_identity(case["id"], how="reply from the account e-mail")
+    sws.close()
+    erased = cli("request", "erase", case["id"][:9], "--reason", REASON, cwd=root)
+    assert erased.returncode == 0, erased.stderr
+    assert "withheld 3 photo(s): legal hold" in erased.stdout and LITIGATION in erased.stdout

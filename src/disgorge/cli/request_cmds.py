@@ -203,3 +203,10 @@ def request_erase(
         + (" (certificate signed)" if erasure["certificate"] else ""),
         markup=False,
     )
+    withheld = erasure["plan"].get("withheld")
+    if withheld:  # the person must be told what is kept, and why
+        kept = ", ".join([f"{withheld['photos']} photo(s)", *withheld["models"]])
+        for hold in withheld["holds"]:
+            console.print(
+                f"  withheld {kept}: legal hold {hold['hold'][:12]} ({hold['reason']})", markup=False
+            )
