@@ -182,3 +182,46 @@ def test_api_cases_with_scopes(tmp_path: Path) -> None:
         closed = api.call("privacy_officer", "POST", path + "/close", json={"outcome": "erasure started"})
         assert closed.json()["status"] == "completed"
         assert GRACE not in api.call("auditor", "GET", "/v1/cases").text
+
+
+def test_an_access_case_is_answered_with_an_export_whose_sha256_the_case_keeps(tmp_path: Path) -> None:
+    """`request export` refuses an unverified requester, then writes the export and records
+    its sha256 on the case (what was handed over can be proved later)."""
+    import hashlib
+
+    with smoke_workspace(tmp_path) as ws:
+        case = ws.open_case(
+            "access", "Ada_Lovelace", received_at="2013-08-01", channel="portal", at="2013-08-01"
+        )
+        root = ws.ctx.config.root
+    out = tmp_path / "ada.zip"
+    refused = cli("request", "export", case["id"][:10], "-o", out, cwd=root)
+    assert refused.returncode == 1 and "verify it first" in refused.stderr and not out.exists()
+    assert cli("request", "verify", case["id"][:10], "--method", "code by post", cwd=root).returncode == 0
+    done = cli("request", "export", case["id"][:10], "-o", out, "--json", cwd=root)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    digest = hashlib.sha256(out.read_bytes()).hexdigest()
+    assert result["export"]["sha256"] == digest == result["case"]["export_sha256"]
+    assert result["export"]["photo_files"] == 2 and "Ada" not in done.stdout
+    with Workspace.open(root) as ws:
+        assert ws.case(case["id"])["export_sha256"] == digest
+        actions = [e["action"] for e in ws.audit_events(limit=10)]
+        assert "case.export_made" in actions and "subject.exported" in actions
+    wrong = cli(
+        "request",
+        "open",
+        "--kind",
+        "erasure",
+        "--subject",
+        "Grace_Hopper",
+        "--received-at",
+        "2013-08-01",
+        "--channel",
+        "email",
+        "--json",
+        cwd=root,
+    )
+    erasure_case = json.loads(wrong.stdout)["id"]
+    bad = cli("request", "export", erasure_case[:10], "-o", tmp_path / "x.zip", cwd=root)
+    assert bad.returncode == 1 and "not an access request" in bad.stderr

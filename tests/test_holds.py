@@ -237,3 +237,17 @@ def test_a_case_erasure_tells_the_officer_what_a_hold_withheld(sws: Workspace) -
     erased = cli("request", "erase", case["id"][:9], "--reason", REASON, cwd=root)
     assert erased.returncode == 0, erased.stderr
     assert "withheld 3 photo(s): legal hold" in erased.stdout and LITIGATION in erased.stdout
+
+
+def test_an_access_export_still_gives_the_person_their_withheld_photos(
+    sws: Workspace, syn: Syn, tmp_path
+) -> None:
+    import zipfile
+
+    sws.add_hold("subject", "Edsger_Dijkstra", reason=LITIGATION)
+    assert sws.erase("subject", "Edsger_Dijkstra", reason=REASON)["state"] == "completed"
+    export = sws.export_subject("Edsger_Dijkstra", tmp_path / "edsger.zip")
+    with zipfile.ZipFile(tmp_path / "edsger.zip") as archive:
+        copied = {n: archive.read(n) for n in archive.namelist() if n.startswith("photos/")}
+    assert sorted(copied.values()) == sorted(syn.of("Edsger_Dijkstra").values())
+    assert export["photos"] == 3 and export["photo_files"] == 3

@@ -487,6 +487,11 @@ def _scenario(call: Recorder, root: Path) -> None:
         call(app, "verify_case_identity", case["id"], how="reply from the account e-mail", at="2020-06-12")
         started = call(app, "erase_case", case["id"], reason=REASON, execute=False, at="2020-06-12")
         app.erasure_cancel(started["erasure"]["id"], reason="kept for the scenario")
+        access = call(
+            app, "open_case", "access", alan, received_at="2020-06-10", channel="post", at="2020-06-11"
+        )
+        call(app, "verify_case_identity", access["id"], how="copy of an ID document", at="2020-06-12")
+        call(app, "export_case", access["id"], root / "alan-export.zip", at="2020-06-12")
         call(app, "close_case", objection["id"], outcome="ai_training denied from receipt", at="2020-06-13")
         call(app, "case", objection["id"], at="2020-06-14")
         call(app, "cases", at="2020-06-14")

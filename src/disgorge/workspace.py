@@ -389,6 +389,7 @@ class Workspace:
     case = _service(dsr_cases.show_case)
     cases = _service(dsr_cases.list_cases)
     erase_case = _service(dsr_cases.erase_case)
+    export_case = _service(dsr_cases.export_case)
 
     # -- legal holds -------------------------------------------------------------------------
     add_hold = _service(dsr_holds.add_hold)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -176,6 +177,29 @@ def request_close(
     with open_workspace(workspace) as ws:
         case = ws.close_case(case_id, outcome=outcome, refused=refused, at=at)
     _out(case, json_out)
+
+
+@request_app.command("export")
+def request_export(
+    case_id: CaseArg,
+    out: Annotated[Path, typer.Option("-o", "--out", help="The zip to write, outside the workspace.")],
+    workspace: WorkspaceOpt = None,
+    at: AtOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Answer an access case (identity verified first): write its subject's export and
+    record its sha256 on the case."""
+    with open_workspace(workspace) as ws:
+        result = ws.export_case(case_id, out, at=at)
+    if json_out:
+        print_json(result)
+        return
+    export = result["export"]
+    console.print(
+        f"case {result['case']['id']}: wrote {export['path']} "
+        f"({export['photos']} photo(s), {export['photo_files']} copied); sha256 {export['sha256']}",
+        markup=False,
+    )
 
 
 @request_app.command("erase")

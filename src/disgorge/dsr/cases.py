@@ -22,6 +22,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -39,6 +40,7 @@ from ..erasure import service as erasure_service
 from ..erasure.service import ErasureView
 from ..errors import ErasureBlocked, InvalidInput, NotFound
 from ..subjects import ref_of
+from .export import SubjectExport, export_subject
 
 __all__ = [
     "CHANNELS",
@@ -46,6 +48,7 @@ __all__ = [
     "PERIODS",
     "CaseDetail",
     "CaseErasure",
+    "CaseExport",
     "CaseView",
     "IdentityView",
     "Period",
@@ -54,6 +57,7 @@ __all__ = [
     "add_span",
     "close_case",
     "erase_case",
+    "export_case",
     "extend_case",
     "list_cases",
     "open_case",
@@ -503,3 +507,44 @@ def erase_case(
         )
         view = _view(case, instant)
     return {"case": view, "erasure": erasure_service.show(ctx, erasure["id"])}
+
+
+class CaseExport(TypedDict):
+    """An access case after ``request export``: the case (its ``export_sha256`` set) and
+    what the export holds."""
+
+    case: CaseView
+    export: SubjectExport
+
+
+def export_case(
+    ctx: Context, case_id: str, out: str | Path, *, at: str | datetime | None = None
+) -> CaseExport:
+    """Answer an access case: write its subject's export to ``out`` (outside the workspace;
+    :func:`disgorge.dsr.export.export_subject`), once the requester's identity is verified,
+    and record the export's sha256 on the case (what was handed over can be proved later)."""
+    instant = when(at)
+    with ctx.reader() as session:
+        case = _find(session, case_id)
+        case_id, ref = case.id, case.subject_ref
+        _open(case, "export for")
+        if case.kind != "access":
+            raise InvalidInput(f"case {case.id} is an {case.kind} request, not an access request")
+        if case.identity_state != "verified":
+            raise ErasureBlocked(
+                f"case {case.id}: the requester's identity is {case.identity_state}; an export holds "
+                f"their photos: verify it first (`disgorge request verify {case.id} --method ...`)"
+            )
+    export = export_subject(ctx, ref, out, at=instant)
+    with ctx.sessions.begin() as session:
+        case = _find(session, case_id)
+        case.export_sha256, case.updated_at = export["sha256"], instant
+        audit.append(
+            session,
+            "case.export_made",
+            {"case": case.id, "subject": ref, "sha256": export["sha256"]},
+            actor=ctx.actor,
+            at=instant,
+        )
+        view = _view(case, instant)
+    return {"case": view, "export": export}

@@ -346,7 +346,8 @@ def export_subject(
                 "someone else provided this photo; it is listed, not copied, as a copy could "
                 "affect the rights of the other people in it (GDPR Art. 15(4))"
             )
-        elif photo["state"] != "active" or consent["subject"]["key"] != "active":
+        elif photo["state"] not in ("active", "withheld") or consent["subject"]["key"] != "active":
+            # (a withheld photo is still held, kept by a legal hold: the person gets it)
             photo["no_file"] = f"the photo is no longer held (it is {photo['state']})"
         else:
             name = f"photos/{photo['sha256']}{_EXTENSIONS.get(photo['media_type'], '.bin')}"
