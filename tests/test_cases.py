@@ -4,6 +4,7 @@ overdue list, and the API's routes with their scopes. No external id leaves as d
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -183,12 +184,22 @@ def test_api_cases_with_scopes(tmp_path: Path) -> None:
         assert closed.json()["status"] == "completed"
         assert GRACE not in api.call("auditor", "GET", "/v1/cases").text
 
+        # an access case answered with its export (photo bytes: privacy officers only)
+        body = {"kind": "access", "subject": GRACE, "received_at": "2013-08-01", "channel": "portal"}
+        access = api.call("privacy_officer", "POST", "/v1/cases", json=body).json()["id"]
+        path = f"/v1/cases/{access}"
+        assert api.call("privacy_officer", "POST", path + "/export").status_code == 409  # unverified
+        api.call("privacy_officer", "POST", path + "/verify", json={"method": "ID shown in person"})
+        assert api.call("auditor", "POST", path + "/export").status_code == 403
+        zipped = api.call("privacy_officer", "POST", path + "/export")
+        assert zipped.status_code == 200 and zipped.headers["content-type"] == "application/zip"
+        kept = api.call("auditor", "GET", path).json()["export_sha256"]
+        assert kept == hashlib.sha256(zipped.content).hexdigest()
+
 
 def test_an_access_case_is_answered_with_an_export_whose_sha256_the_case_keeps(tmp_path: Path) -> None:
     """`request export` refuses an unverified requester, then writes the export and records
     its sha256 on the case (what was handed over can be proved later)."""
-    import hashlib
-
     with smoke_workspace(tmp_path) as ws:
         case = ws.open_case(
             "access", "Ada_Lovelace", received_at="2013-08-01", channel="portal", at="2013-08-01"

@@ -501,6 +501,7 @@ def _scenario(call: Recorder, root: Path) -> None:
         hold = call(app, "add_hold", "dataset", "faces", reason="litigation 2026-CV-0142", at="2020-06-15")
         call(app, "holds")
         call(app, "release_hold", hold["id"], reason="the matter is closed", at="2020-06-16")
+        call(app, "finish_released")  # nothing withheld here: what every command runs on opening
         call(app, "restore_check", dry_run=True)  # nothing to replay here (tests/test_restore.py)
 
         # retention schedules (tests/test_retention.py): a dry run at the sender, a run at the

@@ -395,6 +395,7 @@ class Workspace:
     add_hold = _service(dsr_holds.add_hold)
     holds = _service(dsr_holds.list_holds)
     release_hold = _service(dsr_holds.release_hold)
+    finish_released = _service(dsr_holds.finish_released)
 
     # -- retention schedules -----------------------------------------------------------------
     set_retention = _service(dsr_retention.set_retention)

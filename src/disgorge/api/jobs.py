@@ -204,6 +204,14 @@ class JobRunner:
                 service.resume(ctx, request_id, wait=0)
             except DisgorgeError as exc:
                 log.warning("erasure %s: recipients not polled: %s", request_id[:8], exc)
+        # a hold release cut off before its follow-up erasure: finished here, as the CLI
+        # does on opening the workspace
+        from ..dsr.holds import finish_released
+
+        try:
+            finish_released(ctx)
+        except DisgorgeError as exc:
+            log.warning("withheld items not finished: %s", exc)
 
     def _recover(self, ctx: Context) -> None:
         for job, again in jobs.recover(ctx, NOT_RESUMABLE):

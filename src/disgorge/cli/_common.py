@@ -128,6 +128,9 @@ def open_workspace(path: Path | None, *, resume: bool = True) -> Iterator[Worksp
                     ws.erasure_resume(request_id)
                 except DisgorgeError as exc:
                     err.print(f"could not resume erasure {request_id}: {exc}", markup=False)
+            # a hold release cut off before it finished what the hold held back
+            for erasure in ws.finish_released():
+                err.print(f"finished what a released hold held back: erasure {erasure['id']}", markup=False)
         yield ws
     except DisgorgeError as exc:
         raise fail(str(exc)) from None

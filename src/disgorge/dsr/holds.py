@@ -39,6 +39,7 @@ __all__ = [
     "HoldReleased",
     "HoldView",
     "add_hold",
+    "finish_released",
     "finish_withheld",
     "list_holds",
     "release_hold",
@@ -231,9 +232,25 @@ def finish_withheld(ctx: Context, *, at: datetime | None = None, run: bool = Tru
                 members,
                 reason=f"finishing erasure {request_id}: the legal hold on part of it was released",
                 at=instant,
-                run=run,
+                run=False,
             )
         except (ErasureBlocked, NotFound):
             continue  # another process's release started (or finished) it meanwhile
+        if run:
+            try:
+                view = erasure_service.resume(ctx, view["id"])
+            except ErasureBlocked:  # another command took it up on opening: it runs there
+                view = erasure_service.show(ctx, view["id"])
         started.append(view)
     return started
+
+
+def finish_released(ctx: Context) -> list[ErasureView]:
+    """:func:`finish_withheld`, when something is withheld at all (one indexed query
+    otherwise). Every command runs it on opening the workspace, next to resuming
+    interrupted erasures: a release killed between its commit and its follow-up must not
+    leave photos withheld with no hold keeping them."""
+    with ctx.reader() as session:
+        photo = session.scalar(select(Asset.id).where(Asset.state == "withheld").limit(1))
+        model = session.scalar(select(Artifact.id).where(Artifact.state == "withheld").limit(1))
+    return finish_withheld(ctx) if photo or model else []

@@ -31,7 +31,7 @@ from typing_extensions import TypedDict
 
 from .. import audit
 from ..catalog import in_chunks
-from ..catalog.models import Artifact, Asset, AuditEvent, ErasedFingerprint, Meta, Subject
+from ..catalog.models import Artifact, Asset, AuditEvent, ErasedFingerprint, ErasureRequest, Meta, Subject
 from ..context import Context, when
 from ..erasure import service as erasure_service
 from ..erasure.ledger import entries, missing, replayed_key, unwrap_hashes
@@ -150,6 +150,30 @@ def restore_check(ctx: Context, *, dry_run: bool = False, at: str | datetime | N
     }
 
 
+def _earlier_replay(ctx: Context, original: str) -> str | None:
+    """The replay of ``original`` a killed ``restore-check`` left (finished here if it
+    was interrupted), or None: a second run finishes the first's instead of planning anew,
+    which the open one would block."""
+    with ctx.reader() as session:
+        row = session.execute(
+            select(ErasureRequest.id, ErasureRequest.state)
+            .where(
+                ErasureRequest.scope_kind == "set",
+                ErasureRequest.scope_ref == f"restore:{original}",
+                ErasureRequest.state.not_in(("cancelled", "denied")),
+            )
+            .order_by(ErasureRequest.created_at.desc())
+            .limit(1)
+        ).first()
+    if row is None:
+        return None
+    if row.state == "planned":
+        erasure_service.approve(ctx, row.id)
+    elif row.state != "completed":
+        erasure_service.resume(ctx, row.id)
+    return str(row.id)
+
+
 def _replay(
     ctx: Context,
     body: dict[str, Any],
@@ -171,14 +195,15 @@ def _replay(
         "why": f"erased by {original}; brought back by a restore",
         "replays": original,
     }
-    view = erasure_service.erase_set(
-        ctx,
-        f"restore:{original}",
-        members,
-        reason=f"replay of erasure {original} after a restore from an older backup",
-        at=at,
-    )
-    replay = view["id"]
+    replay = _earlier_replay(ctx, original)
+    if replay is None:
+        replay = erasure_service.erase_set(
+            ctx,
+            f"restore:{original}",
+            members,
+            reason=f"replay of erasure {original} after a restore from an older backup",
+            at=at,
+        )["id"]
     with ctx.sessions.begin() as session:
         known = {
             f

@@ -10,8 +10,11 @@ once approved (the two-person rule of :mod:`.erasures` applies).
 from typing import Annotated, Literal
 
 from fastapi import Query, Request
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
+from starlette.background import BackgroundTask
 
+from ... import uploads
 from ...dsr import cases as service
 from ...dsr.cases import CaseDetail, CaseErasure, CaseView
 from ...erasure import service as erasure_service
@@ -153,3 +156,27 @@ def erase(request: Request, ctx: Ctx, case_id: str, body: CaseErasureRequest) ->
     if view["state"] == "approved":
         start_job(request, ctx, "erasure", {"request": view["id"]})
     return {"case": result["case"], "erasure": view}
+
+
+@resource.post(
+    "/v1/cases/{case_id}/export",
+    scope="asset:bytes",
+    summary="Answer an access case (identity verified first): its subject's export as a zip; "
+    "the case keeps its sha256",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}}},
+    errors={409: "The requester's identity is not verified", 422: "The case is not an open access request"},
+)
+def export(ctx: Ctx, case_id: str) -> FileResponse:
+    file_id, path = uploads.new_file(ctx)
+    try:
+        service.export_case(ctx, case_id, path)
+    except BaseException:
+        uploads.discard(ctx, file_id)
+        raise
+    return FileResponse(
+        path,
+        media_type="application/zip",
+        filename="subject-export.zip",
+        background=BackgroundTask(uploads.discard, ctx, file_id),
+    )
