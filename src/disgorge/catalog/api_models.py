@@ -15,7 +15,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from .models import Base, UTCDateTime
 
-__all__ = ["ApiToken", "Job", "Principal", "Setting"]
+__all__ = ["ApiToken", "Job", "Principal", "Setting", "WebSession"]
 
 
 class Principal(Base):
@@ -30,6 +30,8 @@ class Principal(Base):
     kind: Mapped[str] = mapped_column(String(16), default="user")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    #: argon2id hash of the web UI password (None: this principal cannot log in to the UI)
+    password_hash: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class ApiToken(Base):
@@ -74,3 +76,18 @@ class Job(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(80), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WebSession(Base):
+    """A web UI login: found by the SHA-256 of the cookie's secret (never the cookie), with
+    the CSRF token its forms carry; logout revokes it here, so a copied cookie dies too."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

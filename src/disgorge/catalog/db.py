@@ -35,7 +35,7 @@ _MIGRATIONS = Path(__file__).parent / "migrations"
 
 #: the latest Alembic revision; opening a workspace compares against it without loading
 #: Alembic (tests/test_migrations.py checks it is the head of migrations/versions)
-SCHEMA_HEAD = "0011"
+SCHEMA_HEAD = "0012"
 
 
 #: values bound in one ``IN (...)`` list: below SQLite's old limit of 999 parameters per
