@@ -465,3 +465,60 @@ def serve_api(root: Path) -> Iterator[Api]:
     tokens = add_role_tokens(root)
     with running_server(root, actor="api-server") as url:
         yield Api(url, tokens)
+
+
+# -- the web UI in a real browser ---------------------------------------------------------------
+#: Debian's chromium and chromium-driver (.ci/run installs them); nothing is downloaded at run time
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+def new_browser() -> Any:
+    """A headless Chromium driven through chromium-driver (a ``selenium`` WebDriver; the caller
+    quits it). Skips saying why when they are not installed, or fails when the environment
+    has ``DISGORGE_REQUIRE_BROWSER`` set (CI: a failed install must not pass as a skip)."""
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if missing:
+        why = (
+            f"the browser tests need Debian's chromium and chromium-driver; missing {', '.join(missing)} "
+            "(apt-get install chromium chromium-driver; .ci/run installs them)"
+        )
+        if os.environ.get("DISGORGE_REQUIRE_BROWSER"):
+            pytest.fail(why)
+        pytest.skip(why)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager never downloads anything
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"):
+        options.add_argument(arg)
+    options.binary_location = str(CHROMIUM)
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    driver.set_page_load_timeout(60)
+    return driver
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """A headless Chromium (see :func:`new_browser`), quit after the test."""
+    driver = new_browser()
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def ui_login(driver: Any, url: str, name: str, password: str) -> None:
+    """Log in through the UI's login page (``url`` is the server's base URL) and wait for the
+    next page: one showing who is logged in (``#whoami``), or the login page's ``#error``."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(f"{url}/ui/login")
+    driver.find_element(By.ID, "username").send_keys(name)
+    driver.find_element(By.ID, "password").send_keys(password)
+    driver.find_element(By.ID, "login").click()
+    WebDriverWait(driver, 30).until(
+        lambda d: d.find_elements(By.ID, "whoami") or d.find_elements(By.ID, "error")
+    )
