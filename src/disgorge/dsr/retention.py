@@ -38,7 +38,7 @@ from ..context import Context, when
 from ..erasure import service as erasure_service
 from ..erasure.plan import OPEN_STATES, PlanSummary, make_plan, summarize
 from ..erasure.service import ErasureView
-from ..errors import InvalidInput, NotFound
+from ..errors import ErasureBlocked, InvalidInput, NotFound
 from ..sources import find_source
 
 __all__ = [
@@ -298,6 +298,8 @@ def run_retention(
             "models": [],
             "subjects": [],
             "why": "expired under a retention rule",
+            # one retention erasure open at a time: two runs at once (cron and the API) make one
+            "exclusive": REF_PREFIX,
         }
         preview = summarize(make_plan(session, "set", ref, ref, members)) if dry_run and photos else None
     result: RetentionRun = {
@@ -311,7 +313,18 @@ def run_retention(
     }
     if dry_run or not photos:
         return result
-    view = erasure_service.erase_set(ctx, ref, members, reason=_reason(rules), at=instant, run=run, wait=wait)
+    try:
+        view = erasure_service.erase_set(ctx, ref, members, reason=_reason(rules), at=instant, run=False)
+    except ErasureBlocked:  # another run's erasure was made meanwhile: what it covers is left to it
+        with ctx.reader() as session:
+            result["rules"], photos, result["pending"] = _due(session, instant)
+        result["photos"] = len(photos)
+        return result
+    if run:
+        try:
+            view = erasure_service.resume(ctx, view["id"], wait=wait)
+        except ErasureBlocked:  # another command took it up on opening: it runs there
+            view = erasure_service.show(ctx, view["id"])
     with ctx.sessions.begin() as session:
         audit.append(
             session,

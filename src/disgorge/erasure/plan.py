@@ -178,7 +178,8 @@ def make_plan(
 ) -> dict[str, Any]:
     """The plan for a scope; ``key`` is the catalog key (subject id, asset id, source id,
     artifact id); a ``set`` scope names its ``members`` (``assets``, ``subjects`` and
-    ``models`` ids, and ``why``)."""
+    ``models`` ids, and ``why``; with ``exclusive``, a ref prefix of which one request at a
+    time may be open: checked in the caller's writer transaction, so two at once make one)."""
     if kind not in SCOPES:
         raise InvalidInput(f"scope {kind!r}: expected one of {', '.join(SCOPES)}")
     running = session.execute(  # columns only: another request's damaged JSON must not matter here
@@ -198,6 +199,17 @@ def make_plan(
             f"erasure {running.id} of this scope is already {running.state}; wait for it or cancel it"
         )
 
+    exclusive = (members or {}).get("exclusive")
+    if kind == "set" and exclusive:  # e.g. retention runs: one open at a time, whatever their refs
+        first = session.execute(
+            select(ErasureRequest.id, ErasureRequest.state).where(
+                ErasureRequest.scope_kind == "set",
+                ErasureRequest.scope_ref.startswith(exclusive),
+                ErasureRequest.state.in_(OPEN_STATES),
+            )
+        ).first()
+        if first is not None:
+            raise ErasureBlocked(f"erasure {first.id} ({exclusive}...) is still {first.state}; it goes first")
     assets = scope_assets(session, kind, key, members)
     released: list[str] = []
     if kind == "request":
