@@ -517,6 +517,9 @@ def _scenario(call: Recorder, root: Path) -> None:
         # principals, tokens, settings and jobs (the REST API's)
         call(app, "add_principal", "officer", role="privacy_officer")
         call(app, "add_principal", "pipeline", role="ml_engineer", kind="service")
+        call(app, "set_password", "officer", "correct horse battery")  # the web UI's login
+        assert call(app, "check_password", "officer", "correct horse battery") is not None
+        assert call(app, "check_password", "officer", "wrong horse battery") is None
         call(app, "principals")
         call(app, "create_token", "officer", expires="1d")
         token = call(app, "create_token", "pipeline", expires="never")

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from . import assets, bootstrap, maintenance, runs, subjects
 from . import jobs as job_service
 from . import sources as source_service
+from .access import passwords as password_service
 from .access import principals as principal_service
 from .access import settings as settings_service
 from .audit import service as audit_service
@@ -431,6 +432,8 @@ class Workspace:
     create_token = _service(principal_service.create_token)
     tokens = _service(principal_service.list_tokens)
     revoke_token = _service(principal_service.revoke_token)
+    set_password = _service(password_service.set_password)
+    check_password = _service(password_service.check_password)
     settings = _service(settings_service.get_settings)
     set_setting = _service(settings_service.set_setting)
     jobs = _service(job_service.list_jobs)

@@ -42,6 +42,7 @@ from ..errors import DisgorgeError, InvalidInput
 from ..sharing.asgi import AccessLog, uvicorn_config
 from ..sharing.limits import BodyBudget, Gate, Limits, Refused
 from ..sharing.worker import InboxWorker
+from ..web.app import router as ui_router
 from ..workspace import Workspace
 from .problems import MEDIA_TYPE, problem_body
 from .routes import RESOURCES
@@ -174,6 +175,7 @@ def create_app(
     _install_error_handlers(app, limits)
     for resource in RESOURCES:
         app.include_router(resource.router)
+    app.include_router(ui_router)  # the web UI (/ui/, docs/ui.md): pages, not rows of the route table
     return app
 
 

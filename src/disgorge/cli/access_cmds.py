@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
@@ -75,6 +76,32 @@ def user_disable(
         print_json(view)
         return
     console.print(f"disabled {shown(view['name'])}", markup=False)
+
+
+@user_app.command("password")
+def user_password(
+    name: Annotated[str, typer.Argument(help="The user's name.")],
+    password_stdin: Annotated[
+        bool,
+        typer.Option("--password-stdin", help="Read the password from the first line of stdin (no prompt)."),
+    ] = False,
+    workspace: WorkspaceOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Set a user's web UI password (argon2id; at least 12 characters); ends their UI sessions."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    with open_workspace(workspace) as ws:
+        view = ws.set_password(name, password)
+    if json_out:
+        print_json(view)
+        return
+    console.print(
+        f"password set for {shown(view['name'])}; {view['sessions_ended']} web session(s) ended",
+        markup=False,
+    )
 
 
 @token_app.command("create")

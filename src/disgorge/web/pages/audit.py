@@ -1,0 +1,44 @@
+"""The audit log (``/ui/audit``): events, newest page last, filtered by action and actor.
+
+Needs ``audit:read``, as ``GET /v1/audit/events``; the chain's state is on the overview.
+"""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import Query, Request, Response
+
+from ...audit import service
+from ..framework import context, needs, page_router, render
+
+__all__ = ["PAGE", "router"]
+
+router = page_router()
+
+PAGE = 100
+
+
+@router.get("/audit", **needs("audit:read"))
+def audit(
+    request: Request,
+    action: str = Query("", max_length=64),
+    actor: str = Query("", max_length=128),
+    offset: int = Query(-1, ge=-1, le=2**53 - 1),
+) -> Response:
+    ctx = context(request)
+    total = service.find_events(ctx, action=action or None, actor=actor or None, limit=1)["total"]
+    if offset < 0:  # the latest page
+        offset = max(total - PAGE, 0)
+    found = service.find_events(ctx, action=action or None, actor=actor or None, limit=PAGE, offset=offset)
+    events = [{**e, "payload_json": json.dumps(e["payload"], sort_keys=True)} for e in found["items"]]
+    return render(
+        request,
+        "audit.html",
+        events=events,
+        total=found["total"],
+        offset=offset,
+        page=PAGE,
+        action=action,
+        actor=actor,
+    )

@@ -1,0 +1,318 @@
+"""The web UI over HTTP, on real uvicorn (``disgorge serve``'s app) with cookies.
+
+Login and logout (the session is revoked on the server: the old cookie no longer works),
+the same answer for a wrong password and an unknown user, CSRF on every POST form, the
+session cookie's flags and its idle and absolute expiry, each role's pages (the scope of
+the API route showing the same data), no external subject id on any page, the vendored
+files' sha256, and a second privacy officer approving an erasure the first requested.
+The browser's view of the same pages is tests/test_web_browser.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import DENIED, PEOPLE, ROLE_USERS, Api, serve_api, smoke_workspace, sql
+from disgorge import Workspace
+from disgorge.access.roles import ROLES
+from disgorge.errors import InvalidInput, NotFound
+
+pytest.importorskip("argon2")
+pytest.importorskip("jinja2")
+
+WEB = Path(__file__).resolve().parents[1] / "src" / "disgorge" / "web"
+#: every logged-in user's password here (each principal of ROLE_USERS, and officer-2)
+PASSWORD = "correct horse battery staple"
+#: each page, and the scope of the API route that shows the same data
+PAGES = {
+    "/ui/": "status:read",
+    "/ui/cases": "subject:read",
+    "/ui/erasures": "erasure:read",
+    "/ui/holds": "erasure:read",
+    "/ui/audit": "audit:read",
+}
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@dataclass
+class Site:
+    api: Api
+    root: Path
+    clients: list[httpx.Client] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.api.url
+
+    def client(self) -> httpx.Client:
+        client = httpx.Client(base_url=self.url, follow_redirects=False, timeout=120)
+        self.clients.append(client)
+        return client
+
+    def login(self, name: str, password: str = PASSWORD) -> httpx.Client:
+        """A client logged in as ``name``."""
+        client = self.client()
+        form = client.get("/ui/login")
+        assert form.status_code == 200, form.text
+        answer = client.post(
+            "/ui/login", data={"username": name, "password": password, "csrf_token": token_of(form)}
+        )
+        assert answer.status_code == 303, answer.text
+        assert answer.headers["location"] == "/ui/"
+        return client
+
+
+def token_of(page: httpx.Response) -> str:
+    """The CSRF token of the first form on a page."""
+    found = CSRF.search(page.text)
+    assert found, "the page has no form with a CSRF token"
+    return found.group(1)
+
+
+def post(client: httpx.Client, path: str, data: dict[str, str] | None = None) -> httpx.Response:
+    """POST a form from ``path``'s page (its CSRF token included), as a browser would."""
+    token = token_of(client.get("/ui/"))
+    return client.post(path, data={**(data or {}), "csrf_token": token})
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    tmp = tmp_path_factory.mktemp("web")
+    smoke_workspace(tmp).close()
+    root = tmp / "ws"
+    with serve_api(root) as api:
+        with Workspace.open(root, actor="tester") as ws:
+            for name in [*ROLE_USERS.values(), "officer-2"]:
+                ws.set_password(name, PASSWORD)
+        site = Site(api, root)
+        try:
+            yield site
+        finally:
+            for client in site.clients:
+                client.close()
+
+
+# -- logging in and out --------------------------------------------------------------------------
+def test_pages_send_a_stranger_to_the_login_page(site: Site) -> None:
+    client = site.client()
+    for path in PAGES:
+        answer = client.get(path)
+        assert answer.status_code == 303, path
+        assert answer.headers["location"] == "/ui/login"
+    form = client.get("/ui/login")
+    assert form.status_code == 200
+    for needle in ('id="login-form"', 'for="username"', 'id="username"', 'for="password"', 'id="login"'):
+        assert needle in form.text
+    assert re.search(r'<input id="password" name="password" type="password"', form.text)
+
+
+def test_login_shows_who_is_logged_in_and_logout_ends_the_session_on_the_server(site: Site) -> None:
+    client = site.login(ROLE_USERS["privacy_officer"])
+    cookie = client.cookies["disgorge_session"]
+    page = client.get("/ui/")
+    assert page.status_code == 200
+    assert '<span id="whoami" title="logged in as">officer-1 (privacy_officer)</span>' in page.text
+    for nav in ("nav-overview", "nav-cases", "nav-erasures", "nav-holds", "nav-audit", "logout-button"):
+        assert f'id="{nav}"' in page.text
+    with Workspace.open(site.root, actor="tester") as ws:
+        [(principal,)] = sql(ws, "SELECT id FROM principals WHERE name = 'officer-1'")
+        digest = hashlib.sha256(cookie.encode()).hexdigest()
+        # the catalog keeps the cookie's SHA-256, never the cookie
+        assert sql(ws, "SELECT principal_id, revoked_at FROM web_sessions WHERE id = ?", digest) == [
+            (principal, None)
+        ]
+        assert sql(ws, "SELECT count(*) FROM web_sessions WHERE id = ?", cookie) == [(0,)]
+
+    out = post(client, "/ui/logout")
+    assert out.status_code == 303 and out.headers["location"] == "/ui/login"
+    assert client.get("/ui/").status_code == 303
+    # the same cookie, copied before the logout, is dead too: the server revoked it
+    copied = site.client()
+    copied.cookies.set("disgorge_session", cookie, path="/ui")
+    answer = copied.get("/ui/")
+    assert answer.status_code == 303 and answer.headers["location"] == "/ui/login"
+    with Workspace.open(site.root, actor="tester") as ws:
+        [(revoked,)] = sql(ws, "SELECT revoked_at FROM web_sessions WHERE id = ?", digest)
+        assert revoked is not None
+        actions = [a for (a,) in sql(ws, "SELECT action FROM audit_events WHERE action LIKE 'ui.%'")]
+        assert "ui.login" in actions and "ui.logout" in actions
+
+
+def test_a_wrong_password_and_an_unknown_user_get_the_same_answer(site: Site) -> None:
+    client = site.client()
+    token = token_of(client.get("/ui/login"))
+    wrong = client.post(
+        "/ui/login", data={"username": "auditor-1", "password": "not the password", "csrf_token": token}
+    )
+    unknown = client.post(
+        "/ui/login", data={"username": "no-such-user", "password": "not the password", "csrf_token": token}
+    )
+    service = client.post(  # a principal without a password (a service's, or one never set)
+        "/ui/login", data={"username": "admin-1", "password": "", "csrf_token": token}
+    )
+    for answer in (wrong, unknown, service):
+        assert answer.status_code == 401
+        error = '<p id="error" class="problem" role="alert"><strong>Error:</strong> '
+        assert error + "wrong user name or password</p>" in answer.text
+        assert "disgorge_session" not in answer.headers.get("set-cookie", "")
+    assert wrong.text.replace("auditor-1", "X") == unknown.text.replace("no-such-user", "X")
+
+
+def test_a_disabled_principal_cannot_log_in_and_its_sessions_end(site: Site) -> None:
+    with Workspace.open(site.root, actor="tester") as ws:
+        ws.add_principal("leaver", role="auditor")
+        ws.set_password("leaver", PASSWORD)
+    client = site.login("leaver")
+    assert client.get("/ui/").status_code == 200
+    with Workspace.open(site.root, actor="tester") as ws:
+        ws.disable_principal("leaver")
+    assert client.get("/ui/").status_code == 303
+    form = site.client()
+    token = token_of(form.get("/ui/login"))
+    answer = form.post("/ui/login", data={"username": "leaver", "password": PASSWORD, "csrf_token": token})
+    assert answer.status_code == 401
+
+
+def test_setting_a_password_checks_it_and_ends_the_users_sessions(site: Site) -> None:
+    with Workspace.open(site.root, actor="tester") as ws:
+        ws.add_principal("mover", role="viewer")
+        ws.add_principal("robot", role="viewer", kind="service")
+        with pytest.raises(InvalidInput, match="at least 12"):
+            ws.set_password("mover", "short")
+        with pytest.raises(InvalidInput, match="service principal"):
+            ws.set_password("robot", PASSWORD)
+        with pytest.raises(NotFound):
+            ws.set_password("nobody", PASSWORD)
+        ws.set_password("mover", PASSWORD)
+        [(stored,)] = sql(ws, "SELECT password_hash FROM principals WHERE name = 'mover'")
+        assert stored.startswith("$argon2id$") and PASSWORD not in stored
+    client = site.login("mover")
+    assert client.get("/ui/").status_code == 200
+    with Workspace.open(site.root, actor="tester") as ws:
+        assert ws.set_password("mover", "another long passphrase")["sessions_ended"] == 1
+    assert client.get("/ui/").status_code == 303
+    site.login("mover", "another long passphrase")
+
+
+# -- CSRF, cookies, headers ----------------------------------------------------------------------
+def test_a_post_without_the_sessions_csrf_token_is_refused(site: Site) -> None:
+    client = site.login(ROLE_USERS["admin"])
+    for data in ({}, {"csrf_token": ""}, {"csrf_token": "x" * 43}):
+        answer = client.post("/ui/logout", data=data)
+        assert answer.status_code == 403, data
+        assert "the form&#39;s CSRF token is missing or wrong" in answer.text
+    assert client.get("/ui/").status_code == 200, "a refused POST changed nothing: still logged in"
+    # another session's token is not this one's
+    other = site.login(ROLE_USERS["viewer"])
+    answer = client.post("/ui/logout", data={"csrf_token": token_of(other.get("/ui/"))})
+    assert answer.status_code == 403
+    # the login form: its token must match the pre-session cookie (double submit)
+    stranger = site.client()
+    stranger.get("/ui/login")
+    answer = stranger.post(
+        "/ui/login", data={"username": "admin-1", "password": PASSWORD, "csrf_token": "forged" * 8}
+    )
+    assert answer.status_code == 403
+    bare = site.client()  # no cookie at all
+    answer = bare.post(
+        "/ui/login", data={"username": "admin-1", "password": PASSWORD, "csrf_token": "a" * 43}
+    )
+    assert answer.status_code == 403
+
+
+def test_the_session_cookie_is_httponly_strict_and_scoped_to_the_ui(site: Site) -> None:
+    client = site.client()
+    form = client.get("/ui/login")
+    answer = client.post(
+        "/ui/login",
+        data={"username": ROLE_USERS["auditor"], "password": PASSWORD, "csrf_token": token_of(form)},
+    )
+    [cookie] = [c for c in answer.headers.get_list("set-cookie") if c.startswith("disgorge_session=")]
+    flags = {part.strip().lower() for part in cookie.split(";")[1:]}
+    assert {"httponly", "samesite=strict", "path=/ui"} <= flags
+    assert "secure" not in flags  # plain http on loopback; over https the cookie is Secure
+    secret = cookie.split(";")[0].split("=", 1)[1]
+    assert len(secret) >= 43  # 32 random bytes
+    page = client.get("/ui/")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["cache-control"] == "no-store"
+
+
+def test_a_session_ends_after_8_hours_idle_or_12_hours_in_all(site: Site) -> None:
+    idle, old = site.login(ROLE_USERS["viewer"]), site.login(ROLE_USERS["viewer"])
+    assert idle.get("/ui/").status_code == old.get("/ui/").status_code == 200
+    with Workspace.open(site.root, actor="tester") as ws:
+        now = datetime.now(UTC).replace(tzinfo=None)
+        for client, column, when in (
+            (idle, "last_seen_at", now - timedelta(hours=8, minutes=1)),
+            (old, "expires_at", now - timedelta(minutes=1)),
+        ):
+            digest = hashlib.sha256(client.cookies["disgorge_session"].encode()).hexdigest()
+            stamp = when.strftime("%Y-%m-%d %H:%M:%S.%f")
+            assert sql(ws, f"UPDATE web_sessions SET {column} = ? WHERE id = ?", stamp, digest) == []
+    for client in (idle, old):
+        answer = client.get("/ui/")
+        assert answer.status_code == 303 and answer.headers["location"] == "/ui/login"
+
+
+def test_the_ui_is_not_in_the_openapi_document(site: Site) -> None:
+    spec = site.api.call("admin", "GET", "/v1/openapi.json").json()
+    assert not [path for path in spec["paths"] if path.startswith("/ui")]
+
+
+# -- roles ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("role", list(ROLE_USERS))
+def test_each_role_sees_the_pages_its_scopes_allow(site: Site, role: str) -> None:
+    client = site.login(ROLE_USERS[role])
+    for path, scope in PAGES.items():
+        answer = client.get(path)
+        if scope in ROLES[role]:
+            assert answer.status_code == 200, (role, path, answer.text[:500])
+            assert f"({role})</span>" in answer.text
+        else:
+            assert answer.status_code == 403, (role, path)
+            assert 'id="forbidden"' in answer.text
+
+
+# -- vendored files ------------------------------------------------------------------------------
+def test_every_vendored_file_is_listed_with_its_sha256(site: Site) -> None:
+    vendor = WEB / "static" / "vendor"
+    rows = [line.split() for line in (vendor / "VENDOR").read_text().splitlines() if line and line[0] != "#"]
+    listed = {row[0]: row for row in rows}
+    files = {p.name for p in vendor.iterdir() if p.name != "VENDOR"}
+    assert files == set(listed), "a vendored file without a VENDOR line, or a line without its file"
+    for name, (_file, package, version, licence, digest, *source) in listed.items():
+        assert hashlib.sha256((vendor / name).read_bytes()).hexdigest() == digest, name
+        assert package and version[0].isdigit() and licence in ("0BSD", "MIT", "BSD-3-Clause") and source
+    served = site.client().get("/ui/static/vendor/htmx.min.js")
+    assert served.status_code == 200
+    assert hashlib.sha256(served.content).hexdigest() == listed["htmx.min.js"][4]
+    # nothing from elsewhere: every script and stylesheet the templates load is served here
+    for template in (WEB / "templates").glob("*.html"):
+        text = template.read_text()
+        assert not re.search(r"""(src|href)=["']?(https?:)?//""", text), template.name
+    assert site.client().get("/ui/static/../../pyproject.toml").status_code in (403, 404)
+
+
+# -- no personal data ----------------------------------------------------------------------------
+def test_no_page_shows_an_external_subject_id(site: Site) -> None:
+    admin, officer = site.login(ROLE_USERS["admin"]), site.login(ROLE_USERS["privacy_officer"])
+    seen = []
+    for client in (admin, officer):
+        for path in PAGES:
+            answer = client.get(path)
+            assert answer.status_code == 200
+            seen.append((path, answer.text))
+    assert DENIED in PEOPLE
+    for path, text in seen:
+        for person in PEOPLE:
+            assert person not in text, f"{path} shows the external id {person}"
