@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -92,6 +93,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         with Workspace.open(root, actor="tester") as ws:
             for name in [*ROLE_USERS.values(), "officer-2"]:
                 ws.set_password(name, PASSWORD)
+            # cases by external id (kept only as refs): one long overdue, one due in a month
+            ws.open_case("access", PEOPLE[0], received_at="2013-08-01", channel="email")
+            ws.open_case("erasure", PEOPLE[2], received_at=date.today().isoformat(), channel="portal")
         site = Site(api, root)
         try:
             yield site
@@ -316,3 +320,124 @@ def test_no_page_shows_an_external_subject_id(site: Site) -> None:
     for path, text in seen:
         for person in PEOPLE:
             assert person not in text, f"{path} shows the external id {person}"
+
+
+def test_overdue_cases_say_so_in_words_not_only_in_colour(site: Site) -> None:
+    client = site.login(ROLE_USERS["auditor"])
+    for path in ("/ui/", "/ui/cases?status=open"):
+        page = client.get(path).text
+        rows = re.findall(r"<tr data-id=\"[^\"]+\"( class=\"overdue\")?>(.*?)</tr>", page, re.S)
+        assert len(rows) == 2, path
+        assert sorted(bool(cls) for cls, _ in rows) == [False, True]
+        for cls, row in rows:
+            assert ("OVERDUE" in row) == bool(cls)
+            assert re.search(r"<code>sub_[0-9a-z]+</code>", row)
+    late = client.get("/ui/cases?overdue=1").text
+    assert late.count("OVERDUE") == 1 and 'id="case-filters"' in late
+
+
+def test_holds_are_placed_and_released_from_the_page_by_ref(site: Site) -> None:
+    officer, viewer = site.login(ROLE_USERS["privacy_officer"]), site.login(ROLE_USERS["viewer"])
+    placed = post(
+        officer, "/ui/holds", {"kind": "subject", "name": PEOPLE[1], "reason": "litigation matter 2026-4"}
+    )
+    assert placed.status_code == 303 and placed.headers["location"] == "/ui/holds"
+    page = officer.get("/ui/holds").text
+    assert PEOPLE[1] not in page
+    [hold] = re.findall(r'<tr data-id="([^"]+)" class="active">', page)
+    assert re.search(r"subject <code>sub_[0-9a-z]+</code>", page) and "ACTIVE" in page
+    assert 'id="add-hold"' in page and f'<label for="release-reason-{hold}">' in page
+    # a viewer reads holds but places and releases none
+    seen = viewer.get("/ui/holds").text
+    assert hold in seen and 'id="add-hold"' not in seen and "release-reason" not in seen
+    refused = post(viewer, f"/ui/holds/{hold}/release", {"reason": "not mine to release"})
+    assert refused.status_code == 403 and 'id="forbidden"' in refused.text
+    short = post(officer, f"/ui/holds/{hold}/release", {"reason": "done"})
+    assert short.status_code == 422 and "10 to 2000 characters" in short.text
+    released = post(officer, f"/ui/holds/{hold}/release", {"reason": "the matter was settled"})
+    assert released.status_code == 303
+    assert f'<tr data-id="{hold}" class="released">' in officer.get("/ui/holds?").text
+
+
+def _erasure_page(
+    client: httpx.Client, request_id: str, states: tuple[str, ...], timeout: float = 180
+) -> str:
+    give_up = time.monotonic() + timeout
+    while True:
+        page = client.get(f"/ui/erasures/{request_id}")
+        assert page.status_code == 200, page.text
+        state = re.search(r'<strong id="state" class="[^"]*">([a-z_]+)</strong>', page.text)
+        assert state, page.text
+        if state.group(1) in states or time.monotonic() > give_up:
+            return page.text
+        time.sleep(0.2)
+
+
+def _new_erasure(client: httpx.Client, kind: str, ident: str, reason: str) -> str:
+    made = post(client, "/ui/erasures/new", {"kind": kind, "scope_id": ident, "reason": reason})
+    assert made.status_code == 303, made.text
+    found = re.fullmatch(r"/ui/erasures/([0-9a-f]{32})", made.headers["location"])
+    assert found, made.headers["location"]
+    return found.group(1)
+
+
+def test_a_subjects_erasure_from_the_form_shows_only_its_ref(site: Site) -> None:
+    officer = site.login(ROLE_USERS["privacy_officer"])
+    request_id = _new_erasure(officer, "subject", PEOPLE[0], "GDPR Art. 17 request 2026-9")
+    page = _erasure_page(officer, request_id, ("completed", "failed"))
+    assert re.search(r"Scope: subject <code>sub_[0-9a-z]+</code>", page)
+    assert ">completed</strong>" in page, page
+    for path in (f"/ui/erasures/{request_id}", "/ui/erasures", "/ui/", "/ui/audit", "/ui/cases", "/ui/holds"):
+        text = officer.get(path).text
+        for person in PEOPLE:
+            assert person not in text, f"{path} shows the external id {person}"
+
+
+def test_a_second_officer_approves_and_the_certificate_verifies_from_the_page(site: Site) -> None:
+    first, second = site.login(ROLE_USERS["privacy_officer"]), site.login("officer-2")
+    viewer, ml = site.login(ROLE_USERS["viewer"]), site.login(ROLE_USERS["ml_engineer"])
+    listing = first.get("/ui/erasures").text
+    assert 'id="new-erasure"' in listing and '<label for="scope-id">' in listing
+    assert 'id="new-erasure"' not in viewer.get("/ui/erasures").text
+    refused = post(ml, "/ui/erasures/new", {"kind": "source", "scope_id": "lfw", "reason": "not allowed"})
+    assert refused.status_code == 403 and 'id="forbidden"' in refused.text
+
+    # one deny ends a request
+    denied = _new_erasure(first, "source", "lfw", "the source's licence ended")
+    assert post(second, f"/ui/erasures/{denied}/deny", {"reason": "no"}).status_code == 422  # too short
+    assert post(second, f"/ui/erasures/{denied}/deny", {"reason": "keep it for now"}).status_code == 303
+    assert ">denied</strong>" in _erasure_page(first, denied, ("denied",))
+
+    request_id = _new_erasure(first, "source", "lfw", "the source's licence ended")
+    page = _erasure_page(first, request_id, ("planned",))
+    assert 'id="approvals-needed">1 more approval(s) needed' in page
+    assert 'form id="approve"' in page and 'form id="deny"' in page
+    assert 'form id="approve"' not in viewer.get(f"/ui/erasures/{request_id}").text
+    plan = page.split('<table id="plan">')[1].split("</table>")[0]
+    assert 'class="empty"' not in plan and re.search(r"<td>[a-z_]+</td><td>[1-9]\d*</td>", plan)
+    # the requester's own approval does not count: the two-person rule
+    own = post(first, f"/ui/erasures/{request_id}/approve", {"reason": "mine"})
+    assert own.status_code == 403 and "other than its requester" in own.text
+    viewed = post(viewer, f"/ui/erasures/{request_id}/approve", {"reason": "mine"})
+    assert viewed.status_code == 403 and 'id="forbidden"' in viewed.text
+    approved = post(second, f"/ui/erasures/{request_id}/approve", {"reason": "checked the contract"})
+    assert approved.status_code == 303 and approved.headers["location"] == f"/ui/erasures/{request_id}"
+
+    page = _erasure_page(first, request_id, ("completed", "failed", "awaiting_recipients"))
+    assert ">completed</strong>" in page, page
+    assert "officer-2: <strong>approved</strong>" in page
+    assert 'class="pending"' not in page.split('id="steps"')[1].split("</ol>")[0]
+    assert 'hx-trigger="every 2s"' not in page
+    assert "HX-Refresh".lower() in {
+        k.lower() for k in first.get(f"/ui/erasures/{request_id}/progress").headers
+    }
+    download = first.get(f"/ui/erasures/{request_id}/certificate")
+    assert download.status_code == 200 and "attachment" in download.headers["content-disposition"]
+    assert {"body", "signature"} <= set(download.json())
+    checked = post(first, f"/ui/erasures/{request_id}/verify-certificate")
+    assert checked.status_code == 200
+    assert '<p id="certificate-check" role="status" aria-live="polite">valid</p>' in checked.text
+    # a viewer sees the request but not its certificate (certificate:read)
+    seen = viewer.get(f"/ui/erasures/{request_id}")
+    assert seen.status_code == 200 and 'id="certificate-download"' not in seen.text
+    assert viewer.get(f"/ui/erasures/{request_id}/certificate").status_code == 403
