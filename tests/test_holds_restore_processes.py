@@ -31,6 +31,7 @@ from conftest import REASON, cli_env, sha
 from disgorge import Workspace
 from disgorge.errors import NotFound, RestoreNeeded
 from disgorge.samples import synthetic_photo
+from test_restore import restore_catalog
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="uses SIGKILL and fork (Linux only)"
@@ -396,17 +397,6 @@ def test_a_release_killed_in_its_follow_up_is_finished_by_the_next_command(
 
 
 # -- restore-check ----------------------------------------------------------------------------
-def _restore_catalog(backup: Path, live: Path) -> None:
-    """What an operator does with a database backup: the catalog's files and the blob
-    store put back as they were (the workspace is closed: no process holds them)."""
-    for name in ("catalog.sqlite", "catalog.sqlite-wal", "catalog.sqlite-shm"):
-        (live / ".disgorge" / name).unlink(missing_ok=True)
-        if (backup / ".disgorge" / name).exists():
-            shutil.copy2(backup / ".disgorge" / name, live / ".disgorge" / name)
-    shutil.rmtree(live / ".disgorge" / "blobs")
-    shutil.copytree(backup / ".disgorge" / "blobs", live / ".disgorge" / "blobs")
-
-
 def restored(base: Path, where: Path) -> tuple[Path, str]:
     """A workspace whose catalog was restored from a backup taken before Ada's erasure
     (the ledger, elsewhere from the backup, remembers it). Returns it and the erasure's id."""
@@ -415,7 +405,7 @@ def restored(base: Path, where: Path) -> tuple[Path, str]:
     with Workspace.open(live, actor="tester") as ws:
         done = ws.erase("subject", ADA, reason=REASON)
         assert done["state"] == "completed", done["error"]
-    _restore_catalog(backup, live)
+    restore_catalog(backup, live)
     shutil.rmtree(backup)
     with pytest.raises(RestoreNeeded):
         Workspace.open(live).close()

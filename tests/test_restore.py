@@ -29,7 +29,7 @@ def _mirrored(data: bytes) -> bytes:
         return out.getvalue()
 
 
-def _restore_catalog(backup: Path, live: Path) -> None:
+def restore_catalog(backup: Path, live: Path) -> None:
     """What an operator does with a database backup: the catalog's files and the blob
     store put back as they were (the workspace is closed: no process holds them)."""
     for name in ("catalog.sqlite", "catalog.sqlite-wal", "catalog.sqlite-shm"):
@@ -60,7 +60,7 @@ def test_a_restored_catalog_is_refused_until_the_erasure_is_replayed(
         text = entry.read_text()
         assert "Ada" not in text and all(sha(d) not in text for d in ada.values())
 
-    _restore_catalog(backup, live)
+    restore_catalog(backup, live)
     with pytest.raises(RestoreNeeded, match="restore-check"):
         Workspace.open(live)
     refused = cli("status", cwd=live)
@@ -160,7 +160,7 @@ def test_a_damaged_ledger_entry_is_refused(live: Path, tmp_path: Path) -> None:
     document = json.loads(entry.read_text())
     document["body"]["fingerprints"] = document["body"]["fingerprints"][1:]  # one photo "forgotten"
     entry.write_text(json.dumps(document))
-    _restore_catalog(backup, live)
+    restore_catalog(backup, live)
     with pytest.raises(IntegrityError, match="ledger entry"):
         Workspace.open(live)
     refused = cli("restore-check", cwd=live)

@@ -6,11 +6,14 @@ audited with that principal's name, and the erasure service applies the two-pers
 to it.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Query, Request
+from fastapi.responses import FileResponse
 from pydantic import BaseModel
+from starlette.background import BackgroundTask
 
 from ..access.roles import Principal
 from ..context import Context
@@ -76,3 +79,23 @@ def start_job(request: Request, ctx: Context, kind: str, params: dict[str, Any])
     if runner is not None:
         runner.wake()
     return job
+
+
+def zip_download(ctx: Context, write: Callable[[Path], object]) -> FileResponse:
+    """Answer with a zip that ``write(path)`` makes: written to a private temporary file
+    outside the workspace (it holds photos in clear; :mod:`disgorge.uploads`), streamed,
+    then overwritten and unlinked; discarded at once if ``write`` fails."""
+    from .. import uploads
+
+    file_id, path = uploads.new_file(ctx)
+    try:
+        write(path)
+    except BaseException:
+        uploads.discard(ctx, file_id)
+        raise
+    return FileResponse(
+        path,
+        media_type="application/zip",
+        filename="subject-export.zip",
+        background=BackgroundTask(uploads.discard, ctx, file_id),
+    )

@@ -12,13 +12,11 @@ from typing import Annotated, Literal
 from fastapi import Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
-from starlette.background import BackgroundTask
 
-from ... import uploads
 from ...dsr import cases as service
 from ...dsr.cases import CaseDetail, CaseErasure, CaseView
 from ...erasure import service as erasure_service
-from ..deps import Ctx, Limit, Offset, Page, page, start_job
+from ..deps import Ctx, Limit, Offset, Page, page, start_job, zip_download
 from ..table import Resource
 
 __all__ = ["resource"]
@@ -168,15 +166,4 @@ def erase(request: Request, ctx: Ctx, case_id: str, body: CaseErasureRequest) ->
     errors={409: "The requester's identity is not verified", 422: "The case is not an open access request"},
 )
 def export(ctx: Ctx, case_id: str) -> FileResponse:
-    file_id, path = uploads.new_file(ctx)
-    try:
-        service.export_case(ctx, case_id, path)
-    except BaseException:
-        uploads.discard(ctx, file_id)
-        raise
-    return FileResponse(
-        path,
-        media_type="application/zip",
-        filename="subject-export.zip",
-        background=BackgroundTask(uploads.discard, ctx, file_id),
-    )
+    return zip_download(ctx, lambda path: service.export_case(ctx, case_id, path))

@@ -10,11 +10,9 @@ audited ``subject.exported`` naming the principal.
 
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
-from starlette.background import BackgroundTask
 
-from ... import uploads
 from ...dsr import export
-from ..deps import Ctx
+from ..deps import Ctx, zip_download
 from ..table import Resource
 
 __all__ = ["resource"]
@@ -36,15 +34,4 @@ class ExportRequest(BaseModel):
     errors={404: "No such subject (the answer names its ref, never the external id)"},
 )
 def export_subject(ctx: Ctx, body: ExportRequest) -> FileResponse:
-    file_id, path = uploads.new_file(ctx)
-    try:
-        export.export_subject(ctx, body.external_id, path)
-    except BaseException:
-        uploads.discard(ctx, file_id)
-        raise
-    return FileResponse(
-        path,
-        media_type="application/zip",
-        filename="subject-export.zip",
-        background=BackgroundTask(uploads.discard, ctx, file_id),
-    )
+    return zip_download(ctx, lambda path: export.export_subject(ctx, body.external_id, path))
