@@ -414,7 +414,7 @@ def test_a_second_officer_approves_and_the_certificate_verifies_from_the_page(si
     assert 'form id="approve"' in page and 'form id="deny"' in page
     assert 'form id="approve"' not in viewer.get(f"/ui/erasures/{request_id}").text
     plan = page.split('<table id="plan">')[1].split("</table>")[0]
-    assert 'class="empty"' not in plan and re.search(r"<td>[a-z_]+</td><td>[1-9]\d*</td>", plan)
+    assert 'class="empty"' not in plan and re.search(r"<td>photos</td><td>[1-9]\d*</td>", plan)
     # the requester's own approval does not count: the two-person rule
     own = post(first, f"/ui/erasures/{request_id}/approve", {"reason": "mine"})
     assert own.status_code == 403 and "other than its requester" in own.text
@@ -441,3 +441,7 @@ def test_a_second_officer_approves_and_the_certificate_verifies_from_the_page(si
     seen = viewer.get(f"/ui/erasures/{request_id}")
     assert seen.status_code == 200 and 'id="certificate-download"' not in seen.text
     assert viewer.get(f"/ui/erasures/{request_id}/certificate").status_code == 403
+    malformed = first.get("/ui/erasures/not-an-id!")
+    assert malformed.status_code == 422 and 'id="error"' in malformed.text
+    missing = first.get("/ui/erasures/" + "0" * 32)
+    assert missing.status_code == 404 and 'id="error"' in missing.text

@@ -8,7 +8,8 @@ showing the same data needs; ``None``: any logged-in principal) or :data:`PUBLIC
 * a POST whose form lacks the session's CSRF token → ``403`` ("the form's CSRF token is
   missing or wrong"), before anything else reads the form;
 * a role without the scope → ``403`` page with ``#forbidden``;
-* a :class:`~disgorge.errors.DisgorgeError` from a service → its status, as a page.
+* a :class:`~disgorge.errors.DisgorgeError` from a service → its status, as a page (a
+  malformed parameter: ``422``).
 
 Handlers get the workspace's context acting for the logged-in principal
 (:func:`context`), exactly as the API's handlers do (:mod:`disgorge.api.deps`), so every
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
@@ -168,5 +170,7 @@ class PageRoute(APIRoute):
                     return response
                 except DisgorgeError as exc:
                     return error_page(request, exc.status, str(exc))
+                except RequestValidationError:  # a malformed id in the path, a bad query
+                    return error_page(request, 422, "a parameter of the page is malformed")
 
         return handler
