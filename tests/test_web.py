@@ -111,6 +111,8 @@ def test_pages_send_a_stranger_to_the_login_page(site: Site) -> None:
         answer = client.get(path)
         assert answer.status_code == 303, path
         assert answer.headers["location"] == "/ui/login"
+    polled = client.get("/ui/erasures/" + "0" * 32 + "/progress", headers={"HX-Request": "true"})
+    assert polled.status_code == 204 and polled.headers["hx-redirect"] == "/ui/login"  # htmx's way
     form = client.get("/ui/login")
     assert form.status_code == 200
     for needle in ('id="login-form"', 'for="username"', 'id="username"', 'for="password"', 'id="login"'):

@@ -153,6 +153,8 @@ class PageRoute(APIRoute):
                         secret = request.cookies.get(sessions.COOKIE)
                         login = await run_in_threadpool(sessions.lookup, state.ctx, secret)
                         if login is None:
+                            if request.headers.get("hx-request"):  # htmx: load the login page whole
+                                return Response(status_code=204, headers={"HX-Redirect": LOGIN_URL})
                             return redirect(LOGIN_URL)
                         request.state.login = login
                         if request.method == "POST":
