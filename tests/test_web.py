@@ -25,6 +25,7 @@ from conftest import DENIED, PEOPLE, ROLE_USERS, Api, serve_api, smoke_workspace
 from disgorge import Workspace
 from disgorge.access.roles import ROLES
 from disgorge.errors import InvalidInput, NotFound
+from disgorge.web.throttle import MAX_FAILURES, LoginThrottle
 
 pytest.importorskip("argon2")
 pytest.importorskip("jinja2")
@@ -447,3 +448,42 @@ def test_a_second_officer_approves_and_the_certificate_verifies_from_the_page(si
     assert malformed.status_code == 422 and 'id="error"' in malformed.text
     missing = first.get("/ui/erasures/" + "0" * 32)
     assert missing.status_code == 404 and 'id="error"' in missing.text
+
+
+def test_failed_logins_make_the_name_wait_right_password_or_not(site: Site) -> None:
+    """Five wrong passwords for one name: the sixth attempt is refused before the password
+    is checked (429, Retry-After), even with the right one; another name is not affected."""
+    with Workspace.open(site.root, actor="tester") as ws:
+        ws.add_principal("guessed", role="viewer")
+        ws.set_password("guessed", PASSWORD)
+    client = site.client()
+    token = token_of(client.get("/ui/login"))
+    for _ in range(MAX_FAILURES):
+        wrong = client.post(
+            "/ui/login", data={"username": "guessed", "password": "nope nope nope", "csrf_token": token}
+        )
+        assert wrong.status_code == 401
+    right = client.post("/ui/login", data={"username": "guessed", "password": PASSWORD, "csrf_token": token})
+    assert right.status_code == 429 and int(right.headers["retry-after"]) > 0
+    assert "too many failed logins" in right.text and "disgorge_session" not in right.headers.get(
+        "set-cookie", ""
+    )
+    site.login("viewer-1")  # other names log in as before
+
+
+def test_the_throttle_forgets_failures_after_its_window_and_a_good_login_clears_them() -> None:
+    now = [0.0]
+    throttle = LoginThrottle(max_failures=2, window_s=60, clock=lambda: now[0])
+    keys = throttle.keys("Someone ")
+    assert keys == throttle.keys("someone")  # one name, however typed
+    throttle.failed(keys)
+    throttle.failed(keys)
+    assert throttle.wait_s(keys) == 60
+    now[0] = 59.5
+    assert throttle.wait_s(keys) == pytest.approx(0.5)
+    now[0] = 60.0
+    assert throttle.wait_s(keys) == 0
+    throttle.failed(keys)
+    throttle.succeeded(keys)
+    throttle.failed(keys)
+    assert throttle.wait_s(keys) == 0  # one failure since the good login

@@ -20,6 +20,7 @@ from ...access.passwords import check_password
 from ...errors import NotFound
 from .. import UI_PREFIX, csrf, sessions
 from ..framework import LOGIN_URL, PUBLIC, STATIC, error_page, login_of, needs, page_router, redirect, render
+from ..throttle import LoginThrottle
 
 __all__ = ["router"]
 
@@ -67,15 +68,35 @@ async def login(
     if not csrf.matches(request.cookies.get(csrf.LOGIN_COOKIE), csrf_token):
         return error_page(request, 403, csrf.MESSAGE)
     ctx = request.app.state.disgorge.ctx
+    throttle = _throttle(request)
+    keys = throttle.keys(username)
+    wait = throttle.wait_s(keys)
+    if wait > 0:  # before the password is even checked: guessing costs real time
+        response = _login_form(
+            request, 429, f"too many failed logins: try again in {int(wait // 60) + 1} minute(s)"
+        )
+        response.headers["Retry-After"] = str(int(wait) + 1)
+        return response
     principal = await run_in_threadpool(check_password, ctx, username.strip(), password)
     if principal is None:
+        throttle.failed(keys)
         log.info("a web UI login was refused")  # never the name: it may be someone's password
         return _login_form(request, 401, WRONG, username)
+    throttle.succeeded(keys)
     secret, _login = await run_in_threadpool(sessions.create, ctx, principal)
     response = redirect(f"{UI_PREFIX}/")
     response.set_cookie(sessions.COOKIE, secret, **_cookie_options(request))  # type: ignore[arg-type]
     response.delete_cookie(csrf.LOGIN_COOKIE, **_cookie_options(request))  # type: ignore[arg-type]
     return response
+
+
+def _throttle(request: Request) -> LoginThrottle:
+    """The server's one throttle of failed logins (made with the first login)."""
+    state = request.app.state
+    if not hasattr(state, "login_throttle"):
+        state.login_throttle = LoginThrottle()
+    throttle: LoginThrottle = state.login_throttle
+    return throttle
 
 
 @router.post("/logout", **needs(None))
