@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import html
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -26,7 +27,11 @@ from typing import Any
 
 import httpx
 import pytest
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -146,12 +151,18 @@ def open_page(driver: WebDriver, site: Site, path: str) -> None:
     wait_for(driver, lambda d: d.execute_script("return document.readyState") == "complete")
 
 
+def tour() -> list[str]:
+    """The screenshots docs/ui.md's tour shows, in its order."""
+    return re.findall(r"\]\(ui/([\w-]+)\.png\)", (ROOT / "docs" / "ui.md").read_text(encoding="utf-8"))
+
+
 def shot(driver: WebDriver, name: str) -> None:
     """Save the page to docs/ui/NAME.png when DISGORGE_UI_SCREENSHOTS is set."""
+    assert name in tour(), f"docs/ui.md's tour does not show {name}.png"
     if os.environ.get("DISGORGE_UI_SCREENSHOTS"):
         SHOTS.mkdir(parents=True, exist_ok=True)
         height = driver.execute_script("return document.documentElement.scrollHeight")
-        driver.set_window_size(1280, max(900, min(int(height) + 140, 3000)))
+        driver.set_window_size(1280, max(900, min(int(height) + 140, 2200)))
         assert driver.save_screenshot(str(SHOTS / f"{name}.png"))
         driver.set_window_size(1280, 900)
 
@@ -267,28 +278,32 @@ def test_two_officers_erase_a_source_and_the_certificate_verifies_on_the_page(
         one(approve, "button[type=submit], button:not([type])").click()
         wait_for(second, staleness_of(approve))  # the request's page again, after the redirect
         wait_for(second, lambda d: d.execute_script("return document.readyState") == "complete")
-        seen: list[tuple[str, int, int]] = []  # (state, steps done, steps) as the page showed them
+        seen: list[tuple[Any, ...]] = []  # what the page showed, each time it changed
 
         def finished(d: WebDriver) -> bool:
-            steps = [s.get_attribute("class") or "" for s in found(d, "#steps li")]
-            now = (one(d, "#state").text.strip(), steps.count("done"), len(steps))
+            now = tuple(d.execute_script(PROGRESS))  # one look: htmx may swap or reload between two
             if not seen or seen[-1] != now:
                 seen.append(now)
-                if now[0] not in ("completed", "failed"):  # running: the part refreshes itself
-                    assert one(d, "#progress").get_attribute("hx-trigger"), now
-            return now[0] in ("completed", "failed")
+            state, _, _, polling, loaded, verify = now
+            if loaded and state not in ("", "completed", "failed"):
+                assert polling, f"a running erasure's page does not refresh itself: {now}"
+            return loaded and (state == "failed" or (state == "completed" and verify))
 
         # without a reload of ours: htmx polls the progress, and reloads the page once it ends
-        wait_for(second, finished, timeout=120)
-        state, done, steps = seen[-1]
+        # (a query that meets the reload mid-way is asked again: WebDriverException)
+        WebDriverWait(second, 120, poll_frequency=0.1, ignored_exceptions=(WebDriverException,)).until(
+            finished
+        )
+        state, done, steps, *_ = seen[-1]
         assert state == "completed" and done == steps > 0, seen
-        assert seen[0][0] != "completed" and seen[0][1] < seen[0][2], f"no progress to see: {seen}"
-        shot(second, "erasure")
+        first = next(s for s in seen if s[0])
+        assert first[0] != "completed" and first[1] < first[2], f"no progress to see: {seen}"
         one(second, "#certificate-verify").click()
         wait_for(
             second, lambda d: found(d, "#certificate-check") and one(d, "#certificate-check").text.strip()
         )
         assert one(second, "#certificate-check").text.strip() == "valid"
+        shot(second, "erasure-verified")
         link = one(second, "a#certificate-download").get_attribute("href")
         assert link and link.startswith(fresh.url)
     finally:
@@ -302,12 +317,27 @@ def test_two_officers_erase_a_source_and_the_certificate_verifies_on_the_page(
     assert photos["total"] == 0
 
 
+#: (state, steps done, steps, whether the progress polls, whether the page and htmx are
+#: loaded, whether it shows the certificate's verify button)
+PROGRESS = """
+const steps = [...document.querySelectorAll('#steps li')];
+return [
+  document.getElementById('state')?.textContent.trim() ?? '',
+  steps.filter(li => li.classList.contains('done')).length,
+  steps.length,
+  !!document.querySelector('#progress[hx-trigger]'),
+  document.readyState === 'complete' && !!window.htmx,
+  !!document.getElementById('certificate-verify'),
+];
+"""
+
+
 # -- CSRF and logout -----------------------------------------------------------------------
 def test_a_post_without_the_csrf_token_is_refused(browser: WebDriver, site: Site) -> None:
     login(browser, site, OFFICER)
     cookie = session_cookie(browser)
     holds = len(site.api.call("auditor", "GET", "/v1/holds").json()["items"])
-    form = {"kind": "source", "name": "lfw", "reason": "a hold nobody asked for"}
+    form = {"kind": "source", "name": "lfw", "reason": "the regulator's inquiry 2026-17"}
 
     # from the page itself: the browser sends its session cookie, the script has no token
     status = browser.execute_script(
@@ -379,7 +409,7 @@ return [...document.querySelectorAll('a[href], button, input, select, textarea, 
 def every_page(site: Site) -> list[tuple[str, str]]:
     return [(name, path) for name, (path, _, _) in PAGES.items()] + [
         ("erasure-waiting", f"/ui/erasures/{site.waiting}"),
-        ("certificate", f"/ui/erasures/{site.done}"),
+        ("erasure-completed", f"/ui/erasures/{site.done}"),
     ]
 
 
@@ -450,3 +480,12 @@ def test_every_page_renders_without_console_errors(browser: WebDriver, site: Sit
     open_page(browser, site, "/ui/audit")
     assert found(browser, "#forbidden")
     shot(browser, "forbidden")
+
+
+def test_the_tour_shows_every_screenshot() -> None:
+    """Each picture docs/ui.md shows is in docs/ui/, a PNG, and no other file is there."""
+    names = tour()
+    assert len(names) == len(set(names)) >= 10, names
+    assert sorted(p.name for p in SHOTS.iterdir()) == sorted(f"{n}.png" for n in names)
+    for name in names:
+        assert (SHOTS / f"{name}.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n"), name
