@@ -19,6 +19,7 @@ import contextlib
 import html
 import os
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -53,6 +54,7 @@ from conftest import (
 from disgorge import Workspace
 from disgorge._time import utcnow
 from disgorge.access.roles import ROLES
+from disgorge.erasure.steps import inject
 
 #: every principal's password (the UI refuses fewer than 12 characters)
 PASSWORD = "correct horse battery staple"
@@ -275,25 +277,28 @@ def test_two_officers_erase_a_source_and_the_certificate_verifies_on_the_page(
         open_page(second, fresh, f"/ui/erasures/{request_id}")
         approve = one(second, "form#approve")
         one(approve, "textarea").send_keys("checked the scope with legal")
-        one(approve, "button[type=submit], button:not([type])").click()
-        wait_for(second, staleness_of(approve))  # the request's page again, after the redirect
-        wait_for(second, lambda d: d.execute_script("return document.readyState") == "complete")
-        seen: list[tuple[Any, ...]] = []  # what the page showed, each time it changed
+        # the server runs in this process (a thread): a pause of 2 s in one step, through the
+        # erasure's fault-injection hook, keeps the progress visible on however fast a machine
+        with inject("purge_database", before=lambda: time.sleep(2)):
+            one(approve, "button[type=submit], button:not([type])").click()
+            wait_for(second, staleness_of(approve))  # the request's page again, after the redirect
+            wait_for(second, lambda d: d.execute_script("return document.readyState") == "complete")
+            seen: list[tuple[Any, ...]] = []  # what the page showed, each time it changed
 
-        def finished(d: WebDriver) -> bool:
-            now = tuple(d.execute_script(PROGRESS))  # one look: htmx may swap or reload between two
-            if not seen or seen[-1] != now:
-                seen.append(now)
-            state, _, _, polling, loaded, verify = now
-            if loaded and state not in ("", "completed", "failed"):
-                assert polling, f"a running erasure's page does not refresh itself: {now}"
-            return loaded and (state == "failed" or (state == "completed" and verify))
+            def finished(d: WebDriver) -> bool:
+                now = tuple(d.execute_script(PROGRESS))  # one look: htmx may swap or reload between two
+                if not seen or seen[-1] != now:
+                    seen.append(now)
+                state, _, _, polling, loaded, verify = now
+                if loaded and state not in ("", "completed", "failed"):
+                    assert polling, f"a running erasure's page does not refresh itself: {now}"
+                return loaded and (state == "failed" or (state == "completed" and verify))
 
-        # without a reload of ours: htmx polls the progress, and reloads the page once it ends
-        # (a query that meets the reload mid-way is asked again: WebDriverException)
-        WebDriverWait(second, 120, poll_frequency=0.1, ignored_exceptions=(WebDriverException,)).until(
-            finished
-        )
+            # without a reload of ours: htmx polls the progress, and reloads the page once it ends
+            # (a query that meets the reload mid-way is asked again: WebDriverException)
+            WebDriverWait(second, 120, poll_frequency=0.1, ignored_exceptions=(WebDriverException,)).until(
+                finished
+            )
         state, done, steps, *_ = seen[-1]
         assert state == "completed" and done == steps > 0, seen
         first = next(s for s in seen if s[0])
@@ -382,6 +387,11 @@ def test_logout_ends_the_session_on_the_server(browser: WebDriver, site: Site) -
 # -- accessibility basics ----------------------------------------------------------------------
 #: the controls of a page that lack a label: no <label for>, no wrapping <label>, no
 #: aria-label(ledby), and for a button no text either (a placeholder is not a label)
+#: ids used more than once on a page (a label or an ARIA reference then points at the first)
+DUPLICATE_IDS = """
+const ids = [...document.querySelectorAll('[id]')].map((e) => e.id);
+return [...new Set(ids.filter((id, i) => ids.indexOf(id) !== i))];
+"""
 UNLABELLED = """
 const named = el => {
   if ((el.getAttribute('aria-label') || '').trim()) return true;
@@ -423,6 +433,7 @@ def test_every_control_has_a_label_and_tab_reaches_them_in_order(browser: WebDri
             browser.delete_all_cookies()
         open_page(browser, site, path)
         assert browser.execute_script(UNLABELLED) == [], name
+        assert browser.execute_script(DUPLICATE_IDS) == [], f"{name}: an id used twice breaks its label"
         controls = browser.execute_script(FOCUSABLE)
         assert controls, name
         assert all(int(c.get_attribute("tabIndex")) == 0 for c in controls), f"{name}: a positive tabindex"
