@@ -428,9 +428,10 @@ def make_plan(
         "artifacts_retired": len(retire_other),
         "recipients": len({r["recipient"] for r in recipients}),
         "items_at_recipients": sum(r["items"] for r in recipients),
-        "withheld_photos": len(held),
-        "withheld_models": len(withheld_models),
     }
+    if hold_ids:  # only when holds met the plan: the counts of every other erasure are as before
+        plan["counts"]["withheld_photos"] = len(held)
+        plan["counts"]["withheld_models"] = len(withheld_models)
     if kind == "request":
         plan["counts"]["provenances_released"] = len(released)
     return plan
