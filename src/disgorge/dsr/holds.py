@@ -246,11 +246,16 @@ def finish_withheld(ctx: Context, *, at: datetime | None = None, run: bool = Tru
 
 
 def finish_released(ctx: Context) -> list[ErasureView]:
-    """:func:`finish_withheld`, when something is withheld at all (one indexed query
-    otherwise). Every command runs it on opening the workspace, next to resuming
-    interrupted erasures: a release killed between its commit and its follow-up must not
-    leave photos withheld with no hold keeping them."""
+    """:func:`finish_withheld`, when something withheld may have lost its last hold. Every
+    command runs it on opening the workspace, next to resuming interrupted erasures: a
+    release killed between its commit and its follow-up must not leave photos withheld
+    with no hold keeping them. Items become free only by a release, so a workspace that
+    never released a hold pays one query on the (small) holds table and nothing else:
+    ``assets.state`` has no index, and this runs before every command."""
     with ctx.reader() as session:
+        released = session.scalar(select(LegalHold.id).where(LegalHold.released_at.is_not(None)).limit(1))
+        if released is None:
+            return []
         photo = session.scalar(select(Asset.id).where(Asset.state == "withheld").limit(1))
         model = session.scalar(select(Artifact.id).where(Artifact.state == "withheld").limit(1))
     return finish_withheld(ctx) if photo or model else []
