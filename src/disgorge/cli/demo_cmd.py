@@ -1,17 +1,103 @@
-"""disgorge demo."""
+"""disgorge demo (and ``--serve``: the demo's two workspaces left serving the web UI)."""
 
 from __future__ import annotations
 
+import contextlib
+import secrets
 import shutil
+import signal
+import sys
 import tempfile
+import threading
 from pathlib import Path
-from typing import Annotated
+from types import FrameType
+from typing import Annotated, Any
 
 import typer
 
-from ..demo import run_demo
+from ..demo import APP, VENDOR, run_demo
 from ..errors import DisgorgeError
+from ..workspace import Workspace
 from ._common import JsonOpt, console, fail, print_json
+
+#: who may log in to each served demo workspace: two privacy officers (so the two-person
+#: rule can be tried) and an admin
+DEMO_USERS = (("officer", "privacy_officer"), ("officer-2", "privacy_officer"), ("admin", "admin"))
+
+
+def _add_logins(root: Path) -> list[dict[str, str]]:
+    """A user per :data:`DEMO_USERS` in the workspace at ``root``, each with a fresh random
+    password (set through the service ``disgorge user password`` uses)."""
+    logins = []
+    with Workspace.open(root, actor="disgorge-demo") as ws:
+        for name, role in DEMO_USERS:
+            ws.add_principal(name, role=role)
+            password = secrets.token_urlsafe(15)  # 20 characters, at least 12 as every password
+            ws.set_password(name, password)
+            logins.append({"user": name, "password": password, "role": role})
+    return logins
+
+
+def _wait_for_a_signal() -> None:
+    """Block until Ctrl-C (SIGINT) or SIGTERM; the previous handlers are restored after."""
+    stop = threading.Event()
+
+    def handler(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _serve(summary: dict[str, Any], port: int, *, json_out: bool, kept: bool) -> None:
+    """Serve both workspaces' UI and API on loopback (``port`` and ``port + 1``; 0: free
+    ports) in this process, print their URLs and logins, and block until a signal."""
+    from ..api import running_server
+
+    workspaces = [
+        (APP, "the dating app", Path(summary["app"])),
+        (VENDOR, "the vision vendor", Path(summary["vendor"])),
+    ]
+    with contextlib.ExitStack() as servers:
+        served: list[dict[str, Any]] = []
+        for i, (name, title, root) in enumerate(workspaces):
+            logins = _add_logins(root)
+            url = servers.enter_context(
+                running_server(root, port=port + i if port else 0, actor="disgorge-demo-server")
+            )
+            served.append(
+                {"name": name, "title": title, "workspace": str(root), "url": f"{url}/ui/", "logins": logins}
+            )
+        if json_out:
+            print_json({"ok": summary["ok"], "checks": summary["checks"], "served": served})
+        else:
+            for ws in served:
+                console.print(
+                    f"{ws['title'].capitalize()}'s web UI: {ws['url']}", markup=False, soft_wrap=True
+                )
+                for login in ws["logins"]:
+                    console.print(
+                        f"  log in as {login['user']} with password {login['password']} ({login['role']})",
+                        markup=False,
+                        soft_wrap=True,
+                    )
+            console.print(
+                "Serving on 127.0.0.1 until Ctrl-C (or SIGTERM); the passwords are shown only now. "
+                + (
+                    "The workspaces are kept."
+                    if kept
+                    else "The temporary workspaces are removed then (--keep DIR keeps them)."
+                ),
+                markup=False,
+                soft_wrap=True,
+            )
+        sys.stdout.flush()
+        _wait_for_a_signal()
 
 
 def demo(
@@ -28,12 +114,29 @@ def demo(
     report: Annotated[
         Path | None, typer.Option(help="Also write the story's HTML report to this file.")
     ] = None,
+    serve: Annotated[
+        bool,
+        typer.Option(
+            "--serve",
+            help="After the story, serve both workspaces' web UI and API on 127.0.0.1, print their URLs "
+            "and logins (random passwords), and stop on Ctrl-C.",
+        ),
+    ] = False,
+    port: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=65534,
+            help="With --serve: the dating app's port (the vendor's is the next one); 0 takes free ports.",
+        ),
+    ] = 8765,
     json_out: JsonOpt = False,
 ) -> None:
     """Run the whole story in two fresh workspaces (an app and a vendor, HTTP on loopback).
 
     Nothing to install beyond disgorge, nothing downloaded. Exit code 0 only if every
-    check of the story passed.
+    check of the story passed. With --serve, both workspaces then stay up with the web UI
+    (docs/ui.md) until Ctrl-C.
     """
     if keep is not None:
         if keep.exists() and any(keep.iterdir()):
@@ -52,12 +155,16 @@ def demo(
         if report is not None:
             shutil.copyfile(summary["report"], report)
             summary["report"] = str(report)
+        if serve:
+            _serve(summary, port, json_out=json_out, kept=keep is not None)
     except DisgorgeError as exc:
         raise fail(str(exc)) from None
     finally:
         if keep is None:
             shutil.rmtree(folder, ignore_errors=True)
-    if json_out:
+    if serve:
+        pass  # the URLs and logins were printed before serving
+    elif json_out:
         print_json(summary)
     elif keep is not None:
         console.print(
