@@ -67,6 +67,10 @@ SECURITY_HEADERS = {
 STATIC = {
     "app.css": (HERE / "static" / "app.css", "text/css"),
     "vendor/htmx.min.js": (HERE / "static" / "vendor" / "htmx.min.js", "text/javascript"),
+    "graph.js": (HERE / "static" / "graph.js", "text/javascript"),
+    "vendor/cytoscape.min.js": (HERE / "static" / "vendor" / "cytoscape.min.js", "text/javascript"),
+    "vendor/dagre.min.js": (HERE / "static" / "vendor" / "dagre.min.js", "text/javascript"),
+    "vendor/cytoscape-dagre.js": (HERE / "static" / "vendor" / "cytoscape-dagre.js", "text/javascript"),
 }
 #: what a page declares for :class:`PageRoute` when anyone may see it (login, static files)
 PUBLIC: dict[str, Any] = {"openapi_extra": {_PUBLIC_KEY: True}}

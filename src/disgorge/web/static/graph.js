@@ -1,0 +1,267 @@
+/* The lineage graph of templates/_graph.html: draws #graph from its data-src (the answer of
+ * /ui/lineage/graph.json) with cytoscape and the dagre layout, left to right.
+ *
+ * No inline script, no eval (the UI's Content-Security-Policy forbids both). Colour is never
+ * the only signal: each kind has a shape too, a label names any state but active, and erased,
+ * retired and unlearned nodes have borders of their own. Clicking a node (or Enter in the
+ * search) selects it: its details, the shortest path from the node asked about, and a button
+ * that fetches one more step from it and merges what is new. The table under the drawing lists
+ * the same nodes (rendered on the server; rows added here when the graph grows).
+ * After each drawing #graph has data-ready="1" and data-nodes="N".
+ */
+(function () {
+  "use strict";
+
+  var box = document.getElementById("graph");
+  if (!box || typeof window.cytoscape !== "function") {
+    return;
+  }
+  var cytoscape = window.cytoscape;
+  /* above this many nodes dagre takes too long: a breadth-first layout is used instead */
+  var BIG = 1500;
+  var PLAIN = { active: true, completed: true };
+  var COLOURS = {
+    subject: "#f4b400", source: "#8d6e63", asset: "#9e9e9e", dataset_version: "#4285f4",
+    model: "#db4437", index: "#0f9d58", "export": "#ab47bc", transfer: "#00acc1", run: "#e0e0e0"
+  };
+  var $ = function (id) { return document.getElementById(id); };
+  var search = $("graph-search");
+  var matches = $("graph-matches");
+  var count = $("graph-count");
+  var expandButton = $("graph-expand");
+  var openLink = $("graph-open");
+  var status = $("graph-status");
+  var table = $("graph-table");
+  var pages = {};
+  var expand = {};
+  var rootId = null;
+  var selected = null;
+  var cy = null;
+
+  function shown(n) {
+    var state = n.state || "";
+    return state && !PLAIN[state] ? n.label + " \u00b7 " + state : n.label;
+  }
+
+  function nodeData(n) {
+    return {
+      id: n.id, label: n.label, shown: shown(n), kind: n.kind, state: n.state || "",
+      depth: n.depth, colour: COLOURS[n.kind] || "#cfd8dc"
+    };
+  }
+
+  function edgeId(e) { return e.from + "\u2192" + e.to; }
+
+  function stateClass(state) {
+    if (state === "erased" || state === "retired" || state === "unlearned") { return state; }
+    return state && !PLAIN[state] ? "other-state" : "";
+  }
+
+  function addRow(n) {
+    if (!table) { return; }
+    var body = table.tBodies[0];
+    var row = body.insertRow(-1);
+    row.setAttribute("data-id", n.id);
+    var cell = row.insertCell(-1);
+    if (pages[n.id]) {
+      var a = document.createElement("a");
+      a.href = pages[n.id];
+      a.textContent = n.label;
+      cell.appendChild(a);
+    } else {
+      cell.textContent = n.label;
+    }
+    row.insertCell(-1).textContent = n.kind;
+    row.insertCell(-1).textContent = n.state || "not in the lineage answer";
+    row.insertCell(-1).textContent = String(n.depth);
+  }
+
+  function listedRows() {
+    var seen = {};
+    if (table) {
+      var rows = table.tBodies[0].rows;
+      for (var i = 0; i < rows.length; i++) { seen[rows[i].getAttribute("data-id")] = true; }
+    }
+    return seen;
+  }
+
+  /* the elements of an answer that the graph lacks; depths counted from the first root */
+  function merge(answer, baseDepth) {
+    var elements = [];
+    var rows = listedRows();
+    var known = function (id) { return cy !== null && cy.getElementById(id).length > 0; };
+    Object.assign(pages, answer.pages || {});
+    Object.assign(expand, answer.expand || {});
+    var nodes = answer.root_listed ? answer.nodes : [answer.root].concat(answer.nodes);
+    var have = {};
+    nodes.forEach(function (n) {
+      if (known(n.id) || have[n.id]) { return; }
+      have[n.id] = true;
+      var node = Object.assign({}, n, { depth: baseDepth + n.depth });
+      var classes = [n.kind === "run" ? "run" : n.kind, stateClass(n.state || "")];
+      if (n.id === rootId) { classes.push("root"); }
+      elements.push({ group: "nodes", data: nodeData(node), classes: classes.join(" ") });
+      if (!rows[n.id]) { addRow(node); }
+    });
+    answer.edges.forEach(function (e) {
+      var id = edgeId(e);
+      if (known(id) || have[id]) { return; }
+      if (!(known(e.from) || have[e.from]) || !(known(e.to) || have[e.to])) { return; }
+      have[id] = true;
+      elements.push({ group: "edges", data: { id: id, source: e.from, target: e.to } });
+    });
+    return elements;
+  }
+
+  function layoutOptions() {
+    var n = cy.nodes().length;
+    if (n > BIG) {
+      return { name: "breadthfirst", directed: true, roots: cy.getElementById(rootId), spacingFactor: 0.8, animate: false };
+    }
+    return { name: "dagre", rankDir: "LR", nodeSep: 18, rankSep: 60, animate: false };
+  }
+
+  function drawn() {
+    var n = cy.nodes().length;
+    var m = cy.edges().length;
+    count.textContent = n + " nodes, " + m + " edges";
+    box.setAttribute("data-nodes", String(n));
+    box.setAttribute("data-ready", "1");
+  }
+
+  function relayout() {
+    box.removeAttribute("data-ready");
+    var layout = cy.layout(layoutOptions());
+    layout.one("layoutstop", function () {
+      cy.fit(undefined, 20);
+      drawn();
+    });
+    layout.run();
+  }
+
+  function showDetails(node) {
+    $("graph-none").hidden = true;
+    $("graph-detail").hidden = false;
+    $("graph-detail-label").textContent = node.data("label");
+    $("graph-detail-kind").textContent = node.data("kind");
+    $("graph-detail-state").textContent = node.data("state") || "not in the lineage answer";
+    $("graph-detail-depth").textContent = String(node.data("depth"));
+    expandButton.disabled = !expand[node.id()];
+    if (pages[node.id()]) {
+      openLink.href = pages[node.id()];
+      openLink.hidden = false;
+    } else {
+      openLink.hidden = true;
+    }
+    status.textContent = "";
+  }
+
+  function highlightPath(node) {
+    cy.elements().removeClass("on-path");
+    var root = cy.getElementById(rootId);
+    if (!root.length) { return; }
+    var found = cy.elements().aStar({ root: root, goal: node, directed: false });
+    if (found.found) { found.path.addClass("on-path"); }
+  }
+
+  function select(node) {
+    selected = node;
+    cy.nodes().removeClass("chosen");
+    node.addClass("chosen");
+    showDetails(node);
+    highlightPath(node);
+  }
+
+  function doSearch() {
+    var text = search.value.trim().toLowerCase();
+    cy.elements().removeClass("match dimmed");
+    if (!text) {
+      matches.textContent = "";
+      return null;
+    }
+    var hits = cy.nodes().filter(function (n) {
+      return n.data("label").toLowerCase().indexOf(text) >= 0 || n.id().toLowerCase().indexOf(text) >= 0;
+    });
+    hits.addClass("match");
+    cy.elements().difference(hits).addClass("dimmed");
+    matches.textContent = hits.length === 1 ? "1 node matches" : hits.length + " nodes match";
+    return hits;
+  }
+
+  function load(url) {
+    return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } }).then(function (r) {
+      if (!r.ok) { throw new Error("the server answered " + r.status); }
+      return r.json();
+    });
+  }
+
+  function grow() {
+    if (!selected || !expand[selected.id()]) { return; }
+    var node = selected;
+    expandButton.disabled = true;
+    status.textContent = "Loading\u2026";
+    load(expand[node.id()]).then(function (answer) {
+      var added = merge(answer, node.data("depth"));
+      var newNodes = added.filter(function (e) { return e.group === "nodes"; }).length;
+      cy.add(added);
+      status.textContent = newNodes === 1 ? "1 new node" : newNodes + " new nodes";
+      relayout();
+      expandButton.disabled = false;
+      highlightPath(node);
+      if (search.value.trim()) { doSearch(); }
+    }).catch(function (err) {
+      status.textContent = "Could not expand: " + err.message;
+      expandButton.disabled = false;
+    });
+  }
+
+  var style = [
+    { selector: "node", style: {
+      "label": "data(shown)", "background-color": "data(colour)", "shape": "round-rectangle",
+      "width": function (n) { return Math.max(36, n.data("shown").length * 6.2 + 14); }, "height": 26, "padding": "6px", "font-size": 11, "text-valign": "center",
+      "text-halign": "center", "border-width": 1, "border-color": "#5f6368", "color": "#202124",
+      "min-zoomed-font-size": 7
+    } },
+    { selector: "node.run", style: { "shape": "ellipse" } },
+    { selector: "node.subject, node.source, node.asset", style: { "shape": "diamond", "height": 40 } },
+    { selector: "node.erased", style: { "border-style": "dashed", "border-width": 3, "border-color": "#c5221f", "background-opacity": 0.45 } },
+    { selector: "node.retired", style: { "border-style": "dotted", "border-width": 3, "border-color": "#5f6368" } },
+    { selector: "node.unlearned", style: { "border-style": "double", "border-width": 5, "border-color": "#b06000" } },
+    { selector: "node.other-state", style: { "border-style": "dashed", "border-width": 2 } },
+    { selector: "node.root", style: { "border-width": 5, "border-color": "#1a73e8", "font-weight": "bold", "font-size": 13 } },
+    { selector: "edge", style: {
+      "width": 1.5, "line-color": "#9aa0a6", "target-arrow-color": "#9aa0a6",
+      "target-arrow-shape": "triangle", "curve-style": "bezier"
+    } },
+    { selector: ".on-path", style: { "line-color": "#1a73e8", "target-arrow-color": "#1a73e8", "width": 4, "border-color": "#1a73e8", "border-width": 4 } },
+    { selector: "node.chosen", style: { "overlay-color": "#1a73e8", "overlay-opacity": 0.25, "overlay-padding": 4 } },
+    { selector: ".dimmed", style: { "opacity": 0.2 } },
+    { selector: "node.match", style: { "underlay-color": "#f9ab00", "underlay-opacity": 0.6, "underlay-padding": 6 } }
+  ];
+
+  load(box.getAttribute("data-src")).then(function (answer) {
+    rootId = answer.root.id;
+    var big = answer.nodes.length > BIG;
+    cy = cytoscape({
+      container: box, style: style, wheelSensitivity: 0.3, minZoom: 0.02, maxZoom: 4,
+      textureOnViewport: big, hideEdgesOnViewport: big, pixelRatio: big ? 1 : "auto"
+    });
+    /* a deliberate test hook: the browser tests read the graph through it */
+    window.disgorgeGraph = cy;
+    cy.add(merge(answer, 0));
+    cy.on("tap", "node", function (event) { select(event.target); });
+    relayout();
+  }).catch(function (err) {
+    count.textContent = "The graph could not be drawn (" + err.message + "); the table lists its nodes.";
+    box.setAttribute("data-ready", "error");
+  });
+
+  expandButton.addEventListener("click", grow);
+  search.addEventListener("input", function () { if (cy) { doSearch(); } });
+  search.addEventListener("keydown", function (event) {
+    if (event.key !== "Enter" || !cy) { return; }
+    event.preventDefault();
+    var hits = doSearch();
+    if (hits && hits.length) { select(hits[0]); }
+  });
+}());
