@@ -49,9 +49,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 from rich.table import Table
@@ -98,6 +100,7 @@ return {
   html_end: n.responseEnd, html_bytes: n.encodedBodySize, dom: n.domContentLoadedEventEnd,
   load: n.loadEventEnd, ready: window.__benchReady === undefined ? null : window.__benchReady,
   nodes: g && g.dataset.nodes ? Number(g.dataset.nodes) : null, has_graph: g !== null,
+  graph_state: g ? (g.dataset.ready || null) : null, graph_src: g ? (g.dataset.src || null) : null,
   json_start: json.length ? json[0].startTime : null, json_end: json.length ? json[0].responseEnd : null,
   json_bytes: json.length ? json[0].encodedBodySize : null,
   resources: performance.getEntriesByType('resource').length,
@@ -243,12 +246,63 @@ def visit(driver: Any, url: str, server_pid: int, timeout: float) -> dict[str, A
     give_up = time.monotonic() + timeout
     while True:
         times: dict[str, Any] = driver.execute_script(READ_TIMES)
-        if not times["has_graph"] or times["ready"] is not None or time.monotonic() > give_up:
+        done = times["ready"] is not None or times["graph_state"] == "error"
+        if not times["has_graph"] or done or time.monotonic() > give_up:
             break
         time.sleep(0.02)
     times["server_cpu"] = (cpu_of(server_pid) - cpu) * 1000
-    times["timed_out"] = times["has_graph"] and times["ready"] is None
+    times["not_drawn"] = times["has_graph"] and times["ready"] is None
     return times
+
+
+#: the drawn graph's layouts run again, alone (graph.js keeps its cytoscape in window.disgorgeGraph)
+LAYOUTS = """
+const cy = window.disgorgeGraph;
+if (!cy) { return null; }
+const out = {};
+for (const [name, options] of [
+  ['dagre', {name: 'dagre', rankDir: 'LR', nodeSep: 18, rankSep: 60, animate: false}],
+  ['breadthfirst', {name: 'breadthfirst', directed: true, animate: false}],
+]) {
+  const t = performance.now();
+  cy.layout(options).run();
+  out[name] = performance.now() - t;
+}
+return out;
+"""
+
+
+def layout_times(driver: Any, repeat: int) -> dict[str, float] | None:
+    """Median ms of the graph's layout alone, run again on the page as drawn: how much of the
+    drawing is the layout (dagre, as graph.js uses it; breadthfirst, the simplest)."""
+    runs = [driver.execute_script(LAYOUTS) for _ in range(repeat)]
+    if not runs or runs[0] is None:
+        return None
+    return {k: sorted(r[k] for r in runs)[len(runs) // 2] for k in runs[0]}
+
+
+def js_profile(driver: Any, url: str, server_pid: int, timeout: float) -> dict[str, float]:
+    """One more load of ``url`` under the V8 sampling profiler (DevTools protocol): ms of the
+    renderer's main thread by script file (``(program)``: the browser's own work, such as
+    style, layout and paint; ``(idle)``: waiting, for the network or the server)."""
+    driver.execute_cdp_cmd("Profiler.enable", {})
+    driver.execute_cdp_cmd("Profiler.setSamplingInterval", {"interval": 250})  # microseconds
+    driver.execute_cdp_cmd("Profiler.start", {})
+    try:
+        visit(driver, url, server_pid, timeout)
+    finally:
+        profile = driver.execute_cdp_cmd("Profiler.stop", {})["profile"]
+        driver.execute_cdp_cmd("Profiler.disable", {})
+    where = {}
+    for n in profile["nodes"]:
+        frame = n["callFrame"]
+        name = frame["url"].rsplit("/", 1)[-1].split("?")[0] or frame["functionName"]
+        where[n["id"]] = name if name.startswith("(") or "." in name else "(native: canvas, DOM)"
+    spent: Counter[str] = Counter()
+    deltas = profile.get("timeDeltas", [])
+    for i, node in enumerate(profile.get("samples", [])):
+        spent[where[node]] += (deltas[i + 1] if i + 1 < len(deltas) else 0) / 1000
+    return dict(spent.most_common())
 
 
 # -- the REST API --------------------------------------------------------------------------
@@ -276,6 +330,8 @@ class Page:
     #: nodes in the API's answer to the page's lineage question (None: the page has none)
     api_nodes: int | None = None
     loads: list[dict[str, Any]] = field(default_factory=list)
+    layouts: dict[str, float] | None = None
+    profile: dict[str, float] | None = None
     rest_s: list[float] = field(default_factory=list)
 
     def warm(self, key: str) -> Timing:
@@ -297,8 +353,10 @@ def pages_of(saved: dict[str, Any], client: httpx.Client) -> list[Page]:
                 ("GET", "/v1/cases?status=open", None),
                 ("GET", "/v1/erasures", None),
                 ("GET", "/v1/audit/verify", None),
+                ("GET", "/v1/datasets", None),
+                ("GET", "/v1/models", None),
             ],
-            "status, open cases, erasures, audit verify",
+            "status, open cases, erasures, audit verify, datasets, models",
         ),
     ]
     for label, ref in (
@@ -334,11 +392,22 @@ def pages_of(saved: dict[str, Any], client: httpx.Client) -> list[Page]:
             "lineage",
         ),
     )
-    for p in pages:
-        asked = [body for method, path, body in p.rest if path == "/v1/lineage"]
-        if asked:
-            p.api_nodes = len(client.post("/v1/lineage", json=asked[0]).json()["nodes"])
     return pages
+
+
+def ask_as_the_page(p: Page, client: httpx.Client) -> None:
+    """Make the page's REST lineage question the one its graph asked (``#graph``'s
+    ``data-src``: kind, id, direction, hops), and count the nodes of the API's answer."""
+    src = p.loads[-1].get("graph_src") if p.loads else None
+    if src:
+        query = dict(parse_qsl(urlsplit(src).query))
+        body: dict[str, Any] = {k: query[k] for k in ("kind", "id", "direction") if k in query}
+        if "hops" in query:
+            body["hops"] = int(query["hops"])
+        p.rest = [c if c[1] != "/v1/lineage" else ("POST", "/v1/lineage", body) for c in p.rest]
+    asked = [b for _, path, b in p.rest if path == "/v1/lineage"]
+    if asked:
+        p.api_nodes = len(client.post("/v1/lineage", json=asked[0]).json()["nodes"])
 
 
 def _ms(v: float | None) -> str:
@@ -374,6 +443,7 @@ def render(pages: list[Page], repeat: int) -> tuple[Table, Table]:
         "graph.json start-end",
         "graph.json KiB",
         "drawn (data-ready)",
+        "layout alone: dagre, breadthfirst",
     ):
         parts.add_column(name, justify="left" if name == "page" else "right")
     for p in pages:
@@ -384,7 +454,7 @@ def render(pages: list[Page], repeat: int) -> tuple[Table, Table]:
         rendered = Timing([p.rendered(v) for v in p.loads[1:]])
         cold = p.rendered(p.loads[0])
         graph = p.loads[-1]["has_graph"]
-        ok = not bad and not any(v["timed_out"] for v in p.loads) and rendered.pct(0.95) < GOAL_S
+        ok = not bad and not any(v["not_drawn"] for v in p.loads) and rendered.pct(0.95) < GOAL_S
         rest = Timing(p.rest_s[1:])
         times.add_row(
             p.name + (f" [red](HTTP {', '.join(map(str, bad))})[/]" if bad else ""),
@@ -409,8 +479,41 @@ def render(pages: list[Page], repeat: int) -> tuple[Table, Table]:
             f"{_ms(json_start)}-{_ms(json_end)}" if graph else "",
             f"{(p.loads[-1]['json_bytes'] or 0) / 1024:,.1f}" if graph else "",
             _ms(p.warm("ready").p50) if graph else "",
+            f"{p.layouts['dagre']:,.0f}, {p.layouts['breadthfirst']:,.0f}" if p.layouts else "",
         )
     return times, parts
+
+
+#: the columns of the profile table: script files, and V8's names for the rest
+PROFILE_COLUMNS = (
+    ("cytoscape", ("cytoscape.min.js",)),
+    ("dagre", ("dagre.min.js", "cytoscape-dagre.js")),
+    ("graph.js, htmx", ("graph.js", "htmx.min.js")),
+    ("canvas, DOM calls", ("(native: canvas, DOM)",)),
+    ("browser (program)", ("(program)",)),
+    ("GC", ("(garbage collector)",)),
+    ("idle", ("(idle)",)),
+)
+
+
+def render_profile(pages: list[Page]) -> Table:
+    table = Table(
+        title="The browser's main thread during one more load of each graph page, ms "
+        "(V8 sampling profiler, 0.25 ms; until the profiler stops, just after data-ready)",
+        title_justify="left",
+    )
+    table.add_column("page")
+    for name, _ in PROFILE_COLUMNS:
+        table.add_column(name, justify="right")
+    table.add_column("other", justify="right")
+    for p in pages:
+        if not p.profile:
+            continue
+        named = {f for _, files in PROFILE_COLUMNS for f in files}
+        cells = [f"{sum(p.profile.get(f, 0.0) for f in files):,.0f}" for _, files in PROFILE_COLUMNS]
+        other = sum(v for k, v in p.profile.items() if k not in named)
+        table.add_row(p.name, *cells, f"{other:,.0f}")
+    return table
 
 
 def chromium_version() -> str:
@@ -443,6 +546,9 @@ def main(argv: list[str] | None = None) -> int:
         help="folder of the cached workspaces (one per --assets)",
     )
     parser.add_argument("--fresh", action="store_true", help="rebuild the workspace even if cached")
+    parser.add_argument(
+        "--build-only", action="store_true", help="build (or check) the cached workspace, then stop"
+    )
     args = parser.parse_args(argv)
     if min(args.assets, args.subjects, args.graph_nodes, args.chain_depth, args.repeat) < 1:
         parser.error("--assets, --subjects, --graph-nodes, --chain-depth and --repeat must be positive")
@@ -459,6 +565,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{saved['audit_events']:,}+ audit events; graph: dataset {saved['dataset']}, "
         f"{extra.chains} chains of {extra.chain_depth} models, hops {saved['hops']}"
     )
+    if args.build_only:
+        return 0
     with Workspace.open(root, actor="bench") as ws:
         token = ws.create_token(PRINCIPAL, expires="1d")
     pages: list[Page] = []
@@ -472,7 +580,6 @@ def main(argv: list[str] | None = None) -> int:
             headers = {"Authorization": f"Bearer {token['token']}"}
             with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
                 pages = pages_of(saved, client)
-                console.print(f"the API's graph of {saved['dataset']}: {pages[2].api_nodes} nodes")
                 driver = new_browser()
                 log_in(driver, url)
                 for p in pages:
@@ -481,6 +588,10 @@ def main(argv: list[str] | None = None) -> int:
                         if k == 0:
                             driver.execute_cdp_cmd("Network.clearBrowserCache", {})
                         p.loads.append(visit(driver, url + p.path, server.pid, args.timeout))
+                    if p.loads[-1]["ready"] is not None:
+                        p.layouts = layout_times(driver, 3)
+                        p.profile = js_profile(driver, url + p.path, server.pid, args.timeout)
+                    ask_as_the_page(p, client)
                     console.print(" REST ...", end="")
                     p.rest_s = [rest_time(client, p.rest) for _ in range(1 + args.repeat)]
                     console.print(f" {_ms(p.rendered(p.loads[-1]))} ms, REST {_ms(p.rest_s[-1])} ms")
@@ -500,12 +611,14 @@ def main(argv: list[str] | None = None) -> int:
     times, parts = render(pages, args.repeat)
     show(console, times, args.markdown)
     show(console, parts, args.markdown)
+    if any(p.profile for p in pages):
+        show(console, render_profile(pages), args.markdown)
     if errors_logged:
         console.print(f"[red]the server logged {len(errors_logged)} errors[/], e.g. {errors_logged[0]}")
     console.print(finish(info))
     met = all(
         p.loads
-        and all(v["status"] == 200 and not v["timed_out"] for v in p.loads)
+        and all(v["status"] == 200 and not v["not_drawn"] for v in p.loads)
         and Timing([p.rendered(v) for v in p.loads[1:]]).pct(0.95) < GOAL_S
         for p in pages
     )
@@ -520,6 +633,8 @@ def main(argv: list[str] | None = None) -> int:
                     "name": p.name,
                     "path": p.path,
                     "loads_ms": p.loads,
+                    "layouts_ms": p.layouts,
+                    "profile_ms": p.profile,
                     "rest_calls": p.rest_note,
                     "rest_s": p.rest_s,
                 }
