@@ -12,10 +12,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from . import UI_PREFIX
-from .pages import audit, cases, catalog, erasures, holds, lineage, login, overview, violations
+from .pages import audit, cases, catalog, erasures, holds, lineage, login, overview, subjects, violations
 
 __all__ = ["router"]
 
 router = APIRouter(prefix=UI_PREFIX, include_in_schema=False)
-for _module in (login, overview, cases, erasures, holds, lineage, violations, catalog, audit):
+for _module in (login, overview, cases, subjects, erasures, holds, lineage, violations, catalog, audit):
     router.include_router(_module.router)

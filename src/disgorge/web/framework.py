@@ -67,6 +67,7 @@ SECURITY_HEADERS = {
 STATIC = {
     "app.css": (HERE / "static" / "app.css", "text/css"),
     "vendor/htmx.min.js": (HERE / "static" / "vendor" / "htmx.min.js", "text/javascript"),
+    "subject.js": (HERE / "static" / "subject.js", "text/javascript"),
     "graph.js": (HERE / "static" / "graph.js", "text/javascript"),
     "vendor/cytoscape.min.js": (HERE / "static" / "vendor" / "cytoscape.min.js", "text/javascript"),
     "vendor/dagre.min.js": (HERE / "static" / "vendor" / "dagre.min.js", "text/javascript"),

@@ -30,9 +30,10 @@ from ...consent.service import SubjectView
 from ...context import Context
 from ...errors import InvalidInput, NotFound
 from .. import UI_PREFIX
-from ..framework import SECURITY_HEADERS, context, needs, page_router, redirect, render
+from ..framework import SECURITY_HEADERS, context, login_of, needs, page_router, redirect, render
+from . import lineage
 
-__all__ = ["THUMB_PX", "router"]
+__all__ = ["GRAPH_HOPS", "THUMB_PX", "router"]
 
 router = page_router()
 
@@ -40,6 +41,8 @@ router = page_router()
 THUMB_PX = 160
 SubjectRef = Annotated[str, Path(pattern=r"^sub_[0-9a-f]{32}$")]
 Sha256 = Annotated[str, Path(pattern=r"^[0-9a-fA-F]{8,64}$")]
+#: how far the subject's page follows their lineage (the lineage page goes further)
+GRAPH_HOPS = 3
 #: what an unknown subject gets: never what was typed (an external id is personal data)
 UNKNOWN = "no subject with that id or ref in this workspace"
 
@@ -94,6 +97,8 @@ def subject_page(request: Request, ref: SubjectRef, reveal: str = Query("", max_
         ],
         revealed=reveal in ("1", "true", "yes", "on"),
         decision_words=DECISION_WORDS,
+        graph=_graph(request, view["ref"]),
+        graph_hops=GRAPH_HOPS,
     )
 
 
@@ -103,6 +108,16 @@ def thumbnail(request: Request, sha256: Sha256) -> Response:
     the same audited way (erased, damaged, unknown: the API's status, as a page)."""
     data, _media_type = assets.read_asset_audited(context(request), sha256)
     return Response(content=_thumbnail(data), media_type="image/jpeg", headers=SECURITY_HEADERS)
+
+
+def _graph(request: Request, ref: str) -> dict[str, Any] | None:
+    """The lineage downstream of the subject, as the lineage page's graph shows it (its
+    table reads without JavaScript); None for a role without ``lineage:read``."""
+    if not login_of(request).principal.may("lineage:read"):
+        return None
+    return lineage.table_view(
+        lineage.graph_view(request, lineage.question("subject", ref, "downstream", GRAPH_HOPS))
+    )
 
 
 def _record_view(ctx: Context, ref: str) -> None:
