@@ -1,17 +1,22 @@
 """Erasure requests: the list, a new request, one request's page (plan, approvals, steps,
-verification, certificate), approving and denying it.
+verification, certificate, the legal holds that withhold photos), approving and denying
+it, and approving or denying many planned requests at once from the list.
 
 The same services and rules as ``/v1/erasures`` (:mod:`disgorge.api.routes.erasures`): a
 new request is planned, approved at once by its requester when the two-person rule needs
 no one else, and queued for the server's job runner once approved; an approval by a second
 privacy officer is recorded by :func:`disgorge.erasure.service.approve` (``run=False``),
-which says when enough are in. A subject is named in the form's body, never in a URL; every
-page shows it by its ``sub_`` ref.
+which says when enough are in. A bulk decision calls the same services once per request,
+each in its own transaction: one refused (the requester's own approval under the
+two-person rule, a request no longer planned) is listed with its reason and stops none of
+the others. A subject is named in the form's body, never in a URL; every page shows it by
+its ``sub_`` ref.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any
 
 from fastapi import Form, Path, Request, Response
@@ -21,12 +26,12 @@ from ...context import Context
 from ...erasure import service
 from ...erasure.service import ErasureView
 from ...erasure.steps import STEPS
-from ...errors import InvalidInput
+from ...errors import DisgorgeError, InvalidInput
 from ...signing import verify_certificate
 from .. import UI_PREFIX
 from ..framework import context, needs, page_router, redirect, render
 
-__all__ = ["KINDS", "RUNNING", "router"]
+__all__ = ["BULK_ACTIONS", "BULK_LIMIT", "KINDS", "RUNNING", "router"]
 
 router = page_router()
 
@@ -42,6 +47,10 @@ _SERVICE_KIND = {"photo": "asset"}
 #: states in which a request's steps are still moving (the page refreshes its progress)
 RUNNING = ("approved", "executing", "verifying")
 RequestId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[0-9a-fA-F-]+$")]
+_REQUEST_ID = re.compile(r"[0-9a-fA-F-]{1,64}")
+#: the most requests one bulk decision takes (each is its own transaction and audit event)
+BULK_LIMIT = 100
+BULK_ACTIONS = ("approve", "deny")
 
 
 def _queue_if_approved(request: Request, ctx: Context, view: ErasureView) -> ErasureView:
@@ -92,8 +101,7 @@ def _detail(request: Request, request_id: str, status: int = 200, /, **extra: An
     )
 
 
-@router.get("/erasures", **needs("erasure:read"))
-def erasures(request: Request, state: str = "", kind: str = "") -> Response:
+def _listing(request: Request, state: str = "", kind: str = "", status: int = 200, **extra: Any) -> Response:
     ctx = context(request)
     rows = [
         r
@@ -102,7 +110,70 @@ def erasures(request: Request, state: str = "", kind: str = "") -> Response:
         and (not kind or r["scope"]["kind"] == _SERVICE_KIND.get(kind, kind))
     ]
     rows.reverse()  # newest first
-    return render(request, "erasures.html", erasures=rows, kinds=KINDS, state=state, kind=kind)
+    return render(
+        request,
+        "erasures.html",
+        status,
+        erasures=rows,
+        kinds=KINDS,
+        state=state,
+        kind=kind,
+        bulk_limit=BULK_LIMIT,
+        **{"bulk": None, **extra},
+    )
+
+
+@router.get("/erasures", **needs("erasure:read"))
+def erasures(request: Request, state: str = "", kind: str = "") -> Response:
+    return _listing(request, state, kind)
+
+
+def _decide(request: Request, ctx: Context, request_id: str, action: str, reason: str) -> dict[str, Any]:
+    """One request of a bulk decision, through the single approve's and deny's services:
+    what became of it, in words (a refusal says why and stops nothing else)."""
+    try:
+        if action == "deny":
+            view = service.deny(ctx, request_id, reason=reason)
+            return {"id": view["id"], "scope": view["scope"], "outcome": "denied", "text": "denied"}
+        view = _queue_if_approved(request, ctx, service.approve(ctx, request_id, reason=reason, run=False))
+    except DisgorgeError as exc:
+        return {"id": request_id, "scope": None, "outcome": "refused", "text": f"refused: {exc}"}
+    needed = _approvals_needed(view)
+    if view["state"] == "planned" and needed:
+        text = f"approval recorded; still needs {needed} more approval(s) by other privacy officers"
+        return {"id": view["id"], "scope": view["scope"], "outcome": "needs", "text": text}
+    return {
+        "id": view["id"],
+        "scope": view["scope"],
+        "outcome": "approved",
+        "text": "approved; queued to run",
+    }
+
+
+@router.post("/erasures/bulk", **needs("erasure:approve"))
+def bulk(
+    request: Request,
+    ids: Annotated[list[str] | None, Form()] = None,
+    action: Annotated[str, Form()] = "",
+    reason: Annotated[str, Form()] = "",
+) -> Response:
+    """Approve or deny each selected request, one at a time, as the single forms do (the
+    two-person rule per request); the page lists what became of each one."""
+    picked = list(dict.fromkeys(i.strip() for i in ids or ()))
+    if action not in BULK_ACTIONS:
+        raise InvalidInput(f"choose what to do with the selected requests: {' or '.join(BULK_ACTIONS)}")
+    if not picked:
+        raise InvalidInput("select at least one request")
+    if len(picked) > BULK_LIMIT:
+        raise InvalidInput(
+            f"{len(picked)} requests selected: at most {BULK_LIMIT} at a time; nothing was changed"
+        )
+    if not all(_REQUEST_ID.fullmatch(i) for i in picked):
+        raise InvalidInput("a selected request id is malformed; nothing was changed")
+    text = _reason(reason, 3) if action == "deny" else reason.strip()[:2000]
+    ctx = context(request)
+    results = [_decide(request, ctx, request_id, action, text) for request_id in picked]
+    return _listing(request, bulk={"action": action, "results": results})
 
 
 @router.post("/erasures/new", **needs("erasure:create"))
