@@ -346,6 +346,8 @@ def test_datasets_and_their_versions_match_the_api(site: Site, officer: httpx.Cl
         f"{len(diff['added'])} photos added, {len(diff['removed'])} removed, {diff['unchanged']} unchanged"
     )
     assert len(diff["removed"]) == 2  # the two photos of the subject who withdrew
+    by_ref = ok(officer, "/ui/datasets/faces@" + second)  # as lineage names a version
+    assert text_of(by_ref, "dataset-diff") == said
     assert officer.get("/ui/datasets/nope").status_code == 404
     assert 'id="error"' in officer.get("/ui/datasets/nope").text
     assert officer.get("/ui/datasets/faces", params={"version": "9.9.9"}).status_code == 404

@@ -16,6 +16,7 @@ Names go into URLs percent-encoded (:func:`page_url`); a name the path cannot ho
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
@@ -39,8 +40,10 @@ router = page_router()
 
 #: a name in a path: no ``/`` (it is one segment), no control characters
 Name = Annotated[str, Path(min_length=1, max_length=260, pattern=r"^[^/\x00-\x1f\x7f]+$")]
-#: a dataset's name (no ``@``: the version is ``?version=``)
-DatasetName = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[^@/\x00-\x1f\x7f]+$")]
+#: a dataset's name, or ``NAME@VERSION`` (what lineage nodes are named); else ``?version=``
+DatasetName = Annotated[
+    str, Path(min_length=1, max_length=240, pattern=r"^[^@/\x00-\x1f\x7f]+(@\d+\.\d+\.\d+)?$")
+]
 #: a source's name: the library and the CLI let it hold ``/`` (the route takes the rest of the path)
 SourceName = Annotated[str, Path(min_length=1, max_length=260, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Version = Annotated[str, Query(max_length=32, pattern=r"^(\d+\.\d+\.\d+)?$")]
@@ -80,6 +83,8 @@ def datasets(request: Request) -> Response:
 @router.get("/datasets/{name}", **needs("dataset:read"))
 def dataset(request: Request, name: DatasetName, version: Version = "") -> Response:
     ctx = context(request)
+    name, _, in_path = name.partition("@")
+    version = version or in_path
     view = dataset_service.show(ctx, f"{name}@{version}" if version else name)
     versions = []
     for v in view["versions"]:
@@ -143,7 +148,10 @@ def model(request: Request, ref: Name) -> Response:
         "model.html",
         model=view,
         versions=versions,
-        audit=sorted((view["forgetting_audit"] or {}).items()),
+        audit=[
+            (key, value if isinstance(value, str | int | float) else json.dumps(value, sort_keys=True))
+            for key, value in sorted((view["forgetting_audit"] or {}).items())
+        ],
         lineage=lineage_url("model", view["ref"]),
         run_lineage=lineage_url("run", view["run"]),
     )
