@@ -312,15 +312,22 @@ def js_profile(driver: Any, url: str, server_pid: int, timeout: float) -> dict[s
 Call = tuple[str, str, dict[str, Any] | None]
 
 
-def rest_time(client: httpx.Client, calls: list[Call]) -> float:
-    """Seconds for the calls one after the other, each answer read whole; fails on a non-2xx."""
-    started = time.perf_counter()
+def rest_time(client: httpx.Client, calls: list[Call]) -> list[float]:
+    """Seconds of each call, one after the other, each answer read whole; fails on a non-2xx."""
+    seconds = []
     for method, path, body in calls:
+        started = time.perf_counter()
         answer = client.request(method, path, json=body)
         answer.read()
+        seconds.append(time.perf_counter() - started)
         if not answer.is_success:
             raise SystemExit(f"{method} {path}: {answer.status_code} {answer.text[:200]}")
-    return time.perf_counter() - started
+    return seconds
+
+
+def route(call: Call) -> str:
+    """A call named by its route's first segments (no refs or hashes in the report)."""
+    return f"{call[0]} " + "/".join(call[1].split("?")[0].split("/")[:3])
 
 
 # -- the run -------------------------------------------------------------------------------
@@ -336,6 +343,8 @@ class Page:
     layouts: dict[str, float] | None = None
     profile: dict[str, float] | None = None
     rest_s: list[float] = field(default_factory=list)
+    #: per pass, the seconds of each call
+    rest_calls: list[list[float]] = field(default_factory=list)
 
     def warm(self, key: str) -> Timing:
         return Timing([v[key] / 1000 for v in self.loads[1:] if v.get(key) is not None])
@@ -417,6 +426,14 @@ def _ms(v: float | None) -> str:
     return "-" if v is None or v != v else f"{v * 1000:,.0f}"
 
 
+def slowest_call(p: Page) -> str:
+    if len(p.rest_calls) < 2:
+        return ""
+    p50 = [Timing(list(c)).p50 for c in zip(*p.rest_calls[1:], strict=True)]
+    k = max(range(len(p50)), key=p50.__getitem__)
+    return f"{route(p.rest[k])}: {_ms(p50[k])}"
+
+
 def render(pages: list[Page], repeat: int) -> tuple[Table, Table]:
     times = Table(
         title=f"Web UI in headless Chromium vs the same data from the REST API; ms, 1 cold + {repeat} warm",
@@ -447,6 +464,7 @@ def render(pages: list[Page], repeat: int) -> tuple[Table, Table]:
         "graph.json KiB",
         "drawn (data-ready)",
         "layout alone: dagre, breadthfirst",
+        "slowest REST call, p50",
     ):
         parts.add_column(name, justify="left" if name == "page" else "right")
     for p in pages:
@@ -483,6 +501,7 @@ def render(pages: list[Page], repeat: int) -> tuple[Table, Table]:
             f"{(p.loads[-1]['json_bytes'] or 0) / 1024:,.1f}" if graph else "",
             _ms(p.warm("ready").p50) if graph else "",
             f"{p.layouts['dagre']:,.0f}, {p.layouts['breadthfirst']:,.0f}" if p.layouts else "",
+            slowest_call(p),
         )
     return times, parts
 
@@ -596,7 +615,8 @@ def main(argv: list[str] | None = None) -> int:
                         p.profile = js_profile(driver, url + p.path, server.pid, args.timeout)
                     ask_as_the_page(p, client)
                     console.print(" REST ...", end="")
-                    p.rest_s = [rest_time(client, p.rest) for _ in range(1 + args.repeat)]
+                    p.rest_calls = [rest_time(client, p.rest) for _ in range(1 + args.repeat)]
+                    p.rest_s = [sum(c) for c in p.rest_calls]
                     console.print(f" {_ms(p.rendered(p.loads[-1]))} ms, REST {_ms(p.rest_s[-1])} ms")
         finally:
             if driver is not None:
@@ -640,6 +660,8 @@ def main(argv: list[str] | None = None) -> int:
                     "profile_ms": p.profile,
                     "rest_calls": p.rest_note,
                     "rest_s": p.rest_s,
+                    "rest_routes": [route(c) for c in p.rest],
+                    "rest_calls_s": p.rest_calls,
                 }
                 for p in pages
             ],
