@@ -21,8 +21,8 @@
   var BIG = 1500;
   var PLAIN = { active: true, completed: true };
   var COLOURS = {
-    subject: "#f4b400", source: "#8d6e63", asset: "#9e9e9e", dataset_version: "#4285f4",
-    model: "#db4437", index: "#0f9d58", "export": "#ab47bc", transfer: "#00acc1", run: "#e0e0e0"
+    subject: "#fdd663", source: "#d7ccc8", asset: "#e0e0e0", dataset_version: "#aecbfa",
+    model: "#f6aea9", index: "#a8dab5", "export": "#d7aefb", transfer: "#a1e4f2", run: "#f1f3f4"
   };
   var $ = function (id) { return document.getElementById(id); };
   var search = $("graph-search");
@@ -223,7 +223,9 @@
       "min-zoomed-font-size": 7
     } },
     { selector: "node.run", style: { "shape": "ellipse" } },
-    { selector: "node.subject, node.source, node.asset", style: { "shape": "diamond", "height": 40 } },
+    { selector: "node.subject, node.source, node.asset", style: {
+      "shape": "diamond", "width": 40, "height": 40, "text-valign": "bottom", "text-margin-y": 4
+    } },
     { selector: "node.erased", style: { "border-style": "dashed", "border-width": 3, "border-color": "#c5221f", "background-opacity": 0.45 } },
     { selector: "node.retired", style: { "border-style": "dotted", "border-width": 3, "border-color": "#5f6368" } },
     { selector: "node.unlearned", style: { "border-style": "double", "border-width": 5, "border-color": "#b06000" } },
@@ -233,7 +235,8 @@
       "width": 1.5, "line-color": "#9aa0a6", "target-arrow-color": "#9aa0a6",
       "target-arrow-shape": "triangle", "curve-style": "bezier"
     } },
-    { selector: ".on-path", style: { "line-color": "#1a73e8", "target-arrow-color": "#1a73e8", "width": 4, "border-color": "#1a73e8", "border-width": 4 } },
+    { selector: "edge.on-path", style: { "line-color": "#1a73e8", "target-arrow-color": "#1a73e8", "width": 4 } },
+    { selector: "node.on-path", style: { "border-color": "#1a73e8", "border-width": 4 } },
     { selector: "node.chosen", style: { "overlay-color": "#1a73e8", "overlay-opacity": 0.25, "overlay-padding": 4 } },
     { selector: ".dimmed", style: { "opacity": 0.2 } },
     { selector: "node.match", style: { "underlay-color": "#f9ab00", "underlay-opacity": 0.6, "underlay-padding": 6 } }
