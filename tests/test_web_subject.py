@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -167,6 +168,20 @@ def test_a_lookup_by_external_id_answers_the_refs_page_and_never_shows_the_id(si
     assert find(client, ref.group(1)).headers["location"] == location  # a ref works too
     for event in site.events("ui.subject_view") + site.events("asset.read"):
         assert HISTORY not in json.dumps(event)
+
+
+def test_no_log_line_holds_the_external_id(site: Site, caplog: pytest.LogCaptureFixture) -> None:
+    """The server runs in this process (a thread): every log record it writes is caught here."""
+    caplog.set_level(logging.DEBUG)
+    client = site.login(OFFICER)
+    typed = "Nobody_Known_Here_Either"
+    assert find(client, HISTORY).status_code == 303
+    assert find(client, typed).status_code == 404
+    client.get(f"/ui/subjects/{site.refs[HISTORY]}")
+    server = [r for r in caplog.records if r.name.startswith("disgorge.server")]
+    assert server, "the capture does not see the server's access log"
+    for needle in (HISTORY, typed):
+        assert needle not in caplog.text
 
 
 def test_an_unknown_subject_gets_a_404_that_does_not_repeat_what_was_typed(site: Site) -> None:
