@@ -44,8 +44,9 @@ Name = Annotated[str, Path(min_length=1, max_length=260, pattern=r"^[^/\x00-\x1f
 DatasetName = Annotated[
     str, Path(min_length=1, max_length=240, pattern=r"^[^@/\x00-\x1f\x7f]+(@\d+\.\d+\.\d+)?$")
 ]
-#: a source's name: the library and the CLI let it hold ``/`` (the route takes the rest of the path)
-SourceName = Annotated[str, Path(min_length=1, max_length=260, pattern=r"^[^\x00-\x1f\x7f]+$")]
+#: a source's or model's name: the library (and a run's outputs) let it hold ``/``, so the
+#: route takes the rest of the path
+SlashName = Annotated[str, Path(min_length=1, max_length=260, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Version = Annotated[str, Query(max_length=32, pattern=r"^(\d+\.\d+\.\d+)?$")]
 
 
@@ -139,8 +140,8 @@ def models(request: Request) -> Response:
     return render(request, "models.html", models=rows)
 
 
-@router.get("/models/{ref}", **needs("model:read"))
-def model(request: Request, ref: Name) -> Response:
+@router.get("/models/{ref:path}", **needs("model:read"))
+def model(request: Request, ref: SlashName) -> Response:
     view = _model_row(lifecycle.model(context(request), ref))
     versions = [{**v, "url": page_url("models", f"{view['name']}@{v['version']}")} for v in view["versions"]]
     return render(
@@ -167,7 +168,7 @@ def sources_page(request: Request) -> Response:
 
 
 @router.get("/sources/{name:path}", **needs("source:read"))
-def source(request: Request, name: SourceName) -> Response:
+def source(request: Request, name: SlashName) -> Response:
     ctx = context(request)
     view = source_service.source_view(ctx, name)
     rules = None
