@@ -319,6 +319,7 @@ def test_the_graph_is_drawn_clicked_expanded_and_searched(browser: Any, site: Si
     assert browser.find_element("id", "graph-count").text == f"4 nodes, {len(api['edges'])} edges"
     assert severe(browser) == []  # no script refused by the CSP, no failed request
 
+    assert not browser.find_element("id", "graph-detail").is_displayed()  # nothing selected yet
     run = next(n for n in api["nodes"] if n["label"].startswith("vendor-train"))
     click_node(browser, run["id"])
     WebDriverWait(browser, 20).until(
@@ -392,4 +393,7 @@ def test_two_thousand_nodes_are_drawn_with_the_cheaper_layout(browser: Any, site
     assert wait_drawn(browser, timeout=120) == FANOUT + 2
     WebDriverWait(browser, 60).until(lambda d: d.execute_script(PAINTED))
     assert len(browser.find_elements("css selector", "#graph-table tbody tr")) == FANOUT + 2
+    # columns by depth, not one line of two thousand nodes (breadthfirst's drawing of a fan-out)
+    box = browser.execute_script("return window.disgorgeGraph.nodes().boundingBox()")
+    assert box["h"] > box["w"] / 4, box
     assert severe(browser) == []

@@ -17,7 +17,7 @@
     return;
   }
   var cytoscape = window.cytoscape;
-  /* above this many nodes dagre takes too long: a breadth-first layout is used instead */
+  /* above this many nodes dagre takes too long: columns by depth are laid out instead */
   var BIG = 1500;
   var PLAIN = { active: true, completed: true };
   var COLOURS = {
@@ -113,10 +113,31 @@
     return elements;
   }
 
+  /* the cheap layout of a big graph, in one pass: a block of columns per depth, left to right
+   * (one column of thousands of nodes, as breadthfirst draws a fan-out, is a line) */
+  function columns() {
+    var byDepth = {};
+    cy.nodes().forEach(function (n) {
+      var d = n.data("depth") || 0;
+      (byDepth[d] = byDepth[d] || []).push(n);
+    });
+    var positions = {};
+    var x = 0;
+    Object.keys(byDepth).map(Number).sort(function (a, b) { return a - b; }).forEach(function (d) {
+      var list = byDepth[d].sort(function (a, b) { return a.data("label") < b.data("label") ? -1 : 1; });
+      var rows = Math.min(list.length, Math.max(40, Math.ceil(Math.sqrt(list.length * 4))));
+      list.forEach(function (n, i) {
+        positions[n.id()] = { x: x + Math.floor(i / rows) * 190, y: (i % rows - rows / 2) * 34 };
+      });
+      x += Math.ceil(list.length / rows) * 190 + 140;
+    });
+    return positions;
+  }
+
   function layoutOptions() {
-    var n = cy.nodes().length;
-    if (n > BIG) {
-      return { name: "breadthfirst", directed: true, roots: cy.getElementById(rootId), spacingFactor: 0.8, animate: false };
+    if (cy.nodes().length > BIG) {
+      var positions = columns();
+      return { name: "preset", positions: function (n) { return positions[n.id()]; }, animate: false };
     }
     return { name: "dagre", rankDir: "LR", nodeSep: 18, rankSep: 60, animate: false };
   }
@@ -246,7 +267,7 @@
     rootId = answer.root.id;
     var big = answer.nodes.length > BIG;
     cy = cytoscape({
-      container: box, style: style, wheelSensitivity: 0.3, minZoom: 0.02, maxZoom: 4,
+      container: box, style: style, minZoom: 0.02, maxZoom: 4,
       textureOnViewport: big, hideEdgesOnViewport: big, pixelRatio: big ? 1 : "auto"
     });
     /* a deliberate test hook: the browser tests read the graph through it */
@@ -260,10 +281,15 @@
   });
 
   expandButton.addEventListener("click", grow);
-  search.addEventListener("input", function () { if (cy) { doSearch(); } });
+  var typing = null;
+  search.addEventListener("input", function () {
+    clearTimeout(typing);  /* once typing pauses: a search restyles every node */
+    typing = setTimeout(function () { if (cy) { doSearch(); } }, 150);
+  });
   search.addEventListener("keydown", function (event) {
     if (event.key !== "Enter" || !cy) { return; }
     event.preventDefault();
+    clearTimeout(typing);
     var hits = doSearch();
     if (hits && hits.length) { select(hits[0]); }
   });
