@@ -434,9 +434,12 @@ def test_recipients_their_transfers_and_erasure_requests_match_the_api(
     assert text_of(page, "recipient-key") == vendor["public_key"]
     assert "by hand" in text_of(page, "recipient-endpoint")
     assert table_rows(page, "recipient-transfers", "data-id") == [t["id"] for t in sent]
-    assert {"kind": "transfer", "id": sent[0]["id"], "direction": "downstream", "hops": "3"} in lineage_links(
-        page
-    )
+    assert {
+        "kind": "transfer",
+        "id": "vendor@" + sent[0]["id"][:12],
+        "direction": "downstream",
+        "hops": "3",
+    } in lineage_links(page)
     [request] = site.v1("privacy_officer", "/v1/erasures")["items"]
     shown = site.v1("privacy_officer", f"/v1/erasures/{request['id']}")["recipients"]
     assert table_rows(page, "recipient-erasures", "data-request") == [request["id"]]
@@ -446,6 +449,17 @@ def test_recipients_their_transfers_and_erasure_requests_match_the_api(
     assert "Nothing sent." in idle and "No erasure request reached it." in idle
     assert "/ui/recipients/idle%20partner" in hrefs(html)
     assert officer.get("/ui/recipients/nope").status_code == 404
+
+
+def test_every_lineage_link_opens_the_lineage_page(site: Site, officer: httpx.Client) -> None:
+    pages = ["/ui/violations", "/ui/datasets/faces", "/ui/models/vendor-face-id", "/ui/sources/lfw"]
+    links = {h for page in [*pages, "/ui/recipients/vendor"] for h in hrefs(ok(officer, page))}
+    lineage = sorted(h for h in links if h.startswith("/ui/lineage?"))
+    assert len(lineage) >= 6, lineage
+    for link in lineage:
+        answer = officer.get(link)
+        assert answer.status_code == 200, (link, answer.text[:300])
+        assert 'id="forbidden"' not in answer.text and 'id="error"' not in answer.text, link
 
 
 # -- in a real browser -----------------------------------------------------------------------------

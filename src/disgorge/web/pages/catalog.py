@@ -34,7 +34,7 @@ from ...training.lifecycle import ModelView
 from .. import UI_PREFIX
 from ..framework import context, needs, page_router, render
 
-__all__ = ["lineage_url", "model_state", "page_url", "router"]
+__all__ = ["lineage_url", "model_state", "page_url", "router", "transfer_node"]
 
 router = page_router()
 
@@ -60,6 +60,12 @@ def lineage_url(kind: str, ident: str, *, direction: str = "downstream", hops: i
     """The lineage page around a node (H1's ``/ui/lineage`` GET form)."""
     query = urlencode({"kind": kind, "id": ident, "direction": direction, "hops": hops})
     return f"{UI_PREFIX}/lineage?{query}"
+
+
+def transfer_node(recipient: str, transfer_id: str) -> str:
+    """A transfer's lineage id: :func:`disgorge.sharing.share.share` records it as an artifact
+    named after the recipient, versioned by the transfer id's first 12 characters."""
+    return f"{recipient}@{transfer_id[:12]}"
 
 
 def model_state(view: dict[str, Any]) -> str:
@@ -209,7 +215,11 @@ def recipient(request: Request, name: Name) -> Response:
     ctx = context(request)
     peer = _recipient(request, name)
     sent = [
-        {**t, "lineage": lineage_url("transfer", t["id"]), "dataset_url": _dataset_url(t["dataset"])}
+        {
+            **t,
+            "lineage": lineage_url("transfer", transfer_node(name, t["id"])),
+            "dataset_url": _dataset_url(t["dataset"]),
+        }
         for t in transfers.list_transfers(ctx, direction="out", peer=name)
     ]
     erasures = None
