@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from conftest import DISGORGE, cli_env, free_port
+from disgorge import Workspace
 
 pytest.importorskip("argon2")
 pytest.importorskip("uvicorn")
@@ -158,6 +159,11 @@ def test_demo_serve_json_serves_both_workspaces_until_ctrl_c(tmp_path: Path) -> 
                 counts = _login_and_see_the_overview(served["url"], login["user"], login["password"])
                 assert counts["photos"] > 0 and counts["subjects"] > 0, (served["name"], counts)
         assert len(ports) == 2
+        # the vendor serves where the story served it: the app's erasures still reach it
+        app, vendor = shown["served"]
+        with Workspace.open(app["workspace"], actor="tester") as ws:
+            [peer] = ws.peers("recipient")
+        assert peer["name"] == "vision-vendor" and f"{peer['endpoint']}/ui/" == vendor["url"]
         assert demo.stop(signal.SIGINT) == 0
         assert not folder.exists(), "the temporary workspaces outlived the demo"
         assert not list(tmp_path.iterdir())
@@ -189,5 +195,24 @@ def test_demo_serve_text_on_a_given_port_with_keep_stops_on_sigterm(tmp_path: Pa
         assert counts["photos"] > 0
         assert demo.stop(signal.SIGTERM) == 0
         assert (kept / "dating-app").is_dir() and (kept / "vision-vendor").is_dir()
+        with Workspace.open(kept / "dating-app", actor="tester") as ws:
+            assert [p["endpoint"] for p in ws.peers("recipient")] == [f"http://127.0.0.1:{port + 1}"]
     finally:
         demo.close()
+
+
+def test_demo_serve_refuses_a_port_in_use_before_the_story(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        out = subprocess.run(
+            [DISGORGE, "demo", "--serve", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            env=cli_env(TMPDIR=str(tmp_path)),
+            timeout=120,
+        )
+    assert out.returncode == 2
+    assert f"port {port} on 127.0.0.1 is in use" in out.stderr and "--port 0" in out.stderr
+    assert out.stdout == "" and not list(tmp_path.iterdir())

@@ -175,8 +175,14 @@ class _Story:
         return bool(ok)
 
 
-def run_demo(directory: Path, say: Say = print, *, photos: Path | None = None) -> dict[str, Any]:
-    """Run the story in ``directory`` (new or empty); return its numbers and checks."""
+def run_demo(
+    directory: Path, say: Say = print, *, photos: Path | None = None, vendor_port: int = 0
+) -> dict[str, Any]:
+    """Run the story in ``directory`` (new or empty); return its numbers and checks.
+
+    The vendor serves on ``vendor_port`` of 127.0.0.1 (0: a free one), the endpoint the
+    app records for it (``summary["vendor_url"]``): ``disgorge demo --serve`` serves the
+    vendor there again, so erasures started in the app's UI afterwards still reach it."""
     from .api import running_server
 
     people = _real_people(photos) if photos is not None else _drawn_people()
@@ -195,7 +201,7 @@ def run_demo(directory: Path, say: Say = print, *, photos: Path | None = None) -
     with (
         Workspace.init(directory / APP, at="2013-01-01", actor="dating-app") as app,
         Workspace.init(directory / VENDOR, at="2013-01-01", actor="vision-vendor") as vendor,
-        running_server(vendor.root) as endpoint,
+        running_server(vendor.root, port=vendor_port) as endpoint,
     ):
         # -- the dating app -----------------------------------------------------------------
         app.add_source(APP, kind="app", description="profile photos", at="2013-01-01")
@@ -453,6 +459,7 @@ def run_demo(directory: Path, say: Say = print, *, photos: Path | None = None) -
             "embedder": people.embedder,
             "app": str(app.root),
             "vendor": str(vendor.root),
+            "vendor_url": endpoint,
             "ingested": report.ingested,
             "refused": [{"path": r.path, "reason": r.reason} for r in report.rejected],
             "clear_text_hits": len(hits),

@@ -6,12 +6,14 @@ import contextlib
 import secrets
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 
@@ -54,22 +56,37 @@ def _wait_for_a_signal() -> None:
             signal.signal(sig, old)
 
 
+def _check_free(port: int) -> None:
+    """Refuse, before the story runs, a port of the two that something listens on."""
+    for taken in (port, port + 1):
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", taken))
+            except OSError:
+                raise fail(
+                    f"port {taken} on 127.0.0.1 is in use; give --port with another (it takes that "
+                    "port and the next), or --port 0 for free ones",
+                    2,
+                ) from None
+
+
 def _serve(summary: dict[str, Any], port: int, *, json_out: bool, kept: bool) -> None:
-    """Serve both workspaces' UI and API on loopback (``port`` and ``port + 1``; 0: free
-    ports) in this process, print their URLs and logins, and block until a signal."""
+    """Serve both workspaces' UI and API on loopback (the app on ``port``, 0: a free one;
+    the vendor where the story served it, the endpoint the app knows it by) in this
+    process, print their URLs and logins, and block until a signal."""
     from ..api import running_server
 
+    vendor_port = int(urlsplit(summary["vendor_url"]).port or 0)
     workspaces = [
-        (APP, "the dating app", Path(summary["app"])),
-        (VENDOR, "the vision vendor", Path(summary["vendor"])),
+        (APP, "the dating app", Path(summary["app"]), port),
+        (VENDOR, "the vision vendor", Path(summary["vendor"]), vendor_port),
     ]
     with contextlib.ExitStack() as servers:
         served: list[dict[str, Any]] = []
-        for i, (name, title, root) in enumerate(workspaces):
+        for name, title, root, at in workspaces:
             logins = _add_logins(root)
-            url = servers.enter_context(
-                running_server(root, port=port + i if port else 0, actor="disgorge-demo-server")
-            )
+            url = servers.enter_context(running_server(root, port=at, actor="disgorge-demo-server"))
             served.append(
                 {"name": name, "title": title, "workspace": str(root), "url": f"{url}/ui/", "logins": logins}
             )
@@ -138,6 +155,8 @@ def demo(
     check of the story passed. With --serve, both workspaces then stay up with the web UI
     (docs/ui.md) until Ctrl-C.
     """
+    if serve and port:
+        _check_free(port)
     if keep is not None:
         if keep.exists() and any(keep.iterdir()):
             raise fail(f"{keep} is not empty; give a new or empty folder")
@@ -151,7 +170,7 @@ def demo(
             console.print(line, markup=False, soft_wrap=True)
 
     try:
-        summary = run_demo(folder, say, photos=photos)
+        summary = run_demo(folder, say, photos=photos, vendor_port=port + 1 if serve and port else 0)
         if report is not None:
             shutil.copyfile(summary["report"], report)
             summary["report"] = str(report)
