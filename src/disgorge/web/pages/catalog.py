@@ -116,6 +116,11 @@ def dataset(request: Request, name: DatasetName, version: Version = "") -> Respo
         dataset=view,
         versions=versions,
         diff=diff,
+        selector=[
+            (key, value if isinstance(value, str | int | float) else json.dumps(value, sort_keys=True))
+            for key, value in sorted(view["selector"].items())
+            if value not in (None, "", [], {})
+        ],
         lineage=lineage_url("dataset", ref),
         run_lineage=lineage_url("run", view["run"]) if view["run"] else None,
     )
