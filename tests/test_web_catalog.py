@@ -325,6 +325,14 @@ def test_a_cell_a_spreadsheet_would_run_is_text() -> None:
     assert neutralise(None) == "" and neutralise(3) == "3"
 
 
+def test_a_model_state_is_said_in_words() -> None:
+    from disgorge.web.pages.catalog import model_state
+
+    assert model_state({"state": "retired", "unlearned_from": None}) == "retired"
+    said = model_state({"state": "active", "unlearned_from": "2"})
+    assert said.startswith("active, unlearned") and "version 2" in said
+
+
 # -- datasets, models, sources, recipients --------------------------------------------------------
 def test_datasets_and_their_versions_match_the_api(site: Site, officer: httpx.Client) -> None:
     html = ok(officer, "/ui/datasets")
