@@ -229,6 +229,10 @@ def test_the_table_says_each_state_in_words(site: Site) -> None:
     assert "retired" in rows["model:vendor@1"]
     assert "active" in rows["export:dump@1"]
     assert "(asked about)" in rows["dataset:faces@1.0.0"]
+    assert "active" in rows["dataset:faces@1.0.0"]
+    # the walk leaves out the artifact asked about: its state comes from its own page's service
+    upstream = table_rows(client.get("/ui/lineage", params={"kind": "model", "id": "vendor@1"}).text)
+    assert "retired" in upstream["model:vendor@1"] and "(asked about)" in upstream["model:vendor@1"]
 
 
 @pytest.mark.parametrize(
@@ -396,4 +400,8 @@ def test_two_thousand_nodes_are_drawn_with_the_cheaper_layout(browser: Any, site
     # columns by depth, not one line of two thousand nodes (breadthfirst's drawing of a fan-out)
     box = browser.execute_script("return window.disgorgeGraph.nodes().boundingBox()")
     assert box["h"] > box["w"] / 4, box
+    root = browser.execute_script(
+        "return window.disgorgeGraph.getElementById('model:vendor@1').data('shown')"
+    )
+    assert root == "model:vendor@1 \u00b7 retired"
     assert severe(browser) == []

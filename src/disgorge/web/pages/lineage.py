@@ -27,13 +27,16 @@ from fastapi.responses import JSONResponse
 from ...api.routes.lineage import LineageQuestion
 from ...api.routes.lineage import lineage as api_lineage
 from ...catalog.lineage import DEFAULT_DEPTH
-from ...errors import InvalidInput
+from ...datasets import service as dataset_service
+from ...errors import DisgorgeError, InvalidInput
+from ...runs.service import show_run
 from ...subjects import ref_of
+from ...training import lifecycle
 from ...vault import REF_PATTERN
 from .. import UI_PREFIX
 from ..framework import SECURITY_HEADERS, context, error_page, login_of, needs, page_router, redirect, render
 
-__all__ = ["DIRECTIONS", "KINDS", "graph_view", "router"]
+__all__ = ["DIRECTIONS", "KINDS", "graph_view", "question", "router", "table_view"]
 
 router = page_router()
 
@@ -79,6 +82,22 @@ def _root_kind(kind: str) -> str:
     return "dataset_version" if kind == "dataset" else kind
 
 
+def _root_state(request: Request, asked: LineageQuestion) -> str:
+    """The state of the node asked about when it is a dataset, model or run (the walk leaves
+    its own node out), from the service of its own page if the role may see that; else ""."""
+    ctx, who = context(request), login_of(request).principal
+    try:
+        if asked.kind == "dataset" and who.may("dataset:read"):
+            return str(dataset_service.show(ctx, asked.id)["state"])
+        if asked.kind == "model" and who.may("model:read"):
+            return str(lifecycle.model(ctx, asked.id)["state"])
+        if asked.kind == "run" and who.may("run:read"):
+            return str(show_run(ctx, asked.id)["state"])
+    except DisgorgeError:
+        pass
+    return ""
+
+
 def graph_view(request: Request, asked: LineageQuestion) -> dict[str, Any]:
     """``POST /v1/lineage``'s answer for ``asked`` (its handler, so the same), plus ``root``
     (the node asked about), ``root_listed`` (whether the walk lists it), and per node id its
@@ -90,7 +109,7 @@ def graph_view(request: Request, asked: LineageQuestion) -> dict[str, Any]:
         "id": view["node"],
         "kind": _root_kind(asked.kind),
         "label": view["node"],
-        "state": "",
+        "state": _root_state(request, asked),
         "depth": 0,
     }
     pages, expand = {}, {}
