@@ -140,6 +140,8 @@ def test_every_role_may_read_lineage_but_a_subjects_needs_subject_read(site: Sit
         assert page.status_code == 200
         for needle in ('id="lineage-form"', 'id="lineage-kind"', 'id="lineage-id"', 'id="lineage-go"'):
             assert needle in page.text
+        first = "subject" if "subject:read" in ROLES[role] else "dataset"
+        assert f'<option value="{first}" selected>' in page.text
         for control in ("lineage-kind", "lineage-id", "lineage-direction", "lineage-hops"):
             assert f'<label for="{control}">' in page.text
         dataset = client.get("/ui/lineage", params={"kind": "dataset", "id": "faces@1.0.0"})

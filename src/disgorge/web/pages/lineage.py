@@ -146,7 +146,9 @@ def _page(request: Request, view: dict[str, Any] | None, src: str, asked: dict[s
 
 @router.get("/lineage", **needs("lineage:read"))
 def lineage(request: Request, kind: str = "", id: str = "", direction: str = "", hops: str = "") -> Response:
-    values = {"kind": kind or "subject", "id": id, "direction": direction or "downstream", "hops": hops}
+    # the form asks about a subject first, if the role may (else a dataset)
+    first = "subject" if login_of(request).principal.may("subject:read") else "dataset"
+    values = {"kind": kind or first, "id": id, "direction": direction or "downstream", "hops": hops}
     if not id:
         return _page(request, None, "", values)
     if (refused := _may_ask(request, kind)) is not None:
