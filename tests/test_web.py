@@ -40,6 +40,13 @@ PAGES = {
     "/ui/erasures": "erasure:read",
     "/ui/holds": "erasure:read",
     "/ui/audit": "audit:read",
+    "/ui/subjects": "subject:read",
+    "/ui/lineage": "lineage:read",
+    "/ui/violations": "violation:read",
+    "/ui/datasets": "dataset:read",
+    "/ui/models": "model:read",
+    "/ui/sources": "source:read",
+    "/ui/recipients": "sharing:read",
 }
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 

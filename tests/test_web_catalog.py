@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -515,9 +514,6 @@ def test_each_page_in_a_browser(browser: Any, site: Site) -> None:
             )
             == "page"
         )
-        if os.environ.get("DISGORGE_UI_SCREENSHOTS"):
-            (ROOT / "docs" / "ui").mkdir(parents=True, exist_ok=True)
-            assert browser.save_screenshot(str(ROOT / "docs" / "ui" / f"{name}.png"))
     # the filter form works in the browser: one source, then the table has its one use
     browser.get(site.url + "/ui/violations")
     Select(browser.find_element(By.ID, "filter-source")).select_by_value(FORMULA)

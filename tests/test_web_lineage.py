@@ -7,14 +7,12 @@ the table under the drawing lists every node without JavaScript; a malformed que
 ``422`` page. In Chromium: the graph is drawn (pixels on the canvas), has as many nodes as the
 API answers, a click selects a node and lights the path to it from the node asked about,
 "expand" adds what is one step further, the search marks what matches, and a graph of two
-thousand nodes is drawn too (the cheaper layout). ``DISGORGE_UI_SCREENSHOTS=1`` saves
-docs/ui/lineage.png.
+thousand nodes is drawn too (the cheaper layout).
 """
 
 from __future__ import annotations
 
 import html
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,7 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from conftest import PEOPLE, ROLE_USERS, ROOT, Api, serve_api, smoke_workspace, ui_login
+from conftest import PEOPLE, ROLE_USERS, Api, serve_api, smoke_workspace, ui_login
 from disgorge import Workspace
 from disgorge.access.roles import ROLES
 
@@ -377,15 +375,6 @@ def test_the_graph_is_drawn_clicked_expanded_and_searched(browser: Any, site: Si
         reached.add(browser.switch_to.active_element.get_attribute("id"))
         browser.switch_to.active_element.send_keys(Keys.TAB)
     assert "graph-expand" in reached
-    if os.environ.get("DISGORGE_UI_SCREENSHOTS"):
-        shots = ROOT / "docs" / "ui"
-        shots.mkdir(parents=True, exist_ok=True)
-        browser.get(f"{site.url}/ui/lineage?kind=subject&id={site.ref}&direction=downstream&hops=2")
-        wait_drawn(browser)
-        click_node(browser, "model:vendor@1")
-        height = browser.execute_script("return document.documentElement.scrollHeight")
-        browser.set_window_size(1280, max(900, min(int(height) + 140, 2200)))
-        assert browser.save_screenshot(str(shots / "lineage.png"))
     assert severe(browser) == []
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,7 +26,6 @@ from conftest import (
     DENIED,
     PEOPLE,
     ROLE_USERS,
-    ROOT,
     Api,
     import_consent_csv,
     serve_api,
@@ -351,13 +349,6 @@ def test_in_a_browser_thumbnails_stay_blurred_until_revealed(browser: Any, site:
     filters = browser.execute_script(FILTERS)
     assert len(filters) == 2 and all("blur" in f for f in filters), filters
     assert browser.execute_script(UNLABELLED) == []
-    if os.environ.get("DISGORGE_UI_SCREENSHOTS"):
-        shots = ROOT / "docs" / "ui"
-        shots.mkdir(parents=True, exist_ok=True)
-        height = browser.execute_script("return document.documentElement.scrollHeight")
-        browser.set_window_size(1280, max(900, min(int(height) + 140, 2200)))
-        assert browser.save_screenshot(str(shots / "subject.png"))
-        browser.set_window_size(1280, 900)
     wait.until(lambda d: d.find_element(By.ID, "graph").get_attribute("data-ready") == "1")
     assert int(browser.find_element(By.ID, "graph").get_attribute("data-nodes")) > 1
     reveal = browser.find_element(By.ID, "reveal-photos")
