@@ -25,6 +25,7 @@ from conftest import DENIED, PEOPLE, ROLE_USERS, Api, serve_api, smoke_workspace
 from disgorge import Workspace
 from disgorge.access.roles import ROLES
 from disgorge.errors import InvalidInput, NotFound
+from disgorge.web.sessions import cookie_name
 from disgorge.web.throttle import MAX_FAILURES, LoginThrottle
 
 pytest.importorskip("argon2")
@@ -55,6 +56,8 @@ CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 class Site:
     api: Api
     root: Path
+    #: the session cookie's name (``disgorge_session_`` and the workspace's id)
+    cookie: str
     clients: list[httpx.Client] = field(default_factory=list)
 
     @property
@@ -104,7 +107,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             # cases by external id (kept only as refs): one long overdue, one due in a month
             ws.open_case("access", PEOPLE[0], received_at="2013-08-01", channel="email")
             ws.open_case("erasure", PEOPLE[2], received_at=date.today().isoformat(), channel="portal")
-        site = Site(api, root)
+        with Workspace.open(root, actor="tester") as ws:
+            cookie = cookie_name(ws.workspace_id)
+        site = Site(api, root, cookie)
         try:
             yield site
         finally:
@@ -130,7 +135,7 @@ def test_pages_send_a_stranger_to_the_login_page(site: Site) -> None:
 
 def test_login_shows_who_is_logged_in_and_logout_ends_the_session_on_the_server(site: Site) -> None:
     client = site.login(ROLE_USERS["privacy_officer"])
-    cookie = client.cookies["disgorge_session"]
+    cookie = client.cookies[site.cookie]
     page = client.get("/ui/")
     assert page.status_code == 200
     assert '<span id="whoami" title="logged in as">officer-1 (privacy_officer)</span>' in page.text
@@ -150,7 +155,7 @@ def test_login_shows_who_is_logged_in_and_logout_ends_the_session_on_the_server(
     assert client.get("/ui/").status_code == 303
     # the same cookie, copied before the logout, is dead too: the server revoked it
     copied = site.client()
-    copied.cookies.set("disgorge_session", cookie, path="/ui")
+    copied.cookies.set(site.cookie, cookie, path="/ui")
     answer = copied.get("/ui/")
     assert answer.status_code == 303 and answer.headers["location"] == "/ui/login"
     with Workspace.open(site.root, actor="tester") as ws:
@@ -249,7 +254,7 @@ def test_the_session_cookie_is_httponly_strict_and_scoped_to_the_ui(site: Site) 
         "/ui/login",
         data={"username": ROLE_USERS["auditor"], "password": PASSWORD, "csrf_token": token_of(form)},
     )
-    [cookie] = [c for c in answer.headers.get_list("set-cookie") if c.startswith("disgorge_session=")]
+    [cookie] = [c for c in answer.headers.get_list("set-cookie") if c.startswith(f"{site.cookie}=")]
     flags = {part.strip().lower() for part in cookie.split(";")[1:]}
     assert {"httponly", "samesite=strict", "path=/ui"} <= flags
     assert "secure" not in flags  # plain http on loopback; over https the cookie is Secure
@@ -270,7 +275,7 @@ def test_a_session_ends_after_8_hours_idle_or_12_hours_in_all(site: Site) -> Non
             (idle, "last_seen_at", now - timedelta(hours=8, minutes=1)),
             (old, "expires_at", now - timedelta(minutes=1)),
         ):
-            digest = hashlib.sha256(client.cookies["disgorge_session"].encode()).hexdigest()
+            digest = hashlib.sha256(client.cookies[site.cookie].encode()).hexdigest()
             stamp = when.strftime("%Y-%m-%d %H:%M:%S.%f")
             assert sql(ws, f"UPDATE web_sessions SET {column} = ? WHERE id = ?", stamp, digest) == []
     for client in (idle, old):

@@ -51,12 +51,12 @@ from disgorge import Workspace
 from disgorge._time import utcnow
 from disgorge.access.roles import ROLES
 from disgorge.erasure.steps import inject
+from disgorge.web.sessions import cookie_name
 
 #: every principal's password (the UI refuses fewer than 12 characters)
 PASSWORD = "correct horse battery staple"
 OFFICER, OFFICER_2 = ROLE_USERS["privacy_officer"], "officer-2"
 REASON = "GDPR Art. 17 request 2024-117"
-COOKIE = "disgorge_session"
 
 #: page -> (path, the scope the API route showing the same data needs, the element it shows)
 PAGES = {
@@ -80,6 +80,8 @@ PAGES = {
 class Site:
     url: str
     api: Api
+    #: the session cookie's name (``disgorge_session_`` and the workspace's id)
+    cookie: str
     #: the erasure a privacy officer asked for over the API, waiting for a second officer
     waiting: str = ""
     #: an erasure finished at the shell, with its certificate
@@ -96,8 +98,9 @@ def serve_ui(root: Path) -> Iterator[Site]:
     with Workspace.open(root, actor="tester") as ws:
         for name in (*ROLE_USERS.values(), OFFICER_2):
             ws.set_password(name, PASSWORD)
+        cookie = cookie_name(ws.workspace_id)
     with running_server(root, actor="api-server") as url:
-        yield Site(url, Api(url, tokens))
+        yield Site(url, Api(url, tokens), cookie)
 
 
 def demo_workspace(tmp_path: Path) -> Path:
@@ -162,15 +165,15 @@ def console_errors(driver: WebDriver) -> list[str]:
     return [e["message"] for e in logged if e["level"] == "SEVERE" and "/favicon.ico " not in e["message"]]
 
 
-def session_cookie(driver: WebDriver) -> str:
-    [cookie] = [c for c in driver.get_cookies() if c["name"] == COOKIE]
+def session_cookie(driver: WebDriver, site: Site) -> str:
+    [cookie] = [c for c in driver.get_cookies() if c["name"] == site.cookie]
     assert cookie["httpOnly"] is True
     return str(cookie["value"])
 
 
 def raw(site: Site, method: str, path: str, cookie: str | None, **kw: Any) -> httpx.Response:
     """One request outside the browser, carrying ``cookie`` as the session cookie."""
-    headers = {"Cookie": f"{COOKIE}={cookie}"} if cookie else {}
+    headers = {"Cookie": f"{site.cookie}={cookie}"} if cookie else {}
     return httpx.request(method, site.url + path, headers=headers, follow_redirects=False, timeout=60, **kw)
 
 
@@ -220,7 +223,7 @@ def test_each_role_sees_only_what_its_scopes_allow(browser: WebDriver, site: Sit
             site,
             "POST",
             f"/ui/erasures/{site.waiting}/approve",
-            session_cookie(browser),
+            session_cookie(browser, site),
             data={"csrf_token": token, "reason": "me too"},
         )
         assert answer.status_code == 403, (role, answer.status_code)
@@ -325,7 +328,7 @@ return [
 # -- CSRF and logout -----------------------------------------------------------------------
 def test_a_post_without_the_csrf_token_is_refused(browser: WebDriver, site: Site) -> None:
     login(browser, site, OFFICER)
-    cookie = session_cookie(browser)
+    cookie = session_cookie(browser, site)
     holds = len(site.api.call("auditor", "GET", "/v1/holds").json()["items"])
     form = {"kind": "source", "name": "lfw", "reason": "the regulator's inquiry 2026-17"}
 
@@ -355,7 +358,7 @@ def test_a_post_without_the_csrf_token_is_refused(browser: WebDriver, site: Site
 
 def test_logout_ends_the_session_on_the_server(browser: WebDriver, site: Site) -> None:
     login(browser, site, ROLE_USERS["auditor"])
-    cookie = session_cookie(browser)
+    cookie = session_cookie(browser, site)
     assert raw(site, "GET", "/ui/", cookie).status_code == 200
     one(browser, "#logout-button").click()
     wait_for(browser, lambda d: d.current_url.startswith(site.url + "/ui/login"))
@@ -363,7 +366,7 @@ def test_logout_ends_the_session_on_the_server(browser: WebDriver, site: Site) -
 
     answer = raw(site, "GET", "/ui/", cookie)  # the old cookie, replayed
     assert answer.status_code == 303 and answer.headers["location"].endswith("/ui/login")
-    browser.add_cookie({"name": COOKIE, "value": cookie, "path": "/ui"})
+    browser.add_cookie({"name": site.cookie, "value": cookie, "path": "/ui"})
     open_page(browser, site, "/ui/audit")
     assert browser.current_url.startswith(site.url + "/ui/login")
     assert not found(browser, "#whoami")

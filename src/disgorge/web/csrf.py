@@ -15,6 +15,7 @@ import secrets
 __all__ = ["FIELD", "LOGIN_COOKIE", "MESSAGE", "matches", "new_token"]
 
 FIELD = "csrf_token"
+#: the pre-session cookie's name starts with this (``sessions.cookie_name`` adds the workspace)
 LOGIN_COOKIE = "disgorge_login_csrf"
 MESSAGE = "the form's CSRF token is missing or wrong"
 

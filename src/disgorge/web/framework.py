@@ -155,7 +155,7 @@ class PageRoute(APIRoute):
             async with state.gate.slot():
                 try:
                     if not public:
-                        secret = request.cookies.get(sessions.COOKIE)
+                        secret = request.cookies.get(sessions.cookie_name(state.ctx.workspace_id))
                         login = await run_in_threadpool(sessions.lookup, state.ctx, secret)
                         if login is None:
                             if request.headers.get("hx-request"):  # htmx: load the login page whole

@@ -1,10 +1,11 @@
 """Web UI logins: one ``web_sessions`` row per login, found by the SHA-256 of the cookie.
 
-The cookie ``disgorge_session`` holds 32 random bytes (urlsafe base64); the catalog keeps
-only their SHA-256 (a random secret needs no slow hash), with the CSRF token the
-session's forms carry. A session ends after 8 hours without a request (idle) or 12 hours
-after login (absolute), when its principal is disabled or sets a new password, and on
-logout, which revokes the row: a copied cookie stops working too, not just the browser's.
+The cookie ``disgorge_session_<workspace>`` (:func:`cookie_name`) holds 32 random bytes
+(urlsafe base64); the catalog keeps only their SHA-256 (a random secret needs no slow
+hash), with the CSRF token the session's forms carry. A session ends after 8 hours
+without a request (idle) or 12 hours after login (absolute), when its principal is
+disabled or sets a new password, and on logout, which revokes the row: a copied cookie
+stops working too, not just the browser's.
 """
 
 from __future__ import annotations
@@ -23,14 +24,23 @@ from ..catalog.api_models import Principal as PrincipalRow
 from ..catalog.api_models import WebSession
 from ..context import Context
 
-__all__ = ["ABSOLUTE", "COOKIE", "IDLE", "Login", "create", "lookup", "revoke"]
+__all__ = ["ABSOLUTE", "COOKIE", "IDLE", "Login", "cookie_name", "create", "lookup", "revoke"]
 
+#: the session cookie's name starts with this; :func:`cookie_name` adds the workspace
 COOKIE = "disgorge_session"
 IDLE = timedelta(hours=8)
 ABSOLUTE = timedelta(hours=12)
 #: ``last_seen_at`` is written at most this often (a write per page would queue every
 #: read behind SQLite's one writer)
 SEEN_RESOLUTION = timedelta(seconds=60)
+
+
+def cookie_name(workspace_id: str, prefix: str = COOKIE) -> str:
+    """``PREFIX_<the workspace id's first 12 hex digits>``. A browser keeps cookies per host,
+    not per port: two workspaces served on one host (``disgorge demo --serve`` serves two on
+    127.0.0.1) would otherwise overwrite each other's session, and logging in to one would
+    log the user out of the other."""
+    return f"{prefix}_{workspace_id[:12]}"
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 A wrong password and an unknown name get the same answer, ``401`` with "wrong user name or
 password", after the same work (:func:`disgorge.access.passwords.check_password`). The
 login form is protected by a pre-session CSRF cookie (double submit); a successful login
-sets ``disgorge_session`` (HttpOnly, SameSite=Strict, Path=/ui, Secure over https) and
-answers ``303`` to the overview. Logout revokes the session on the server.
+sets the session cookie, ``disgorge_session_<workspace>`` (HttpOnly, SameSite=Strict,
+Path=/ui, Secure over https) and answers ``303`` to the overview. Logout revokes the
+session on the server.
 """
 
 from __future__ import annotations
@@ -30,6 +31,14 @@ log = logging.getLogger("disgorge.web")
 WRONG = "wrong user name or password"
 
 
+def _session_cookie(request: Request) -> str:
+    return sessions.cookie_name(request.app.state.disgorge.ctx.workspace_id)
+
+
+def _csrf_cookie(request: Request) -> str:
+    return sessions.cookie_name(request.app.state.disgorge.ctx.workspace_id, csrf.LOGIN_COOKIE)
+
+
 def _cookie_options(request: Request) -> dict[str, object]:
     return {
         "path": UI_PREFIX,
@@ -42,18 +51,18 @@ def _cookie_options(request: Request) -> dict[str, object]:
 def _login_form(
     request: Request, status: int = 200, error: str | None = None, username: str = ""
 ) -> Response:
-    token = request.cookies.get(csrf.LOGIN_COOKIE) or ""
+    token = request.cookies.get(_csrf_cookie(request)) or ""
     if len(token) < 32 or len(token) > 64:
         token = csrf.new_token()
     response = render(request, "login.html", status, csrf_token=token, error=error, username=username)
-    response.set_cookie(csrf.LOGIN_COOKIE, token, max_age=3600, **_cookie_options(request))  # type: ignore[arg-type]
+    response.set_cookie(_csrf_cookie(request), token, max_age=3600, **_cookie_options(request))  # type: ignore[arg-type]
     return response
 
 
 @router.get("/login", **PUBLIC)
 def login_page(request: Request) -> Response:
     state = request.app.state.disgorge
-    if sessions.lookup(state.ctx, request.cookies.get(sessions.COOKIE)) is not None:
+    if sessions.lookup(state.ctx, request.cookies.get(_session_cookie(request))) is not None:
         return redirect(f"{UI_PREFIX}/")
     return _login_form(request)
 
@@ -65,7 +74,7 @@ async def login(
     password: Annotated[str, Form(max_length=1024)] = "",
     csrf_token: Annotated[str, Form(max_length=128)] = "",
 ) -> Response:
-    if not csrf.matches(request.cookies.get(csrf.LOGIN_COOKIE), csrf_token):
+    if not csrf.matches(request.cookies.get(_csrf_cookie(request)), csrf_token):
         return error_page(request, 403, csrf.MESSAGE)
     ctx = request.app.state.disgorge.ctx
     throttle = _throttle(request)
@@ -85,8 +94,8 @@ async def login(
     throttle.succeeded(keys)
     secret, _login = await run_in_threadpool(sessions.create, ctx, principal)
     response = redirect(f"{UI_PREFIX}/")
-    response.set_cookie(sessions.COOKIE, secret, **_cookie_options(request))  # type: ignore[arg-type]
-    response.delete_cookie(csrf.LOGIN_COOKIE, **_cookie_options(request))  # type: ignore[arg-type]
+    response.set_cookie(_session_cookie(request), secret, **_cookie_options(request))  # type: ignore[arg-type]
+    response.delete_cookie(_csrf_cookie(request), **_cookie_options(request))  # type: ignore[arg-type]
     return response
 
 
@@ -103,7 +112,7 @@ def _throttle(request: Request) -> LoginThrottle:
 def logout(request: Request) -> Response:
     sessions.revoke(request.app.state.disgorge.ctx, login_of(request))
     response = redirect(LOGIN_URL)
-    response.delete_cookie(sessions.COOKIE, **_cookie_options(request))  # type: ignore[arg-type]
+    response.delete_cookie(_session_cookie(request), **_cookie_options(request))  # type: ignore[arg-type]
     return response
 
 
