@@ -3,12 +3,11 @@ same workspace at the same time, and with SIGKILLs in the middle (issue #15's fe
 under the house rule for anything that writes).
 
 Every command is the real CLI (``disgorge.cli:main``) in its own process. Most run as
-children forked from one small driver that imported disgorge once (the console script
-spends two seconds importing; the tests run on two cores); a few are the installed
-``disgorge`` console script itself. A kill is a real ``SIGKILL`` a process sends itself at
-an exact point, armed from outside the code under test: the erasure's fault-injection
-hook (``disgorge.erasure.steps.inject``), or SQLAlchemy's public events around the commit
-of the transaction that writes a given table. Nothing is mocked.
+children forked from the driver of tests/_processes.py, which imported disgorge once; a
+few are the installed ``disgorge`` console script itself. A kill is a real ``SIGKILL`` a
+process sends itself at an exact point, armed from outside the code under test: the
+erasure's fault-injection hook, or SQLAlchemy's public events around the commit of the
+transaction that writes a given table. Nothing is mocked.
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ import pytest
 from PIL import Image, ImageOps
 from sqlalchemy import select
 
+from _processes import DEADLINE_S, drive_waves, no_lock_errors, photo_workspace, text
 from conftest import DISGORGE, REASON, cli_env, sha, tiny_photos
 from disgorge import Workspace
 from disgorge.catalog.dsr_models import ErasedHashes
@@ -44,182 +44,6 @@ pytestmark = pytest.mark.skipif(
 PEOPLE = ["Ada_Lovelace", "Alan_Turing", "Grace_Hopper"]
 PER_PERSON = 2
 GRACE = "Grace_Hopper"
-LOCKED = "database is locked"
-DEADLINE_S = 120  # bound on every wait; a healthy run of the whole file takes well under a minute
-
-# -- the driver: real CLI processes, forked after one import --------------------------------
-DRIVER = r"""
-import json, os, signal, sys, time
-
-import disgorge.cli  # imported once, before the forks
-import disgorge.erasure.steps
-import disgorge.vision.service
-import pydantic
-import typer.main
-from disgorge.cli import app
-
-CLI = typer.main.get_command(app)  # what `disgorge` (disgorge.cli:main) builds first, built once
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
-
-
-def die():
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-ARMED = []
-
-
-def arm(kill):
-    # the kill point: an erasure step's point, or the commit of the transaction that
-    # writes a table (just before the database commits it, or just after)
-    if not kill:
-        return
-    if "step" in kill:
-        armed = disgorge.erasure.steps.inject(kill["step"], **{kill["point"]: die})
-        armed.__enter__()
-        ARMED.append(armed)  # held: a collected generator would disarm it
-        return
-    wrote = []
-
-    def seen(conn, cursor, statement, params, context, executemany):
-        head = statement.split("(")[0].lower()
-        if head.lstrip().startswith(("insert", "update")) and kill["table"] in head:
-            wrote.append(1)
-
-    event.listen(Engine, "before_cursor_execute", seen)
-    if kill["at"] == "before_commit":
-        event.listen(Engine, "commit", lambda conn: wrote and die())
-    else:
-        event.listen(Session, "after_commit", lambda session: wrote and die())
-
-
-def run(cmd, tag):
-    began = time.monotonic()
-    pid = os.fork()
-    if pid == 0:  # one CLI process
-        code = 70
-        try:
-            for fd, name in ((1, ".out"), (2, ".err")):
-                os.dup2(os.open(tag + name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), fd)
-            arm(cmd.get("kill"))
-            CLI.main(args=cmd["argv"], prog_name="disgorge")
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-        except BaseException:
-            import traceback
-
-            traceback.print_exc()
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    out = {"argv": cmd["argv"], "rc": os.waitstatus_to_exitcode(status), "s": time.monotonic() - began}
-    for name in ("out", "err"):
-        with open(f"{tag}.{name}") as fh:
-            out[name] = fh.read()
-    return out
-
-
-def job(spec, index, folder, stop, give_up):
-    # a participant: its commands one after another (each its own process); with "loop",
-    # again and again until the others are done
-    results, turn = [], 0
-    while True:
-        for cmd in spec["cmds"]:
-            results.append(run(cmd, os.path.join(folder, f"{index}-{turn}")))
-            turn += 1
-        if not spec.get("loop") or os.path.exists(stop) or time.monotonic() > give_up:
-            break
-    with open(os.path.join(folder, f"{index}.json"), "w") as fh:
-        json.dump(results, fh)
-
-
-waves, folder = json.loads(sys.argv[1]), sys.argv[2]
-give_up = time.monotonic() + float(sys.argv[3])
-results = []
-for w, jobs in enumerate(waves):  # a wave's participants all at once; the next wave after
-    stop = os.path.join(folder, f"stop-{w}")
-    running = {}
-    for index, spec in enumerate(jobs):
-        pid = os.fork()
-        if pid == 0:
-            try:
-                job(spec, f"{w}-{index}", folder, stop, give_up)
-            finally:
-                os._exit(0)
-        running[pid] = spec
-    while running:
-        pid, _ = os.wait()
-        running.pop(pid)
-        if all(spec.get("loop") for spec in running.values()):
-            open(stop, "w").close()  # only the loops are left: tell them to finish
-    wave = []
-    for index in range(len(jobs)):
-        with open(os.path.join(folder, f"{w}-{index}.json")) as fh:
-            wave.append(json.load(fh))
-    results.append(wave)
-print(json.dumps(results))
-"""
-
-Result = dict[str, Any]
-
-
-def drive(
-    tmp: Path, *waves: list[dict[str, Any]], others: list[list[str]] | None = None
-) -> tuple[list[list[list[Result]]], list[Result]]:
-    """Run each wave's participants at once, wave after wave (a participant:
-    ``{"cmds": [{"argv", "kill"?}, ...], "loop"?}``, its commands one after another, each
-    its own CLI process; with ``loop``, again until the wave's others are done); and, with
-    the first wave, the console script once per argv of ``others``. Returns per wave, per
-    participant, per command run ``{argv, rc, out, err}``; and one per console-script run."""
-    folder = tmp / f"drive-{time.monotonic_ns()}"
-    folder.mkdir()
-    (folder / "driver.py").write_text(DRIVER)
-    env = cli_env()
-    driver = subprocess.Popen(
-        [sys.executable, str(folder / "driver.py"), json.dumps(waves), str(folder), str(DEADLINE_S)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        start_new_session=True,  # its own process group: the driver and every CLI process it forked
-    )
-    consoles = [
-        (
-            argv,
-            subprocess.Popen(
-                [DISGORGE, *argv],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=env,
-                start_new_session=True,
-            ),
-        )
-        for argv in others or []
-    ]
-    try:
-        console_results = []
-        for argv, proc in consoles:
-            out, err = proc.communicate(timeout=DEADLINE_S)
-            console_results.append({"argv": argv, "rc": proc.returncode, "out": out, "err": err})
-        out, err = driver.communicate(timeout=DEADLINE_S)
-    finally:  # past the deadline: nothing is left running
-        for proc in [driver, *(p for _, p in consoles)]:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-    assert driver.returncode == 0, err[-3000:]
-    return json.loads(out), console_results
-
-
-def no_lock_errors(*results: Result) -> None:
-    for r in results:
-        assert LOCKED not in (r["out"] + r["err"]).lower(), r
 
 
 # -- the workspace ------------------------------------------------------------------------------
@@ -230,14 +54,7 @@ def _photos() -> dict[tuple[str, int], bytes]:
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """3 people x 2 drawn photos, one source (closed: copy it)."""
-    root = tmp_path_factory.mktemp("dsr-processes")
-    for (person, i), data in _photos().items():
-        (root / "photos" / person).mkdir(parents=True, exist_ok=True)
-        (root / "photos" / person / f"{i}.jpg").write_bytes(data)
-    with Workspace.init(root / "ws", actor="tester") as ws:
-        ws.add_source("app")
-        assert ws.ingest(root / "photos", source="app", subject_from="dirname").ingested == len(_photos())
-    return root / "ws"
+    return photo_workspace(tmp_path_factory.mktemp("dsr-processes"), _photos())
 
 
 @pytest.fixture
@@ -294,7 +111,7 @@ def test_cases_an_export_and_an_ingest_at_once_lose_nothing_and_race_safely(
     }
     reader = {"cmds": [{"argv": ["request", "list", "--json", *w]}], "loop": True}
     new = tiny_photos(tmp_path / "new", ["New_Person"], 3)
-    [jobs], consoles = drive(
+    [jobs], consoles = drive_waves(
         tmp_path,
         [opener, opener, opener, reader],
         others=[
@@ -315,7 +132,7 @@ def test_cases_an_export_and_an_ingest_at_once_lose_nothing_and_race_safely(
     for verb, refusal in (("extend", "one extension only"), ("close", "is completed: cannot close it")):
         runs = [r for r in everything if r["argv"][:2] == ["request", verb]]
         assert sorted(r["rc"] for r in runs) == [0, 1, 1], runs
-        assert all(refusal in " ".join(r["err"].split()) for r in runs if r["rc"]), runs
+        assert all(refusal in text(r) for r in runs if r["rc"]), runs
     verifies = [r for r in everything if r["argv"][:2] == ["request", "verify"]]
     assert [r["rc"] for r in verifies] == [0, 0, 0], verifies
     # the reader never saw a case twice, nor one go missing once seen
@@ -359,7 +176,7 @@ def test_a_case_write_killed_before_its_commit_leaves_nothing_after_it_everythin
     before = {"table": "dsr_cases", "at": "before_commit"}
     after = {"table": "dsr_cases", "at": "after_commit"}
     extend = ["request", "extend", "--by", "1m", "--reason", "many systems", *w]
-    [jobs], _ = drive(
+    [jobs], _ = drive_waves(
         tmp_path,
         [
             {"cmds": [{"argv": open_argv(root, "Ada_Lovelace"), "kill": before}]},
@@ -385,7 +202,7 @@ def test_a_case_write_killed_before_its_commit_leaves_nothing_after_it_everythin
         assert [e["payload"]["case"] for e in actions(ws, "case.extended")] == [second["id"]]
         assert ws.verify_audit().ok
     # the killed extension can be made again; the committed one cannot
-    [jobs], _ = drive(
+    [jobs], _ = drive_waves(
         tmp_path,
         [
             {"cmds": [{"argv": [*extend[:2], first["id"], *extend[2:]]}]},
@@ -395,7 +212,7 @@ def test_a_case_write_killed_before_its_commit_leaves_nothing_after_it_everythin
     )
     (again,), (twice,), (reopened,) = jobs
     assert again["rc"] == 0 and reopened["rc"] == 0, (again, reopened)
-    assert twice["rc"] == 1 and "one extension only" in " ".join(twice["err"].split()), twice
+    assert twice["rc"] == 1 and "one extension only" in text(twice), twice
     no_lock_errors(bystander, again, twice, reopened)
     with Workspace.open(root, actor="tester") as ws:
         assert len(ws.cases()) == 5 and len(actions(ws, "case.opened")) == 5
@@ -417,7 +234,7 @@ def test_an_export_killed_mid_write_leaves_no_partial_file_and_each_completed_on
 
     # killed with the zip written (fsynced) beside its target, its audit event not yet
     # committed / committed and the zip not yet renamed into place; and one left whole
-    [jobs], _ = drive(
+    [jobs], _ = drive_waves(
         tmp_path,
         [
             {"cmds": [{"argv": export(targets[k]), "kill": {"table": "audit_events", "at": k}}]}
@@ -457,7 +274,7 @@ def test_an_export_killed_mid_write_leaves_no_partial_file_and_each_completed_on
     # nothing partial at any target; a leftover is the dot-prefixed temporary file only
     assert all(n.startswith(".") and n.endswith(".part") for n in os.listdir(out) if not n.endswith(".zip"))
     # the killed exports are simply made again
-    [jobs], _ = drive(
+    [jobs], _ = drive_waves(
         tmp_path,
         [{"cmds": [{"argv": export(targets[k])}]} for k in ("before_commit", "after_commit")]
         + ([{"cmds": [{"argv": export(raced)}]}] if not raced.exists() else []),
@@ -507,7 +324,7 @@ def test_an_erase_killed_mid_erasure_and_resumed_by_two_processes_keeps_each_has
         return ["erase", "--subject", "Ada_Lovelace", "--reason", REASON, "--yes", "--json", "-w", str(path)]
 
     # a real `disgorge erase` per workspace, killed at its point; a case opened meanwhile
-    [jobs], _ = drive(
+    [jobs], _ = drive_waves(
         tmp_path,
         [
             {"cmds": [{"argv": erase(roots[p]), "kill": {"step": "delete_blobs", "point": p}}]}
@@ -529,7 +346,7 @@ def test_an_erase_killed_mid_erasure_and_resumed_by_two_processes_keeps_each_has
             rids[point] = request["id"]
     # two processes resume each at once: the resume command, and a case list (any command
     # resumes); then `disgorge verify`
-    resume, verify = drive(
+    resume, verify = drive_waves(
         tmp_path,
         [
             job
@@ -580,11 +397,11 @@ def test_exports_to_one_file_at_once_write_it_once_and_the_others_are_refused(
 ) -> None:
     target = tmp_path / "grace.zip"
     argv = ["subject", "export", GRACE, "-o", str(target), "-w", str(root)]
-    [jobs], _ = drive(tmp_path, [{"cmds": [{"argv": argv}]} for _ in range(3)])
+    [jobs], _ = drive_waves(tmp_path, [{"cmds": [{"argv": argv}]} for _ in range(3)])
     runs = [r for (r,) in jobs]
     no_lock_errors(*runs)
     assert sorted(r["rc"] for r in runs) == [0, 1, 1], runs
-    assert all("already exists" in " ".join(r["err"].split()) for r in runs if r["rc"]), runs
+    assert all("already exists" in text(r) for r in runs if r["rc"]), runs
     [winner] = [r for r in runs if r["rc"] == 0]
     with Workspace.open(root, actor="tester") as ws:
         digest = verified_export(target, ws)

@@ -3,31 +3,28 @@ workspace at the same time, and with SIGKILLs in the middle (issue #15's holds a
 restore-without-resurrection under the house rule for anything that writes).
 
 Every command is the real CLI (``disgorge.cli:main``) in its own process: children forked
-from one small driver that imported disgorge once (the console script spends two seconds
-importing; the tests run on two cores). A kill is a real ``SIGKILL`` a process sends
-itself at an exact point, armed from outside the code under test: the erasure's
-fault-injection hook (``disgorge.erasure.steps.inject``), or SQLAlchemy's public events
-around the commit of the transaction that writes a given row. A pause is the same hook
-with a fault that waits for the test to let it go. Nothing is mocked.
+from the driver of tests/_processes.py, which imported disgorge once. A kill is a real
+``SIGKILL`` a process sends itself at an exact point, armed from outside the code under
+test: the erasure's fault-injection hook, or SQLAlchemy's public events around the commit
+of the transaction that writes a given row. A pause is the same hook with a fault that
+waits for the test to let it go. Nothing is mocked.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image, ImageOps
 
-from conftest import REASON, cli_env, sha
+from _processes import Driven, drive, no_lock_errors, one, photo_workspace, text, wait_for
+from conftest import REASON, sha
 from disgorge import Workspace
 from disgorge.errors import NotFound, RestoreNeeded
 from disgorge.samples import synthetic_photo
@@ -42,204 +39,6 @@ PER_PERSON = 2
 GRACE, ADA = "Grace_Hopper", "Ada_Lovelace"
 LITIGATION = "litigation 2026-CV-0142 (preservation order)"
 INQUIRY = "regulator inquiry 2026/88 preservation"
-LOCKED = "database is locked"
-DEADLINE_S = 120  # bound on every wait; a healthy run of the whole file takes well under a minute
-
-# -- the driver: real CLI processes, forked after one import --------------------------------
-DRIVER = r"""
-import json, os, signal, sys, time
-
-import disgorge.cli  # imported once, before the forks
-import disgorge.erasure.steps
-import typer.main
-from disgorge.cli import app
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
-
-CLI = typer.main.get_command(app)  # what `disgorge` (disgorge.cli:main) builds first, built once
-
-
-def die():
-    os.kill(os.getpid(), signal.SIGKILL)
-
-
-def pause(flag):
-    # a fault that only waits: says it is here, then waits for the test to let it go
-    def fault():
-        open(flag + ".here", "w").close()
-        give_up = time.monotonic() + 100
-        while not os.path.exists(flag + ".go") and time.monotonic() < give_up:
-            time.sleep(0.02)
-
-    return fault
-
-
-ARMED = []
-
-
-def arm(spec):
-    # an erasure step's point (a kill, or a pause), or the commit of the transaction that
-    # writes a table's row carrying a given value (just before the database commits it)
-    if not spec:
-        return
-    if "step" in spec:
-        fault = pause(spec["pause"]) if "pause" in spec else die
-        armed = disgorge.erasure.steps.inject(spec["step"], **{spec["point"]: fault})
-        armed.__enter__()
-        ARMED.append(armed)  # held: a collected generator would disarm it
-        return
-    wrote = []
-
-    def seen(conn, cursor, statement, params, context, executemany):
-        head = statement.lstrip().lower()
-        if head.startswith(("insert", "update")) and spec["table"] in head.split("(")[0].split(" set ")[0]:
-            if spec.get("value", "") in repr(params):
-                wrote.append(1)
-
-    event.listen(Engine, "before_cursor_execute", seen)
-    fault = pause(spec["pause"]) if "pause" in spec else die
-    if spec["at"] == "before_commit":
-        event.listen(Engine, "commit", lambda conn: wrote and fault())
-    else:
-        event.listen(Session, "after_commit", lambda session: wrote and (wrote.clear() or fault()))
-
-
-def run(cmd, tag):
-    pid = os.fork()
-    if pid == 0:  # one CLI process
-        code = 70
-        try:
-            for fd, name in ((1, ".out"), (2, ".err")):
-                os.dup2(os.open(tag + name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), fd)
-            arm(cmd.get("kill"))
-            CLI.main(args=cmd["argv"], prog_name="disgorge")
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-        except BaseException:
-            import traceback
-
-            traceback.print_exc()
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-    _, status = os.waitpid(pid, 0)
-    out = {"argv": cmd["argv"], "rc": os.waitstatus_to_exitcode(status)}
-    for name in ("out", "err"):
-        with open(f"{tag}.{name}") as fh:
-            out[name] = fh.read()
-    return out
-
-
-def job(spec, index, folder, start, stop, give_up):
-    # a participant: waits for the others to be forked, then runs its commands one after
-    # another (each its own process); with "loop", again and again until the others are done
-    while not os.path.exists(start) and time.monotonic() < give_up:
-        time.sleep(0.005)
-    results, turn = [], 0
-    while True:
-        for cmd in spec["cmds"]:
-            results.append(run(cmd, os.path.join(folder, f"{index}-{turn}")))
-            turn += 1
-        if not spec.get("loop") or os.path.exists(stop) or time.monotonic() > give_up:
-            break
-    with open(os.path.join(folder, f"{index}.json"), "w") as fh:
-        json.dump(results, fh)
-
-
-jobs, folder = json.loads(sys.argv[1]), sys.argv[2]
-give_up = time.monotonic() + float(sys.argv[3])
-start, stop = os.path.join(folder, "start"), os.path.join(folder, "stop")
-running = {}
-for index, spec in enumerate(jobs):
-    pid = os.fork()
-    if pid == 0:
-        try:
-            job(spec, index, folder, start, stop, give_up)
-        finally:
-            os._exit(0)
-    running[pid] = spec
-open(start, "w").close()  # every participant forked: off they go, at once
-while running:
-    pid, _ = os.wait()
-    running.pop(pid)
-    if all(spec.get("loop") for spec in running.values()):
-        open(stop, "w").close()  # only the loops are left: tell them to finish
-results = []
-for index in range(len(jobs)):
-    with open(os.path.join(folder, f"{index}.json")) as fh:
-        results.append(json.load(fh))
-print(json.dumps(results))
-"""
-
-Result = dict[str, Any]
-
-
-class Driven:
-    """Participants running at once, each ``{"cmds": [{"argv", "kill"?}, ...], "loop"?}``:
-    its commands one after another, each its own CLI process; with ``loop``, again until
-    the others are done."""
-
-    def __init__(self, tmp: Path, jobs: list[dict[str, Any]]) -> None:
-        self.folder = tmp / f"drive-{time.monotonic_ns()}"
-        self.folder.mkdir()
-        (self.folder / "driver.py").write_text(DRIVER)
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                str(self.folder / "driver.py"),
-                json.dumps(jobs),
-                str(self.folder),
-                str(DEADLINE_S),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=cli_env(),
-            start_new_session=True,  # its own process group: the driver and every CLI process it forked
-        )
-
-    def results(self) -> list[list[Result]]:
-        """Per participant, per command run: ``{argv, rc, out, err}``."""
-        try:
-            out, err = self.proc.communicate(timeout=DEADLINE_S)
-        finally:  # past the deadline: nothing is left running
-            if self.proc.poll() is None:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        assert self.proc.returncode == 0, err[-3000:]
-        results: list[list[Result]] = json.loads(out)
-        return results
-
-
-def drive(tmp: Path, *jobs: dict[str, Any]) -> list[list[Result]]:
-    """Run the participants at once (see :class:`Driven`) and wait for them."""
-    return Driven(tmp, list(jobs)).results()
-
-
-def one(tmp: Path, argv: list[str], kill: dict[str, Any] | None = None) -> Result:
-    """One CLI process, alone."""
-    [[result]] = drive(tmp, {"cmds": [{"argv": argv, **({"kill": kill} if kill else {})}]})
-    return result
-
-
-def wait_for(path: Path, what: str) -> None:
-    give_up = time.monotonic() + DEADLINE_S
-    while not path.exists():
-        assert time.monotonic() < give_up, f"{what} never happened"
-        time.sleep(0.02)
-
-
-def no_lock_errors(*results: Result) -> None:
-    for r in results:
-        assert LOCKED not in (r["out"] + r["err"]).lower(), r
-
-
-def text(r: Result) -> str:
-    """A result's stderr on one line (rich wraps long messages)."""
-    return " ".join(r["err"].split())
 
 
 # -- the workspace ------------------------------------------------------------------------------
@@ -261,14 +60,7 @@ def of(person: str) -> list[bytes]:
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """3 people x 2 drawn photos, one source (closed: copy it)."""
-    root = tmp_path_factory.mktemp("holds-restore")
-    for (person, i), data in _photos().items():
-        (root / "photos" / person).mkdir(parents=True, exist_ok=True)
-        (root / "photos" / person / f"{i}.jpg").write_bytes(data)
-    with Workspace.init(root / "ws", actor="tester") as ws:
-        ws.add_source("app")
-        assert ws.ingest(root / "photos", source="app", subject_from="dirname").ingested == len(_photos())
-    return root / "ws"
+    return photo_workspace(tmp_path_factory.mktemp("holds-restore"), _photos())
 
 
 def copy_of(base: Path, where: Path) -> Path:

@@ -18,23 +18,20 @@ from typing import Any
 
 import pytest
 
+from _processes import Driven, one, text, wait_for
 from disgorge import Workspace
 from disgorge.errors import RestoreNeeded
 from test_holds_restore_processes import (  # noqa: F401  (base is a fixture)
     GRACE,
     LITIGATION,
-    Driven,
     assert_erased,
     assert_replayed_once,
     base,
     copy_of,
     follow_ups,
     of,
-    one,
     restored,
-    text,
     w,
-    wait_for,
     withheld_erasure,
 )
 

@@ -2,7 +2,7 @@
 middle: cron and the API at once make one erasure; a run killed inside its erasure is
 finished by the next command; a later run never erases twice.
 
-Real CLI processes forked by the driver of tests/test_holds_restore_processes.py; kills are
+Real CLI processes forked by the driver of tests/_processes.py; kills are
 real SIGKILLs armed through the erasure's fault-injection hook.
 """
 
@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from _processes import drive, no_lock_errors, one
 from disgorge import Workspace
 from test_holds_restore_processes import (  # noqa: F401  (base is a fixture)
     PEOPLE,
@@ -22,10 +23,7 @@ from test_holds_restore_processes import (  # noqa: F401  (base is a fixture)
     assert_erased,
     base,
     copy_of,
-    drive,
-    no_lock_errors,
     of,
-    one,
     w,
 )
 
