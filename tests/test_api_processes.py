@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from _processes import wait_until
 from conftest import PEOPLE, add_role_tokens, cli, cli_env, free_port, smoke_workspace, tiny_photos
 
 pytest.importorskip("uvicorn")
@@ -40,16 +41,17 @@ def serve(root: Path, port: int) -> Iterator[subprocess.Popen[str]]:
         text=True,
         env=cli_env(),
     )
-    give_up = time.monotonic() + 60
-    while True:
+
+    def healthy() -> bool:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200:
-                break
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
         except httpx.TransportError:
-            pass
+            return False
+
+    def alive() -> None:
         assert proc.poll() is None, proc.communicate()[1]
-        assert time.monotonic() < give_up, "disgorge serve did not start in 60 s"
-        time.sleep(0.1)
+
+    wait_until("disgorge serve answering /healthz", healthy, within=60, every=0.1, check=alive)
     try:
         yield proc
     finally:

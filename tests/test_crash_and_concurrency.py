@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from _processes import wait_until
 from conftest import DISGORGE
 from disgorge import Workspace
 from disgorge.catalog.models import Asset, Subject
@@ -245,15 +246,15 @@ def tag() -> Iterator[str]:
 
 
 def _wait_for(what: str, condition: Callable[[], bool], run: Started | None = None) -> None:
-    """Poll ``condition`` until true; fail if ``run`` exits first or the deadline passes."""
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():
+    """Poll ``condition`` until true (every 2 ms: a kill moment must not be overshot); fail
+    if ``run`` exits first or the deadline passes."""
+
+    def still_running() -> None:
         if run is not None and run.proc.poll() is not None:
             code, _, err = run.finish()
             pytest.fail(f"ingest exited ({code}) before {what}: too fast for the test?\n{err}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.002)
+
+    wait_until(what, condition, within=DEADLINE_S, every=0.002, check=still_running)
 
 
 def _blob_count(blobs: Path, at_least: int) -> bool:

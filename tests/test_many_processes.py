@@ -43,6 +43,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from _processes import wait_until
 from conftest import DISGORGE, free_port, sha
 from disgorge import Workspace
 from disgorge.catalog.models import IncomingRequest
@@ -245,14 +246,16 @@ class Run:
                 stderr=subprocess.STDOUT,
                 env=_env(),
             )
-        give_up = time.monotonic() + 60
-        while time.monotonic() < give_up:
+        server = self.server
+
+        def listening() -> bool:
             with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            assert self.server.poll() is None, log.read_text()
-            time.sleep(0.1)
-        raise AssertionError("the server did not start listening within 60 s")
+                return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+        def alive() -> None:
+            assert server.poll() is None, log.read_text()
+
+        wait_until("the server listening", listening, within=60, every=0.1, check=alive)
 
     def stop_server(self, sig: int = signal.SIGTERM) -> None:
         if self.server is not None and self.server.poll() is None:
@@ -429,20 +432,6 @@ def _check_invariants(run: Run, *, killed: frozenset[str] = frozenset()) -> None
         for f in (0.3, 0.5, 0.7):
             needles[f"photo:{digest[:8]}@{f}"] = data[int(len(data) * f) : int(len(data) * f) + 32]
     assert scan_tree(run.vendor / ".disgorge", needles) == []
-
-
-def _wait_for(predicate: Any, what: str) -> None:
-    give_up = time.monotonic() + DEADLINE_S
-    while not predicate():
-        assert time.monotonic() < give_up, f"gave up waiting for {what}"
-        time.sleep(0.05)
-
-
-def _erasure_started(run: Run, subject: str) -> bool:
-    """Has the vendor recorded an erasure of ``subject`` that is not finished yet?"""
-    with Workspace.open(run.vendor, actor="checker") as ws:
-        ref = ws.subject_ref(subject)
-        return any(e["scope"]["ref"] == ref and e["state"] != "planned" for e in ws.erasures())
 
 
 def _checkpoint(run: Run) -> None:
