@@ -8,24 +8,29 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import func, select
 
 from disgorge import Workspace
+from disgorge.access.roles import ROLES
 from disgorge.consent import ConsentImportReport
 from disgorge.ingest import IngestReport
 from disgorge.samples import synthetic_photo
+
+if TYPE_CHECKING:
+    import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_FACES = ROOT.parent / "shared" / "data" / "faces"
@@ -500,14 +505,21 @@ def new_browser() -> Any:
     return driver
 
 
-@pytest.fixture
-def browser() -> Iterator[Any]:
-    """A headless Chromium (see :func:`new_browser`), quit after the test."""
+@contextlib.contextmanager
+def browsing() -> Iterator[Any]:
+    """A headless Chromium (see :func:`new_browser`), quit at the end of the block."""
     driver = new_browser()
     try:
         yield driver
     finally:
         driver.quit()
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """A headless Chromium (see :func:`new_browser`), quit after the test."""
+    with browsing() as driver:
+        yield driver
 
 
 def ui_login(driver: Any, url: str, name: str, password: str) -> None:
@@ -523,3 +535,120 @@ def ui_login(driver: Any, url: str, name: str, password: str) -> None:
     WebDriverWait(driver, 30).until(
         lambda d: d.find_elements(By.ID, "whoami") or d.find_elements(By.ID, "error")
     )
+
+
+# -- the web UI over HTTP -----------------------------------------------------------------------
+#: every principal's password in the web UI's tests (the UI refuses fewer than 12 characters)
+UI_PASSWORD = "correct horse battery staple"
+#: the CSRF token every POST form of the UI carries (framework.py's page rules)
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def token_of(page: httpx.Response) -> str:
+    """The CSRF token of the first form on a page: what a browser posts back with the form."""
+    found = CSRF.search(page.text)
+    assert found, "the page has no form with a CSRF token"
+    return found.group(1)
+
+
+@dataclass
+class UiSite:
+    """A workspace served on loopback (:func:`serve_api`) for the web UI's tests over HTTP: each
+    test file subclasses it, adding the fields its fixture's data gives (refs, ids, ...); the
+    file's module fixture calls :meth:`close` once its tests are done."""
+
+    api: Api
+    root: Path
+    #: every client :meth:`client` made (keyword-only, so that subclasses add plain fields)
+    clients: list[httpx.Client] = field(default_factory=list, kw_only=True)
+
+    @property
+    def url(self) -> str:
+        return self.api.url
+
+    def client(self) -> httpx.Client:
+        """A client without a session that, like a test of a server, sees redirects as they are."""
+        import httpx
+
+        client = httpx.Client(base_url=self.url, follow_redirects=False, timeout=120)
+        self.clients.append(client)
+        return client
+
+    def login(self, name: str, password: str = UI_PASSWORD) -> httpx.Client:
+        """A client logged in as ``name`` through the login form, as a browser would."""
+        client = self.client()
+        form = client.get("/ui/login")
+        assert form.status_code == 200, form.text
+        answer = client.post(
+            "/ui/login", data={"username": name, "password": password, "csrf_token": token_of(form)}
+        )
+        assert answer.status_code == 303, answer.text
+        assert answer.headers["location"] == "/ui/"
+        return client
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
+
+def post_form(
+    client: httpx.Client, path: str, data: Mapping[str, str | list[str]] | None = None
+) -> httpx.Response:
+    """POST a form to ``path`` with the session's CSRF token (read off the overview), as a
+    browser would."""
+    token = token_of(client.get("/ui/"))
+    return client.post(path, data={**(data or {}), "csrf_token": token})
+
+
+def assert_scopes_decide(client: httpx.Client, role: str, pages: Mapping[str, str]) -> None:
+    """Each of ``pages`` (path -> the scope of the API route showing the same data) as ``role``
+    (logged in on ``client``) sees it: with the scope, the page, saying who is logged in (but a
+    CSV export); without, a 403 page naming the missing scope."""
+    for path, scope in pages.items():
+        answer = client.get(path)
+        if scope in ROLES[role]:
+            assert answer.status_code == 200, (role, path, answer.text[:500])
+            assert path.endswith(".csv") or f"({role})</span>" in answer.text, (role, path)
+        else:
+            assert answer.status_code == 403, (role, path)
+            assert 'id="forbidden"' in answer.text and scope in answer.text, (role, path)
+
+
+def request_erasure(client: httpx.Client, kind: str, ident: str, reason: str) -> str:
+    """Ask for an erasure through the UI's form; the new request's id (from the redirect)."""
+    made = post_form(client, "/ui/erasures/new", {"kind": kind, "scope_id": ident, "reason": reason})
+    assert made.status_code == 303, made.text
+    found = re.fullmatch(r"/ui/erasures/([0-9a-f]{32})", made.headers["location"])
+    assert found, made.headers["location"]
+    return found.group(1)
+
+
+# -- what every page must be in the browser (driver.execute_script) ------------------------------
+#: the controls of a page that lack a label: a control is labelled only by a ``<label for>`` (or a
+#: wrapping ``<label>``) with text, and a button by its text too; aria-label, a placeholder or
+#: an ``<input type=submit>``'s value is not a label here (framework.py's page rules)
+UNLABELLED = """
+return [...document.querySelectorAll('input, select, textarea, button')]
+  .filter(el => el.type !== 'hidden')
+  .filter(el => !(el.labels && [...el.labels].some(l => l.textContent.trim())) &&
+                !(el.tagName === 'BUTTON' && el.textContent.trim()))
+  .map(el => el.outerHTML.slice(0, 200));
+"""
+#: ids used more than once on a page (a label or an ARIA reference then points at the first)
+DUPLICATE_IDS = """
+const ids = [...document.querySelectorAll('[id]')].map((e) => e.id);
+return [...new Set(ids.filter((id, i) => ids.indexOf(id) !== i))];
+"""
+#: the elements the keyboard should reach, in document order
+FOCUSABLE = """
+return [...document.querySelectorAll('a[href], button, input, select, textarea, summary, [tabindex]')]
+  .filter(el => el.type !== 'hidden' && !el.disabled && el.tabIndex >= 0)
+  .filter(el => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== 'hidden');
+"""
+
+
+def console_errors(driver: Any) -> list[str]:
+    """The browser console's errors since the last call (a script the CSP refused, a failed
+    request). Every page names its icon (base.html), so the browser asks for no /favicon.ico:
+    nothing is left out."""
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]

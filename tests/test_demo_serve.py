@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import DISGORGE, cli_env, free_port
+from conftest import DISGORGE, cli_env, free_port, token_of
 from disgorge import Workspace
 
 pytest.importorskip("argon2")
@@ -31,7 +31,6 @@ pytest.importorskip("uvicorn")
 #: the story takes seconds; a busy machine gets a few minutes before the test gives up
 STARTUP_S = 300
 STOP_S = 60
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 TEXT_URL = re.compile(r"^(The dating app|The vision vendor)'s web UI: (http://127\.0\.0\.1:\d+/ui/)$")
 TEXT_LOGIN = re.compile(r"^  log in as (\S+) with password (\S+) \((\w+)\)$")
 
@@ -119,10 +118,8 @@ def _login_and_see_the_overview(url: str, user: str, password: str) -> dict[str,
     with httpx.Client(base_url=base, follow_redirects=False, timeout=60) as client:
         form = client.get("/ui/login")
         assert form.status_code == 200
-        token = CSRF.search(form.text)
-        assert token
         answer = client.post(
-            "/ui/login", data={"username": user, "password": password, "csrf_token": token.group(1)}
+            "/ui/login", data={"username": user, "password": password, "csrf_token": token_of(form)}
         )
         assert answer.status_code == 303 and answer.headers["location"] == "/ui/", answer.text
         page = client.get("/ui/")

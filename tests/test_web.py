@@ -14,16 +14,28 @@ import hashlib
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import DENIED, PEOPLE, ROLE_USERS, Api, serve_api, smoke_workspace, sql
+from conftest import (
+    DENIED,
+    PEOPLE,
+    ROLE_USERS,
+    UI_PASSWORD,
+    UiSite,
+    assert_scopes_decide,
+    post_form,
+    request_erasure,
+    serve_api,
+    smoke_workspace,
+    sql,
+    token_of,
+)
 from disgorge import Workspace
-from disgorge.access.roles import ROLES
 from disgorge.errors import InvalidInput, NotFound
 from disgorge.web.sessions import cookie_name
 from disgorge.web.throttle import MAX_FAILURES, LoginThrottle
@@ -32,8 +44,6 @@ pytest.importorskip("argon2")
 pytest.importorskip("jinja2")
 
 WEB = Path(__file__).resolve().parents[1] / "src" / "disgorge" / "web"
-#: every logged-in user's password here (each principal of ROLE_USERS, and officer-2)
-PASSWORD = "correct horse battery staple"
 #: each page, and the scope of the API route that shows the same data
 PAGES = {
     "/ui/": "status:read",
@@ -49,50 +59,12 @@ PAGES = {
     "/ui/sources": "source:read",
     "/ui/recipients": "sharing:read",
 }
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 @dataclass
-class Site:
-    api: Api
-    root: Path
+class Site(UiSite):
     #: the session cookie's name (``disgorge_session_`` and the workspace's id)
     cookie: str
-    clients: list[httpx.Client] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return self.api.url
-
-    def client(self) -> httpx.Client:
-        client = httpx.Client(base_url=self.url, follow_redirects=False, timeout=120)
-        self.clients.append(client)
-        return client
-
-    def login(self, name: str, password: str = PASSWORD) -> httpx.Client:
-        """A client logged in as ``name``."""
-        client = self.client()
-        form = client.get("/ui/login")
-        assert form.status_code == 200, form.text
-        answer = client.post(
-            "/ui/login", data={"username": name, "password": password, "csrf_token": token_of(form)}
-        )
-        assert answer.status_code == 303, answer.text
-        assert answer.headers["location"] == "/ui/"
-        return client
-
-
-def token_of(page: httpx.Response) -> str:
-    """The CSRF token of the first form on a page."""
-    found = CSRF.search(page.text)
-    assert found, "the page has no form with a CSRF token"
-    return found.group(1)
-
-
-def post(client: httpx.Client, path: str, data: dict[str, str] | None = None) -> httpx.Response:
-    """POST a form from ``path``'s page (its CSRF token included), as a browser would."""
-    token = token_of(client.get("/ui/"))
-    return client.post(path, data={**(data or {}), "csrf_token": token})
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +75,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     with serve_api(root) as api:
         with Workspace.open(root, actor="tester") as ws:
             for name in [*ROLE_USERS.values(), "officer-2"]:
-                ws.set_password(name, PASSWORD)
+                ws.set_password(name, UI_PASSWORD)
             # cases by external id (kept only as refs): one long overdue, one due in a month
             ws.open_case("access", PEOPLE[0], received_at="2013-08-01", channel="email")
             ws.open_case("erasure", PEOPLE[2], received_at=date.today().isoformat(), channel="portal")
@@ -113,8 +85,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         try:
             yield site
         finally:
-            for client in site.clients:
-                client.close()
+            site.close()
 
 
 # -- logging in and out --------------------------------------------------------------------------
@@ -150,7 +121,7 @@ def test_login_shows_who_is_logged_in_and_logout_ends_the_session_on_the_server(
         ]
         assert sql(ws, "SELECT count(*) FROM web_sessions WHERE id = ?", cookie) == [(0,)]
 
-    out = post(client, "/ui/logout")
+    out = post_form(client, "/ui/logout")
     assert out.status_code == 303 and out.headers["location"] == "/ui/login"
     assert client.get("/ui/").status_code == 303
     # the same cookie, copied before the logout, is dead too: the server revoked it
@@ -188,7 +159,7 @@ def test_a_wrong_password_and_an_unknown_user_get_the_same_answer(site: Site) ->
 def test_a_disabled_principal_cannot_log_in_and_its_sessions_end(site: Site) -> None:
     with Workspace.open(site.root, actor="tester") as ws:
         ws.add_principal("leaver", role="auditor")
-        ws.set_password("leaver", PASSWORD)
+        ws.set_password("leaver", UI_PASSWORD)
     client = site.login("leaver")
     assert client.get("/ui/").status_code == 200
     with Workspace.open(site.root, actor="tester") as ws:
@@ -196,7 +167,7 @@ def test_a_disabled_principal_cannot_log_in_and_its_sessions_end(site: Site) -> 
     assert client.get("/ui/").status_code == 303
     form = site.client()
     token = token_of(form.get("/ui/login"))
-    answer = form.post("/ui/login", data={"username": "leaver", "password": PASSWORD, "csrf_token": token})
+    answer = form.post("/ui/login", data={"username": "leaver", "password": UI_PASSWORD, "csrf_token": token})
     assert answer.status_code == 401
 
 
@@ -207,12 +178,12 @@ def test_setting_a_password_checks_it_and_ends_the_users_sessions(site: Site) ->
         with pytest.raises(InvalidInput, match="at least 12"):
             ws.set_password("mover", "short")
         with pytest.raises(InvalidInput, match="service principal"):
-            ws.set_password("robot", PASSWORD)
+            ws.set_password("robot", UI_PASSWORD)
         with pytest.raises(NotFound):
-            ws.set_password("nobody", PASSWORD)
-        ws.set_password("mover", PASSWORD)
+            ws.set_password("nobody", UI_PASSWORD)
+        ws.set_password("mover", UI_PASSWORD)
         [(stored,)] = sql(ws, "SELECT password_hash FROM principals WHERE name = 'mover'")
-        assert stored.startswith("$argon2id$") and PASSWORD not in stored
+        assert stored.startswith("$argon2id$") and UI_PASSWORD not in stored
     client = site.login("mover")
     assert client.get("/ui/").status_code == 200
     with Workspace.open(site.root, actor="tester") as ws:
@@ -237,12 +208,12 @@ def test_a_post_without_the_sessions_csrf_token_is_refused(site: Site) -> None:
     stranger = site.client()
     stranger.get("/ui/login")
     answer = stranger.post(
-        "/ui/login", data={"username": "admin-1", "password": PASSWORD, "csrf_token": "forged" * 8}
+        "/ui/login", data={"username": "admin-1", "password": UI_PASSWORD, "csrf_token": "forged" * 8}
     )
     assert answer.status_code == 403
     bare = site.client()  # no cookie at all
     answer = bare.post(
-        "/ui/login", data={"username": "admin-1", "password": PASSWORD, "csrf_token": "a" * 43}
+        "/ui/login", data={"username": "admin-1", "password": UI_PASSWORD, "csrf_token": "a" * 43}
     )
     assert answer.status_code == 403
 
@@ -252,7 +223,7 @@ def test_the_session_cookie_is_httponly_strict_and_scoped_to_the_ui(site: Site) 
     form = client.get("/ui/login")
     answer = client.post(
         "/ui/login",
-        data={"username": ROLE_USERS["auditor"], "password": PASSWORD, "csrf_token": token_of(form)},
+        data={"username": ROLE_USERS["auditor"], "password": UI_PASSWORD, "csrf_token": token_of(form)},
     )
     [cookie] = [c for c in answer.headers.get_list("set-cookie") if c.startswith(f"{site.cookie}=")]
     flags = {part.strip().lower() for part in cookie.split(";")[1:]}
@@ -291,15 +262,7 @@ def test_the_ui_is_not_in_the_openapi_document(site: Site) -> None:
 # -- roles ---------------------------------------------------------------------------------------
 @pytest.mark.parametrize("role", list(ROLE_USERS))
 def test_each_role_sees_the_pages_its_scopes_allow(site: Site, role: str) -> None:
-    client = site.login(ROLE_USERS[role])
-    for path, scope in PAGES.items():
-        answer = client.get(path)
-        if scope in ROLES[role]:
-            assert answer.status_code == 200, (role, path, answer.text[:500])
-            assert f"({role})</span>" in answer.text
-        else:
-            assert answer.status_code == 403, (role, path)
-            assert 'id="forbidden"' in answer.text
+    assert_scopes_decide(site.login(ROLE_USERS[role]), role, PAGES)
 
 
 # -- vendored files ------------------------------------------------------------------------------
@@ -353,7 +316,7 @@ def test_overdue_cases_say_so_in_words_not_only_in_colour(site: Site) -> None:
 
 def test_holds_are_placed_and_released_from_the_page_by_ref(site: Site) -> None:
     officer, viewer = site.login(ROLE_USERS["privacy_officer"]), site.login(ROLE_USERS["viewer"])
-    placed = post(
+    placed = post_form(
         officer, "/ui/holds", {"kind": "subject", "name": PEOPLE[1], "reason": "litigation matter 2026-4"}
     )
     assert placed.status_code == 303 and placed.headers["location"] == "/ui/holds"
@@ -365,11 +328,11 @@ def test_holds_are_placed_and_released_from_the_page_by_ref(site: Site) -> None:
     # a viewer reads holds but places and releases none
     seen = viewer.get("/ui/holds").text
     assert hold in seen and 'id="add-hold"' not in seen and "release-reason" not in seen
-    refused = post(viewer, f"/ui/holds/{hold}/release", {"reason": "not mine to release"})
+    refused = post_form(viewer, f"/ui/holds/{hold}/release", {"reason": "not mine to release"})
     assert refused.status_code == 403 and 'id="forbidden"' in refused.text
-    short = post(officer, f"/ui/holds/{hold}/release", {"reason": "done"})
+    short = post_form(officer, f"/ui/holds/{hold}/release", {"reason": "done"})
     assert short.status_code == 422 and "10 to 2000 characters" in short.text
-    released = post(officer, f"/ui/holds/{hold}/release", {"reason": "the matter was settled"})
+    released = post_form(officer, f"/ui/holds/{hold}/release", {"reason": "the matter was settled"})
     assert released.status_code == 303
     assert f'<tr data-id="{hold}" class="released">' in officer.get("/ui/holds?").text
 
@@ -388,17 +351,9 @@ def _erasure_page(
         time.sleep(0.2)
 
 
-def _new_erasure(client: httpx.Client, kind: str, ident: str, reason: str) -> str:
-    made = post(client, "/ui/erasures/new", {"kind": kind, "scope_id": ident, "reason": reason})
-    assert made.status_code == 303, made.text
-    found = re.fullmatch(r"/ui/erasures/([0-9a-f]{32})", made.headers["location"])
-    assert found, made.headers["location"]
-    return found.group(1)
-
-
 def test_a_subjects_erasure_from_the_form_shows_only_its_ref(site: Site) -> None:
     officer = site.login(ROLE_USERS["privacy_officer"])
-    request_id = _new_erasure(officer, "subject", PEOPLE[0], "GDPR Art. 17 request 2026-9")
+    request_id = request_erasure(officer, "subject", PEOPLE[0], "GDPR Art. 17 request 2026-9")
     page = _erasure_page(officer, request_id, ("completed", "failed"))
     assert re.search(r"Scope: subject <code>sub_[0-9a-z]+</code>", page)
     assert ">completed</strong>" in page, page
@@ -414,16 +369,18 @@ def test_a_second_officer_approves_and_the_certificate_verifies_from_the_page(si
     listing = first.get("/ui/erasures").text
     assert 'id="new-erasure"' in listing and '<label for="scope-id">' in listing
     assert 'id="new-erasure"' not in viewer.get("/ui/erasures").text
-    refused = post(ml, "/ui/erasures/new", {"kind": "source", "scope_id": "lfw", "reason": "not allowed"})
+    refused = post_form(
+        ml, "/ui/erasures/new", {"kind": "source", "scope_id": "lfw", "reason": "not allowed"}
+    )
     assert refused.status_code == 403 and 'id="forbidden"' in refused.text
 
     # one deny ends a request
-    denied = _new_erasure(first, "source", "lfw", "the source's licence ended")
-    assert post(second, f"/ui/erasures/{denied}/deny", {"reason": "no"}).status_code == 422  # too short
-    assert post(second, f"/ui/erasures/{denied}/deny", {"reason": "keep it for now"}).status_code == 303
+    denied = request_erasure(first, "source", "lfw", "the source's licence ended")
+    assert post_form(second, f"/ui/erasures/{denied}/deny", {"reason": "no"}).status_code == 422  # too short
+    assert post_form(second, f"/ui/erasures/{denied}/deny", {"reason": "keep it for now"}).status_code == 303
     assert ">denied</strong>" in _erasure_page(first, denied, ("denied",))
 
-    request_id = _new_erasure(first, "source", "lfw", "the source's licence ended")
+    request_id = request_erasure(first, "source", "lfw", "the source's licence ended")
     page = _erasure_page(first, request_id, ("planned",))
     assert 'id="approvals-needed">1 more approval(s) needed' in page
     assert 'form id="approve"' in page and 'form id="deny"' in page
@@ -431,11 +388,11 @@ def test_a_second_officer_approves_and_the_certificate_verifies_from_the_page(si
     plan = page.split('<table id="plan">')[1].split("</table>")[0]
     assert 'class="empty"' not in plan and re.search(r"<td>photos</td><td>[1-9]\d*</td>", plan)
     # the requester's own approval does not count: the two-person rule
-    own = post(first, f"/ui/erasures/{request_id}/approve", {"reason": "mine"})
+    own = post_form(first, f"/ui/erasures/{request_id}/approve", {"reason": "mine"})
     assert own.status_code == 403 and "other than its requester" in own.text
-    viewed = post(viewer, f"/ui/erasures/{request_id}/approve", {"reason": "mine"})
+    viewed = post_form(viewer, f"/ui/erasures/{request_id}/approve", {"reason": "mine"})
     assert viewed.status_code == 403 and 'id="forbidden"' in viewed.text
-    approved = post(second, f"/ui/erasures/{request_id}/approve", {"reason": "checked the contract"})
+    approved = post_form(second, f"/ui/erasures/{request_id}/approve", {"reason": "checked the contract"})
     assert approved.status_code == 303 and approved.headers["location"] == f"/ui/erasures/{request_id}"
 
     page = _erasure_page(first, request_id, ("completed", "failed", "awaiting_recipients"))
@@ -449,7 +406,7 @@ def test_a_second_officer_approves_and_the_certificate_verifies_from_the_page(si
     download = first.get(f"/ui/erasures/{request_id}/certificate")
     assert download.status_code == 200 and "attachment" in download.headers["content-disposition"]
     assert {"body", "signature"} <= set(download.json())
-    checked = post(first, f"/ui/erasures/{request_id}/verify-certificate")
+    checked = post_form(first, f"/ui/erasures/{request_id}/verify-certificate")
     assert checked.status_code == 200
     assert '<p id="certificate-check" role="status" aria-live="polite">valid</p>' in checked.text
     # a viewer sees the request but not its certificate (certificate:read)
@@ -467,7 +424,7 @@ def test_failed_logins_make_the_name_wait_right_password_or_not(site: Site) -> N
     is checked (429, Retry-After), even with the right one; another name is not affected."""
     with Workspace.open(site.root, actor="tester") as ws:
         ws.add_principal("guessed", role="viewer")
-        ws.set_password("guessed", PASSWORD)
+        ws.set_password("guessed", UI_PASSWORD)
     client = site.client()
     token = token_of(client.get("/ui/login"))
     for _ in range(MAX_FAILURES):
@@ -475,7 +432,9 @@ def test_failed_logins_make_the_name_wait_right_password_or_not(site: Site) -> N
             "/ui/login", data={"username": "guessed", "password": "nope nope nope", "csrf_token": token}
         )
         assert wrong.status_code == 401
-    right = client.post("/ui/login", data={"username": "guessed", "password": PASSWORD, "csrf_token": token})
+    right = client.post(
+        "/ui/login", data={"username": "guessed", "password": UI_PASSWORD, "csrf_token": token}
+    )
     assert right.status_code == 429 and int(right.headers["retry-after"]) > 0
     assert "too many failed logins" in right.text and "disgorge_session" not in right.headers.get(
         "set-cookie", ""

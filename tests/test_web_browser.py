@@ -39,10 +39,16 @@ from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from conftest import (
+    DUPLICATE_IDS,
+    FOCUSABLE,
     PEOPLE,
     ROLE_USERS,
+    UI_PASSWORD,
+    UNLABELLED,
     Api,
+    UiSite,
     add_role_tokens,
+    console_errors,
     new_browser,
     smoke_workspace,
     ui_login,
@@ -53,8 +59,6 @@ from disgorge.access.roles import ROLES
 from disgorge.erasure.steps import inject
 from disgorge.web.sessions import cookie_name
 
-#: every principal's password (the UI refuses fewer than 12 characters)
-PASSWORD = "correct horse battery staple"
 OFFICER, OFFICER_2 = ROLE_USERS["privacy_officer"], "officer-2"
 REASON = "GDPR Art. 17 request 2024-117"
 
@@ -77,9 +81,7 @@ PAGES = {
 
 # -- the workspace and the server ------------------------------------------------------------
 @dataclass
-class Site:
-    url: str
-    api: Api
+class Site(UiSite):
     #: the session cookie's name (``disgorge_session_`` and the workspace's id)
     cookie: str
     #: the erasure a privacy officer asked for over the API, waiting for a second officer
@@ -91,16 +93,16 @@ class Site:
 @contextlib.contextmanager
 def serve_ui(root: Path) -> Iterator[Site]:
     """The workspace at ``root`` served on 127.0.0.1 (real uvicorn), a principal per role
-    plus a second privacy officer, each with a token and the password :data:`PASSWORD`."""
+    plus a second privacy officer, each with a token and the password :data:`UI_PASSWORD`."""
     from disgorge.api import running_server
 
     tokens = add_role_tokens(root)
     with Workspace.open(root, actor="tester") as ws:
         for name in (*ROLE_USERS.values(), OFFICER_2):
-            ws.set_password(name, PASSWORD)
+            ws.set_password(name, UI_PASSWORD)
         cookie = cookie_name(ws.workspace_id)
     with running_server(root, actor="api-server") as url:
-        yield Site(url, Api(url, tokens), cookie)
+        yield Site(Api(url, tokens), root, cookie)
 
 
 def demo_workspace(tmp_path: Path) -> Path:
@@ -149,20 +151,13 @@ def wait_for(driver: WebDriver, what: Callable[[WebDriver], Any], timeout: float
 
 
 def login(driver: WebDriver, site: Site, name: str) -> None:
-    ui_login(driver, site.url, name, PASSWORD)
+    ui_login(driver, site.url, name, UI_PASSWORD)
     assert not found(driver, "#error"), one(driver, "#error").text
 
 
 def open_page(driver: WebDriver, site: Site, path: str) -> None:
     driver.get(site.url + path)
     wait_for(driver, lambda d: d.execute_script("return document.readyState") == "complete")
-
-
-def console_errors(driver: WebDriver) -> list[str]:
-    """The browser console's errors since the last call (a missing script, a refused request);
-    not the browser's own guess at /favicon.ico."""
-    logged = driver.get_log("browser")
-    return [e["message"] for e in logged if e["level"] == "SEVERE" and "/favicon.ico " not in e["message"]]
 
 
 def session_cookie(driver: WebDriver, site: Site) -> str:
@@ -180,7 +175,7 @@ def raw(site: Site, method: str, path: str, cookie: str | None, **kw: Any) -> ht
 # -- logging in, per role ----------------------------------------------------------------------
 def test_a_wrong_password_and_an_unknown_user_get_the_same_answer(browser: WebDriver, site: Site) -> None:
     answers = []
-    for name, password in ((OFFICER, "not the password at all"), ("nobody-here", PASSWORD)):
+    for name, password in ((OFFICER, "not the password at all"), ("nobody-here", UI_PASSWORD)):
         ui_login(browser, site.url, name, password)
         assert not found(browser, "#whoami")
         answers.append(one(browser, "#error").text)
@@ -373,37 +368,6 @@ def test_logout_ends_the_session_on_the_server(browser: WebDriver, site: Site) -
 
 
 # -- accessibility basics ----------------------------------------------------------------------
-#: the controls of a page that lack a label: no <label for>, no wrapping <label>, no
-#: aria-label(ledby), and for a button no text either (a placeholder is not a label)
-#: ids used more than once on a page (a label or an ARIA reference then points at the first)
-DUPLICATE_IDS = """
-const ids = [...document.querySelectorAll('[id]')].map((e) => e.id);
-return [...new Set(ids.filter((id, i) => ids.indexOf(id) !== i))];
-"""
-UNLABELLED = """
-const named = el => {
-  if ((el.getAttribute('aria-label') || '').trim()) return true;
-  const by = el.getAttribute('aria-labelledby');
-  if (by && by.split(/\\s+/).some(id => (document.getElementById(id)?.textContent || '').trim())) return true;
-  if (el.labels && [...el.labels].some(l => l.textContent.trim())) return true;
-  if (el.tagName === 'BUTTON') return !!el.textContent.trim();
-  if (el.tagName === 'INPUT' && ['submit', 'button', 'reset'].includes(el.type)) return !!el.value.trim();
-  return false;
-};
-return [...document.querySelectorAll('input, select, textarea, button')]
-  .filter(el => el.type !== 'hidden')
-  .filter(el => !named(el))
-  .map(el => el.outerHTML.slice(0, 200));
-"""
-
-#: the elements the keyboard should reach, in document order
-FOCUSABLE = """
-return [...document.querySelectorAll('a[href], button, input, select, textarea, summary, [tabindex]')]
-  .filter(el => el.type !== 'hidden' && !el.disabled && el.tabIndex >= 0)
-  .filter(el => el.getClientRects().length > 0 && getComputedStyle(el).visibility !== 'hidden');
-"""
-
-
 def every_page(site: Site) -> list[tuple[str, str]]:
     return [(name, path) for name, (path, _, _) in PAGES.items()] + [
         ("erasure-waiting", f"/ui/erasures/{site.waiting}"),
@@ -447,7 +411,7 @@ def test_login_works_with_the_keyboard_alone(browser: WebDriver, site: Site) -> 
     assert browser.switch_to.active_element.get_attribute("id") == "username"
     ActionChains(browser).send_keys(ROLE_USERS["viewer"], Keys.TAB).perform()
     assert browser.switch_to.active_element.get_attribute("id") == "password"
-    ActionChains(browser).send_keys(PASSWORD, Keys.ENTER).perform()
+    ActionChains(browser).send_keys(UI_PASSWORD, Keys.ENTER).perform()
     wait_for(browser, lambda d: found(d, "#whoami"))
     assert one(browser, "#whoami").text == f"{ROLE_USERS['viewer']} (viewer)"
 

@@ -16,7 +16,7 @@ import csv
 import io
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from html import unescape
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,20 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from conftest import PEOPLE, ROLE_USERS, Api, serve_api, smoke_workspace, tiny_photos, ui_login
+from conftest import (
+    DUPLICATE_IDS,
+    PEOPLE,
+    ROLE_USERS,
+    UI_PASSWORD,
+    UNLABELLED,
+    UiSite,
+    assert_scopes_decide,
+    console_errors,
+    serve_api,
+    smoke_workspace,
+    tiny_photos,
+    ui_login,
+)
 from disgorge import Workspace
 from disgorge.access.roles import ROLES
 
@@ -33,7 +46,6 @@ pytest.importorskip("argon2")
 pytest.importorskip("jinja2")
 
 ROOT = Path(__file__).resolve().parents[1]
-PASSWORD = "correct horse battery staple"
 #: a source whose name a spreadsheet would run as a formula
 FORMULA = '=HYPERLINK("http://x.invalid","y")'
 #: a dataset whose name needs percent-encoding in a URL
@@ -60,36 +72,13 @@ NAV = {
     "nav-sources": "source:read",
     "nav-recipients": "sharing:read",
 }
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 OFFICER = ROLE_USERS["privacy_officer"]
 
 
 @dataclass
-class Site:
-    api: Api
-    root: Path
-    clients: list[httpx.Client] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return self.api.url
-
-    def client(self) -> httpx.Client:
-        client = httpx.Client(base_url=self.url, follow_redirects=False, timeout=120)
-        self.clients.append(client)
-        return client
-
-    def login(self, name: str) -> httpx.Client:
-        client = self.client()
-        form = client.get("/ui/login")
-        found = CSRF.search(form.text)
-        assert found, form.text
-        data = {"username": name, "password": PASSWORD, "csrf_token": found.group(1)}
-        answer = client.post("/ui/login", data=data)
-        assert answer.status_code == 303, answer.text
-        return client
-
+class Site(UiSite):
     def v1(self, role: str, path: str, **params: Any) -> Any:
+        """The API's answer (``GET /v1/...``) with a token of ``role``: what a page must show."""
         answer = self.api.call(role, "GET", path, params=params)
         assert answer.status_code == 200, answer.text
         return answer.json()
@@ -172,13 +161,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     with serve_api(root) as api:
         with Workspace.open(root, actor="tester") as ws:
             for name in ROLE_USERS.values():
-                ws.set_password(name, PASSWORD)
+                ws.set_password(name, UI_PASSWORD)
         site = Site(api, root)
         try:
             yield site
         finally:
-            for client in site.clients:
-                client.close()
+            site.close()
 
 
 @pytest.fixture(scope="module")
@@ -228,13 +216,7 @@ def test_a_stranger_is_sent_to_the_login_page(site: Site) -> None:
 @pytest.mark.parametrize("role", sorted(ROLE_USERS))
 def test_each_role_sees_the_pages_its_scopes_allow(site: Site, role: str) -> None:
     client = site.login(ROLE_USERS[role])
-    for path, scope in PAGES.items():
-        answer = client.get(path)
-        if scope in ROLES[role]:
-            assert answer.status_code == 200, (role, path, answer.text[:300])
-        else:
-            assert answer.status_code == 403, (role, path)
-            assert 'id="forbidden"' in answer.text and scope in answer.text
+    assert_scopes_decide(client, role, PAGES)
     overview = ok(client, "/ui/")
     for nav, scope in NAV.items():
         assert (f'id="{nav}"' in overview) == (scope in ROLES[role]), (role, nav)
@@ -470,24 +452,13 @@ def test_every_lineage_link_opens_the_lineage_page(site: Site, officer: httpx.Cl
 
 
 # -- in a real browser -----------------------------------------------------------------------------
-UNLABELLED = """
-return [...document.querySelectorAll('input, select, textarea, button')]
-  .filter(el => el.type !== 'hidden')
-  .filter(el => !(el.labels && [...el.labels].some(l => l.textContent.trim())) &&
-                !(el.tagName === 'BUTTON' && el.textContent.trim()))
-  .map(el => el.outerHTML.slice(0, 200));
-"""
-DUPLICATE_IDS = """
-const ids = [...document.querySelectorAll('[id]')].map((e) => e.id);
-return [...new Set(ids.filter((id, i) => ids.indexOf(id) !== i))];
-"""
 
 
 def test_each_page_in_a_browser(browser: Any, site: Site) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    ui_login(browser, site.url, OFFICER, PASSWORD)
+    ui_login(browser, site.url, OFFICER, UI_PASSWORD)
     assert browser.find_elements(By.ID, "whoami")
     pages = {
         "violations": ("/ui/violations", "violations"),
@@ -506,8 +477,7 @@ def test_each_page_in_a_browser(browser: Any, site: Site) -> None:
         assert not browser.find_elements(By.ID, "forbidden"), name
         assert browser.execute_script(UNLABELLED) == [], name
         assert browser.execute_script(DUPLICATE_IDS) == [], name
-        errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
-        assert [e for e in errors if "/favicon.ico " not in e] == [], name
+        assert console_errors(browser) == [], name
         assert (
             browser.find_element(By.ID, f"nav-{name if name.endswith('s') else name + 's'}").get_attribute(
                 "aria-current"

@@ -15,47 +15,36 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
-from conftest import PEOPLE, ROLE_USERS, Api, serve_api, smoke_workspace, ui_login
+from conftest import (
+    PEOPLE,
+    ROLE_USERS,
+    UI_PASSWORD,
+    UiSite,
+    console_errors,
+    serve_api,
+    smoke_workspace,
+    token_of,
+    ui_login,
+)
 from disgorge import Workspace
 from disgorge.access.roles import ROLES
 
 pytest.importorskip("jinja2")
 
-PASSWORD = "correct horse battery staple"
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 #: how many exports the fan-out run wrote (the big graph: downstream of model:vendor@1)
 FANOUT = 2000
 
 
 @dataclass
-class Site:
-    api: Api
-    root: Path
+class Site(UiSite):
     ref: str  # PEOPLE[0]'s sub_ ref
-    clients: list[httpx.Client] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return self.api.url
-
-    def login(self, role: str) -> httpx.Client:
-        client = httpx.Client(base_url=self.url, follow_redirects=False, timeout=120)
-        self.clients.append(client)
-        form = client.get("/ui/login")
-        answer = client.post(
-            "/ui/login",
-            data={"username": ROLE_USERS[role], "password": PASSWORD, "csrf_token": token_of(form)},
-        )
-        assert answer.status_code == 303, answer.text
-        return client
 
     def lineage(self, kind: str, node: str, direction: str = "downstream", hops: int = 50) -> dict[str, Any]:
         """``POST /v1/lineage``'s answer, as the privacy officer."""
@@ -64,12 +53,6 @@ class Site:
         assert answer.status_code == 200, answer.text
         result: dict[str, Any] = answer.json()
         return result
-
-
-def token_of(page: httpx.Response) -> str:
-    found = CSRF.search(page.text)
-    assert found, "the page has no form with a CSRF token"
-    return found.group(1)
 
 
 def post(client: httpx.Client, path: str, data: dict[str, str]) -> httpx.Response:
@@ -101,15 +84,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     with serve_api(root) as api:
         with Workspace.open(root, actor="tester") as ws:
             for name in ROLE_USERS.values():
-                ws.set_password(name, PASSWORD)
+                ws.set_password(name, UI_PASSWORD)
         answer = api.call("privacy_officer", "POST", "/v1/lineage", json={"kind": "subject", "id": PEOPLE[0]})
         ref = answer.json()["node"].removeprefix("subject:")
         site = Site(api, root, ref)
         try:
             yield site
         finally:
-            for client in site.clients:
-                client.close()
+            site.close()
 
 
 def table_rows(page: str) -> dict[str, str]:
@@ -131,7 +113,7 @@ def test_every_role_may_read_lineage_but_a_subjects_needs_subject_read(site: Sit
     # tests/test_web.py's; here, the subject rule the API has too
     assert all("lineage:read" in scopes for scopes in ROLES.values())
     for role in ROLE_USERS:
-        client = site.login(role)
+        client = site.login(ROLE_USERS[role])
         home = client.get("/ui/")
         assert 'id="nav-lineage"' in home.text
         page = client.get("/ui/lineage")
@@ -161,7 +143,7 @@ def test_every_role_may_read_lineage_but_a_subjects_needs_subject_read(site: Sit
 
 
 def test_an_external_id_goes_only_in_the_post_body(site: Site) -> None:
-    client = site.login("privacy_officer")
+    client = site.login(ROLE_USERS["privacy_officer"])
     moved = post(
         client, "/ui/lineage", {"kind": "subject", "id": PEOPLE[0], "direction": "downstream", "hops": "2"}
     )
@@ -201,7 +183,7 @@ def test_an_external_id_goes_only_in_the_post_body(site: Site) -> None:
 def test_graph_json_is_the_apis_answer(site: Site, kind: str, node: str, direction: str, hops: int) -> None:
     node = site.ref if node == "REF" else node
     api = site.lineage(kind, node, direction, hops)
-    client = site.login("auditor")
+    client = site.login(ROLE_USERS["auditor"])
     params = {"kind": kind, "id": node, "direction": direction, "hops": str(hops)}
     graph = client.get("/ui/lineage/graph.json", params=params)
     assert graph.status_code == 200
@@ -223,7 +205,7 @@ def test_graph_json_is_the_apis_answer(site: Site, kind: str, node: str, directi
 
 
 def test_the_table_says_each_state_in_words(site: Site) -> None:
-    client = site.login("privacy_officer")
+    client = site.login(ROLE_USERS["privacy_officer"])
     page = client.get("/ui/lineage", params={"kind": "dataset", "id": "faces", "hops": "2"})
     rows = table_rows(page.text)
     assert "retired" in rows["model:vendor@1"]
@@ -247,7 +229,7 @@ def test_the_table_says_each_state_in_words(site: Site) -> None:
     ],
 )
 def test_a_malformed_question_is_a_422_page(site: Site, params: dict[str, str]) -> None:
-    client = site.login("privacy_officer")
+    client = site.login(ROLE_USERS["privacy_officer"])
     for path in ("/ui/lineage", "/ui/lineage/graph.json"):
         answer = client.get(path, params=params)
         assert answer.status_code == 422, (path, params, answer.text)
@@ -258,7 +240,7 @@ def test_a_malformed_question_is_a_422_page(site: Site, params: dict[str, str]) 
 
 
 def test_an_unknown_node_is_a_404_page(site: Site) -> None:
-    client = site.login("privacy_officer")
+    client = site.login(ROLE_USERS["privacy_officer"])
     answer = client.get("/ui/lineage", params={"kind": "dataset", "id": "nope@9"})
     assert answer.status_code == 404 and 'id="error"' in answer.text
 
@@ -305,23 +287,18 @@ def click_node(driver: Any, node_id: str) -> None:
     ).click().perform()
 
 
-def severe(driver: Any) -> list[str]:
-    logged = driver.get_log("browser")
-    return [e["message"] for e in logged if e["level"] == "SEVERE" and "/favicon.ico " not in e["message"]]
-
-
 def test_the_graph_is_drawn_clicked_expanded_and_searched(browser: Any, site: Site) -> None:
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
-    ui_login(browser, site.url, ROLE_USERS["privacy_officer"], PASSWORD)
+    ui_login(browser, site.url, ROLE_USERS["privacy_officer"], UI_PASSWORD)
     browser.set_window_size(1280, 1000)
     api = site.lineage("subject", site.ref, hops=1)
     browser.get(f"{site.url}/ui/lineage?kind=subject&id={site.ref}&direction=downstream&hops=1")
     assert wait_drawn(browser) == len(api["nodes"]) == 4  # the subject, faces, two runs
     WebDriverWait(browser, 20).until(lambda d: d.execute_script(PAINTED))  # pixels on the canvas
     assert browser.find_element("id", "graph-count").text == f"4 nodes, {len(api['edges'])} edges"
-    assert severe(browser) == []  # no script refused by the CSP, no failed request
+    assert console_errors(browser) == []  # no script refused by the CSP, no failed request
 
     assert not browser.find_element("id", "graph-detail").is_displayed()  # nothing selected yet
     run = next(n for n in api["nodes"] if n["label"].startswith("vendor-train"))
@@ -375,13 +352,13 @@ def test_the_graph_is_drawn_clicked_expanded_and_searched(browser: Any, site: Si
         reached.add(browser.switch_to.active_element.get_attribute("id"))
         browser.switch_to.active_element.send_keys(Keys.TAB)
     assert "graph-expand" in reached
-    assert severe(browser) == []
+    assert console_errors(browser) == []
 
 
 def test_two_thousand_nodes_are_drawn_with_the_cheaper_layout(browser: Any, site: Site) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
-    ui_login(browser, site.url, ROLE_USERS["ml_engineer"], PASSWORD)
+    ui_login(browser, site.url, ROLE_USERS["ml_engineer"], UI_PASSWORD)
     api = site.lineage("model", "vendor@1")
     assert len(api["nodes"]) == FANOUT + 1  # the run and its exports; the model asked about is not listed
     browser.get(f"{site.url}/ui/lineage?kind=model&id=vendor@1")
@@ -395,4 +372,4 @@ def test_two_thousand_nodes_are_drawn_with_the_cheaper_layout(browser: Any, site
         "return window.disgorgeGraph.getElementById('model:vendor@1').data('shown')"
     )
     assert root == "model:vendor@1 \u00b7 retired"
-    assert severe(browser) == []
+    assert console_errors(browser) == []

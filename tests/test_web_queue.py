@@ -15,57 +15,36 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 
 import httpx
 import pytest
 
-from conftest import PEOPLE, ROLE_USERS, Api, serve_api, smoke_workspace
+from conftest import (
+    PEOPLE,
+    ROLE_USERS,
+    UI_PASSWORD,
+    UiSite,
+    console_errors,
+    post_form,
+    request_erasure,
+    serve_api,
+    smoke_workspace,
+    ui_login,
+)
 from disgorge import Workspace
 from disgorge.samples import synthetic_photo
 
 pytest.importorskip("argon2")
 pytest.importorskip("jinja2")
 
-PASSWORD = "correct horse battery staple"
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 #: extra sources, each its own photos: erasing a source is large (the two-person rule)
 SOURCES = tuple(f"stock-{c}" for c in "abcdefg")  # one planned request per scope at a time
 HOLD_REASON = "litigation 2026-77: keep the photos of this subject"
 
 
-@dataclass
-class Site:
-    api: Api
-    root: Path
-    clients: list[httpx.Client] = field(default_factory=list)
-
-    def login(self, name: str) -> httpx.Client:
-        client = httpx.Client(base_url=self.api.url, follow_redirects=False, timeout=120)
-        self.clients.append(client)
-        form = client.get("/ui/login")
-        answer = client.post(
-            "/ui/login", data={"username": name, "password": PASSWORD, "csrf_token": token_of(form)}
-        )
-        assert answer.status_code == 303, answer.text
-        return client
-
-
-def token_of(page: httpx.Response) -> str:
-    found = CSRF.search(page.text)
-    assert found, "the page has no form with a CSRF token"
-    return found.group(1)
-
-
-def post(client: httpx.Client, path: str, data: dict[str, str | list[str]]) -> httpx.Response:
-    """POST a form with the session's CSRF token, as a browser would."""
-    return client.post(path, data={**data, "csrf_token": token_of(client.get("/ui/"))})
-
-
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiSite]:
     tmp = tmp_path_factory.mktemp("queue")
     ws = smoke_workspace(tmp)
     try:
@@ -84,22 +63,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     with serve_api(root) as api:
         with Workspace.open(root, actor="tester") as ws:
             for name in [*ROLE_USERS.values(), "officer-2"]:
-                ws.set_password(name, PASSWORD)
+                ws.set_password(name, UI_PASSWORD)
             ws.open_case("access", PEOPLE[0], received_at=date.today().isoformat(), channel="email")
-        site = Site(api, root)
+        site = UiSite(api, root)
         try:
             yield site
         finally:
-            for client in site.clients:
-                client.close()
-
-
-def _request(client: httpx.Client, kind: str, ident: str, reason: str) -> str:
-    made = post(client, "/ui/erasures/new", {"kind": kind, "scope_id": ident, "reason": reason})
-    assert made.status_code == 303, made.text
-    found = re.fullmatch(r"/ui/erasures/([0-9a-f]{32})", made.headers["location"])
-    assert found, made.headers["location"]
-    return found.group(1)
+            site.close()
 
 
 def _state(client: httpx.Client, request_id: str) -> str:
@@ -127,9 +97,9 @@ def _outcomes(page: httpx.Response) -> dict[str, str]:
     return dict(rows)
 
 
-def test_a_second_officer_approves_several_in_one_go_and_each_runs(site: Site) -> None:
+def test_a_second_officer_approves_several_in_one_go_and_each_runs(site: UiSite) -> None:
     first, second = site.login(ROLE_USERS["privacy_officer"]), site.login("officer-2")
-    ids = [_request(first, "source", name, f"the licence of {name} ended") for name in SOURCES[:2]]
+    ids = [request_erasure(first, "source", name, f"the licence of {name} ended") for name in SOURCES[:2]]
     listing = second.get("/ui/erasures").text
     for request_id in ids:
         assert (
@@ -151,7 +121,7 @@ def test_a_second_officer_approves_several_in_one_go_and_each_runs(site: Site) -
         assert needle in listing, needle
 
     # the requester's own approvals do not count (the two-person rule), each refused on its own
-    own = post(first, "/ui/erasures/bulk", {"action": "approve", "ids": ids, "reason": "mine"})
+    own = post_form(first, "/ui/erasures/bulk", {"action": "approve", "ids": ids, "reason": "mine"})
     outcomes = _outcomes(own)
     assert set(outcomes) == set(ids)
     assert all(
@@ -159,7 +129,7 @@ def test_a_second_officer_approves_several_in_one_go_and_each_runs(site: Site) -
     )
     assert all(_state(first, request_id) == "planned" for request_id in ids)
 
-    approved = post(
+    approved = post_form(
         second, "/ui/erasures/bulk", {"action": "approve", "ids": ids, "reason": "checked the contracts"}
     )
     assert _outcomes(approved) == {request_id: "approved; queued to run" for request_id in ids}
@@ -172,17 +142,19 @@ def test_a_second_officer_approves_several_in_one_go_and_each_runs(site: Site) -
     assert not any(f'id="pick-{request_id}"' in listing for request_id in ids)
 
 
-def test_bulk_deny_needs_a_reason_and_one_refusal_stops_no_other(site: Site) -> None:
+def test_bulk_deny_needs_a_reason_and_one_refusal_stops_no_other(site: UiSite) -> None:
     first, second = site.login(ROLE_USERS["privacy_officer"]), site.login("officer-2")
-    ids = [_request(first, "source", name, f"ask about {name}") for name in SOURCES[2:4]]
-    short = post(second, "/ui/erasures/bulk", {"action": "deny", "ids": ids, "reason": "no"})
+    ids = [request_erasure(first, "source", name, f"ask about {name}") for name in SOURCES[2:4]]
+    short = post_form(second, "/ui/erasures/bulk", {"action": "deny", "ids": ids, "reason": "no"})
     assert short.status_code == 422 and "a reason has 3 to 2000 characters" in short.text
     assert [_state(first, i) for i in ids] == ["planned", "planned"]
 
-    once = post(second, "/ui/erasures/bulk", {"action": "deny", "ids": ids[:1], "reason": "not our data"})
+    once = post_form(
+        second, "/ui/erasures/bulk", {"action": "deny", "ids": ids[:1], "reason": "not our data"}
+    )
     assert _outcomes(once) == {ids[0]: "denied"}
     # the first is denied already: refused with the reason why; the second still is denied
-    both = post(
+    both = post_form(
         second, "/ui/erasures/bulk", {"action": "deny", "ids": [*ids, ids[1]], "reason": "not our data"}
     )
     outcomes = _outcomes(both)
@@ -197,20 +169,20 @@ def test_bulk_deny_needs_a_reason_and_one_refusal_stops_no_other(site: Site) -> 
         assert "officer-2: <strong>denied</strong>" in first.get(f"/ui/erasures/{request_id}").text
 
 
-def test_bulk_posts_that_change_nothing(site: Site) -> None:
+def test_bulk_posts_that_change_nothing(site: UiSite) -> None:
     from disgorge.web.pages.erasures import BULK_LIMIT  # after the app (the pages import it)
 
     first, second = site.login(ROLE_USERS["privacy_officer"]), site.login("officer-2")
-    request_id = _request(first, "source", SOURCES[4], "kept planned by this test")
+    request_id = request_erasure(first, "source", SOURCES[4], "kept planned by this test")
     no_token = second.post("/ui/erasures/bulk", data={"action": "approve", "ids": [request_id]})
     assert no_token.status_code == 403 and "CSRF token" in no_token.text
     for role in ("viewer", "auditor", "ml_engineer"):
         client = site.login(ROLE_USERS[role])
         assert 'id="bulk"' not in client.get("/ui/erasures").text
-        refused = post(client, "/ui/erasures/bulk", {"action": "approve", "ids": [request_id]})
+        refused = post_form(client, "/ui/erasures/bulk", {"action": "approve", "ids": [request_id]})
         assert refused.status_code == 403 and 'id="forbidden"' in refused.text, role
     too_many = [request_id] + [f"{n:032x}" for n in range(1, BULK_LIMIT + 1)]
-    over = post(second, "/ui/erasures/bulk", {"action": "approve", "ids": too_many})
+    over = post_form(second, "/ui/erasures/bulk", {"action": "approve", "ids": too_many})
     assert over.status_code == 422
     assert (
         f"{BULK_LIMIT + 1} requests selected: at most {BULK_LIMIT} at a time; nothing was changed"
@@ -221,18 +193,18 @@ def test_bulk_posts_that_change_nothing(site: Site) -> None:
         ({"action": "erase", "ids": [request_id]}, "approve or deny"),
         ({"action": "approve", "ids": [request_id, "not-an-id!"]}, "malformed; nothing was changed"),
     ):
-        answer = post(second, "/ui/erasures/bulk", data)
+        answer = post_form(second, "/ui/erasures/bulk", data)
         assert answer.status_code == 422 and message in answer.text, data
     assert _state(first, request_id) == "planned"
-    missing = post(second, "/ui/erasures/bulk", {"action": "approve", "ids": ["0" * 32]})
+    missing = post_form(second, "/ui/erasures/bulk", {"action": "approve", "ids": ["0" * 32]})
     assert _outcomes(missing)["0" * 32].startswith("refused: no erasure request")
 
 
-def test_the_plan_lists_the_holds_that_withhold_photos_with_their_reasons(site: Site) -> None:
+def test_the_plan_lists_the_holds_that_withhold_photos_with_their_reasons(site: UiSite) -> None:
     with Workspace.open(site.root, actor="tester") as ws:
         hold = ws.add_hold("subject", PEOPLE[0], reason=HOLD_REASON)
     officer = site.login(ROLE_USERS["privacy_officer"])
-    request_id = _request(officer, "source", "lfw", "the licence of lfw ended")
+    request_id = request_erasure(officer, "source", "lfw", "the licence of lfw ended")
     page = officer.get(f"/ui/erasures/{request_id}").text
     table = page.split('<table id="withheld">')[1].split("</table>")[0]
     row = re.search(rf'<tr data-id="{hold["id"]}">(.*?)</tr>', table, re.S)
@@ -244,12 +216,12 @@ def test_the_plan_lists_the_holds_that_withhold_photos_with_their_reasons(site: 
     assert HOLD_REASON in viewer and "/ui/subjects/" not in viewer  # no subject:read: no link
 
 
-def test_subject_refs_link_to_the_subjects_page(site: Site) -> None:
+def test_subject_refs_link_to_the_subjects_page(site: UiSite) -> None:
     officer, viewer = site.login(ROLE_USERS["privacy_officer"]), site.login(ROLE_USERS["viewer"])
     cases = officer.get("/ui/cases").text
     assert re.search(r'<td><a href="/ui/subjects/(sub_[0-9a-z]+)"><code>\1</code></a></td>', cases)
     assert '<form id="case-filters" class="filters"' in cases
-    request_id = _request(officer, "subject", PEOPLE[1], "GDPR Art. 17 request 2026-12")
+    request_id = request_erasure(officer, "subject", PEOPLE[1], "GDPR Art. 17 request 2026-12")
     page = officer.get(f"/ui/erasures/{request_id}").text
     assert re.search(
         r'Scope: subject <code>(sub_[0-9a-z]+)</code> \(<a id="scope-subject" href="/ui/subjects/\1">', page
@@ -262,16 +234,14 @@ def test_subject_refs_link_to_the_subjects_page(site: Site) -> None:
         assert PEOPLE[1] not in text
 
 
-def test_bulk_deny_in_the_browser_with_mouse_and_keyboard(site: Site, browser) -> None:
+def test_bulk_deny_in_the_browser_with_mouse_and_keyboard(site: UiSite, browser) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
-    from conftest import ui_login
-
     first = site.login(ROLE_USERS["privacy_officer"])
-    ids = [_request(first, "source", name, f"browser ask about {name}") for name in SOURCES[5:7]]
-    ui_login(browser, site.api.url, "officer-2", PASSWORD)
+    ids = [request_erasure(first, "source", name, f"browser ask about {name}") for name in SOURCES[5:7]]
+    ui_login(browser, site.api.url, "officer-2", UI_PASSWORD)
     browser.get(f"{site.api.url}/ui/erasures?state=planned")
     browser.find_element(By.ID, f"pick-{ids[0]}").click()  # the mouse
     ticked = browser.find_element(By.ID, f"pick-{ids[1]}")
@@ -287,4 +257,4 @@ def test_bulk_deny_in_the_browser_with_mouse_and_keyboard(site: Site, browser) -
         i: "denied" for i in ids
     }
     assert all(_state(first, i) == "denied" for i in ids)
-    assert not [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert console_errors(browser) == []

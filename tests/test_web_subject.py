@@ -15,8 +15,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -26,10 +25,14 @@ from conftest import (
     DENIED,
     PEOPLE,
     ROLE_USERS,
-    Api,
+    UI_PASSWORD,
+    UNLABELLED,
+    UiSite,
+    console_errors,
     import_consent_csv,
     serve_api,
     smoke_workspace,
+    token_of,
     ui_login,
 )
 from disgorge import Workspace
@@ -38,37 +41,18 @@ from disgorge.consent import service as consent_service
 pytest.importorskip("argon2")
 pytest.importorskip("jinja2")
 
-PASSWORD = "correct horse battery staple"
 OFFICER, AUDITOR, VIEWER = ROLE_USERS["privacy_officer"], ROLE_USERS["auditor"], ROLE_USERS["viewer"]
 #: who has a consent history of three decisions; whose one photo is erased
 HISTORY, ERASED = PEOPLE[0], PEOPLE[2]
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 REF = re.compile(r"^/ui/subjects/(sub_[0-9a-f]{32})$")
 IMG = re.compile(r'<img class="thumb( blurred)?" src="(/ui/assets/[0-9a-f]{64}/thumb)"')
 
 
 @dataclass
-class Site:
-    api: Api
-    root: Path
+class Site(UiSite):
     refs: dict[str, str]
     erased: str  # the sha256 the erased photo shows under (its tombstone)
     erased_was: str  # its sha256 before
-    clients: list[httpx.Client] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return self.api.url
-
-    def login(self, name: str) -> httpx.Client:
-        client = httpx.Client(base_url=self.url, follow_redirects=False, timeout=120)
-        self.clients.append(client)
-        form = client.get("/ui/login")
-        answer = client.post(
-            "/ui/login", data={"username": name, "password": PASSWORD, "csrf_token": token(form)}
-        )
-        assert answer.status_code == 303, answer.text
-        return client
 
     def events(self, action: str) -> list[dict[str, Any]]:
         """The audit log's events of ``action``, oldest first (read over the API)."""
@@ -78,17 +62,11 @@ class Site:
         return items
 
 
-def token(page: httpx.Response) -> str:
-    found = CSRF.search(page.text)
-    assert found, "the page has no form with a CSRF token"
-    return found.group(1)
-
-
 def find(client: httpx.Client, subject: str) -> httpx.Response:
     """POST the lookup form, as a browser would."""
     form = client.get("/ui/subjects")
     assert form.status_code == 200, form.text
-    return client.post("/ui/subjects", data={"subject": subject, "csrf_token": token(form)})
+    return client.post("/ui/subjects", data={"subject": subject, "csrf_token": token_of(form)})
 
 
 def timeline(page: str) -> list[str]:
@@ -130,13 +108,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     with serve_api(root) as api:
         with Workspace.open(root, actor="tester") as ws:
             for name in ROLE_USERS.values():
-                ws.set_password(name, PASSWORD)
+                ws.set_password(name, UI_PASSWORD)
         site = Site(api, root, refs, tombstone, first["sha256"])
         try:
             yield site
         finally:
-            for client in site.clients:
-                client.close()
+            site.close()
 
 
 # -- looking a subject up ----------------------------------------------------------------------
@@ -212,7 +189,7 @@ def test_a_role_without_subject_read_is_refused(site: Site) -> None:
 
 
 def find_as_viewer(client: httpx.Client) -> httpx.Response:
-    return client.post("/ui/subjects", data={"subject": HISTORY, "csrf_token": token(client.get("/ui/"))})
+    return client.post("/ui/subjects", data={"subject": HISTORY, "csrf_token": token_of(client.get("/ui/"))})
 
 
 # -- the subject's page ------------------------------------------------------------------------
@@ -313,22 +290,6 @@ def test_an_erased_photo_says_erased_and_its_thumbnail_is_refused_as_the_api_ref
 
 
 # -- in a browser --------------------------------------------------------------------------------
-#: controls without a label (as tests/test_web_browser.py checks every page)
-UNLABELLED = """
-const named = el => {
-  if ((el.getAttribute('aria-label') || '').trim()) return true;
-  const by = el.getAttribute('aria-labelledby');
-  if (by && by.split(/\\s+/).some(id => (document.getElementById(id)?.textContent || '').trim())) return true;
-  if (el.labels && [...el.labels].some(l => l.textContent.trim())) return true;
-  if (el.tagName === 'BUTTON') return !!el.textContent.trim();
-  if (el.tagName === 'INPUT' && ['submit', 'button', 'reset'].includes(el.type)) return !!el.value.trim();
-  return false;
-};
-return [...document.querySelectorAll('input, select, textarea, button')]
-  .filter(el => el.type !== 'hidden')
-  .filter(el => !named(el))
-  .map(el => el.outerHTML.slice(0, 200));
-"""
 FILTERS = "return [...document.querySelectorAll('#photos img')].map(i => getComputedStyle(i).filter);"
 LOADED = "return [...document.querySelectorAll('#photos img')].every(i => i.complete && i.naturalWidth > 0);"
 
@@ -337,7 +298,7 @@ def test_in_a_browser_thumbnails_stay_blurred_until_revealed(browser: Any, site:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    ui_login(browser, site.url, OFFICER, PASSWORD)
+    ui_login(browser, site.url, OFFICER, UI_PASSWORD)
     browser.get(f"{site.url}/ui/subjects")
     browser.find_element(By.ID, "subject-id").send_keys(HISTORY)
     browser.find_element(By.ID, "subject-find").click()
@@ -358,6 +319,4 @@ def test_in_a_browser_thumbnails_stay_blurred_until_revealed(browser: Any, site:
     assert browser.current_url.endswith(site.refs[HISTORY])  # toggled in place, no reload
     reveal.click()
     wait.until(lambda d: all("blur" in f for f in d.execute_script(FILTERS)))
-    logged = browser.get_log("browser")
-    errors = [e["message"] for e in logged if e["level"] == "SEVERE" and "/favicon.ico " not in e["message"]]
-    assert errors == []
+    assert console_errors(browser) == []

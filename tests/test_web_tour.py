@@ -26,7 +26,19 @@ from urllib.parse import quote
 
 import pytest
 
-from conftest import PEOPLE, ROLE_USERS, ROOT, Api, add_role_tokens, new_browser, ui_login
+from conftest import (
+    DUPLICATE_IDS,
+    PEOPLE,
+    ROLE_USERS,
+    ROOT,
+    UI_PASSWORD,
+    UNLABELLED,
+    Api,
+    add_role_tokens,
+    browsing,
+    console_errors,
+    ui_login,
+)
 from disgorge import Workspace
 from disgorge._time import utcnow
 from disgorge.demo import APP, VENDOR, run_demo
@@ -37,23 +49,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-PASSWORD = "correct horse battery staple"
 LITIGATION = "litigation 2026-044: keep until the court rules"
 OFFICER, VIEWER = ROLE_USERS["privacy_officer"], ROLE_USERS["viewer"]
 SHOTS = ROOT / "docs" / "ui"
 TOUR = ROOT / "docs" / "ui.md"
-#: a control without a label: neither <label for>, nor a wrapping label, nor aria-label(ledby)
-UNLABELLED = """
-return [...document.querySelectorAll('input, select, textarea')]
-  .filter(el => el.type !== 'hidden' && el.type !== 'submit')
-  .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
-                && !el.getAttribute('aria-labelledby'))
-  .map(el => el.outerHTML.slice(0, 120));
-"""
-DUPLICATE_IDS = """
-const ids = [...document.querySelectorAll('[id]')].map(el => el.id);
-return ids.filter((id, i) => ids.indexOf(id) !== i);
-"""
 
 
 @dataclass
@@ -89,7 +88,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     for name in (APP, VENDOR):
         with Workspace.open(folder / name, actor="tester") as ws:
             for user in (*ROLE_USERS.values(), "officer-2"):
-                ws.set_password(user, PASSWORD)
+                ws.set_password(user, UI_PASSWORD)
     with contextlib.ExitStack() as stack:
         app = Api(stack.enter_context(running_server(folder / APP, actor="api-server")), tokens[APP])
         vendor = Api(stack.enter_context(running_server(folder / VENDOR, actor="api-server")), tokens[VENDOR])
@@ -177,11 +176,6 @@ def open_page(driver: WebDriver, url: str) -> None:
         wait_for(driver, lambda _d: d_graph[0].get_attribute("data-ready") == "1")
 
 
-def console_errors(driver: WebDriver) -> list[str]:
-    logged = driver.get_log("browser")
-    return [e["message"] for e in logged if e["level"] == "SEVERE" and "/favicon.ico " not in e["message"]]
-
-
 def shot(driver: WebDriver, name: str) -> None:
     """Save the page to docs/ui/NAME.png when DISGORGE_UI_SCREENSHOTS is set."""
     assert name in tour(), f"docs/ui.md's tour does not show {name}.png"
@@ -204,11 +198,8 @@ def check(driver: WebDriver, name: str) -> None:
 
 @pytest.fixture(scope="module")
 def driver() -> Iterator[WebDriver]:
-    browser = new_browser()
-    try:
+    with browsing() as browser:
         yield browser
-    finally:
-        browser.quit()
 
 
 def test_every_page_of_the_tour_on_the_demo_data(driver: WebDriver, served: Served) -> None:
@@ -218,7 +209,7 @@ def test_every_page_of_the_tour_on_the_demo_data(driver: WebDriver, served: Serv
     # both servers are on 127.0.0.1 and a browser keeps cookies per host, not per port: each
     # workspace names its cookie, so one browser stays logged in to both at once
     for where in (APP, VENDOR):
-        ui_login(driver, urls[where], OFFICER, PASSWORD)
+        ui_login(driver, urls[where], OFFICER, UI_PASSWORD)
     for name, (where, path) in pages(served.ids).items():
         open_page(driver, urls[where] + path)
         check(driver, name)
@@ -236,14 +227,14 @@ def test_every_page_of_the_tour_on_the_demo_data(driver: WebDriver, served: Serv
 
     # a role refused a page: a viewer and the audit log
     driver.delete_all_cookies()
-    ui_login(driver, served.app.url, VIEWER, PASSWORD)
+    ui_login(driver, served.app.url, VIEWER, UI_PASSWORD)
     open_page(driver, f"{served.app.url}/ui/audit")
     assert driver.find_elements(By.ID, "forbidden")
     shot(driver, "forbidden")
 
 
 def test_the_demos_lineage_graph_draws_the_apis_nodes(driver: WebDriver, served: Served) -> None:
-    ui_login(driver, served.vendor.url, OFFICER, PASSWORD)
+    ui_login(driver, served.vendor.url, OFFICER, UI_PASSWORD)
     _, path = pages(served.ids)["lineage"]
     open_page(driver, served.vendor.url + path)
     asked = served.vendor.call(
