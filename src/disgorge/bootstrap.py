@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from . import audit
 from .catalog import SCHEMA_HEAD, current_revision, upgrade
 from .catalog.models import Meta
+from .catalog.postgres import check_catalog_url, refuse_non_empty
 from .config import MARKER, Config, make_private
 from .context import KEK_CHECK_AAD, PSEUDONYM_AAD, SIGNING_AAD, Context, meta_value, when
 from .errors import WorkspaceError
@@ -59,10 +60,16 @@ def kek_of(config: Config) -> KekProvider:
 
 @contextmanager
 def new_home(
-    path: str | Path, *, kek_env: str | None = None, at: str | datetime | None = None
+    path: str | Path,
+    *,
+    kek_env: str | None = None,
+    at: str | datetime | None = None,
+    catalog: str | None = None,
 ) -> Iterator[tuple[Config, KekProvider, datetime]]:
     """Make the ``.disgorge`` folder in ``path`` with its config and KEK; yields both, and
-    the instant of creation (``at``, or now).
+    the instant of creation (``at``, or now). ``catalog`` is a database URL for the
+    catalog instead of the embedded SQLite file (checked first: a URL holding a password
+    is refused before anything is made, see :mod:`disgorge.catalog.postgres`).
 
     Should the ``with`` block fail, the folder goes whole: a half-made workspace would be
     refused by the next ``init`` and opened by nothing.
@@ -72,11 +79,14 @@ def new_home(
     if home.exists():
         raise WorkspaceError(f"{root} already holds a disgorge workspace")
     created = when(at)
+    catalog_url = check_catalog_url(catalog) if catalog else None
     env_kek = EnvKek(kek_env) if kek_env else None  # a missing variable fails before mkdir
     home.mkdir(parents=True)
     make_private(home)  # before anything is created in it: umask 0o077, folder 0700
     try:
         config = Config(home=home)
+        if catalog_url is not None:
+            config.catalog_url = catalog_url
         if env_kek is not None:
             config.kek_source, config.kek_env = "env", kek_env or ""
             kek: KekProvider = env_kek
@@ -99,7 +109,9 @@ def seed_catalog(
     at: datetime,
 ) -> None:
     """Create the catalog's tables and its ``meta`` rows (id and keys), and record
-    ``workspace.created`` as the audit log's first event."""
+    ``workspace.created`` as the audit log's first event. The database must be empty: one
+    holding tables (another workspace's catalog, or anything else) is refused."""
+    refuse_non_empty(engine)
     upgrade(engine)
     signing = Ed25519PrivateKey.generate()
     public = signing.public_key().public_bytes_raw()

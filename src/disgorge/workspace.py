@@ -113,19 +113,26 @@ class Workspace:
         kek_env: str | None = None,
         actor: str | None = None,
         at: str | datetime | None = None,
+        catalog: str | None = None,
     ) -> Workspace:
         """Create a workspace in ``path`` (created if missing) and return it opened.
 
         With ``kek_env`` the KEK is read from that environment variable instead of a key
-        file in the workspace.
+        file in the workspace. With ``catalog`` (``postgresql+psycopg://USER@HOST/DB``, an
+        empty database, no password in the URL) the catalog lives on that server instead
+        of the embedded SQLite file.
         """
-        with bootstrap.new_home(path, kek_env=kek_env, at=at) as (config, kek, created):
+        with bootstrap.new_home(path, kek_env=kek_env, at=at, catalog=catalog) as (config, kek, created):
             ws = cls(config, kek, actor=actor)
-            bootstrap.seed_catalog(
-                ws.engine, ws.sessions, kek, kek_source=config.kek_source, actor=ws.actor, at=created
-            )
-            ws._load_vault()
-            (config.home / "signing.pub").write_bytes(ws.public_key_pem())
+            try:
+                bootstrap.seed_catalog(
+                    ws.engine, ws.sessions, kek, kek_source=config.kek_source, actor=ws.actor, at=created
+                )
+                ws._load_vault()
+                (config.home / "signing.pub").write_bytes(ws.public_key_pem())
+            except BaseException:
+                ws.close()  # a refused database (not empty): its connection goes now
+                raise
         return ws
 
     @classmethod

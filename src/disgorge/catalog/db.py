@@ -8,6 +8,21 @@ SQLite is the embedded default. Three settings make it fit for the job:
 * every session transaction starts with ``BEGIN IMMEDIATE``: the write lock is taken up front,
   so two processes (two ``ingest`` runs on one folder) serialise instead of failing with
   "database is locked" when a read transaction tries to become a write.
+
+PostgreSQL (``postgresql+psycopg://``) keeps the same contract with its own means:
+
+* every writer transaction first takes one transaction-scoped advisory lock
+  (``pg_advisory_xact_lock`` on :data:`WRITER_LOCK_KEY`), so writers still run one at a
+  time and every invariant that relies on "checked in the writer transaction that records
+  it" (the exclusive erasure check, the audit chain's next link) holds unchanged. The lock
+  is released by COMMIT or ROLLBACK, and by the server when a writer's connection dies (a
+  SIGKILLed process leaves nothing held). Finer-grained locking (row locks, or one advisory
+  key per subject/request) is the next step for more concurrent writers; it needs each
+  such invariant re-argued one by one, so it is not done yet;
+* reader sessions are ``REPEATABLE READ, READ ONLY``: one snapshot for the whole session,
+  never waiting for the writer's lock, like SQLite's readers under WAL;
+* ``lock_timeout`` is 60 s, like SQLite's ``busy_timeout``: a writer that waits longer
+  fails instead of hanging.
 """
 
 from __future__ import annotations
@@ -22,6 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 __all__ = [
     "PARAMS_PER_STATEMENT",
     "SCHEMA_HEAD",
+    "WRITER_LOCK_KEY",
     "current_revision",
     "head_revision",
     "in_chunks",
@@ -45,6 +61,10 @@ PARAMS_PER_STATEMENT = 900
 
 _T = TypeVar("_T")
 
+#: the PostgreSQL advisory lock every writer transaction takes first (one writer at a time);
+#: a fixed 64-bit key, b"disgorge" read as a big-endian integer
+WRITER_LOCK_KEY = int.from_bytes(b"disgorge", "big") - (1 << 63)
+
 
 def in_chunks(values: Sequence[_T], size: int = PARAMS_PER_STATEMENT) -> Iterator[Sequence[_T]]:
     """``values`` in consecutive slices of at most ``size``, each small enough to bind as one
@@ -60,7 +80,13 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    connect_args: dict[str, Any] = {}
+    if url.startswith("postgresql"):
+        connect_args["options"] = "-c lock_timeout=60000"
+    engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    if engine.dialect.name == "postgresql":
+        event.listen(engine, "begin", _postgres_on_begin)
+    return engine
 
 
 def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -82,14 +108,27 @@ def _sqlite_on_begin(conn: Any) -> None:
         conn.exec_driver_sql("BEGIN")
 
 
+def _postgres_on_begin(conn: Any) -> None:
+    if conn.get_execution_options().get("disgorge_writer"):
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITER_LOCK_KEY})")
+
+
 def make_sessionmaker(engine: Engine, *, writer: bool = True) -> sessionmaker[Session]:
     """Sessions for catalog work.
 
     Writer sessions start with BEGIN IMMEDIATE on SQLite (they take the write lock up
-    front). Reader sessions (``writer=False``) begin deferred: under WAL they read a
-    snapshot and neither wait for nor block the writer. A reader session must not write.
+    front), and with the writers' advisory lock on PostgreSQL. Reader sessions
+    (``writer=False``) begin deferred: under WAL they read a snapshot and neither wait for
+    nor block the writer; on PostgreSQL they are ``REPEATABLE READ, READ ONLY``. A reader
+    session must not write.
     """
-    bind = engine.execution_options(disgorge_writer=True) if writer else engine
+    bind: Engine
+    if writer:
+        bind = engine.execution_options(disgorge_writer=True)
+    elif engine.dialect.name == "postgresql":
+        bind = engine.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+    else:
+        bind = engine
     return sessionmaker(bind=bind, expire_on_commit=False)
 
 
@@ -134,8 +173,14 @@ def purge_free_space(engine: Engine, *, vacuum: bool = True) -> None:
     VACUUM rewrites every page; the checkpoints also remove the old page images that the
     WAL still holds. ``vacuum=False`` only checkpoints: the erasure engine does that for
     small erasures and VACUUMs when its forensic scan finds a sample in the database
-    files (design note 16). PostgreSQL always gets VACUUM.
+    files (design note 16). PostgreSQL always gets ``VACUUM FULL`` of the catalog's tables
+    (plain VACUUM leaves deleted rows' bytes in place: :mod:`disgorge.catalog.postgres`).
     """
+    if engine.dialect.name == "postgresql":
+        from .postgres import vacuum_full
+
+        vacuum_full(engine)
+        return
     if engine.dialect.name != "sqlite":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM"))

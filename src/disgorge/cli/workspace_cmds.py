@@ -26,12 +26,24 @@ def init(
             help="Read the key-encryption key from this environment variable instead of a key file."
         ),
     ] = None,
+    catalog: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DISGORGE_CATALOG",
+            help=(
+                "Keep the catalog in this PostgreSQL database instead of the embedded SQLite file: "
+                "postgresql+psycopg://USER@HOST:5432/DB (an empty database). Never put a password in "
+                "the URL (it is kept in config.toml, and one is refused): libpq reads PGPASSWORD or "
+                "~/.pgpass."
+            ),
+        ),
+    ] = None,
     at: AtOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Create a workspace: catalog, encrypted blob store, KEK and signing key."""
     try:
-        ws = Workspace.init(directory, kek_env=kek_env, at=at)
+        ws = Workspace.init(directory, kek_env=kek_env, at=at, catalog=catalog)
     except DisgorgeError as exc:
         raise fail(str(exc)) from None
     with ws:

@@ -294,7 +294,10 @@ def purge_database(execution: Execution, req: ErasureRequest) -> dict[str, Any]:
 
     VACUUM rewrites the whole catalog (seconds at a million photos). A small erasure only
     checkpoints: secure_delete has zeroed its rows, and should a stale copy survive in a
-    rebuilt page, the verifier's scan finds it and VACUUMs then (design note 16).
+    rebuilt page, the verifier's scan finds it and VACUUMs then (design note 16). A
+    PostgreSQL catalog always gets ``VACUUM FULL`` of its tables: it has no
+    secure_delete, and plain VACUUM leaves dead rows' bytes in place
+    (:mod:`disgorge.catalog.postgres`, docs/deploy.md).
     """
     ctx = execution.ctx
     vacuum = len(req.plan["assets"]) >= VACUUM_AT or ctx.engine.dialect.name != "sqlite"

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import Any, NotRequired
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -35,6 +35,7 @@ from ..catalog.models import (
     RunInput,
     Subject,
 )
+from ..catalog.postgres import NOT_REACHED, server_files
 from ..context import Context
 from ..vision import blocklist
 from ._step import Execution, fire, step
@@ -61,6 +62,20 @@ class HitView(TypedDict):
     file: str
 
 
+class CatalogServerScan(TypedDict):
+    """A PostgreSQL catalog's files: whether the scan read them, and what it cannot reach."""
+
+    #: whether the database's folder on the server (``base/<oid>``) was scanned
+    scanned: bool
+    #: why not (remote server, no right to read ``data_directory`` or the files), or None
+    why_not_scanned: str | None
+    #: the server's files read (counted in ``files`` and ``bytes`` too)
+    files: int
+    bytes: int
+    #: stores holding catalog data that the purge does not reach and no scan here reads
+    not_scanned: list[str]
+
+
 class ScanView(TypedDict):
     files: int
     bytes: int
@@ -70,6 +85,8 @@ class ScanView(TypedDict):
     seconds: float
     mb_per_second: float | None
     hits: list[HitView]
+    #: only for a catalog on PostgreSQL (an SQLite catalog is a file in the workspace)
+    catalog_server: NotRequired[CatalogServerScan]
 
 
 class Candidate(TypedDict):
@@ -157,6 +174,40 @@ def _database_files(ctx: Context) -> set[str]:
     return {path, path + "-wal", path + "-shm", path + "-journal"}
 
 
+def _scan_catalog_server(
+    ctx: Context, needles: dict[str, bytes]
+) -> tuple[CatalogServerScan, list[Hit], list[Hit]]:
+    """Scan a PostgreSQL catalog's own folder on the server, when this process can read it
+    (:func:`disgorge.catalog.postgres.server_files`); otherwise say why not. A hit there is
+    a real hit (the purge VACUUM FULLed every catalog table): one more purge, then one more
+    scan, as for SQLite's free pages. Returns the report, the hits, and the hits of the
+    first scan when a purge followed it, named ``postgresql:base/<oid>/<file>``."""
+    where = server_files(ctx.engine)
+    report: CatalogServerScan = {
+        "scanned": False,
+        "why_not_scanned": where.why_not,
+        "files": 0,
+        "bytes": 0,
+        "not_scanned": list(NOT_REACHED),
+    }
+    if where.folder is None:
+        return report, [], []
+    stats = TreeStats()
+    stale: list[Hit] = []
+    hits = scan_tree(where.folder, needles, stats=stats)
+    if hits:
+        purge_free_space(ctx.engine, vacuum=True)
+        stale, stats = hits, TreeStats()
+        hits = scan_tree(where.folder, needles, stats=stats)
+    prefix = f"postgresql:base/{where.folder.name}/"
+    report["scanned"], report["files"], report["bytes"] = True, stats.files, stats.bytes
+    return (
+        report,
+        [Hit(h.label, prefix + h.file, h.offset) for h in hits],
+        [Hit(h.label, prefix + h.file, h.offset) for h in stale],
+    )
+
+
 def verify(ctx: Context, req: ErasureRequest) -> Verification:
     """The forensic scan, the lineage check and the look-alike search."""
     samples = read_samples(ctx, req.id)
@@ -174,6 +225,12 @@ def verify(ctx: Context, req: ErasureRequest) -> Verification:
         stale = hits
         stats = TreeStats()
         hits = scan_tree(home, needles, stats=stats)
+    server: CatalogServerScan | None = None
+    if ctx.engine.dialect.name == "postgresql":
+        server, server_hits, server_stale = _scan_catalog_server(ctx, needles)
+        hits, stale = hits + server_hits, stale + server_stale
+        stats.files += server["files"]
+        stats.bytes += server["bytes"]
     seconds = time.perf_counter() - started
     with ctx.reader() as session:
         still_used = active_models_using(session, req.plan["assets"])
@@ -189,6 +246,8 @@ def verify(ctx: Context, req: ErasureRequest) -> Verification:
         "mb_per_second": round(stats.bytes / 1e6 / seconds, 1) if seconds else None,
         "hits": _hits_view(hits),
     }
+    if server is not None:
+        scan["catalog_server"] = server
     return {
         "ok": not hits and not still_used,
         "checked_at": iso(utcnow()),
