@@ -19,11 +19,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 
 from conftest import (
     DENIED,
     DISGORGE,
+    SYN_PEOPLE,
+    Syn,
     add_source_with_policy,
     cli,
     cli_env,
@@ -34,7 +39,8 @@ from conftest import (
     write_people,
 )
 from disgorge import Workspace
-from disgorge.catalog import SCHEMA_HEAD, current_revision, make_engine, make_sessionmaker
+from disgorge.catalog import SCHEMA_HEAD, Base, current_revision, make_engine, make_sessionmaker, upgrade
+from disgorge.catalog.db import _alembic_config
 from disgorge.catalog.postgres import NOT_REACHED, server_files
 from disgorge.erasure.forensics import scan_tree
 from disgorge.errors import WorkspaceError
@@ -146,6 +152,42 @@ def test_a_foreign_or_taken_database_is_refused(new_db: NewDb, tmp_path: Path) -
         assert ws.verify_audit().ok
 
 
+def test_the_migrations_build_the_models_schema_and_go_down_and_up_with_data(
+    new_db: NewDb, tmp_path: Path
+) -> None:
+    url = new_db()
+    with Workspace.init(tmp_path / "ws", actor="tester", catalog=url) as ws:
+        add_source_with_policy(ws, "app", allows=["ai_training"])
+        ws.ingest(
+            tiny_photos(tmp_path / "photos", ["s0", "s1", "s2"], 1), source="app", subject_from="dirname"
+        )
+        ws.build_dataset("faces", purpose="ai_training", at="2030-01-01")
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        assert diff == [], f"models and migrations differ on PostgreSQL: {diff}"
+        # embedding ids are 62-bit random numbers
+        assert pg_rows(
+            url,
+            "SELECT data_type FROM information_schema.columns "
+            "WHERE table_name = 'asset_derivatives' AND column_name = 'id'",
+        ) == [("bigint",)]
+        query = text("SELECT dataset_id, asset_id FROM dataset_members ORDER BY 1, 2")
+        with engine.connect() as conn:
+            before = conn.execute(query).all()
+        assert len(before) == 3
+        command.downgrade(_alembic_config(engine), "0005")  # membership a table again
+        with engine.connect() as conn:
+            assert conn.execute(query).all() == before
+        upgrade(engine)
+        assert current_revision(engine) == SCHEMA_HEAD
+        with engine.connect() as conn:
+            assert conn.execute(query).all() == before
+    finally:
+        engine.dispose()
+
+
 # -- the story on PostgreSQL ------------------------------------------------------------------
 def test_ingest_consent_dataset_lineage_and_erasure_with_its_certificate(
     new_db: NewDb, tmp_path: Path
@@ -224,6 +266,35 @@ def test_an_sqlite_certificate_has_no_server_entry(tmp_path: Path) -> None:
             "catalog_server"
             not in ws.erasure_certificate(done["id"])["body"]["verification"]["forensic_scan"]
         )
+
+
+def test_faces_a_model_and_its_unlearning_on_postgres(new_db: NewDb, syn: Syn, tmp_path: Path) -> None:
+    """conftest's synthetic workspace, rebuilt on PostgreSQL: face analysis (64-bit embedding
+    ids), a SISA model and an external one, then Ada's erasure unlearns the first and
+    retires the second."""
+    url = new_db()
+    with Workspace.init(tmp_path / "ws", actor="tester", catalog=url) as ws:
+        add_source_with_policy(ws, "app")
+        report = ws.ingest(syn.folder, source="app", manifest=syn.manifest, at="2013-02-01")
+        assert report.ingested == 13 and not report.rejected
+        granted = [f"{p},biometric_processing,granted,2013-01-05" for p in SYN_PEOPLE]
+        import_consent_csv(ws, tmp_path / "consent.csv", granted, at="2013-01-05")
+        assert ws.analyze(workers=1).embedded_faces >= 9
+        ws.build_dataset("faces", purpose="ai_training", at="2014-01-01")
+        ws.train_model("faceid", dataset="faces", shards=2, slices=2, at="2014-02-01")
+        ws.record_run(
+            "vendor-train",
+            purpose="ai_training",
+            inputs=["faces@1.0.0"],
+            outputs=[{"kind": "model", "name": "vendor"}],
+            at="2014-03-01",
+        )
+        done = ws.erase("subject", "Ada_Lovelace", reason="GDPR Art. 17")
+        verification = ws.erasure_certificate(done["id"])["body"]["verification"]
+        assert verification["ok"] and verification["active_models_using_erased_items"] == []
+        states = sorted((m["name"], m["state"]) for m in ws.models())
+        assert states == [("faceid", "active"), ("faceid", "retired"), ("vendor", "retired")]
+        assert ws.verify_erasure(done["id"])["ok"] and ws.verify_audit().ok
 
 
 # -- many hands -------------------------------------------------------------------------------

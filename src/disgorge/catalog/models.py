@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     DateTime,
     ForeignKey,
@@ -380,7 +381,9 @@ class AssetDerivative(Base):
     sealed blob (crops); erasure reaches them through ``asset_id``."""
 
     __tablename__ = "asset_derivatives"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: 64-bit: an embedding's id is random (62 bits, its id in the face index); SQLite's
+    #: INTEGER is 64-bit already, and must stay INTEGER to be the rowid
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
     asset_id: Mapped[str] = mapped_column(ForeignKey("assets.id"), index=True)
     kind: Mapped[str] = mapped_column(String(16))
     face_index: Mapped[int] = mapped_column(Integer, default=0)
