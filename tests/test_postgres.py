@@ -188,6 +188,19 @@ def test_the_migrations_build_the_models_schema_and_go_down_and_up_with_data(
         engine.dispose()
 
 
+def test_a_server_that_does_not_answer_is_a_clear_error(new_db: NewDb, tmp_path: Path) -> None:
+    out = cli("init", tmp_path / "a", "--catalog", "postgresql+psycopg://postgres@127.0.0.1:1/nothing")
+    assert out.returncode == 1 and "cannot reach the catalog database" in out.stderr
+    assert "Traceback" not in out.stderr and not (tmp_path / "a" / ".disgorge").exists()
+    url = new_db()
+    Workspace.init(tmp_path / "b", catalog=url).close()
+    config = tmp_path / "b" / ".disgorge" / "config.toml"
+    config.write_text(config.read_text().replace("127.0.0.1:5432", "127.0.0.1:1"))
+    out = cli("status", "-w", tmp_path / "b")
+    assert out.returncode == 1 and "cannot reach the catalog database" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
 # -- the story on PostgreSQL ------------------------------------------------------------------
 def test_ingest_consent_dataset_lineage_and_erasure_with_its_certificate(
     new_db: NewDb, tmp_path: Path

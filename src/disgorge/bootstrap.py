@@ -24,6 +24,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from . import audit
@@ -136,8 +137,17 @@ def seed_catalog(
 
 
 def check_schema(engine: Engine) -> None:
-    """Refuse a catalog whose schema is not the one this version expects."""
-    have, want = current_revision(engine), SCHEMA_HEAD
+    """Refuse a catalog whose schema is not the one this version expects (or, on a
+    database server, one that does not answer)."""
+    if engine.dialect.name == "sqlite":
+        have = current_revision(engine)
+    else:
+        try:
+            have = current_revision(engine)
+        except SQLAlchemyError as exc:
+            orig = str(getattr(exc, "orig", None) or exc).strip().splitlines() or ["no message"]
+            raise WorkspaceError(f"cannot reach the catalog database: {orig[0]}") from None
+    want = SCHEMA_HEAD
     if have != want:
         raise WorkspaceError(
             f"catalog schema is at {have}, this disgorge expects {want}: run `disgorge migrate`"

@@ -83,6 +83,14 @@ def make_engine(url: str) -> Engine:
     connect_args: dict[str, Any] = {}
     if url.startswith("postgresql"):
         connect_args["options"] = "-c lock_timeout=60000"
+        if url.startswith("postgresql+psycopg:"):
+            try:
+                import psycopg  # noqa: F401
+            except ImportError:
+                from ..errors import WorkspaceError
+
+                missing = "the catalog is on PostgreSQL, and its driver is missing"
+                raise WorkspaceError(f"{missing}: pip install 'disgorge[postgres]'") from None
     engine = create_engine(url, pool_pre_ping=True, connect_args=connect_args)
     if engine.dialect.name == "postgresql":
         event.listen(engine, "begin", _postgres_on_begin)
