@@ -39,7 +39,15 @@ from conftest import (
     write_people,
 )
 from disgorge import Workspace
-from disgorge.catalog import SCHEMA_HEAD, Base, current_revision, make_engine, make_sessionmaker, upgrade
+from disgorge.catalog import (
+    SCHEMA_HEAD,
+    Base,
+    current_revision,
+    make_engine,
+    make_sessionmaker,
+    purge_free_space,
+    upgrade,
+)
 from disgorge.catalog.db import _alembic_config
 from disgorge.catalog.postgres import NOT_REACHED, server_files
 from disgorge.erasure.forensics import scan_tree
@@ -245,6 +253,32 @@ def test_ingest_consent_dataset_lineage_and_erasure_with_its_certificate(
         assert ws.verify_audit().ok
     finally:
         ws.close()
+
+
+def test_plain_vacuum_leaves_deleted_bytes_and_the_purge_removes_them(new_db: NewDb) -> None:
+    """Why the purge is VACUUM FULL: after DELETE, VACUUM and CHECKPOINT a deleted row's bytes
+    are still in the table's and the index's files (docs/deploy.md)."""
+    url = new_db()
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        folder = server_files(engine).folder
+        assert folder is not None
+        marker = b"erased-" + secrets.token_hex(12).encode()
+        with make_sessionmaker(engine).begin() as session:
+            session.execute(
+                text("INSERT INTO meta (key, value) VALUES (:k, :v)"), {"k": marker.decode(), "v": marker}
+            )
+        pg_rows(url, "CHECKPOINT")
+        assert scan_tree(folder, {"m": marker})
+        pg_rows(url, f"DELETE FROM meta WHERE key = '{marker.decode()}'")
+        pg_rows(url, "VACUUM meta")
+        pg_rows(url, "CHECKPOINT")
+        assert scan_tree(folder, {"m": marker}), "plain VACUUM overwrote the bytes: update docs/deploy.md"
+        purge_free_space(engine)
+        assert not scan_tree(folder, {"m": marker})
+    finally:
+        engine.dispose()
 
 
 def test_the_certificate_says_when_the_server_files_were_not_scanned(new_db: NewDb, tmp_path: Path) -> None:
