@@ -326,8 +326,14 @@ def rest_time(client: httpx.Client, calls: list[Call]) -> list[float]:
 
 
 def route(call: Call) -> str:
-    """A call named by its route's first segments (no refs or hashes in the report)."""
-    return f"{call[0]} " + "/".join(call[1].split("?")[0].split("/")[:3])
+    """A call named by its route: ``{ref}`` and ``{sha256}`` for the ids in its path."""
+
+    def part(segment: str) -> str:
+        if segment.startswith("sub_"):
+            return "{ref}"
+        return "{sha256}" if len(segment) == 64 else segment
+
+    return f"{call[0]} " + "/".join(part(x) for x in call[1].split("?")[0].split("/"))
 
 
 # -- the run -------------------------------------------------------------------------------
