@@ -35,6 +35,7 @@ from .config import MARKER, Config, make_private
 from .context import KEK_CHECK_AAD, PSEUDONYM_AAD, SIGNING_AAD, Context, meta_value, when
 from .errors import WorkspaceError
 from .vault import BlobStore, EnvKek, FileKek, KekProvider, Vault, new_key
+from .vault.s3 import check_store
 
 __all__ = ["check_schema", "default_actor", "kek_of", "new_home", "seed_catalog", "unlock"]
 
@@ -66,11 +67,15 @@ def new_home(
     kek_env: str | None = None,
     at: str | datetime | None = None,
     catalog: str | None = None,
+    store: str | None = None,
+    store_endpoint: str | None = None,
 ) -> Iterator[tuple[Config, KekProvider, datetime]]:
     """Make the ``.disgorge`` folder in ``path`` with its config and KEK; yields both, and
     the instant of creation (``at``, or now). ``catalog`` is a database URL for the
     catalog instead of the embedded SQLite file (checked first: a URL holding a password
-    is refused before anything is made, see :mod:`disgorge.catalog.postgres`).
+    is refused before anything is made, see :mod:`disgorge.catalog.postgres`). ``store``
+    (``s3://BUCKET/PREFIX``) and ``store_endpoint`` keep the sealed blobs on S3-compatible
+    object storage (checked first too: no credentials in either, :mod:`disgorge.vault.s3`).
 
     Should the ``with`` block fail, the folder goes whole: a half-made workspace would be
     refused by the next ``init`` and opened by nothing.
@@ -81,6 +86,9 @@ def new_home(
         raise WorkspaceError(f"{root} already holds a disgorge workspace")
     created = when(at)
     catalog_url = check_catalog_url(catalog) if catalog else None
+    if store_endpoint and not store:
+        raise WorkspaceError("--store-endpoint needs --store s3://BUCKET/PREFIX")
+    store_url = check_store(store, store_endpoint) if store else None
     env_kek = EnvKek(kek_env) if kek_env else None  # a missing variable fails before mkdir
     home.mkdir(parents=True)
     make_private(home)  # before anything is created in it: umask 0o077, folder 0700
@@ -88,6 +96,8 @@ def new_home(
         config = Config(home=home)
         if catalog_url is not None:
             config.catalog_url = catalog_url
+        if store_url is not None:
+            config.store_url, config.store_endpoint = store_url
         if env_kek is not None:
             config.kek_source, config.kek_env = "env", kek_env or ""
             kek: KekProvider = env_kek

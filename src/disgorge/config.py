@@ -48,6 +48,8 @@ class Config:
     home: Path
     catalog_url: str = "sqlite:///catalog.sqlite"
     store_url: str = "blobs"
+    #: an S3-compatible endpoint for an ``s3://`` store (empty: AWS, or ``AWS_ENDPOINT_URL``)
+    store_endpoint: str = ""
     #: "file" (key file in the workspace) or "env" (environment variable)
     kek_source: str = "file"
     kek_path: str = "kek.key"
@@ -114,6 +116,7 @@ class Config:
             home=home,
             catalog_url=catalog.get("url", cls.catalog_url),
             store_url=store.get("url", cls.store_url),
+            store_endpoint=store.get("endpoint", cls.store_endpoint),
             kek_source=kek.get("source", cls.kek_source),
             kek_path=kek.get("path", cls.kek_path),
             kek_env=kek.get("env", cls.kek_env),
@@ -129,7 +132,9 @@ class Config:
         text = (
             "# disgorge workspace settings; relative paths are relative to this folder\n"
             f"[catalog]\nurl = {_q(self.catalog_url)}\n\n"
-            f"[store]\nurl = {_q(self.store_url)}\n\n"
+            f"[store]\nurl = {_q(self.store_url)}\n"
+            + (f"endpoint = {_q(self.store_endpoint)}\n" if self.store_endpoint else "")
+            + "\n"
             f"[kek]\nsource = {_q(self.kek_source)}\npath = {_q(self.kek_path)}\n"
             f"env = {_q(self.kek_env)}\n\n"
             f"[ingest]\nmax_pixels = {self.max_pixels}\nmax_file_bytes = {self.max_file_bytes}\n\n"

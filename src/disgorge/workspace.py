@@ -59,6 +59,7 @@ from .sharing import share as share_service
 from .sharing import transfers as transfer_service
 from .subjects import ref_of
 from .vault import BlobStore, KekProvider, Vault
+from .vault.s3 import open_store
 
 if TYPE_CHECKING:
     from .training.lifecycle import ModelAudit, ModelView, Prediction, RetiredModel, TrainedModel, Unlearned
@@ -101,7 +102,7 @@ class Workspace:
         #: reader sessions: a consistent snapshot that never blocks the writer; never write here
         self.reader = make_sessionmaker(self.engine, writer=False)
         self.kek = kek
-        self.store = BlobStore(config.resolved_store_url())
+        self.store: BlobStore = open_store(config.resolved_store_url(), config.store_endpoint)
         self._ctx: Context | None = None
 
     # -- opening ---------------------------------------------------------------------
@@ -114,15 +115,21 @@ class Workspace:
         actor: str | None = None,
         at: str | datetime | None = None,
         catalog: str | None = None,
+        store: str | None = None,
+        store_endpoint: str | None = None,
     ) -> Workspace:
         """Create a workspace in ``path`` (created if missing) and return it opened.
 
         With ``kek_env`` the KEK is read from that environment variable instead of a key
         file in the workspace. With ``catalog`` (``postgresql+psycopg://USER@HOST/DB``, an
         empty database, no password in the URL) the catalog lives on that server instead
-        of the embedded SQLite file.
+        of the embedded SQLite file. With ``store`` (``s3://BUCKET/PREFIX``, and
+        ``store_endpoint`` for a store other than AWS's) the sealed blobs live in that
+        bucket; credentials come from the AWS environment or ``~/.aws``, never the workspace.
         """
-        with bootstrap.new_home(path, kek_env=kek_env, at=at, catalog=catalog) as (config, kek, created):
+        with bootstrap.new_home(
+            path, kek_env=kek_env, at=at, catalog=catalog, store=store, store_endpoint=store_endpoint
+        ) as (config, kek, created):
             ws = cls(config, kek, actor=actor)
             try:
                 bootstrap.seed_catalog(

@@ -38,12 +38,32 @@ def init(
             ),
         ),
     ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DISGORGE_STORE",
+            help=(
+                "Keep the sealed blobs in this S3-compatible bucket instead of the workspace folder: "
+                "s3://BUCKET/PREFIX. Credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+                "AWS_PROFILE or ~/.aws, never from the URL (one carrying any is refused)."
+            ),
+        ),
+    ] = None,
+    store_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            envvar="DISGORGE_STORE_ENDPOINT",
+            help="The S3 API's endpoint for --store (MinIO, another provider): http(s)://HOST[:PORT].",
+        ),
+    ] = None,
     at: AtOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Create a workspace: catalog, encrypted blob store, KEK and signing key."""
     try:
-        ws = Workspace.init(directory, kek_env=kek_env, at=at, catalog=catalog)
+        ws = Workspace.init(
+            directory, kek_env=kek_env, at=at, catalog=catalog, store=store, store_endpoint=store_endpoint
+        )
     except DisgorgeError as exc:
         raise fail(str(exc)) from None
     with ws:

@@ -35,6 +35,8 @@ from ..catalog.models import (
     Subject,
 )
 from ..context import Context
+from ..errors import ErasureBlocked
+from ..vault.s3 import NO_OVERWRITE, S3BlobStore
 from ..vision import blocklist
 from ._step import Execution, fire, step
 from .journal import mark_done
@@ -44,6 +46,7 @@ __all__ = [
     "delete_blobs",
     "delete_derivatives",
     "purge_database",
+    "refuse_locked_store",
     "remove_index",
     "shred_keys",
     "tombstone_assets",
@@ -145,13 +148,45 @@ def delete_blobs(execution: Execution, req: ErasureRequest) -> dict[str, Any]:
             )
             if k
         ]
-    for key, overwrite in keys:
-        ctx.store.delete(key, overwrite=overwrite)
-        fire("delete_blobs", "blob_deleted")
-    summary: dict[str, Any] = {"blobs_deleted": len(keys), "overwritten": sum(1 for _, o in keys if o)}
+    summary: dict[str, Any]
+    if isinstance(ctx.store, S3BlobStore):
+        summary = _delete_object_versions(ctx.store, [k for k, _ in keys])
+    else:
+        for key, overwrite in keys:
+            ctx.store.delete(key, overwrite=overwrite)
+            fire("delete_blobs", "blob_deleted")
+        summary = {"blobs_deleted": len(keys), "overwritten": sum(1 for _, o in keys if o)}
     if hashes is not None:
         summary["perceptual_hashes_kept"] = hashes
     return summary
+
+
+def _delete_object_versions(store: S3BlobStore, keys: list[str]) -> dict[str, Any]:
+    """On object storage: every version and delete marker of each blob's object (counted
+    for this run: a run resumed after a crash finds fewer). Nothing is overwritten: a PUT
+    never writes over old bytes, so the summary says so instead of counting."""
+    versions = markers = 0
+    for key in keys:
+        v, m = store.purge(key)
+        versions, markers = versions + v, markers + m
+        fire("delete_blobs", "blob_deleted")
+    return {
+        "blobs_deleted": len(keys),
+        "object_versions_deleted": versions,
+        "delete_markers_deleted": markers,
+        "overwritten": 0,
+        "overwrite": NO_OVERWRITE,
+    }
+
+
+def refuse_locked_store(ctx: Context, assets: list[str]) -> None:
+    """Refuse, before anything is changed, an erasure of photos whose blobs the store
+    could not delete (an S3 bucket with Object Lock: :mod:`disgorge.vault.s3`)."""
+    if not assets:
+        return
+    why = ctx.store.erasure_obstacle()
+    if why is not None:
+        raise ErasureBlocked(why)
 
 
 def _keep_hashes(ctx: Context, req: ErasureRequest) -> int | None:

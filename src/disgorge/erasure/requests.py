@@ -25,6 +25,7 @@ from . import approvals
 from .certificate import check_reason
 from .journal import add_steps, find_request
 from .plan import make_plan
+from .removal import refuse_locked_store
 from .samples import drop_samples, write_samples
 from .steps import STEPS
 
@@ -100,6 +101,7 @@ def create(
         key, ref = resolve_scope(ctx, session, kind, ident)
         scope_plan = make_plan(session, kind, key, ref, members)
         scope_plan["key"] = key
+        refuse_locked_store(ctx, scope_plan["assets"])  # an S3 bucket with Object Lock
         request = ErasureRequest(
             id=uuid.uuid4().hex,
             scope_kind=kind,

@@ -24,6 +24,7 @@ from ..claims import CLAIM_TTL, claimant_alive, new_claim_id
 from ..errors import ErasureBlocked
 from ._step import AwaitingRecipients, Execution, fire
 from .journal import check_steps, find_request, mark_done
+from .removal import refuse_locked_store
 from .steps import REGISTRY, STEPS
 
 __all__ = ["CLAIM_TTL", "RUNNABLE_STATES", "claim", "claimant_alive", "new_claim_id", "run"]
@@ -53,6 +54,23 @@ def claim(execution: Execution, request_id: str, claim_id: str) -> ErasureReques
         return req
 
 
+def _refuse_locked_store(execution: Execution, request_id: str) -> None:
+    """Before claiming anything: refuse to run a request whose blobs are still to delete
+    from a store that cannot delete them (an S3 bucket with Object Lock enabled since the
+    request was planned)."""
+    with execution.ctx.reader() as session:
+        pending = find_request(session, request_id)
+        blobs_left = session.scalar(
+            select(ErasureStep.seq).where(
+                ErasureStep.request_id == pending.id,
+                ErasureStep.name == "delete_blobs",
+                ErasureStep.done_at.is_(None),
+            )
+        )
+        assets = list(pending.plan["assets"]) if blobs_left is not None else []
+    refuse_locked_store(execution.ctx, assets)
+
+
 def run(execution: Execution, request_id: str) -> str:
     """Run the request's remaining steps; returns its full id.
 
@@ -61,6 +79,8 @@ def run(execution: Execution, request_id: str) -> str:
     goes on to the caller (a run resumed later starts again at that step).
     """
     ctx = execution.ctx
+    if not ctx.store.is_local:
+        _refuse_locked_store(execution, request_id)
     req = claim(execution, request_id, new_claim_id())
     rid = req.id
     if req.state in ("completed", "cancelled"):

@@ -97,6 +97,9 @@ class Taken:
     #: one certificate leaf per photo
     leaves: list[str] = field(default_factory=list)
     unreadable: int = 0
+    #: on object storage only: the blob keys (photos and crops) whose versions the verifier
+    #: lists afterwards (a folder's blobs are read by the forensic scan instead)
+    blobs: list[str] = field(default_factory=list)
 
 
 @step("sample")
@@ -131,11 +134,15 @@ def sample(execution: Execution, req: ErasureRequest) -> dict[str, Any]:
                     AssetDerivative.kind,
                     AssetDerivative.face_index,
                     AssetDerivative.value_enc,
+                    AssetDerivative.blob_key,
                 )
                 .where(AssetDerivative.asset_id.in_(chunk))
                 .order_by(AssetDerivative.id)
             ):
                 derived.setdefault(d.asset_id, []).append(d)
+            if not ctx.store.is_local:
+                taken.blobs += [a.blob_key for a in assets if a.blob_key]
+                taken.blobs += [d.blob_key for ds in derived.values() for d in ds if d.blob_key]
             for asset in assets:
                 owner = owners[asset.owner_id]
                 _sample_photo(ctx, taken, asset, owner, derived.get(asset.id, []), owner.id not in shred)

@@ -37,6 +37,7 @@ from ..catalog.models import (
 )
 from ..catalog.postgres import NOT_REACHED, server_files
 from ..context import Context
+from ..vault.s3 import BlobStoreCheck, S3BlobStore
 from ..vision import blocklist
 from ._step import Execution, fire, step
 from .forensics import Hit, TreeStats, scan_tree
@@ -87,6 +88,9 @@ class ScanView(TypedDict):
     hits: list[HitView]
     #: only for a catalog on PostgreSQL (an SQLite catalog is a file in the workspace)
     catalog_server: NotRequired[CatalogServerScan]
+    #: only for blobs on S3-compatible storage (a folder store is in the workspace): the
+    #: versions and delete markers left of the erased blobs, listed (none when erased)
+    blob_store: NotRequired[BlobStoreCheck]
 
 
 class Candidate(TypedDict):
@@ -231,6 +235,9 @@ def verify(ctx: Context, req: ErasureRequest) -> Verification:
         hits, stale = hits + server_hits, stale + server_stale
         stats.files += server["files"]
         stats.bytes += server["bytes"]
+    blobs: BlobStoreCheck | None = None
+    if isinstance(ctx.store, S3BlobStore):
+        blobs = ctx.store.check_erased(sorted(set(samples.get("blobs", []))))
     seconds = time.perf_counter() - started
     with ctx.reader() as session:
         still_used = active_models_using(session, req.plan["assets"])
@@ -248,8 +255,12 @@ def verify(ctx: Context, req: ErasureRequest) -> Verification:
     }
     if server is not None:
         scan["catalog_server"] = server
+    left = 0
+    if blobs is not None:
+        scan["blob_store"] = blobs
+        left = blobs["versions_left"] + blobs["delete_markers_left"]
     return {
-        "ok": not hits and not still_used,
+        "ok": not hits and not still_used and not left,
         "checked_at": iso(utcnow()),
         "forensic_scan": scan,
         "active_models_using_erased_items": still_used,

@@ -103,6 +103,11 @@ class BlobStore:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(path)
 
+    def erasure_obstacle(self) -> str | None:
+        """Why an erasure could not delete this store's blobs, or None (a folder: never;
+        an S3 bucket with Object Lock: :class:`disgorge.vault.s3.S3BlobStore`)."""
+        return None
+
 
 def wipe_file(path: str | os.PathLike[str], *, unlink: bool = False) -> None:
     """Write zeros over a local file in place and fsync (a missing file is nothing to do);
