@@ -18,6 +18,13 @@ file that does not open or parse is treated as absent and rebuilt. It must not o
 what it copies, so it is rewritten without a photo's rows when the photo is erased or its
 owner's key destroyed, and every rewrite overwrites the old file with zeros before the
 new one replaces it.
+
+A long-lived process (the API server) also holds the last matrix it loaded from a cache
+file, with its Hamming index (:mod:`.hamming`), so a later copy search over the same
+hashes needs no rebuild: see :meth:`HashCache.held`. It is held only in memory, only
+while the file is the one it was loaded from, and it is overwritten with zeros when this
+process erases from the cache (:meth:`HashCache.drop_assets`); a new version of the
+file replaces it (then it is let go, not zeroed, as every loaded matrix always was).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ import contextlib
 import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -33,6 +41,9 @@ from ..errors import DisgorgeError
 from ..vault import KekProvider
 from ..vault.blobstore import wipe_file
 from ..vault.sealed_file import read_sealed_file, write_sealed_file
+
+if TYPE_CHECKING:
+    from .phash import HashMatrix
 
 try:
     import fcntl
@@ -49,6 +60,8 @@ CACHE_AAD = b"disgorge:pdq-cache:1"
 #: one cached row, packed (no padding, 108 bytes); rows are kept in row-id order, so a
 #: catalog read in that order is matched against them in one vectorised pass
 ROW = np.dtype([("id", "<i8"), ("face", "<i4"), ("asset", "S32"), ("run", "S32"), ("hash", "u1", (32,))])
+#: per cache file: (the file's header when loaded, the matrix loaded from it), in memory
+_HELD: dict[Path, tuple[bytes, HashMatrix]] = {}
 
 
 def pack(ids: list[int], assets: list[str], faces: list[int], runs: list[str]) -> np.ndarray | None:
@@ -91,6 +104,36 @@ class HashCache:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             yield
 
+    def stamp(self) -> bytes | None:
+        """The file's length prefix and wrapped key: new on every write (a fresh key), so
+        equal stamps mean the same version of the file; None when there is none."""
+        try:
+            with open(self.path, "rb") as fh:
+                head = fh.read(4)
+                return head + fh.read(int.from_bytes(head, "big"))
+        except OSError:
+            return None
+
+    def held(self, stamp: bytes | None) -> HashMatrix | None:
+        """The matrix this process last loaded from this file, when ``stamp`` (the file's
+        stamp now) is the one it was loaded from; None otherwise."""
+        entry = _HELD.get(self.path)
+        return entry[1] if entry is not None and stamp is not None and entry[0] == stamp else None
+
+    def hold(self, stamp: bytes | None, matrix: HashMatrix) -> None:
+        """Keep ``matrix`` as the one loaded from the file with ``stamp``, instead of the
+        one held before (let go, not zeroed: a caller may still be searching it)."""
+        _HELD.pop(self.path, None)
+        if stamp is not None:
+            _HELD[self.path] = (stamp, matrix)
+
+    def forget(self) -> None:
+        """Zero and drop the matrix held for this file, if any (an erasure: its hashes must
+        not stay in this process's memory)."""
+        entry = _HELD.pop(self.path, None)
+        if entry is not None:
+            entry[1].wipe()
+
     def read(self) -> np.ndarray | None:
         """The cached rows (``ROW``, by increasing row id); None when the file is absent or
         does not open or parse (a damaged or foreign file is never trusted, only rebuilt)."""
@@ -118,6 +161,7 @@ class HashCache:
         wiped: it may still hold rows of these photos."""
         gone = [a.encode() for a in asset_ids if a.isascii() and len(a) <= 32]  # others: never cached
         with self.locked():
+            self.forget()
             wipe_file(self._tmp, unlink=True)
             rows = self.read()
             if rows is None:

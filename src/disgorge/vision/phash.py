@@ -13,13 +13,21 @@ bits; each is at most 64, so the sum fits a uint8), and only the rows whose boun
 within the threshold get their full distance. On random hashes the bound rejects all but
 about one row in a billion, so a query costs two XORs and two popcounts per row and
 query; the answer is exactly that of a full scan (the bound never exceeds the distance).
+
+A matrix searched many times (a long-lived server's copy searches, an ingest run's
+blocklist) can carry a multi-index-hashing index (:mod:`.hamming`, :meth:`HashMatrix.indexed`):
+the same answers, sub-linear, within :data:`~.hamming.MAX_RADIUS` bits; beyond that radius,
+or without an index, the scan answers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+
+from . import hamming
+from .hamming import MAX_RADIUS, HammingIndex
 
 __all__ = [
     "CENTRE_CROPS",
@@ -82,6 +90,10 @@ class HashMatrix:
 
     words: np.ndarray  # (N, 4) uint64, column-major (Fortran order)
     ids: list[str]
+    #: the multi-index-hashing index over ``words``, once :meth:`indexed` built it
+    index: HammingIndex | None = field(default=None, repr=False, compare=False)
+    #: set by :meth:`wipe`
+    wiped: bool = field(default=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # no copy when it is already column-major uint64
@@ -97,6 +109,44 @@ class HashMatrix:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def indexed(self, *, min_rows: int | None = None) -> HashMatrix:
+        """Build the Hamming index (once) when the matrix holds ``min_rows`` or more
+        (default :data:`~.hamming.MIN_ROWS`): below that the scan is as fast and building
+        would cost more than it saves. Returns self."""
+        least = hamming.MIN_ROWS if min_rows is None else min_rows
+        if self.index is None and len(self) >= least and not self.wiped:
+            self.index = HammingIndex(self.words)
+        return self
+
+    def remove(self, ids: set[str]) -> int:
+        """Drop every row of these ids, from the matrix and its index (the old rows are
+        overwritten with zeros, and the index is left as a fresh build without them);
+        returns how many rows went."""
+        gone = np.array([i for i, aid in enumerate(self.ids) if aid in ids], dtype=np.int64)
+        if not len(gone):
+            return 0
+        if self.index is not None:
+            self.words = self.index.remove(gone)
+        else:
+            keep = np.ones(len(self.ids), dtype=bool)
+            keep[gone] = False
+            old, self.words = self.words, np.asfortranarray(self.words[keep])
+            if old.flags.writeable:  # else a view of immutable bytes, which cannot be zeroed
+                old[gone] = 0
+        self.ids = [aid for aid in self.ids if aid not in ids]
+        return len(gone)
+
+    def wipe(self) -> None:
+        """Overwrite the hashes and the index with zeros, in place; from then on the
+        matrix finds nothing. In place, so a search running in another thread meanwhile
+        reads zeros or finds nothing, never fails."""
+        self.wiped = True
+        if self.words.flags.writeable:
+            self.words.fill(0)
+        if self.index is not None:
+            self.index.rows.fill(0)
+            self.index.offsets.fill(0)
+
     def distances(self, query: bytes) -> np.ndarray:
         q = np.frombuffer(query, dtype=np.uint64)
         return np.bitwise_count(self.words ^ q).sum(axis=1, dtype=np.int32)
@@ -105,11 +155,14 @@ class HashMatrix:
         """Rows within ``max_distance`` of any query, with their best distance, nearest first
         (ties in row order)."""
         n = self.words.shape[0]
-        if not len(self) or not n or not queries or max_distance < 0:
+        if not len(self) or not n or not queries or max_distance < 0 or self.wiped:
             return []
         if any(len(h) != 32 for h in queries):
             raise ValueError("a PDQ hash is 32 bytes")
         q = np.frombuffer(b"".join(queries), dtype=np.uint64).reshape(-1, 4)
+        if self.index is not None and max_distance <= MAX_RADIUS:
+            _, rows, dist = self.index.search(q, int(max_distance))
+            return self._ranked(rows, dist)
         bufs = (
             np.empty((len(q), _BLOCK), dtype=np.uint64),
             np.empty((len(q), _BLOCK), dtype=np.uint8),
@@ -119,8 +172,10 @@ class HashMatrix:
         found = [
             self._scan(q, start, min(start + _BLOCK, n), max_distance, bufs) for start in range(0, n, _BLOCK)
         ]
-        rows = np.concatenate([r for r, _ in found])
-        dist = np.concatenate([d for _, d in found])
+        return self._ranked(np.concatenate([r for r, _ in found]), np.concatenate([d for _, d in found]))
+
+    def _ranked(self, rows: np.ndarray, dist: np.ndarray) -> list[tuple[str, int]]:
+        """(id, best distance) of each row, nearest first (ties in row order)."""
         if not len(rows):
             return []
         # best distance per row: sort by (row, distance) and keep each row's first

@@ -96,13 +96,19 @@ def load_hash_matrix(
 
     With ``cache``, hashes come from it and only rows it lacks are decrypted; the cache is
     rewritten when it lacked a row or held one that is no longer active. Without, every
-    row is decrypted."""
+    row is decrypted.
+
+    With ``cache``, the matrix is also held in this process (:meth:`HashCache.held`): when
+    the next call finds the file and the catalog unchanged, it gets that matrix back with
+    a Hamming index built over it (:mod:`.hamming`), so a long-lived server answers its
+    copy searches sub-linearly; a one-shot command scans (building would cost more)."""
     if cache is None:
         with reader() as session:
             rows = session.execute(_ACTIVE.add_columns(AssetDerivative.value_enc)).all()
             hashes = _open(session, vault, rows, {r.id: r.value_enc for r in rows})
         return HashMatrix.from_hashes([(r.asset_id, h) for r, h in zip(rows, hashes, strict=True)])
     with cache.locked():  # across the catalog read and the write: see HashCache
+        stamp = cache.stamp()
         stored = cache.read()
         with reader() as session:
             # Core rows, transposed in C: the ORM's per-row work would cost as much as the cache saves
@@ -115,15 +121,24 @@ def load_hash_matrix(
             found, where = _match(table, held)
             missing = [rows[i] for i in np.flatnonzero(~found).tolist()]
             opened = _open(session, vault, missing, _sealed(session, [r.id for r in missing]))
+        if not missing and stored is not None and int(found.sum()) == len(stored):
+            # the file as it was: the matrix this process held from it has the same rows
+            again = cache.held(stamp)
+            if again is not None:
+                return again.indexed()  # searched again: the index now pays for itself
         table["hash"][found] = held["hash"][where[found]]
         if missing:
             table["hash"][~found] = np.frombuffer(b"".join(opened), dtype=np.uint8).reshape(-1, 32)
         if missing or stored is None or int(found.sum()) < len(stored):
             try:
                 cache.write(table)
+                stamp = cache.stamp()
             except OSError as exc:  # a read-only workspace can still search
                 _log.warning("could not rewrite the PDQ cache %s: %s", cache.path, exc)
-    return HashMatrix(np.ascontiguousarray(table["hash"]).view(np.uint64), assets)
+                stamp = None
+        matrix = HashMatrix(np.ascontiguousarray(table["hash"]).view(np.uint64), assets)
+        cache.hold(stamp, matrix)
+    return matrix
 
 
 #: the active PDQ rows (the owner's key alive), without their sealed values, by row id
