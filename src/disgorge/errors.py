@@ -20,6 +20,7 @@ inside a subject's folder)::
     ├── Unauthenticated       no API token, or one that is unknown, expired or revoked
     ├── Forbidden             a principal whose role lacks the scope an operation needs
     ├── FacesUnavailable      the ``faces`` extra is not installed (vision.models)
+    ├── ClusterError          a Dask cluster that does not answer, or no dask (cluster)
     ├── ApiError              an error answer of a disgorge server, or none (client)
     │   ├── ApiUnauthenticated    401, and an Unauthenticated too
     │   ├── ApiForbidden          403, and a Forbidden too

@@ -63,22 +63,39 @@ def ordered_map(
     args: Callable[[T], tuple[Any, ...]],
     workers: int,
     inline: bool = False,
+    executor: Executor | None = None,
 ) -> Iterator[tuple[T, R]]:
     """Yield ``(batch, fn(*args(batch)))`` in order, computing up to ``workers + 1`` ahead.
 
-    With ``inline`` (or one worker) everything runs in this process.
+    With ``inline`` (or one worker) everything runs in this process. With ``executor``
+    (a Dask cluster's, see :mod:`disgorge.cluster`) the batches run there, ``workers``
+    at a time, and ``inline`` is ignored: the caller asked for the cluster.
     """
+    if executor is not None:
+        yield from _submit_ahead(executor, fn, batches, args, max(workers, 1))
+        return
     if inline or workers <= 1:
         for batch in batches:
             yield batch, fn(*args(batch))
         return
     with process_pool(workers) as pool:
-        pending: deque[tuple[T, Future[R]]] = deque()
-        for batch in batches:
-            pending.append((batch, pool.submit(fn, *args(batch))))
-            if len(pending) > workers + 1:
-                done, fut = pending.popleft()
-                yield done, fut.result()
-        while pending:
+        yield from _submit_ahead(pool, fn, batches, args, workers)
+
+
+def _submit_ahead(
+    pool: Executor,
+    fn: Callable[..., R],
+    batches: Iterable[T],
+    args: Callable[[T], tuple[Any, ...]],
+    workers: int,
+) -> Iterator[tuple[T, R]]:
+    """Submit batches to ``pool`` keeping ``workers + 1`` in flight; yield them in order."""
+    pending: deque[tuple[T, Future[R]]] = deque()
+    for batch in batches:
+        pending.append((batch, pool.submit(fn, *args(batch))))
+        if len(pending) > workers + 1:
             done, fut = pending.popleft()
             yield done, fut.result()
+    while pending:
+        done, fut = pending.popleft()
+        yield done, fut.result()

@@ -269,9 +269,10 @@ class Workspace:
         embedder: str = "dlib",
         at: str | datetime | None = None,
         progress: ProgressFn | None = None,
+        cluster: str | None = None,
     ) -> AnalyzeReport:
         """Detect faces, embed those whose subjects allow it, PDQ-hash every photo
-        (:func:`disgorge.vision.service.analyze`)."""
+        (:func:`disgorge.vision.service.analyze`); ``cluster``: on a Dask cluster."""
         from .vision import service
 
         return service.analyze(
@@ -284,6 +285,7 @@ class Workspace:
             embedder=embedder,
             at=at,
             progress=progress,
+            cluster=cluster,
         )
 
     def find(
@@ -307,6 +309,7 @@ class Workspace:
         seed: int = 0,
         code_version: str = "",
         at: str | datetime | None = None,
+        cluster: str | None = None,
     ) -> TrainedModel:
         """Train a SISA face model through the gate (:func:`disgorge.training.lifecycle.train_model`)."""
         from .training import lifecycle
@@ -322,6 +325,7 @@ class Workspace:
             seed=seed,
             code_version=code_version,
             at=at,
+            cluster=cluster,
         )
 
     def models(self) -> list[ModelView]:
@@ -355,12 +359,20 @@ class Workspace:
         asset_ids: list[str] | None = None,
         reason: str = "unlearning request",
         at: str | datetime | None = None,
+        cluster: str | None = None,
     ) -> Unlearned:
         """Make a model forget photos, exactly (:func:`disgorge.training.lifecycle.unlearn_model`)."""
         from .training import lifecycle
 
         return lifecycle.unlearn_model(
-            self.ctx, name, subjects=subjects, shas=shas, asset_ids=asset_ids, reason=reason, at=at
+            self.ctx,
+            name,
+            subjects=subjects,
+            shas=shas,
+            asset_ids=asset_ids,
+            reason=reason,
+            at=at,
+            cluster=cluster,
         )
 
     def model_audit(self, ref: str, *, forgotten: list[str]) -> ModelAudit:

@@ -88,6 +88,16 @@ WorkspaceOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON (for scripts).")]
+ClusterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--cluster",
+        envvar="DISGORGE_CLUSTER",
+        help="Run the work as tasks on this Dask scheduler (tcp://HOST:8786; extra dask), with the "
+        "same results as here. Workers get photos or embeddings in memory, never a key.",
+        show_default=False,
+    ),
+]
 AtOpt = Annotated[
     str | None,
     typer.Option(

@@ -11,7 +11,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..ingest import IngestReport
-from ._common import AtOpt, JsonOpt, WorkspaceOpt, console, err, fail, open_workspace, print_json, shown
+from ._common import (
+    AtOpt,
+    ClusterOpt,
+    JsonOpt,
+    WorkspaceOpt,
+    console,
+    err,
+    fail,
+    open_workspace,
+    print_json,
+    shown,
+)
 
 consent_app = typer.Typer(
     help="Consent history: import it from CSV or JSON Lines (format: docs/formats.md).", no_args_is_help=True
@@ -213,6 +224,7 @@ def analyze(
             "drawn sample portraits, not a face recogniser."
         ),
     ] = "dlib",
+    cluster: ClusterOpt = None,
     workspace: WorkspaceOpt = None,
     at: AtOpt = None,
     json_out: JsonOpt = False,
@@ -230,7 +242,13 @@ def analyze(
         report = _with_progress(
             "analyze",
             lambda advance: ws.analyze(
-                force=force, cnn=cnn, workers=workers, embedder=embedder, at=at, progress=advance
+                force=force,
+                cnn=cnn,
+                workers=workers,
+                embedder=embedder,
+                at=at,
+                progress=advance,
+                cluster=cluster,
             ),
         )
     _print_analysis(report, json_out)

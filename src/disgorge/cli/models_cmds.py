@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from ._common import AtOpt, JsonOpt, WorkspaceOpt, console, fail, open_workspace, print_json
+from ._common import AtOpt, ClusterOpt, JsonOpt, WorkspaceOpt, console, fail, open_workspace, print_json
 from .remote import ServerOpt, TokenOpt, open_target
 
 model_app = typer.Typer(
@@ -30,6 +30,7 @@ def train(
     code_version: Annotated[
         str, typer.Option(help="Version of your training code, recorded on the run.")
     ] = "",
+    cluster: ClusterOpt = None,
     workspace: WorkspaceOpt = None,
     at: AtOpt = None,
     json_out: JsonOpt = False,
@@ -45,6 +46,7 @@ def train(
             seed=seed,
             code_version=code_version,
             at=at,
+            cluster=cluster,
         )
     if json_out:
         print_json(result)
@@ -150,6 +152,7 @@ def model_unlearn(
     ] = None,
     asset: Annotated[list[str] | None, typer.Option(help="Forget this photo, by sha256 (repeat).")] = None,
     reason: Annotated[str, typer.Option(help="Why (recorded).")] = "unlearning request",
+    cluster: ClusterOpt = None,
     workspace: WorkspaceOpt = None,
     at: AtOpt = None,
     json_out: JsonOpt = False,
@@ -158,7 +161,7 @@ def model_unlearn(
     if not subject and not asset:
         raise fail("say what to forget: --subject ID and/or --asset SHA256", code=2)
     with open_workspace(workspace) as ws:
-        result = ws.unlearn_model(name, subjects=subject, shas=asset, reason=reason, at=at)
+        result = ws.unlearn_model(name, subjects=subject, shas=asset, reason=reason, at=at, cluster=cluster)
     if json_out:
         print_json(result)
         return

@@ -52,6 +52,9 @@ AGGREGATIONS = ("mean_proba", "vote", "max_score")
 PARTITIONS = ("hash", "balanced")
 
 Loader = Callable[[Sequence[str]], tuple[np.ndarray, np.ndarray]]
+#: ``runner(fn, calls) -> [fn(*args) for args in calls]``, run elsewhere (a Dask cluster's
+#: :meth:`disgorge.cluster.Cluster.map`): shards are independent, so they train in parallel
+ShardRunner = Callable[[Callable[..., Any], Sequence[tuple[Any, ...]]], list[Any]]
 
 
 def _bucket(seed: int, what: str, key: str) -> int:
@@ -125,6 +128,7 @@ class SISAClassifier:
         random_state: int = 0,
         checkpoints: CheckpointStore | None = None,
         partition: str = "hash",
+        runner: ShardRunner | None = None,
     ) -> None:
         if n_shards < 1 or n_slices < 1:
             raise InvalidInput("SISA needs at least one shard and one slice")
@@ -139,6 +143,8 @@ class SISAClassifier:
         self.aggregation = aggregation
         self.random_state = random_state
         self.checkpoints = checkpoints if checkpoints is not None else MemoryCheckpoints()
+        #: where shards are trained: here (None) or by a runner (see :meth:`_train_all`)
+        self.runner = runner
 
     # -- training --------------------------------------------------------------------
     def fit(
@@ -174,14 +180,14 @@ class SISAClassifier:
         members: list[list[str]] = [[] for _ in range(self.n_shards)]
         for i, g in zip(ids, groups, strict=True):
             members[shard_of[str(g)]].append(i)
-        self.shards_ = []
+        shards = []
         for k, shard_ids in enumerate(members):
             slices: list[list[str]] = [[] for _ in range(self.n_slices)]
             for i in sorted(shard_ids, key=lambda s: (_bucket(self.random_state, "order", s), s)):
                 slices[_bucket(self.random_state, "slice", i) % self.n_slices].append(i)
-            shard = _Shard(k, slices, checkpoints=[None] * self.n_slices)
-            self._train(shard, data, start=0)
-            self.shards_.append(shard)
+            shards.append(_Shard(k, slices, checkpoints=[None] * self.n_slices))
+        self._train_all([(shard, data, 0) for shard in shards])
+        self.shards_ = shards
         self._refresh_classes()
         self.n_features_in_ = X.shape[1] if X.ndim == 2 else 1
         return self
@@ -290,6 +296,41 @@ class SISAClassifier:
         shard.model = model
         return trained
 
+    def _train_all(self, jobs: list[tuple[_Shard, dict[str, tuple[Any, Any]], int]]) -> list[int]:
+        """``_train(shard, data, start=start)`` for each job; returns the slices trained.
+
+        With a runner, each shard is a task that gets only its own items (and, restarting
+        from a checkpoint, that checkpoint's bytes), trains with the same :meth:`_train`
+        into a store of its own, and returns its checkpoints, which are written to
+        ``self.checkpoints`` here, in order: the same keys and bytes as a local run,
+        and the store (sealed, with its key) never leaves this process."""
+        if self.runner is None:
+            return [self._train(shard, data, start=start) for shard, data, start in jobs]
+        spec = SISAClassifier(
+            self.estimator,
+            n_shards=self.n_shards,
+            n_slices=self.n_slices,
+            aggregation=self.aggregation,
+            random_state=self.random_state,
+            partition=self.partition,
+        )
+        calls = []
+        for shard, data, start in jobs:
+            prev = shard.checkpoints[start - 1] if start > 0 else None
+            bare = _Shard(shard.index, shard.slices, list(shard.classes), list(shard.checkpoints))
+            calls.append(
+                (spec, bare, {i: data[i] for i in shard.ids}, start, prev and self.checkpoints.get(prev))
+            )
+        out = []
+        for (shard, _, _), (done, written, trained) in zip(
+            jobs, self.runner(_train_task, calls), strict=True
+        ):
+            for key, blob in written:
+                self.checkpoints.put(key, blob)
+            shard.classes, shard.checkpoints, shard.model = done.classes, done.checkpoints, done.model
+            out.append(trained)
+        return out
+
     def _refresh_classes(self) -> None:
         labels = {c for s in self.shards_ for c in s.classes}
         self.classes_ = np.asarray(
@@ -350,6 +391,7 @@ class SISAClassifier:
         old_classes = set(self.classes_.tolist())
         incremental = hasattr(self.estimator, "partial_fit")
         retrained: list[_Shard] = []
+        jobs: list[tuple[_Shard, dict[str, tuple[Any, Any]], int]] = []  # for a runner
         slices_done = forgotten = 0
         for shard in self.shards_:
             hits = wanted.intersection(shard.ids)
@@ -376,8 +418,12 @@ class SISAClassifier:
                 first = 0  # the class set changed: earlier increments were trained with the old one
             for r in range(first, self.n_slices):
                 new.checkpoints[r] = None
-            slices_done += self._train(new, data, start=first)
+            if self.runner is None:
+                slices_done += self._train(new, data, start=first)
+            else:
+                jobs.append((new, data, first))
             retrained.append(new)
+        slices_done += sum(self._train_all(jobs))
         old_keys = {k for s in retrained for k in self.shards_[s.index].checkpoints if k}
         for new in retrained:
             self.shards_[new.index] = new
@@ -491,6 +537,25 @@ class SISAClassifier:
 
     def checkpoint_keys(self) -> set[str]:
         return {k for s in self.shards_ for k in s.checkpoints if k}
+
+
+def _train_task(
+    spec: SISAClassifier,
+    shard: _Shard,
+    data: dict[str, tuple[Any, Any]],
+    start: int,
+    previous: bytes | None,
+) -> tuple[_Shard, list[tuple[str, bytes]], int]:
+    """A shard trained as a task (on a Dask worker): ``spec._train`` into a store of its
+    own; returns the shard and its new checkpoints (key, bytes), in slice order."""
+    store = MemoryCheckpoints()
+    key = shard.checkpoints[start - 1] if start > 0 else None
+    if key is not None and previous is not None:
+        store.put(key, previous)
+    spec.checkpoints = store
+    trained = spec._train(shard, data, start=start)
+    written = [(k, store.items[k]) for k in shard.checkpoints[start:] if k is not None]
+    return shard, written, trained
 
 
 def _fit_or_single(step: Callable[[], object], model: Any, labels: list[Any]) -> Any:

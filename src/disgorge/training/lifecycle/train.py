@@ -8,6 +8,7 @@ every photo it learned from, and an erasure of one of them finds it.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
@@ -17,6 +18,7 @@ from sqlalchemy import select
 from typing_extensions import TypedDict
 
 from ...catalog.models import Artifact
+from ...cluster import connect
 from ...context import Context, when
 from ...datasets import find_dataset
 from ...errors import ConsentDenied, InvalidInput
@@ -118,8 +120,13 @@ def train_model(
     seed: int = 0,
     code_version: str = "",
     at: str | datetime | None = None,
+    cluster: str | None = None,
 ) -> TrainedModel:
-    """Train a SISA face-identification model on a dataset version, through the gate."""
+    """Train a SISA face-identification model on a dataset version, through the gate.
+
+    ``cluster`` (``tcp://HOST:PORT``) trains the shards as tasks on a Dask cluster: the
+    same checkpoints, byte for byte, sealed and written here (see :mod:`disgorge.cluster`).
+    It is connected to before anything is written."""
     if model not in MODEL_TYPES:
         raise InvalidInput(f"model type {model!r}: expected one of {', '.join(MODEL_TYPES)}")
     if not name.strip() or "@" in name:
@@ -142,21 +149,24 @@ def train_model(
             f"no photo of {ds.name}@{ds.version} has a face embedding; run `disgorge analyze` first"
         )
     estimator = FaceIdClassifier(random_state=seed)
-    with running(
-        ctx,
-        f"train:{name}",
-        purpose="ai_training",
-        inputs=[f"dataset:{ds.name}@{ds.version}"],
-        parameters={
-            "model": model,
-            "shards": shards,
-            "slices": slices,
-            "aggregation": aggregation,
-            "seed": seed,
-        },
-        code_version=code_version,
-        at=at,
-    ) as run:
+    with (
+        connect(cluster) if cluster else nullcontext() as dask,
+        running(
+            ctx,
+            f"train:{name}",
+            purpose="ai_training",
+            inputs=[f"dataset:{ds.name}@{ds.version}"],
+            parameters={
+                "model": model,
+                "shards": shards,
+                "slices": slices,
+                "aggregation": aggregation,
+                "seed": seed,
+            },
+            code_version=code_version,
+            at=at,
+        ) as run,
+    ):
         sisa = SISAClassifier(
             estimator,
             n_shards=shards,
@@ -165,6 +175,7 @@ def train_model(
             random_state=seed,
             partition="balanced",  # even shards: accuracy holds at S = 8 (docs/benchmarks.md)
             checkpoints=checkpoints(ctx, name),
+            runner=dask.map if dask else None,
         ).fit(data.X, data.labels, sample_ids=data.asset_ids, groups=list(data.labels))
         label = run.add_output(
             "model",

@@ -10,6 +10,7 @@ whole; a crash after it is finished by the next unlearning call
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from datetime import datetime
 from typing import Any, NotRequired
 
@@ -19,6 +20,7 @@ from typing_extensions import TypedDict
 from ... import audit
 from ...assets import find_asset
 from ...catalog.models import Artifact, Asset, AssetSubject, DatasetVersion
+from ...cluster import connect
 from ...consent import ConsentGate, ItemRef, Purpose
 from ...context import Context, when
 from ...datasets import derive_without
@@ -27,6 +29,7 @@ from ...runs import running
 from ...subjects import find_subject
 from ..forgetting import retrain_check
 from ..registry import audit_candidates, ever_trained, find_model, load_model, load_training_data
+from ..sisa import ShardRunner
 from .store import checkpoints, embedding_loader
 from .verify import membership_audit
 
@@ -101,6 +104,7 @@ def unlearn_model(
     asset_ids: list[str] | None = None,
     reason: str = "unlearning request",
     at: str | datetime | None = None,
+    cluster: str | None = None,
 ) -> Unlearned:
     """Make model ``name`` forget photos (or every photo of subjects), exactly.
 
@@ -108,7 +112,25 @@ def unlearn_model(
     every checkpoint that saw the photos, and registers a new model version trained
     on a new dataset version without them; the old version is retired. Photos whose
     consent no longer covers training are forgotten too (and reported).
+
+    ``cluster`` (``tcp://HOST:PORT``) retrains the affected shards as tasks on a Dask
+    cluster, with the same result (see :mod:`disgorge.cluster`); it is connected to
+    before anything is written. The retrain-from-scratch check runs here.
     """
+    with connect(cluster) if cluster else nullcontext() as dask:
+        return _unlearn(ctx, name, subjects, shas, asset_ids, reason, at, dask.map if dask else None)
+
+
+def _unlearn(
+    ctx: Context,
+    name: str,
+    subjects: list[str] | None,
+    shas: list[str] | None,
+    asset_ids: list[str] | None,
+    reason: str,
+    at: str | datetime | None,
+    runner: ShardRunner | None,
+) -> Unlearned:
     instant = when(at)
     finish_unlearning(ctx, name.partition("@")[0], instant)
     with ctx.reader() as session:
@@ -158,6 +180,7 @@ def unlearn_model(
 
     loader = embedding_loader(ctx)
     before = membership_audit(model, forgotten_data, candidates, photo_shard, subject_shard)
+    model.runner = runner
     # the old checkpoints stay until the new version is recorded: a crash before that
     # leaves the old version active and whole
     report = model.unlearn(sorted(forget), loader, destroy=False)
