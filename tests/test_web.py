@@ -314,6 +314,26 @@ def test_overdue_cases_say_so_in_words_not_only_in_colour(site: Site) -> None:
     assert late.count("OVERDUE") == 1 and 'id="case-filters"' in late
 
 
+def test_the_overview_checks_the_audit_chain_after_the_page_and_on_a_page_of_its_own(site: Site) -> None:
+    auditor = site.login(ROLE_USERS["auditor"])
+    overview = auditor.get("/ui/").text
+    # the page does not wait for the check: htmx asks for it once shown; without JS, a link
+    assert 'hx-get="/ui/audit/verify"' in overview and 'id="audit-verify-link"' in overview
+    assert 'id="audit-state"' not in overview
+    events = site.api.call("auditor", "GET", "/v1/audit/verify").json()
+    assert events["ok"] is True
+    page = auditor.get("/ui/audit/verify")
+    assert page.status_code == 200 and 'id="whoami"' in page.text
+    assert re.search(r'id="audit-state" class="state-ok">[^<]*audit log verifies \(\d+ events\)', page.text)
+    fragment = auditor.get("/ui/audit/verify", headers={"HX-Request": "true"})
+    assert fragment.status_code == 200 and fragment.text.lstrip().startswith('<p id="audit-state"')
+    assert "<html" not in fragment.text
+    viewer = site.login(ROLE_USERS["viewer"])
+    assert "audit/verify" not in viewer.get("/ui/").text
+    refused = viewer.get("/ui/audit/verify")
+    assert refused.status_code == 403 and 'id="forbidden"' in refused.text
+
+
 def test_holds_are_placed_and_released_from_the_page_by_ref(site: Site) -> None:
     officer, viewer = site.login(ROLE_USERS["privacy_officer"]), site.login(ROLE_USERS["viewer"])
     placed = post_form(

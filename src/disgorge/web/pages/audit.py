@@ -1,6 +1,8 @@
 """The audit log (``/ui/audit``): events, newest page last, filtered by action and actor.
 
-Needs ``audit:read``, as ``GET /v1/audit/events``; the chain's state is on the overview.
+Needs ``audit:read``, as ``GET /v1/audit/events``. ``/ui/audit/verify`` checks the whole
+hash chain (as ``GET /v1/audit/verify``): a page of its own, or, asked by htmx from the
+overview, the one paragraph that says whether the chain verifies.
 """
 
 from __future__ import annotations
@@ -42,3 +44,10 @@ def audit(
         action=action,
         actor=actor,
     )
+
+
+@router.get("/audit/verify", **needs("audit:read"))
+def verify(request: Request) -> Response:
+    chain = service.verify_chain(context(request)).to_dict()
+    template = "_audit_state.html" if request.headers.get("hx-request") else "audit_verify.html"
+    return render(request, template, chain=chain)
