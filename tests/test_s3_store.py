@@ -402,3 +402,31 @@ def test_a_local_workspace_certificate_is_as_before(tmp_path: Path) -> None:
         assert "blob_store" not in body["verification"]["forensic_scan"]
         step = next(s for s in body["steps"] if s["step"] == "delete_blobs")["summary"]
         assert set(step) - {"perceptual_hashes_kept"} == {"blobs_deleted", "overwritten"}
+
+
+def test_a_request_planned_before_the_blobs_moved_to_a_locked_bucket_refuses_to_run(
+    endpoint: str, new_bucket: NewBucket, tmp_path: Path
+) -> None:
+    """A bucket with Object Lock met between planning and running (moto enables Object
+    Lock only on an empty bucket, so here the blobs move to one): the run refuses before
+    it claims the request or runs a step."""
+    bucket, locked = new_bucket(versioned=True), new_bucket(locked=True)
+    ws = s3_workspace(tmp_path, endpoint, bucket)
+    planned = ws.erase("subject", "Ada_Lovelace", reason="GDPR Art. 17", execute=False)
+    keys = blob_keys(ws)
+    ws.close()
+    s3 = client(endpoint)
+    for key in keys:
+        s3.copy_object(Bucket=locked, Key=key, CopySource={"Bucket": bucket, "Key": key})
+    config = tmp_path / "ws" / ".disgorge" / "config.toml"
+    config.write_text(config.read_text().replace(f"s3://{bucket}/ws", f"s3://{locked}/ws"))
+    with Workspace.open(tmp_path / "ws") as ws:
+        before = versions(endpoint, locked, "ws/")
+        with pytest.raises(ErasureBlocked, match="Object Lock"):
+            ws.erasure_approve(planned["id"])
+        shown = ws.erasure(planned["id"])
+        assert shown["state"] == "approved"  # recorded as approved, never claimed nor run
+        assert all(s["done_at"] is None for s in shown["steps"]), shown["steps"]
+        assert versions(endpoint, locked, "ws/") == before
+        for path in (tmp_path / "photos").rglob("*.jpg"):
+            assert ws.read_asset(sha(path.read_bytes())) == path.read_bytes()
