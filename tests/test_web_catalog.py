@@ -41,6 +41,7 @@ from conftest import (
 )
 from disgorge import Workspace
 from disgorge.access.roles import ROLES
+from disgorge.web.pages.violations import LATEST
 
 pytest.importorskip("argon2")
 pytest.importorskip("jinja2")
@@ -241,6 +242,26 @@ def test_the_violations_page_shows_what_the_api_answers(site: Site, officer: htt
     for control in ("filter-source", "filter-purpose", "filter-as-of"):
         assert f'for="{control}"' in html and f'id="{control}"' in html
     assert 'id="violation-filters"' in html and 'id="violations-csv"' in html
+
+
+def test_the_overview_shows_the_latest_violations_after_the_page(site: Site, officer: httpx.Client) -> None:
+    overview = ok(officer, "/ui/")
+    # the audit reads every use's items: the overview asks for it once shown (htmx)
+    assert 'hx-get="/ui/violations/latest"' in overview and 'id="violations-latest-link"' in overview
+    api = site.v1("privacy_officer", "/v1/violations", limit=1000)
+    newest = sorted(api["items"], key=lambda v: v["at"], reverse=True)[:LATEST]
+    for asked in ({"HX-Request": "true"}, {}):  # the fragment, and the page without JavaScript
+        answer = officer.get("/ui/violations/latest", headers=asked)
+        assert answer.status_code == 200, answer.text
+        assert ("<html" in answer.text) == (not asked)
+        assert table_rows(answer.text, "violations-latest", "data-use") == [v["use"] for v in newest]
+        state = text_of(answer.text, "violations-state")
+        summary = api["summary"]
+        assert state.startswith(f"{summary['uses_with_violations']} of {summary['uses_checked']} uses")
+    viewer = site.login(ROLE_USERS["viewer"])
+    assert "violations/latest" not in viewer.get("/ui/").text
+    refused = viewer.get("/ui/violations/latest")
+    assert refused.status_code == 403 and 'id="forbidden"' in refused.text
 
 
 def _csv(client: httpx.Client, **params: str) -> list[dict[str, str]]:

@@ -212,8 +212,9 @@ def test_every_page_of_the_tour_on_the_demo_data(driver: WebDriver, served: Serv
         ui_login(driver, urls[where], OFFICER, UI_PASSWORD)
     for name, (where, path) in pages(served.ids).items():
         open_page(driver, urls[where] + path)
-        if name == "overview":  # the audit chain's check comes after the page (htmx)
+        if name == "overview":  # the audit chain's check and the violations come after the page (htmx)
             wait_for(driver, lambda d: "verifies" in d.find_element(By.ID, "audit-state").text)
+            wait_for(driver, lambda d: "uses" in d.find_element(By.ID, "violations-state").text)
         check(driver, name)
         for person in PEOPLE:  # the test suite's names: none of the demo's is on a page either
             assert person not in driver.page_source, name

@@ -1,10 +1,12 @@
-"""The overview (``/ui/``): counts, open cases by due date, erasures waiting, the audit chain.
+"""The overview (``/ui/``): counts, open cases by due date, erasures waiting, the latest
+violations, the audit chain.
 
 Each part needs the scope of the API route that shows the same data (``/v1/status``,
 ``/v1/cases``, ``/v1/erasures``, ``/v1/audit/verify``); a role without it sees the part
 say so instead. The audit chain's check reads every event again (4 s at 100,000 events,
 benchmarks/ui.py), so the page does not wait for it: htmx asks ``/ui/audit/verify`` once
-the page is shown (:mod:`.audit`), and without JavaScript the page links there.
+the page is shown (:mod:`.audit`), and without JavaScript the page links there; the same
+for the violation audit, which reads every use's items (``/ui/violations/latest``).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from .. import UI_PREFIX
 from ..framework import SECURITY_HEADERS, context, needs, page_router, render
 from .catalog import lineage_url
 
-__all__ = ["COLUMNS", "neutralise", "router"]
+__all__ = ["COLUMNS", "LATEST", "neutralise", "router"]
 
 router = page_router()
 
@@ -48,6 +48,8 @@ COLUMNS = (
     "job",
     "override",
 )
+#: how many uses the overview's "latest violations" shows
+LATEST = 5
 #: what a spreadsheet would start a formula with
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -142,3 +144,15 @@ def violations_csv(
         "Content-Disposition": 'attachment; filename="disgorge-violations.csv"',
     }
     return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
+
+
+@router.get("/violations/latest", **needs("violation:read"))
+def latest(request: Request) -> Response:
+    """The overview's part: the :data:`LATEST` most recent offending uses and the totals.
+    The audit reads every use's items, so the overview asks for it after it is shown (htmx);
+    without JavaScript this is a page of its own."""
+    report = service.violations(context(request))
+    rows = sorted(report["violations"], key=lambda v: v["at"], reverse=True)[:LATEST]
+    rows = [{**v, "lineage": _lineage_url(v["use"])} for v in rows]
+    template = "_violations_latest.html" if request.headers.get("hx-request") else "violations_latest.html"
+    return render(request, template, summary=report, rows=rows)
