@@ -209,7 +209,7 @@ def test_find_by_copy_answers_through_the_index_and_an_erasure_leaves_nothing(
         queries = [held.words[0].tobytes(), bytes(32), data[:32].ljust(32, b"\0")]
         assert held.search(queries, 31) == linear.search(queries, 31)
     done = workspace.erase("subject", "Ada_Lovelace", reason=REASON)
-    assert done["state"] == "completed" and done["verification"]["ok"], done
+    assert done is not None and done["state"] == "completed" and done["verification"]["ok"], done
     # the matrix this process held is zeroed, index and all, and finds nothing
     assert not held.words.any() and not held.index.offsets.any() and not held.index.rows.any()
     assert held.search(queries, 64) == []

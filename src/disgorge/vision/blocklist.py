@@ -177,6 +177,6 @@ def load(
         assert key is not None  # the rows and their key are dropped together (set_setting)
         value = open_sealed(key, sealed, _row_aad(rid), what="erased photo hashes")
         items += [(rid, value[i : i + _HASH_BYTES]) for i in range(0, len(value), _HASH_BYTES)]
-    # an ingest run checks every incoming photo: past MIN_ROWS kept hashes (12,500 erased
+    # an ingest run checks every incoming photo: past MIN_ROWS kept hashes (6,250 erased
     # photos) the Hamming index answers them faster than a scan, with the same answers
     return Blocklist(HashMatrix.from_hashes(items).indexed(), distance)

@@ -24,13 +24,14 @@ Real PDQ hashes are less uniform (some buckets fuller), which costs time, never 
 Above ``floor(r / 16) = 1`` (``r >= 32``) the candidates grow ~8x per step and the
 linear scan is the better tool: :data:`MAX_RADIUS` is the largest radius the index
 answers, and :class:`~.phash.HashMatrix` scans linearly beyond it (and below
-:data:`MIN_ROWS`, where the scan is faster than the probes' fixed cost).
+:data:`MIN_ROWS`, where the scan is as fast as the probes' fixed cost).
 
-Why not faiss. faiss-cpu ships ``IndexBinaryMultiHash`` and ``IndexBinaryHash``, but its
-range search on them returns what its hash tables hold for the probed buckets with
-``nflip`` bits flipped, and ``remove_ids`` is not implemented for either (faiss 1.15
-raises): deleting an erased photo would mean rebuilding the whole index. The scheme here
-is ~150 lines of numpy, provably exact for every radius it accepts, and deletes in place.
+Why not faiss. faiss-cpu (1.15 here) ships the same scheme as ``IndexBinaryMultiHash``
+(exact for a range search when its ``nhash`` tables of ``b`` bits cover all 256 bits and
+``nflip >= floor(r / nhash)``), but neither it nor ``IndexBinaryHash`` implements
+``remove_ids`` (both raise): deleting an erased photo would mean rebuilding the whole
+index, and a copy of the index could not be shown to hold nothing of it. The scheme here
+is a page of numpy, exact for every radius it accepts, and deletes in place.
 
 Deletion. :meth:`HammingIndex.remove` takes rows out of every table, renumbers the rows
 after them and returns the compacted hashes; the tables it leaves are exactly the tables
@@ -52,8 +53,10 @@ _BITS = 16
 _VALUES = 1 << _BITS
 #: the largest radius the index answers (probing within 1 bit per substring)
 MAX_RADIUS = 2 * SUBSTRINGS - 1
-#: below this many rows the linear scan is as fast (measured: docs/benchmarks.md)
-MIN_ROWS = 100_000
+#: below this many rows the scan is about as fast: one search with 8 hashes breaks even
+#: near 20,000 rows, and the build (10 ms and 8 MB of offsets at 100,000) must be repaid
+#: (measured by benchmarks/copy_index.py, docs/benchmarks.md)
+MIN_ROWS = 50_000
 #: the 17 probe masks within one bit of a 16-bit value
 _FLIPS = np.array([0] + [1 << b for b in range(_BITS)], dtype=np.int64)
 
@@ -100,29 +103,42 @@ class HammingIndex:
         flips = _FLIPS[: 1 + _BITS * (max_distance // SUBSTRINGS)]
         keys = _substrings(queries)[:, :, None] ^ flips  # (Q, 16, probes)
         table = np.arange(SUBSTRINGS)[None, :, None]
-        starts = self.offsets[table, keys].ravel()
-        counts = self.offsets[table, keys + 1].ravel() - starts
+        # one reference to each array for the whole search; counts clamped at 0, so a
+        # search racing HashMatrix.wipe (zeroing these in place) reads zeros, never fails
+        offsets, table_rows, words = self.offsets, self.rows, self.words
+        starts = offsets[table, keys].ravel()
+        counts = np.maximum(offsets[table, keys + 1].ravel() - starts, 0)
         total = int(counts.sum())
         if not total:
             return empty
         # positions of every candidate in the flattened tables, without a Python loop
-        base = starts + np.broadcast_to(table * len(self.words), keys.shape).ravel()
+        base = starts + np.broadcast_to(table * len(words), keys.shape).ravel()
         ends = np.cumsum(counts)
         pos = np.arange(total, dtype=np.int64) + np.repeat(base - (ends - counts), counts)
-        rows = self.rows.ravel()[pos]
-        qi = np.repeat(np.arange(len(queries)).repeat(keys.shape[1] * keys.shape[2]), counts)
-        # the first two words bound the distance from below; the rest only for survivors
-        near = np.bitwise_count(self.words[rows, 0] ^ queries[qi, 0]).astype(np.int32)
-        near += np.bitwise_count(self.words[rows, 1] ^ queries[qi, 1])
-        keep = near <= max_distance
-        rows, qi, near = rows[keep], qi[keep], near[keep]
-        near += np.bitwise_count(self.words[rows, 2] ^ queries[qi, 2])
-        near += np.bitwise_count(self.words[rows, 3] ^ queries[qi, 3])
-        keep = near <= max_distance
-        rows, qi, near = rows[keep], qi[keep], near[keep]
-        # a pair within the radius is found by every substring within 1 bit: keep it once
-        pair = np.unique(qi.astype(np.int64) * len(self.words) + rows, return_index=True)[1]
-        return qi[pair].astype(np.intp), rows[pair].astype(np.intp), near[pair]
+        rows = table_rows.ravel()[pos]  # grouped by query, in query order
+        cols = [words[:, k] for k in range(4)]  # contiguous columns: np.take is fastest
+        found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        first = 0
+        for qi, last in enumerate(np.cumsum(counts.reshape(len(queries), -1).sum(axis=1)).tolist()):
+            cand, q = rows[first:last], queries[qi]
+            first = last
+            # the first two words bound the distance from below (<= 128: uint8); the rest
+            # only for the few that pass, as in the linear scan
+            x = np.take(cols[0], cand)
+            x ^= q[0]
+            near = np.bitwise_count(x)
+            x = np.take(cols[1], cand)
+            x ^= q[1]
+            near += np.bitwise_count(x)
+            keep = near <= max_distance
+            cand, dist = cand[keep], near[keep].astype(np.int32)
+            dist += np.bitwise_count(np.take(cols[2], cand) ^ q[2])
+            dist += np.bitwise_count(np.take(cols[3], cand) ^ q[3])
+            keep = dist <= max_distance
+            # a row within the radius is found through every substring within 1 bit: once
+            cand, at = np.unique(cand[keep], return_index=True)
+            found.append((np.full(len(cand), qi, dtype=np.intp), cand.astype(np.intp), dist[keep][at]))
+        return tuple(np.concatenate(parts) for parts in zip(*found, strict=True))  # type: ignore[return-value]
 
     def remove(self, rows: np.ndarray) -> np.ndarray:
         """Take these row numbers out of every table and renumber the rows after them;
