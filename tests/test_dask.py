@@ -27,7 +27,7 @@ from sqlalchemy import func, select
 from conftest import add_source_with_policy, cli, import_consent_csv, shared_faces_dir
 from disgorge import Workspace
 from disgorge.catalog.models import Asset, AssetDerivative, AuditEvent, Run, Subject
-from disgorge.cluster import ClusterError
+from disgorge.cluster import ClusterError, connect
 from disgorge.training.lifecycle import checkpoints
 from disgorge.training.registry import find_model
 from disgorge.vision.phash import phash_context
@@ -294,3 +294,14 @@ def test_the_cli_trains_on_the_cluster(pair: Pair, cluster: str, tmp_path: Path)
         here = _opened_checkpoints(ws, "here")
         assert len(here) == 4
         assert _opened_checkpoints(ws, "there") == here == _opened_checkpoints(ws, "env")
+
+
+def test_a_scheduler_without_workers_is_a_clear_error() -> None:
+    with LocalCluster(
+        n_workers=0, processes=False, protocol="tcp", host="127.0.0.1", dashboard_address=None
+    ) as lc:
+        assert lc.scheduler_address.startswith("tcp://127.0.0.1:")
+        started = time.monotonic()
+        with pytest.raises(ClusterError, match="has no workers"), connect(lc.scheduler_address, timeout=2):
+            pass
+        assert time.monotonic() - started < 15
