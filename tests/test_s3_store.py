@@ -279,6 +279,9 @@ def test_an_erasure_on_a_versioned_bucket_leaves_no_version_or_delete_marker(
         step = next(s for s in cert["body"]["steps"] if s["step"] == "delete_blobs")["summary"]
         assert step["blobs_deleted"] == 2 and step["overwritten"] == 0 and step["overwrite"] == NO_OVERWRITE
         assert step["object_versions_deleted"] == 6 and step["delete_markers_deleted"] == 2
+        later = ws.verify_erasure(done["id"])  # the later check lists the versions again
+        assert later["ok"] and later["blob_store"]["objects_checked"] == 2
+        assert later["blob_store"]["versions_left"] == 0 and later["blob_store"]["delete_markers_left"] == 0
         again = ws.ingest(tmp_path / "photos" / "Ada_Lovelace", source="lfw", subject_from="dirname")
         assert again.ingested == 0 and len(again.rejected) == 2  # erasure is sticky
         assert ws.verify_audit().ok
@@ -307,6 +310,7 @@ def test_a_version_left_behind_fails_the_verification(
             done = ws.erase("subject", "Ada_Lovelace", reason="GDPR Art. 17")
         listed = done["verification"]["forensic_scan"]["blob_store"]
         assert listed["versions_left"] == 1 and not done["verification"]["ok"]
+        assert ws.verify_erasure(done["id"])["blob_store"]["versions_left"] == 1
     finally:
         ws.close()
 

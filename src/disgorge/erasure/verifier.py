@@ -142,6 +142,8 @@ class Reverification(TypedDict):
     #: erased photo: copies to review; not searched when the hashes are not kept
     copy_candidates: list[Candidate]
     forensic_scan: ScanNotRepeated
+    #: only for blobs on S3-compatible storage: the erased blobs' versions, listed again
+    blob_store: NotRequired[BlobStoreCheck]
 
 
 @step("verify", points=("verified",))
@@ -164,6 +166,8 @@ def verify_step(execution: Execution, req: ErasureRequest) -> dict[str, Any]:
         r.verification = dict(verification)
         samples = read_samples(ctx, r.id)
         r.plan = {**r.plan, "leaves": samples.get("leaves", []), "salt": samples.get("salt")}
+        if samples.get("blobs"):  # object storage: kept so that a later check lists them again
+            r.plan = {**r.plan, "blobs": sorted(set(samples["blobs"]))}
     fire("verify", "verified")
     drop_samples(ctx, req.id)  # the samples are discarded after the scan
     return {"ok": verification["ok"], "hits": len(verification["forensic_scan"]["hits"])}
@@ -279,7 +283,9 @@ def reverify(ctx: Context, req: ErasureRequest) -> Reverification:
     completion. What is checked again: the catalog (every erased photo still a tombstone
     without a blob, no derived value left, every shredded subject without a key, the
     keyed fingerprints that block re-ingestion still there, how many photos' perceptual
-    hashes are kept) and the lineage (no active model uses an erased photo); with the
+    hashes are kept) and the lineage (no active model uses an erased photo); on object
+    storage, the erased blobs' versions are listed again (their keys, hashes of deleted
+    ciphertexts, are kept in the plan for this); with the
     kept hashes, the analysed photos that are copies of an erased one are listed for
     review (photos not analysed have no hash to compare: they are not searched).
     """
@@ -331,8 +337,12 @@ def reverify(ctx: Context, req: ErasureRequest) -> Reverification:
         "perceptual_hashes_kept": kept.photos,
     }
     at_completion = (req.verification or {}).get("forensic_scan", {})
-    return {
-        "ok": not (not_tombstoned or derived or keys_left or still_used),
+    blobs: BlobStoreCheck | None = None
+    if isinstance(ctx.store, S3BlobStore) and plan.get("blobs"):
+        blobs = ctx.store.check_erased(plan["blobs"])
+    left = blobs["versions_left"] + blobs["delete_markers_left"] if blobs else 0
+    result: Reverification = {
+        "ok": not (not_tombstoned or derived or keys_left or still_used or left),
         "checked_at": iso(utcnow()),
         "catalog": catalog,
         "active_models_using_erased_items": still_used,
@@ -351,6 +361,9 @@ def reverify(ctx: Context, req: ErasureRequest) -> Reverification:
             },
         },
     }
+    if blobs is not None:
+        result["blob_store"] = blobs
+    return result
 
 
 def _lookalikes_by_copy(ctx: Context, phashes: list[str]) -> list[Candidate]:
