@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import select
 
 from disgorge import Workspace
+from disgorge.catalog.models import Asset
 from disgorge.samples import synthetic_photo
 from disgorge.vision import blocklist, hamming
 from disgorge.vision.hamming import MAX_RADIUS, HammingIndex
@@ -208,6 +210,12 @@ def test_find_by_copy_answers_through_the_index_and_an_erasure_leaves_nothing(
     for data in (d for person in photos.values() for d in person.values()):
         queries = [held.words[0].tobytes(), bytes(32), data[:32].ljust(32, b"\0")]
         assert held.search(queries, 31) == linear.search(queries, 31)
+    with workspace.reader() as session:
+        her_ids = set(
+            session.scalars(select(Asset.id).where(Asset.sha256.in_(_shas(photos["Ada_Lovelace"]))))
+        )
+    hers = {held.words[i].tobytes() for i, aid in enumerate(held.ids) if aid in her_ids}
+    assert len(hers) == 2 * 3  # 2 photos: the whole image and two centre crops each
     done = workspace.erase("subject", "Ada_Lovelace", reason=REASON)
     assert done is not None and done["state"] == "completed" and done["verification"]["ok"], done
     # the matrix this process held is zeroed, index and all, and finds nothing
@@ -225,6 +233,12 @@ def test_find_by_copy_answers_through_the_index_and_an_erasure_leaves_nothing(
     }
     again = cache.held(cache.stamp())
     assert again is not None and again.index is not None and len(again) == 2 * 3
+    # nothing of hers in the new matrix, its index (a fresh build) or the sealed cache file
+    assert not hers & {again.words[i].tobytes() for i in range(len(again))} and not her_ids & set(again.ids)
+    fresh = HammingIndex(again.words)
+    assert np.array_equal(again.index.rows, fresh.rows) and np.array_equal(again.index.offsets, fresh.offsets)
+    on_disk = cache.read()
+    assert on_disk is not None and not hers & {h.tobytes() for h in on_disk["hash"]}
 
 
 def test_the_sticky_blocklist_refuses_through_the_index(
