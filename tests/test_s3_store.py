@@ -434,3 +434,30 @@ def test_a_request_planned_before_the_blobs_moved_to_a_locked_bucket_refuses_to_
         assert versions(endpoint, locked, "ws/") == before
         for path in (tmp_path / "photos").rglob("*.jpg"):
             assert ws.read_asset(sha(path.read_bytes())) == path.read_bytes()
+
+
+def test_an_erasure_failed_between_two_blobs_resumes_to_no_version_left(
+    endpoint: str, new_bucket: NewBucket, tmp_path: Path
+) -> None:
+    from disgorge.erasure.steps import inject
+
+    bucket = new_bucket(versioned=True)
+    ws = s3_workspace(tmp_path, endpoint, bucket)
+    try:
+        ada = blob_keys(ws, "Ada_Lovelace")
+
+        def gone() -> None:
+            raise OSError("the network went away")
+
+        with inject("delete_blobs", blob_deleted=gone), pytest.raises(OSError, match="went away"):
+            ws.erase("subject", "Ada_Lovelace", reason="GDPR Art. 17")
+        [request] = [e["id"] for e in ws.erasures() if e["state"] == "failed"]
+        held, _ = versions(endpoint, bucket, "ws/")
+        assert sum(v["Key"] in ada for v in held) == 1  # the first blob went, the second not yet
+        done = ws.erasure_resume(request)
+        assert done["state"] == "completed" and done["verification"]["ok"]
+        held, markers = versions(endpoint, bucket, "ws/")
+        assert not [v for v in held if v["Key"] in ada] and not markers
+        assert done["verification"]["forensic_scan"]["blob_store"]["objects_checked"] == 2
+    finally:
+        ws.close()
