@@ -25,7 +25,6 @@ from . import approvals
 from .certificate import check_reason
 from .journal import add_steps, find_request
 from .plan import make_plan
-from .removal import refuse_locked_store
 from .samples import drop_samples, write_samples
 from .steps import STEPS
 
@@ -97,11 +96,15 @@ def create(
     named); they are kept only sealed, and only until the scan. A ``set`` scope names its
     ``members`` (:func:`disgorge.erasure.plan.make_plan`)."""
     check_reason(reason)
+    # a store that cannot delete its blobs (an S3 bucket with Object Lock) refuses the
+    # request before anything is recorded; asked before the writer transaction (a network call)
+    blocked = ctx.store.erasure_obstacle()
     with ctx.sessions.begin() as session:
         key, ref = resolve_scope(ctx, session, kind, ident)
         scope_plan = make_plan(session, kind, key, ref, members)
         scope_plan["key"] = key
-        refuse_locked_store(ctx, scope_plan["assets"])  # an S3 bucket with Object Lock
+        if blocked is not None and scope_plan["assets"]:
+            raise ErasureBlocked(blocked)
         request = ErasureRequest(
             id=uuid.uuid4().hex,
             scope_kind=kind,
