@@ -152,7 +152,7 @@ def latest(request: Request) -> Response:
     The audit reads every use's items, so the overview asks for it after it is shown (htmx);
     without JavaScript this is a page of its own."""
     report = service.violations(context(request))
-    rows = sorted(report["violations"], key=lambda v: v["at"], reverse=True)[:LATEST]
-    rows = [{**v, "lineage": _lineage_url(v["use"])} for v in rows]
+    newest = sorted(report["violations"], key=lambda v: v["at"], reverse=True)[:LATEST]
+    rows = [{**v, "lineage": _lineage_url(v["use"])} for v in newest]
     template = "_violations_latest.html" if request.headers.get("hx-request") else "violations_latest.html"
     return render(request, template, summary=report, rows=rows)
