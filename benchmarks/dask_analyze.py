@@ -103,7 +103,12 @@ def main(argv: list[str] | None = None) -> int:
             workspace(Path(tmp) / "pool", photos, people) as a,
             workspace(Path(tmp) / "dask", photos, people) as b,
             LocalCluster(
-                n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+                n_workers=2,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its HTTP server: loopback
             ) as lc,
         ):
             runs = [

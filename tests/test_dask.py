@@ -33,6 +33,7 @@ from disgorge.training.registry import find_model
 from disgorge.vision.phash import phash_context
 
 try:
+    import psutil  # a dependency of distributed
     from distributed import Client, LocalCluster
 except ImportError:  # pragma: no cover - the dev extra installs it
     if os.environ.get("DISGORGE_REQUIRE_DASK"):
@@ -49,17 +50,41 @@ PER_PERSON = 5
 AT = {"init": "2013-01-01", "ingest": "2013-02-01", "consent": "2013-03-01", "analyze": "2014-01-01"}
 
 
+#: no dashboard; the scheduler's small HTTP server (health, metrics), which dask starts
+#: anyway, on a free loopback port rather than on 8787 (taken by the first cluster)
+NO_DASHBOARD: dict[str, Any] = {
+    "dashboard_address": None,
+    "scheduler_kwargs": {"dashboard_address": "127.0.0.1:0"},
+}
+
+
+def http_hosts(lc: LocalCluster) -> set[str]:
+    """The hosts the scheduler's HTTP server listens on."""
+    sockets = lc.scheduler.http_server._sockets.values()  # tornado's listening sockets
+    return {sock.getsockname()[0] for sock in sockets}
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
     """A LocalCluster on loopback only; yields its scheduler's address."""
     with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", **NO_DASHBOARD
     ) as lc:
         with Client(lc, set_as_default=False) as client:
             client.wait_for_workers(2, timeout=60)
             workers = list(client.scheduler_info()["workers"])
         assert lc.scheduler_address.startswith("tcp://127.0.0.1:")
         assert len(workers) == 2 and all(w.startswith("tcp://127.0.0.1:") for w in workers), workers
+        assert http_hosts(lc) == {"127.0.0.1"}
+        # and the worker processes listen on loopback only
+        children = psutil.Process().children(recursive=True)
+        listening = {
+            c.laddr.ip
+            for p in children
+            for c in p.net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN
+        }
+        assert listening == {"127.0.0.1"}, listening
         yield lc.scheduler_address
 
 
@@ -297,10 +322,8 @@ def test_the_cli_trains_on_the_cluster(pair: Pair, cluster: str, tmp_path: Path)
 
 
 def test_a_scheduler_without_workers_is_a_clear_error() -> None:
-    with LocalCluster(
-        n_workers=0, processes=False, protocol="tcp", host="127.0.0.1", dashboard_address=None
-    ) as lc:
-        assert lc.scheduler_address.startswith("tcp://127.0.0.1:")
+    with LocalCluster(n_workers=0, processes=False, protocol="tcp", host="127.0.0.1", **NO_DASHBOARD) as lc:
+        assert lc.scheduler_address.startswith("tcp://127.0.0.1:") and http_hosts(lc) == {"127.0.0.1"}
         started = time.monotonic()
         with pytest.raises(ClusterError, match="has no workers"), connect(lc.scheduler_address, timeout=2):
             pass
