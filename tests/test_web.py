@@ -478,3 +478,47 @@ def test_the_throttle_forgets_failures_after_its_window_and_a_good_login_clears_
     throttle.succeeded(keys)
     throttle.failed(keys)
     assert throttle.wait_s(keys) == 0  # one failure since the good login
+
+
+def test_a_whole_workspace_check_runs_once_for_every_viewer_until_the_log_grows() -> None:
+    """The overview's audit-chain and violation checks (disgorge.web.checks): the last answer
+    stands while no audit event is added and for TTL_S; one request runs a check at a time."""
+    import threading
+
+    from disgorge.web.checks import SharedCheck
+
+    now = [100.0]
+    check = SharedCheck(ttl_s=300, clock=lambda: now[0])
+    runs: list[int] = []
+
+    def run() -> dict[str, object]:
+        runs.append(1)
+        return {"ok": True, "n": len(runs)}
+
+    first = check.answer(10, run, wait=False)
+    assert first is not None and first.result["n"] == 1 and first.age_s == 0
+    now[0] += 42
+    again = check.answer(10, run, wait=False)
+    assert again is not None and again.result["n"] == 1 and again.age_s == 42  # reused, and how old
+    fresh = check.answer(10, run, wait=True, reuse=False)  # asked for on its own page: checked again
+    assert fresh is not None and fresh.result["n"] == 2
+    grown = check.answer(11, run, wait=False)  # an event was added since
+    assert grown is not None and grown.result["n"] == 3
+    now[0] += 301
+    stale = check.answer(11, run, wait=False)
+    assert stale is not None and stale.result["n"] == 4
+    # while one request runs the check, another is told to ask again, not made to wait
+    started, release = threading.Event(), threading.Event()
+
+    def slow() -> dict[str, object]:
+        started.set()
+        release.wait(30)
+        return {"ok": True}
+
+    worker = threading.Thread(target=check.answer, args=(12, slow), kwargs={"wait": False})
+    worker.start()
+    assert started.wait(30)
+    assert check.answer(12, run, wait=False) is None
+    release.set()
+    worker.join(30)
+    assert check.answer(12, run, wait=False) is not None and len(runs) == 4  # the slow one's answer

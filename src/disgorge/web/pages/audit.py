@@ -12,6 +12,8 @@ import json
 from fastapi import Query, Request, Response
 
 from ...audit import service
+from .. import UI_PREFIX
+from ..checks import check_of
 from ..framework import context, needs, page_router, render
 
 __all__ = ["PAGE", "router"]
@@ -48,6 +50,15 @@ def audit(
 
 @router.get("/audit/verify", **needs("audit:read"))
 def verify(request: Request) -> Response:
-    chain = service.verify_chain(context(request)).to_dict()
-    template = "_audit_state.html" if request.headers.get("hx-request") else "audit_verify.html"
-    return render(request, template, chain=chain)
+    """The overview's part (htmx: the server's last check while the log has no new event,
+    :mod:`..checks`), or a page of its own that checks the chain again."""
+    ctx = context(request)
+    part = bool(request.headers.get("hx-request"))
+    events = service.find_events(ctx, limit=1)["total"]
+    answer = check_of(request, "audit-chain").answer(
+        events, lambda: service.verify_chain(ctx).to_dict(), wait=not part, reuse=part
+    )
+    if answer is None:
+        return render(request, "_checking.html", url=f"{UI_PREFIX}/audit/verify", what="the audit log")
+    template = "_audit_state.html" if part else "audit_verify.html"
+    return render(request, template, chain=answer.result, age_s=int(answer.age_s))

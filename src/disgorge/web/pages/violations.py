@@ -26,6 +26,7 @@ from ...audit.violations import ViolationUse
 from ...consent import Purpose
 from ...errors import InvalidInput
 from .. import UI_PREFIX
+from ..checks import check_of
 from ..framework import SECURITY_HEADERS, context, needs, page_router, render
 from .catalog import lineage_url
 
@@ -151,8 +152,16 @@ def latest(request: Request) -> Response:
     """The overview's part: the :data:`LATEST` most recent offending uses and the totals.
     The audit reads every use's items, so the overview asks for it after it is shown (htmx);
     without JavaScript this is a page of its own."""
-    report = service.violations(context(request))
+    ctx = context(request)
+    part = bool(request.headers.get("hx-request"))
+    events = service.find_events(ctx, limit=1)["total"]  # a new use is audited: a new event
+    answer = check_of(request, "violations").answer(
+        events, lambda: dict(service.violations(ctx)), wait=not part, reuse=part
+    )
+    if answer is None:
+        return render(request, "_checking.html", url=f"{UI_PREFIX}/violations/latest", what="the violations")
+    report = answer.result
     newest = sorted(report["violations"], key=lambda v: v["at"], reverse=True)[:LATEST]
     rows = [{**v, "lineage": _lineage_url(v["use"])} for v in newest]
-    template = "_violations_latest.html" if request.headers.get("hx-request") else "violations_latest.html"
-    return render(request, template, summary=report, rows=rows)
+    template = "_violations_latest.html" if part else "violations_latest.html"
+    return render(request, template, summary=report, rows=rows, age_s=int(answer.age_s))
