@@ -606,7 +606,10 @@ def main(argv: list[str] | None = None) -> int:
         driver = None
         try:
             headers = {"Authorization": f"Bearer {token['token']}"}
-            with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
+            # the client waits while the browser runs: drop an idle connection before uvicorn
+            # does (its keep-alive timeout is 5 s), or the next call meets a reset
+            keep = httpx.Limits(keepalive_expiry=2.0)
+            with httpx.Client(base_url=url, headers=headers, timeout=120, limits=keep) as client:
                 pages = pages_of(saved, client)
                 driver = new_browser()
                 log_in(driver, url)
