@@ -155,9 +155,15 @@ def login(driver: WebDriver, site: Site, name: str) -> None:
     assert not found(driver, "#error"), one(driver, "#error").text
 
 
+#: what the overview shows until htmx has put in the parts it asks for after the page (the
+#: audit chain's check, the latest violations): a page is read once they are in
+PENDING = "#audit-verify-link, #violations-latest-link, .checking, .htmx-request"
+
+
 def open_page(driver: WebDriver, site: Site, path: str) -> None:
     driver.get(site.url + path)
     wait_for(driver, lambda d: d.execute_script("return document.readyState") == "complete")
+    wait_for(driver, lambda d: not d.find_elements(By.CSS_SELECTOR, PENDING))
 
 
 def session_cookie(driver: WebDriver, site: Site) -> str:
