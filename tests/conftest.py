@@ -356,6 +356,27 @@ def _write_photos(folder: Path, people: list[str], per_person: int, *, offset: i
     return out
 
 
+def fill_syn_workspace(ws: Workspace, folder: Path, manifest: Path, scratch: Path) -> None:
+    """The ``syn`` fixture's story on an empty workspace (any catalog): source ``app``, the 13
+    photos with their manifest, biometric consent for everyone, faces analysed, dataset
+    ``faces``, a SISA model ``faceid`` and an external model ``vendor`` trained on it."""
+    add_source_with_policy(ws, "app")
+    report = ws.ingest(folder, source="app", manifest=manifest, at="2013-02-01")
+    assert report.ingested == 13 and not report.rejected
+    granted = [f"{p},biometric_processing,granted,2013-01-05" for p in SYN_PEOPLE]
+    import_consent_csv(ws, scratch / "consent.csv", granted, at="2013-01-05")
+    assert ws.analyze(workers=1).embedded_faces >= 9
+    ws.build_dataset("faces", purpose="ai_training", at="2014-01-01")
+    ws.train_model("faceid", dataset="faces", shards=2, slices=2, at="2014-02-01")
+    ws.record_run(
+        "vendor-train",
+        purpose="ai_training",
+        inputs=["faces@1.0.0"],
+        outputs=[{"kind": "model", "name": "vendor"}],
+        at="2014-03-01",
+    )
+
+
 @pytest.fixture(scope="session")
 def syn(tmp_path_factory: pytest.TempPathFactory) -> Syn:
     """Drawn portraits of four people, one photo owned by Alan_Turing that also shows
@@ -374,21 +395,7 @@ def syn(tmp_path_factory: pytest.TempPathFactory) -> Syn:
         + "".join(f"{n},{o},{'Grace_Hopper' if n == GROUP else ''}\n" for n, o in sorted(owner.items()))
     )
     with Workspace.init(root / "ws", actor="tester") as ws:
-        add_source_with_policy(ws, "app")
-        report = ws.ingest(folder, source="app", manifest=manifest, at="2013-02-01")
-        assert report.ingested == 13 and not report.rejected
-        granted = [f"{p},biometric_processing,granted,2013-01-05" for p in SYN_PEOPLE]
-        import_consent_csv(ws, root / "consent.csv", granted, at="2013-01-05")
-        assert ws.analyze(workers=1).embedded_faces >= 9
-        ws.build_dataset("faces", purpose="ai_training", at="2014-01-01")
-        ws.train_model("faceid", dataset="faces", shards=2, slices=2, at="2014-02-01")
-        ws.record_run(
-            "vendor-train",
-            purpose="ai_training",
-            inputs=["faces@1.0.0"],
-            outputs=[{"kind": "model", "name": "vendor"}],
-            at="2014-03-01",
-        )
+        fill_syn_workspace(ws, folder, manifest, root)
     return Syn(root / "ws", folder, manifest, photos, owner)
 
 

@@ -27,11 +27,11 @@ from sqlalchemy import text
 from conftest import (
     DENIED,
     DISGORGE,
-    SYN_PEOPLE,
     Syn,
     add_source_with_policy,
     cli,
     cli_env,
+    fill_syn_workspace,
     import_consent_csv,
     run_cli_many,
     sha,
@@ -321,21 +321,7 @@ def test_faces_a_model_and_its_unlearning_on_postgres(new_db: NewDb, syn: Syn, t
     retires the second."""
     url = new_db()
     with Workspace.init(tmp_path / "ws", actor="tester", catalog=url) as ws:
-        add_source_with_policy(ws, "app")
-        report = ws.ingest(syn.folder, source="app", manifest=syn.manifest, at="2013-02-01")
-        assert report.ingested == 13 and not report.rejected
-        granted = [f"{p},biometric_processing,granted,2013-01-05" for p in SYN_PEOPLE]
-        import_consent_csv(ws, tmp_path / "consent.csv", granted, at="2013-01-05")
-        assert ws.analyze(workers=1).embedded_faces >= 9
-        ws.build_dataset("faces", purpose="ai_training", at="2014-01-01")
-        ws.train_model("faceid", dataset="faces", shards=2, slices=2, at="2014-02-01")
-        ws.record_run(
-            "vendor-train",
-            purpose="ai_training",
-            inputs=["faces@1.0.0"],
-            outputs=[{"kind": "model", "name": "vendor"}],
-            at="2014-03-01",
-        )
+        fill_syn_workspace(ws, syn.folder, syn.manifest, tmp_path)
         done = ws.erase("subject", "Ada_Lovelace", reason="GDPR Art. 17")
         verification = ws.erasure_certificate(done["id"])["body"]["verification"]
         assert verification["ok"] and verification["active_models_using_erased_items"] == []
